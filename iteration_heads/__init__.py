@@ -1,0 +1,37 @@
+"""iteration_heads: mechanistic interpretability of chain-of-thought with TransformerLens.
+
+Reproduces "Iteration Head: A Mechanistic Study of Chain-of-Thought" (Cabannes et al., 2024).
+"""
+
+from iteration_heads.data import DataConfig, Dataset, Split, encode, make_dataset
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.layout import TokenLayout
+from iteration_heads.model import (
+    ModelConfig,
+    build_model,
+    count_parameters,
+    model_config,
+    paper_parameter_count,
+)
+from iteration_heads.tasks import Task, get_task, list_tasks, register_task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DataConfig",
+    "Dataset",
+    "IterationHeadsError",
+    "ModelConfig",
+    "Split",
+    "Task",
+    "TokenLayout",
+    "build_model",
+    "count_parameters",
+    "encode",
+    "get_task",
+    "list_tasks",
+    "make_dataset",
+    "model_config",
+    "paper_parameter_count",
+    "register_task",
+]

@@ -1,0 +1,277 @@
+"""Command line: ``iteration-heads train|eval|tasks``.
+
+Examples::
+
+    iteration-heads train --task polynomial --max-len 8 --d-model 64 --epochs 200 --out runs/poly
+    iteration-heads eval runs/poly            # a readable table
+    iteration-heads eval runs/poly --json     # one JSON object for scripts
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from iteration_heads.checkpoint import load, model_metadata
+from iteration_heads.data import DataConfig, make_dataset
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.evaluate import Evaluation, evaluate
+from iteration_heads.layout import TokenLayout
+from iteration_heads.model import ModelConfig, build_model, model_config
+from iteration_heads.tasks import get_task, list_tasks
+from iteration_heads.train import RUN_FILE, TrainConfig, history_summary, train
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``iteration-heads`` command; returns the exit status.
+
+    Example:
+        >>> main(["tasks"])  # doctest: +ELLIPSIS
+        copy        s_t = x_t (binary)
+        parity      s_t = s_{t-1} XOR x_t
+        polynomial  s_t = s_{t-1} * x_t + 1 mod 11, x_t in 1..10, s_1 = x_1
+        ...0
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except IterationHeadsError as err:
+        print(f"iteration-heads: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iteration-heads",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model on an iterative task")
+    p.add_argument("--out", required=True, type=Path, help="run directory")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    m, d, t = ModelConfig(), DataConfig(), TrainConfig()
+    g = p.add_argument_group("data")
+    g.add_argument("--task", default=d.task, help=f"registered task ({', '.join(list_tasks())})")
+    g.add_argument("--max-len", type=int, default=d.max_len)
+    g.add_argument("--min-len", type=int, default=d.min_len)
+    g.add_argument("--n-train", type=int, default=d.n_train, help="training sequences per length")
+    g.add_argument("--n-test", type=int, default=d.n_test, help="test sequences per length")
+    g.add_argument(
+        "--no-cot", action="store_true", help="answer right after EoI (no chain of thought)"
+    )
+    g.add_argument(
+        "--no-overlap", action="store_true", help="no test input also in the training set"
+    )
+    g = p.add_argument_group("model")
+    g.add_argument("--d-model", type=int, default=m.d_model)
+    g.add_argument("--n-layers", type=int, default=m.n_layers)
+    g.add_argument("--n-heads", type=int, default=m.n_heads)
+    g.add_argument("--d-mlp", type=int, default=None, help="default 4·d_model")
+    g.add_argument("--activation", default=m.activation)
+    g.add_argument("--positional", choices=["learned", "frozen"], default=m.positional)
+    g.add_argument(
+        "--embedding-init", choices=["normal", "transformer_lens"], default=m.embedding_init
+    )
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=t.epochs)
+    g.add_argument("--optimizer", choices=["adam", "sgd"], default=t.optimizer)
+    g.add_argument("--lr", type=float, default=t.lr)
+    g.add_argument("--weight-decay", type=float, default=t.weight_decay)
+    g.add_argument("--batch-size", type=int, default=t.batch_size)
+    g.add_argument("--batch-order", choices=["shuffled", "sorted"], default=t.batch_order)
+    g.add_argument("--embedding-dropout", type=float, default=t.embedding_dropout)
+    g.add_argument("--eval-every", type=int, default=t.eval_every)
+    g.add_argument("--checkpoint-every", type=int, default=t.checkpoint_every)
+    g.add_argument(
+        "--stop-at-target",
+        action="store_true",
+        help="stop once accuracy >= 0.99 and an iteration head formed",
+    )
+    g.add_argument("--seed", type=int, default=0, help="seeds data, initialisation and training")
+    g.add_argument("--threads", type=int, default=None)
+    g.add_argument("--device", default=t.device)
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="per-length accuracy and attention metrics of a saved model")
+    p.add_argument("directory", type=Path, help="model or run directory")
+    p.add_argument("--split", choices=["test", "train"], default="test")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("tasks", help="list the registered tasks")
+    p.set_defaults(func=_tasks)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    if args.resume:
+        saved = (
+            json.loads((args.out / RUN_FILE).read_text())
+            if (args.out / RUN_FILE).is_file()
+            else None
+        )
+        if saved is None:
+            raise IterationHeadsError(
+                f"nothing to resume: {str(args.out / RUN_FILE)!r} does not exist"
+            )
+        mconfig = ModelConfig.from_dict(saved["model"])
+        dconfig = DataConfig.from_dict(saved["data"])
+        tconfig = TrainConfig.from_dict({**saved["train"], "epochs": args.epochs})
+    else:
+        dconfig = DataConfig(
+            task=args.task,
+            max_len=args.max_len,
+            min_len=args.min_len,
+            n_train=args.n_train,
+            n_test=args.n_test,
+            cot=not args.no_cot,
+            overlap=not args.no_overlap,
+            seed=args.seed,
+        )
+        mconfig = ModelConfig(
+            layout=TokenLayout.for_task(dconfig.task),
+            max_len=args.max_len,
+            d_model=args.d_model,
+            n_layers=args.n_layers,
+            n_heads=args.n_heads,
+            d_mlp_=args.d_mlp,
+            activation=args.activation,
+            positional=args.positional,
+            embedding_init=args.embedding_init,
+            seed=args.seed,
+        )
+        tconfig = TrainConfig(
+            epochs=args.epochs,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            batch_size=args.batch_size,
+            batch_order=args.batch_order,
+            embedding_dropout=args.embedding_dropout,
+            eval_every=args.eval_every,
+            checkpoint_every=args.checkpoint_every,
+            seed=args.seed,
+            device=args.device,
+            threads=args.threads,
+            stop_at_target=args.stop_at_target,
+        )
+    data = make_dataset(dconfig, mconfig.layout)
+    model = build_model(mconfig, device=tconfig.device)
+    history = train(
+        model, data, tconfig, out_dir=args.out, resume=args.resume, progress=not args.quiet
+    )
+    summary = history_summary(history)
+    print(f"saved to {args.out}")
+    print(_format_summary(summary))
+    return 0
+
+
+def _format_summary(summary: dict[str, Any]) -> str:
+    test = summary["test"]
+    peaks = ", ".join(f"{v:.2f}" for v in test["iteration_peakiness"]) or "-"
+    eoi = ", ".join(f"{v:.2f}" for v in test["eoi_peakiness"]) or "-"
+    return (
+        f"epoch {summary['epochs']}: test accuracy (L>=4) {test['accuracy']:.3f}; "
+        f"peakiness per layer: EoI [{eoi}], iteration [{peaks}]; "
+        f"accuracy >= 0.99 at epoch {summary['first_epoch_accuracy']}, "
+        f"iteration head at epoch {summary['first_epoch_iteration_head']}; "
+        f"{summary['train_seconds']:.0f} s training, {summary['eval_seconds']:.0f} s evaluation"
+    )
+
+
+def _eval(args: argparse.Namespace) -> int:
+    model = load(args.directory)
+    metadata = model_metadata(model)
+    if "data" not in metadata:
+        raise IterationHeadsError(
+            f"{str(args.directory)!r} has no data config in its metadata; train it with this library"
+        )
+    dconfig = DataConfig.from_dict(metadata["data"])
+    get_task(dconfig.task)
+    data = make_dataset(dconfig, model_config(model).layout)
+    result = evaluate(model, data.test if args.split == "test" else data.train)
+    if args.json:
+        print(json.dumps(evaluation_json(result, task=dconfig.task, split=args.split)))
+    else:
+        print(
+            format_evaluation(
+                result, title=f"{args.directory} — task {dconfig.task}, {args.split} split"
+            )
+        )
+    return 0
+
+
+def evaluation_json(result: Evaluation, *, task: str, split: str) -> dict[str, Any]:
+    """The machine-readable form of an evaluation: per-length accuracy and every head's metrics."""
+    heads = []
+    if result.eoi is not None and result.iteration is not None:
+        n_layers, n_heads = result.eoi.mean.shape[1:]
+        for layer in range(n_layers):
+            for head in range(n_heads):
+                entry: dict[str, Any] = {"layer": layer, "head": head}
+                for name, scores in (("eoi", result.eoi), ("iteration", result.iteration)):
+                    entry[name] = {
+                        k: getattr(scores, k)[:, layer, head].tolist()
+                        for k in ("mean", "peakiness", "invariance")
+                    }
+                heads.append(entry)
+    return {
+        "task": task,
+        "split": split,
+        "lengths": result.lengths,
+        "sequence_accuracy": result.sequence_accuracy.tolist(),
+        "token_accuracy": result.token_accuracy.tolist(),
+        "loss": result.loss.tolist(),
+        "heads": heads,
+        "summary": result.summary(),
+    }
+
+
+def format_evaluation(result: Evaluation, *, title: str = "") -> str:
+    """A readable table: one row per length, accuracy and each head's EoI / iteration peakiness."""
+    columns = ["L", "seq acc", "tok acc"]
+    head_names: list[tuple[int, int]] = []
+    if result.eoi is not None:
+        n_layers, n_heads = result.eoi.mean.shape[1:]
+        head_names = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
+        columns += [f"L{layer}H{head} eoi/iter" for layer, head in head_names]
+    rows = []
+    for i, length in enumerate(result.lengths):
+        row = [str(length), f"{result.sequence_accuracy[i]:.3f}", f"{result.token_accuracy[i]:.3f}"]
+        if result.eoi is not None and result.iteration is not None:
+            row += [
+                f"{result.eoi.peakiness[i, layer, head]:.2f} / {result.iteration.peakiness[i, layer, head]:.2f}"
+                for layer, head in head_names
+            ]
+        rows.append(row)
+    widths = [max(len(c), *(len(r[j]) for r in rows)) for j, c in enumerate(columns)]
+    lines = [title] if title else []
+    lines.append("  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)))
+    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    summary = result.summary()
+    lines.append(
+        f"accuracy (L>=4) {summary['accuracy']:.3f}; best peakiness per layer (peakiness = fraction of "
+        f"queries with target weight > 0.5): EoI {[round(v, 2) for v in summary['eoi_peakiness']]}, "
+        f"iteration {[round(v, 2) for v in summary['iteration_peakiness']]}"
+    )
+    return "\n".join(lines)
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    for name in list_tasks():
+        print(f"{name:<11} {get_task(name).description}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

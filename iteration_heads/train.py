@@ -1,0 +1,409 @@
+"""Training with the masked chain-of-thought loss, evaluation as it goes, checkpoints and resume.
+
+A run directory holds::
+
+    run.json            model, data and training configs, seed, versions
+    history.jsonl       one JSON record per evaluation (epoch 0, every eval_every, the last)
+    checkpoint/         weights + optimizer state of the last checkpoint (for resume)
+    config.json, model.safetensors, metadata.json   the final model (see checkpoint.load)
+
+Each epoch's shuffling and dropout draw from generators seeded by ``(seed, epoch)``, so a run
+resumed from a checkpoint continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from iteration_heads.checkpoint import read_json, save, versions, write_json
+from iteration_heads.data import IGNORE, BatchOrder, Dataset
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.evaluate import evaluate
+from iteration_heads.forward import Weights, forward
+from iteration_heads.model import model_config
+
+RUN_FILE = "run.json"
+HISTORY_FILE = "history.jsonl"
+CHECKPOINT_DIR = "checkpoint"
+
+ACCURACY_TARGET = 0.99
+"""Test accuracy (averaged over L 4..max_len) that counts as solved."""
+PEAKINESS_TARGET = 0.9
+"""Iteration peakiness of the last layer that counts as an iteration head."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Defaults: the paper's optimiser (Adam 3e-4, batch 256, no weight decay)
+    and the library's recipe (shuffled batches, embedding dropout 0.1: see docs/training.md).
+
+    Example:
+        >>> TrainConfig(epochs=200).lr
+        0.0003
+    """
+
+    epochs: int = 1000  # the paper trains 1000 epochs
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    momentum: float = 0.0  # SGD only
+    batch_size: int = 256
+    batch_order: BatchOrder = "shuffled"  # "sorted": the authors' length-sorted, unshuffled order
+    embedding_dropout: float = 0.1  # dropout on token + position embeddings (authors: 0.1)
+    eval_every: int = 10  # epochs between evaluations (the paper: 10)
+    checkpoint_every: int = 50  # epochs between checkpoints (0: only at the end)
+    seed: int = 0  # seeds shuffling and dropout
+    device: str = "cpu"
+    threads: int | None = None  # torch.set_num_threads; None leaves torch's default
+    stop_at_target: bool = (
+        False  # stop at the first evaluation where accuracy and head reach target
+    )
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 0, f"epochs={self.epochs}, expected >= 0"),
+            (
+                self.optimizer in ("adam", "sgd"),
+                f"optimizer {self.optimizer!r}, expected 'adam' or 'sgd'",
+            ),
+            (self.lr > 0, f"lr={self.lr}, expected > 0"),
+            (self.batch_size >= 1, f"batch_size={self.batch_size}, expected >= 1"),
+            (
+                self.batch_order in ("shuffled", "sorted"),
+                f"batch_order {self.batch_order!r}, expected 'shuffled' or 'sorted'",
+            ),
+            (
+                0 <= self.embedding_dropout < 1,
+                f"embedding_dropout={self.embedding_dropout}, expected in [0, 1)",
+            ),
+            (self.eval_every >= 1, f"eval_every={self.eval_every}, expected >= 1"),
+            (
+                self.checkpoint_every >= 0,
+                f"checkpoint_every={self.checkpoint_every}, expected >= 0",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise IterationHeadsError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary; inverse of :meth:`from_dict`."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Rebuild a config saved with :meth:`to_dict`; unknown keys are an error."""
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise IterationHeadsError(f"unknown TrainConfig fields {sorted(unknown)}")
+        return cls(**data)
+
+
+PAPER_RECIPE = TrainConfig(batch_order="sorted", embedding_dropout=0.1)
+"""The authors' training order: length-sorted unshuffled batches, embedding dropout 0.1."""
+
+
+def cot_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the scored positions (targets != -100).
+
+    Example:
+        >>> logits = torch.zeros(1, 3, 4)
+        >>> round(float(cot_loss(logits, torch.tensor([[-100, 2, 3]]))), 4)  # log 4
+        1.3863
+    """
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+
+
+def train(
+    model: torch.nn.Module,
+    data: Dataset,
+    config: TrainConfig | None = None,
+    *,
+    out_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``model`` on ``data`` with the masked CoT loss; returns the evaluation history.
+
+    Args:
+        model: A model from :func:`~iteration_heads.build_model` or :func:`~iteration_heads.load`.
+        data: Train and test splits (:func:`~iteration_heads.make_dataset`).
+        config: Optimiser, epochs, batch order, dropout, evaluation and checkpoint frequency.
+        out_dir: Run directory (configs, history, checkpoints, final model). None: keep nothing.
+        resume: Continue from the last checkpoint in ``out_dir`` (configs must match, except
+            ``epochs``); history after that checkpoint is recomputed identically.
+        progress: Show a tqdm bar with the loss and test accuracy.
+        callback: Called with every history record as it is written.
+
+    Example:
+        >>> from iteration_heads import DataConfig, ModelConfig, build_model, make_dataset
+        >>> data = make_dataset(DataConfig(task="copy", max_len=4, n_train=64, n_test=64))
+        >>> model = build_model(ModelConfig(d_model=32, max_len=4))
+        >>> history = train(model, data, TrainConfig(epochs=2, eval_every=1), progress=False)
+        >>> [record["epoch"] for record in history]
+        [0, 1, 2]
+    """
+    config = config or TrainConfig()
+    mconfig = model_config(model)
+    if data.layout != mconfig.layout:
+        raise IterationHeadsError(
+            f"data layout {data.layout.to_dict()} differs from the model's {mconfig.layout.to_dict()}"
+        )
+    if data.train.tokens.shape[1] > mconfig.n_ctx:
+        raise IterationHeadsError(
+            f"max_len={data.config.max_len} needs {data.train.tokens.shape[1]} positions, "
+            f"the model's n_ctx is {mconfig.n_ctx} (max_len={mconfig.max_len})"
+        )
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = torch.device(config.device)
+    if any(p.device != device for p in model.parameters()):
+        model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = _make_optimizer(params, config)
+    run = Path(out_dir) if out_dir is not None else None
+    record_base = {
+        "model": mconfig.to_dict(),
+        "data": data.config.to_dict(),
+        "train": config.to_dict(),
+    }
+    start_epoch = 0
+    history: list[dict[str, Any]] = []
+    if run is not None:
+        start_epoch, history = _prepare_run(run, model, optimizer, record_base, resume)
+
+    weights = Weights.of(model, mconfig)
+    was_training = model.training
+    seconds = {"train": 0.0, "eval": 0.0}
+    if history:
+        seconds = {"train": history[-1]["train_seconds"], "eval": history[-1]["eval_seconds"]}
+    bar = tqdm(range(start_epoch, config.epochs), disable=not progress, desc="train", unit="epoch")
+
+    def log(epoch: int, train_loss: float | None) -> None:
+        tick = time.perf_counter()
+        test = evaluate(model, data.test)
+        train_eval = evaluate(model, data.train)
+        seconds["eval"] += time.perf_counter() - tick
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_seconds": round(seconds["train"], 3),
+            "eval_seconds": round(seconds["eval"], 3),
+            "test": test.to_dict(),
+            "train": train_eval.to_dict(),
+        }
+        history.append(record)
+        if run is not None:
+            with open(run / HISTORY_FILE, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if callback is not None:
+            callback(record)
+        summary = test.summary()
+        bar.set_postfix(loss=train_loss, acc=round(summary["accuracy"], 3))
+
+    with torch.random.fork_rng(devices=[]):
+        if not history:
+            log(0, None)
+        train_loss = None
+        for epoch in bar:
+            tick = time.perf_counter()
+            model.train()
+            seed = config.seed * 1_000_003 + epoch
+            torch.manual_seed(seed)  # dropout of this epoch
+            order = torch.Generator().manual_seed(seed)
+            total, batches = 0.0, 0
+            for tokens, targets in data.train.batches(
+                config.batch_size, order=config.batch_order, generator=order
+            ):
+                logits, _ = forward(
+                    weights, tokens.to(device), embedding_dropout=config.embedding_dropout
+                )
+                loss = cot_loss(logits, targets.to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.item()
+                batches += 1
+            model.eval()
+            seconds["train"] += time.perf_counter() - tick
+            train_loss = round(total / max(batches, 1), 6)
+            done = epoch + 1
+            if done % config.eval_every == 0 or done == config.epochs:
+                log(done, train_loss)
+            if run is not None and config.checkpoint_every and done % config.checkpoint_every == 0:
+                _save_checkpoint(run, model, optimizer, done)
+            if config.stop_at_target and history[-1]["epoch"] == done and _at_target(history[-1]):
+                break
+    model.train(was_training)
+    model.eval()
+    if run is not None:
+        _save_checkpoint(run, model, optimizer, history[-1]["epoch"])
+        save(model, run, metadata=run_metadata(record_base, history))
+    return history
+
+
+def run_metadata(record: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Metadata stored with a trained model: task, layout, configs, seed and a history summary."""
+    return {
+        "task": record["data"]["task"],
+        "cot": record["data"]["cot"],
+        "layout": record["model"]["layout"],
+        "data": record["data"],
+        "train": record["train"],
+        "seed": record["train"]["seed"],
+        "summary": history_summary(history),
+    }
+
+
+def history_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Final figures and the first epochs where accuracy and iteration peakiness reach target.
+
+    Example:
+        >>> history_summary([])
+        {}
+    """
+    if not history:
+        return {}
+
+    def first(pred: Callable[[dict[str, Any]], bool]) -> int | None:
+        return next((r["epoch"] for r in history if pred(r["test"]["summary"])), None)
+
+    last = history[-1]
+    return {
+        "epochs": last["epoch"],
+        "test": last["test"]["summary"],
+        "train": last["train"]["summary"],
+        "train_seconds": last["train_seconds"],
+        "eval_seconds": last["eval_seconds"],
+        "first_epoch_accuracy": first(acc_ok),
+        "first_epoch_iteration_head": first(head_ok),
+        "first_epoch_both": first(lambda s: acc_ok(s) and head_ok(s)),
+    }
+
+
+def acc_ok(summary: dict[str, Any]) -> bool:
+    """Whether a test summary reaches the accuracy target."""
+    return bool(summary["accuracy"] >= ACCURACY_TARGET)
+
+
+def head_ok(summary: dict[str, Any]) -> bool:
+    """Whether a test summary's last layer has an iteration head (peakiness target)."""
+    peaks = summary["iteration_peakiness"]
+    return bool(peaks and peaks[-1] >= PEAKINESS_TARGET)
+
+
+def _at_target(record: dict[str, Any]) -> bool:
+    summary = record["test"]["summary"]
+    return acc_ok(summary) and head_ok(summary)
+
+
+def _make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+
+
+def _prepare_run(
+    run: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    record: dict[str, Any],
+    resume: bool,
+) -> tuple[int, list[dict[str, Any]]]:
+    """Create the run directory, or reload its last checkpoint when resuming."""
+    run.mkdir(parents=True, exist_ok=True)
+    existing = run / RUN_FILE
+    if not resume:
+        if existing.exists():
+            raise IterationHeadsError(
+                f"run directory {str(run)!r} already holds a run; pass resume=True "
+                "(--resume) to continue it, or choose another directory"
+            )
+        write_json(existing, {**record, "versions": versions()})
+        (run / HISTORY_FILE).write_text("")
+        return 0, []
+    saved = read_json(existing)
+    for key in ("model", "data"):
+        if saved.get(key) != record[key]:
+            raise IterationHeadsError(
+                f"cannot resume {str(run)!r}: its {key} config differs from this one"
+            )
+    if {**saved.get("train", {}), "epochs": None} != {**record["train"], "epochs": None}:
+        raise IterationHeadsError(
+            f"cannot resume {str(run)!r}: its train config differs (other than epochs)"
+        )
+    write_json(existing, {**record, "versions": versions()})
+    epoch = _load_checkpoint(run, model, optimizer)
+    history = [
+        json.loads(line) for line in (run / HISTORY_FILE).read_text().splitlines() if line.strip()
+    ]
+    history = [r for r in history if r["epoch"] <= epoch]
+    (run / HISTORY_FILE).write_text("".join(json.dumps(r) + "\n" for r in history))
+    return epoch, history
+
+
+def _save_checkpoint(
+    run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int
+) -> None:
+    ckpt = run / CHECKPOINT_DIR
+    ckpt.mkdir(exist_ok=True)
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{name}"] = value
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        str(ckpt / "model.safetensors"),
+    )
+    save_file(tensors, str(ckpt / "optimizer.safetensors"))
+    write_json(ckpt / "optimizer.json", {"param_groups": state["param_groups"], "scalars": scalars})
+    write_json(ckpt / "state.json", {"epoch": epoch})
+
+
+def _load_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    ckpt = run / CHECKPOINT_DIR
+    if not (ckpt / "state.json").is_file():
+        raise IterationHeadsError(f"no checkpoint to resume from in {str(ckpt)!r}")
+    epoch = int(read_json(ckpt / "state.json")["epoch"])
+    meta = read_json(ckpt / "optimizer.json")
+    try:
+        weights = load_file(str(ckpt / "model.safetensors"))
+        tensors = load_file(str(ckpt / "optimizer.safetensors"))
+    except Exception as err:
+        raise IterationHeadsError(f"corrupt checkpoint in {str(ckpt)!r}: {err}") from err
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in [*tensors.items(), *meta["scalars"].items()]:
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    try:
+        model.load_state_dict(weights, strict=True)
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise IterationHeadsError(
+            f"checkpoint in {str(ckpt)!r} does not match the model: {err}"
+        ) from err
+    return epoch
+
+
+def with_epochs(config: TrainConfig, epochs: int) -> TrainConfig:
+    """A copy of ``config`` with another number of epochs."""
+    return replace(config, epochs=epochs)

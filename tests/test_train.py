@@ -1,0 +1,110 @@
+import json
+
+import pytest
+import torch
+from helpers import tiny_config, tiny_data
+
+from iteration_heads import DataConfig, IterationHeadsError, TokenLayout, build_model, make_dataset
+from iteration_heads.checkpoint import load, model_metadata
+from iteration_heads.evaluate import evaluate
+from iteration_heads.train import TrainConfig, history_summary, train
+
+
+def test_copy_task_reaches_full_accuracy():
+    data = make_dataset(DataConfig(task="copy", max_len=6, n_train=512, n_test=256))
+    model = build_model(tiny_config(d_model=32, max_len=6))
+    config = TrainConfig(epochs=12, eval_every=4, batch_size=64, lr=1e-3)
+    history = train(model, data, config, progress=False)
+    final = evaluate(model, data.test)
+    assert final.sequence_accuracy.min() == 1.0, final.sequence_accuracy
+    assert history[-1]["test"]["summary"]["accuracy"] == 1.0
+
+
+def test_run_directory_and_resume_continue_the_same_history(tmp_path):
+    data = tiny_data(n_train=32, n_test=16)
+    config = TrainConfig(epochs=6, eval_every=2, checkpoint_every=2, batch_size=32)
+    full = train(
+        build_model(tiny_config()), data, config, out_dir=tmp_path / "full", progress=False
+    )
+
+    # an interrupted run: 3 epochs done, checkpoint at epoch 2, history has epochs 0 and 2
+    part = tmp_path / "part"
+    train(
+        build_model(tiny_config()),
+        data,
+        config.__class__(**{**config.to_dict(), "epochs": 3}),
+        out_dir=part,
+        progress=False,
+    )
+    fresh = build_model(tiny_config())
+    with torch.no_grad():  # the resumed weights must come from the checkpoint, not from here
+        fresh.blocks[0].attn.q.weight.add_(1.0)
+    resumed = train(fresh, data, config, out_dir=part, resume=True, progress=False)
+    strip = lambda h: [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in h]  # noqa: E731
+    assert [r["epoch"] for r in resumed] == [0, 2, 4, 6]
+    assert strip(resumed) == strip(full)
+    lines = [json.loads(x) for x in (part / "history.jsonl").read_text().splitlines()]
+    assert strip(lines) == strip(full)
+    a, b = load(tmp_path / "full").state_dict(), load(part).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    meta = model_metadata(load(part))
+    assert meta["task"] == "polynomial" and meta["seed"] == 0 and meta["summary"]["epochs"] == 6
+    run = json.loads((part / "run.json").read_text())
+    assert set(run) == {"model", "data", "train", "versions"}
+
+
+def test_run_directory_refuses_to_overwrite_and_mismatched_resume(tmp_path):
+    data = tiny_data(n_train=16, n_test=8)
+    config = TrainConfig(epochs=1, batch_size=32)
+    train(build_model(tiny_config()), data, config, out_dir=tmp_path, progress=False)
+    with pytest.raises(IterationHeadsError, match="already holds a run"):
+        train(build_model(tiny_config()), data, config, out_dir=tmp_path, progress=False)
+    with pytest.raises(IterationHeadsError, match="model config differs"):
+        train(
+            build_model(tiny_config(d_model=16)),
+            data,
+            config,
+            out_dir=tmp_path,
+            resume=True,
+            progress=False,
+        )
+    (tmp_path / "checkpoint" / "optimizer.safetensors").write_bytes(b"garbage")
+    with pytest.raises(IterationHeadsError, match="corrupt checkpoint"):
+        train(
+            build_model(tiny_config()), data, config, out_dir=tmp_path, resume=True, progress=False
+        )
+
+
+def test_bad_inputs_change_nothing():
+    model = build_model(tiny_config(max_len=4))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(
+        IterationHeadsError, match=r"max_len=6 needs 15 positions, the model's n_ctx is 11"
+    ):
+        train(model, tiny_data(max_len=6), TrainConfig(epochs=1), progress=False)
+    other = make_dataset(
+        DataConfig(task="parity", max_len=4, n_train=8, n_test=8), TokenLayout.for_tasks(["parity"])
+    )
+    with pytest.raises(IterationHeadsError, match="data layout"):
+        train(model, other, TrainConfig(epochs=1), progress=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(IterationHeadsError, match="embedding_dropout=1.5"):
+        TrainConfig(embedding_dropout=1.5)
+
+
+def test_summary_first_epochs():
+    def rec(epoch, acc, peak):
+        s = {"accuracy": acc, "eoi_peakiness": [0.7, 0.0], "iteration_peakiness": [0.0, peak]}
+        return {
+            "epoch": epoch,
+            "train_seconds": 1.0,
+            "eval_seconds": 0.1,
+            "test": {"summary": s},
+            "train": {"summary": s},
+        }
+
+    summary = history_summary([rec(0, 0.0, 0.0), rec(10, 0.995, 0.5), rec(20, 0.999, 0.95)])
+    assert summary["first_epoch_accuracy"] == 10
+    assert summary["first_epoch_iteration_head"] == 20
+    assert summary["first_epoch_both"] == 20
