@@ -4,6 +4,7 @@ Reproduces "Iteration Head: A Mechanistic Study of Chain-of-Thought" (Cabannes e
 """
 
 from iteration_heads.data import DataConfig, Dataset, Split, encode, make_dataset
+from iteration_heads.detect import detect
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.layout import TokenLayout
 from iteration_heads.model import (
@@ -13,6 +14,8 @@ from iteration_heads.model import (
     model_config,
     paper_parameter_count,
 )
+from iteration_heads.probes import Probes
+from iteration_heads.report import DetectionReport
 from iteration_heads.tasks import Task, get_task, list_tasks, register_task
 
 __version__ = "0.1.0"
@@ -20,13 +23,16 @@ __version__ = "0.1.0"
 __all__ = [
     "DataConfig",
     "Dataset",
+    "DetectionReport",
     "IterationHeadsError",
     "ModelConfig",
+    "Probes",
     "Split",
     "Task",
     "TokenLayout",
     "build_model",
     "count_parameters",
+    "detect",
     "encode",
     "get_task",
     "list_tasks",

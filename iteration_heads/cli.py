@@ -1,10 +1,11 @@
-"""Command line: ``iteration-heads train|eval|tasks``.
+"""Command line: ``iteration-heads train|eval|detect|tasks``.
 
 Examples::
 
     iteration-heads train --task polynomial --max-len 8 --d-model 64 --epochs 200 --out runs/poly
     iteration-heads eval runs/poly            # a readable table
     iteration-heads eval runs/poly --json     # one JSON object for scripts
+    iteration-heads detect runs/poly          # EoI / iteration heads and a verdict
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from iteration_heads.checkpoint import load, model_metadata
 from iteration_heads.data import DataConfig, make_dataset
+from iteration_heads.detect import detect
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.evaluate import Evaluation, evaluate
 from iteration_heads.layout import TokenLayout
@@ -107,6 +109,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["test", "train"], default="test")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("detect", help="find EoI and iteration heads in a saved model")
+    p.add_argument("directory", type=Path, help="model or run directory")
+    p.add_argument(
+        "--n-probes", type=int, default=None, help="at most this many test probes (default: all)"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_detect)
 
     p = sub.add_parser("tasks", help="list the registered tasks")
     p.set_defaults(func=_tasks)
@@ -265,6 +275,12 @@ def format_evaluation(result: Evaluation, *, title: str = "") -> str:
         f"iteration {[round(v, 2) for v in summary['iteration_peakiness']]}"
     )
     return "\n".join(lines)
+
+
+def _detect(args: argparse.Namespace) -> int:
+    report = detect(load(args.directory), n_probes=args.n_probes)
+    print(report.to_json() if args.json else report.format())
+    return 0
 
 
 def _tasks(args: argparse.Namespace) -> int:

@@ -43,6 +43,9 @@ class DataConfig:
     n_test: int = 1024  # test sequences per length
     cot: bool = True  # False: the answer s_L comes right after EoI
     overlap: bool = True  # False: no test input sequence also appears in the training set
+    # True: the EoS padding after the first EoS is scored too (loss and accuracy), as in the
+    # authors' code; False: only s_1..s_L and the first EoS (PAPER.md §1).
+    score_padding: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -78,27 +81,34 @@ class Split:
         targets: Next-token target of every position, ``-100`` where not scored.
         lengths: Input length ``L`` of every sequence.
         cot: Whether the sequences write every state (chain of thought).
+        score_padding: Whether the EoS padding is scored (then sequences are never trimmed).
     """
 
     tokens: Int[Tensor, "n pos"]
     targets: Int[Tensor, "n pos"]
     lengths: Int[Tensor, " n"]
     cot: bool
+    score_padding: bool = False
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
 
     @property
     def seq_lens(self) -> Int[Tensor, " n"]:
-        """Number of tokens of each sequence up to its first EoS."""
+        """Number of tokens of each sequence that matter: up to its first EoS (all of the width
+        when the padding is scored)."""
+        if self.score_padding:
+            return torch.full_like(self.lengths, self.tokens.shape[1])
         return 2 * self.lengths + 3 if self.cot else self.lengths + 4
 
     def select(self, index: Tensor) -> Split:
         """The sequences at ``index`` (an index or boolean tensor), trimmed to their width."""
         lengths = self.lengths[index]
-        part = Split(self.tokens[index], self.targets[index], lengths, self.cot)
+        part = Split(self.tokens[index], self.targets[index], lengths, self.cot, self.score_padding)
         width = int(part.seq_lens.max()) if len(part) else 0
-        return Split(part.tokens[:, :width], part.targets[:, :width], lengths, self.cot)
+        return Split(
+            part.tokens[:, :width], part.targets[:, :width], lengths, self.cot, self.score_padding
+        )
 
     def for_length(self, length: int) -> Split:
         """The sequences of input length ``length``, trimmed to their own width.
@@ -195,8 +205,8 @@ def make_dataset(config: DataConfig, layout: TokenLayout | None = None) -> Datas
     return Dataset(
         config,
         layout,
-        _encode_split(task, layout, train_inputs, width, config.cot),
-        _encode_split(task, layout, test_inputs, width, config.cot),
+        _encode_split(task, layout, train_inputs, width, config.cot, config.score_padding),
+        _encode_split(task, layout, test_inputs, width, config.cot, config.score_padding),
     )
 
 
@@ -219,7 +229,12 @@ def encode(
 
 
 def _encode_split(
-    task: Task, layout: TokenLayout, inputs: list[Tensor], width: int, cot: bool
+    task: Task,
+    layout: TokenLayout,
+    inputs: list[Tensor],
+    width: int,
+    cot: bool,
+    score_padding: bool = False,
 ) -> Split:
     tokens, targets, lengths = [], [], []
     for x in inputs:
@@ -237,10 +252,12 @@ def _encode_split(
             last_scored = length + 2
         tgt = torch.full_like(tok, IGNORE)
         tgt[:, length + 1 : last_scored + 1] = tok[:, length + 2 : last_scored + 2]
+        if score_padding:
+            tgt[:, last_scored + 1 : width - 1] = layout.eos
         tokens.append(tok)
         targets.append(tgt)
         lengths.append(torch.full((n,), length, dtype=torch.long))
-    return Split(torch.cat(tokens), torch.cat(targets), torch.cat(lengths), cot)
+    return Split(torch.cat(tokens), torch.cat(targets), torch.cat(lengths), cot, score_padding)
 
 
 def _disjoint_inputs(

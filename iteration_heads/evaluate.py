@@ -174,7 +174,7 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, split: Split, *, batch_size: int = 4096) -> Evaluation:
+def evaluate(model: torch.nn.Module, split: Split, *, batch_size: int = 1024) -> Evaluation:
     """Teacher-forced accuracy, loss and attention metrics of every head, per length.
 
     Sequence accuracy is exact match over the scored span (equal to greedy decoding's exact
@@ -196,11 +196,15 @@ def evaluate(model: torch.nn.Module, split: Split, *, batch_size: int = 4096) ->
     weights = Weights.of(model, config)
     device = weights["embed.weight"].device
     lengths = sorted(set(split.lengths.tolist()))
+    # Sorting by length lets every chunk be trimmed to its own width (less padding to compute).
+    order = torch.argsort(split.lengths, stable=True)
+    sorted_lengths = split.lengths[order]
     losses, correct, tok_right, tok_total = [], [], [], []
     eoi_w, it_w, valid_w = [], [], []
-    for start in range(0, len(split), batch_size):
-        tokens = split.tokens[start : start + batch_size].to(device)
-        targets = split.targets[start : start + batch_size].to(device)
+    for index in order.split(batch_size):
+        width = int(split.seq_lens[index].max())
+        tokens = split.tokens[index, :width].to(device)
+        targets = split.targets[index, :width].to(device)
         logits, patterns = forward(weights, tokens, return_patterns=split.cot)
         scored = targets != IGNORE
         loss = F.cross_entropy(
@@ -212,30 +216,26 @@ def evaluate(model: torch.nn.Module, split: Split, *, batch_size: int = 4096) ->
         tok_right.append(right.sum(1))
         tok_total.append(scored.sum(1))
         if split.cot:
-            per_layer = [
-                target_weights(p, split.lengths[start : start + batch_size]) for p in patterns
-            ]
+            per_layer = [target_weights(p, split.lengths[index]) for p in patterns]
             eoi_w.append(torch.stack([e for e, _, _ in per_layer], 2))
             it_w.append(torch.stack([i for _, i, _ in per_layer], 2))
             valid_w.append(per_layer[0][2])
-    group = torch.searchsorted(torch.tensor(lengths), split.lengths)
+    group = torch.searchsorted(torch.tensor(lengths), sorted_lengths)
     count = torch.bincount(group, minlength=len(lengths)).float()
 
     def per_length(values: list[Tensor]) -> Tensor:
-        return (
-            torch.zeros(len(lengths)).index_add(0, group, torch.cat(values).float().cpu()) / count
-        )
+        total = torch.zeros(len(lengths)).index_add(0, group, torch.cat(values).float().cpu())
+        return total / count
 
-    token_acc = torch.zeros(len(lengths)).index_add(0, group, torch.cat(tok_right).float().cpu())
-    token_acc /= torch.zeros(len(lengths)).index_add(0, group, torch.cat(tok_total).float().cpu())
+    token_acc = per_length(tok_right) / per_length(tok_total)
     eoi = iteration = None
     if split.cot:
-        width = max(int(v.shape[1]) for v in valid_w)
+        max_t = max(int(v.shape[1]) for v in valid_w)
 
-        def pad(xs):
-            return torch.cat([F.pad(x, (0, 0, 0, 0, 0, width - x.shape[1])) for x in xs]).cpu()
+        def pad(xs: list[Tensor]) -> Tensor:
+            return torch.cat([F.pad(x, (0, 0, 0, 0, 0, max_t - x.shape[1])) for x in xs]).cpu()
 
-        valid = torch.cat([F.pad(v, (0, width - v.shape[1])) for v in valid_w]).cpu()
-        eoi = score_heads(pad(eoi_w), valid, split.lengths, lengths)
-        iteration = score_heads(pad(it_w), valid, split.lengths, lengths)
+        valid = torch.cat([F.pad(v, (0, max_t - v.shape[1])) for v in valid_w]).cpu()
+        eoi = score_heads(pad(eoi_w), valid, sorted_lengths, lengths)
+        iteration = score_heads(pad(it_w), valid, sorted_lengths, lengths)
     return Evaluation(lengths, per_length(losses), per_length(correct), token_acc, eoi, iteration)

@@ -142,6 +142,7 @@ class TokenLayout:
         """Raise a clear error if any token id is outside ``[0, d_vocab)``.
 
         Example:
+            >>> import torch
             >>> TokenLayout.default().check_tokens(torch.tensor([[0, 16]]))
             Traceback (most recent call last):
             ...

@@ -51,6 +51,9 @@ class ModelConfig:
     # "normal": token and position embeddings N(0, 1), PyTorch's nn.Embedding default and the
     # authors' model; "transformer_lens": TransformerLens's own init (N(0, 0.64/d_model)).
     embedding_init: Literal["normal", "transformer_lens"] = "normal"
+    # False: every bias (linear layers and LayerNorms) is zero and frozen, as in the authors'
+    # model, which has none; the TransformerLens model keeps the bias tensors.
+    biases: bool = True
     seed: int = 0  # seeds the initialisation
 
     def __post_init__(self) -> None:
@@ -177,6 +180,12 @@ def build_model(
             pos.copy_(torch.randn(pos.shape, generator=generator))
     if config.positional == "frozen":
         model.pos_embed.weight.requires_grad_(False)
+    if not config.biases:
+        for name, param in model.state_dict(keep_vars=True).items():
+            if name.endswith(".bias") and isinstance(param, torch.nn.Parameter):
+                with torch.no_grad():
+                    param.zero_()
+                param.requires_grad_(False)
     setattr(model, _CONFIG_ATTR, config)
     return model.eval()
 

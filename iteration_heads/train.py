@@ -17,7 +17,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -108,10 +108,6 @@ class TrainConfig:
         if unknown:
             raise IterationHeadsError(f"unknown TrainConfig fields {sorted(unknown)}")
         return cls(**data)
-
-
-PAPER_RECIPE = TrainConfig(batch_order="sorted", embedding_dropout=0.1)
-"""The authors' training order: length-sorted unshuffled batches, embedding dropout 0.1."""
 
 
 def cot_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -402,8 +398,3 @@ def _load_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.O
             f"checkpoint in {str(ckpt)!r} does not match the model: {err}"
         ) from err
     return epoch
-
-
-def with_epochs(config: TrainConfig, epochs: int) -> TrainConfig:
-    """A copy of ``config`` with another number of epochs."""
-    return replace(config, epochs=epochs)

@@ -97,3 +97,15 @@ def test_encode_and_bad_configs():
         make_dataset(DataConfig(task="nope"))
     with pytest.raises(IterationHeadsError, match="has no token in this layout"):
         make_dataset(DataConfig(task="polynomial"), TokenLayout.for_tasks(["parity"]))
+
+
+def test_score_padding_scores_eos_padding_and_is_never_trimmed():
+    data = tiny_data(n_train=4, n_test=4, score_padding=True)
+    layout = data.layout
+    short = data.train.for_length(2)
+    assert short.tokens.shape[1] == 15  # the whole width is kept
+    targets = short.targets[0].tolist()
+    # s_1, s_2, EoS as usual, then every EoS padding target up to the last prediction
+    assert targets[3:6] == short.tokens[0, 4:7].tolist()
+    assert targets[6:14] == [layout.eos] * 8 and targets[14] == IGNORE
+    assert {t.shape[1] for t, _ in data.train.batches(4, order="sorted")} == {15}

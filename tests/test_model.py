@@ -85,3 +85,14 @@ def test_hooks_present():
         torch.zeros(1, 5, dtype=torch.long), names_filter=lambda n: n.endswith("hook_pattern")
     )
     assert sorted(cache.keys()) == ["blocks.0.attn.hook_pattern", "blocks.1.attn.hook_pattern"]
+
+
+def test_no_biases_means_zero_frozen_biases():
+    model = build_model(tiny_config(biases=False))
+    biases = {k: v for k, v in model.state_dict(keep_vars=True).items() if k.endswith(".bias")}
+    assert biases and all(float(v.abs().max()) == 0 for v in biases.values())
+    assert not any(v.requires_grad for v in biases.values())
+    weights = count_parameters(model, trainable_only=True)
+    assert weights == count_parameters(model) - sum(
+        v.numel() for v in biases.values() if isinstance(v, torch.nn.Parameter)
+    )

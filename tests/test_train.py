@@ -27,15 +27,23 @@ def test_run_directory_and_resume_continue_the_same_history(tmp_path):
         build_model(tiny_config()), data, config, out_dir=tmp_path / "full", progress=False
     )
 
-    # an interrupted run: 3 epochs done, checkpoint at epoch 2, history has epochs 0 and 2
+    # an interrupted run: killed while logging epoch 4, so its last checkpoint is epoch 2 and
+    # its history file already holds epoch 4, which resuming must drop and recompute
+    def interrupt(record):
+        if record["epoch"] == 4:
+            raise KeyboardInterrupt
+
     part = tmp_path / "part"
-    train(
-        build_model(tiny_config()),
-        data,
-        config.__class__(**{**config.to_dict(), "epochs": 3}),
-        out_dir=part,
-        progress=False,
-    )
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            build_model(tiny_config()),
+            data,
+            config,
+            out_dir=part,
+            progress=False,
+            callback=interrupt,
+        )
+    assert len((part / "history.jsonl").read_text().splitlines()) == 3
     fresh = build_model(tiny_config())
     with torch.no_grad():  # the resumed weights must come from the checkpoint, not from here
         fresh.blocks[0].attn.q.weight.add_(1.0)
@@ -108,3 +116,26 @@ def test_summary_first_epochs():
     assert summary["first_epoch_accuracy"] == 10
     assert summary["first_epoch_iteration_head"] == 20
     assert summary["first_epoch_both"] == 20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_polynomial_forms_an_iteration_head_within_200_epochs(seed):
+    """Issue 2's headline: d_model 64, Lmax 8, CoT, the paper's optimiser, the default recipe."""
+    data = make_dataset(DataConfig(task="polynomial", max_len=8, seed=seed))
+    model = build_model(tiny_config(d_model=64, max_len=8, seed=seed))
+    config = TrainConfig(epochs=200, seed=seed, stop_at_target=True)
+    summary = history_summary(train(model, data, config, progress=False))
+    assert summary["first_epoch_both"] is not None and summary["first_epoch_both"] <= 200, summary
+    assert summary["test"]["accuracy"] >= 0.99
+    assert summary["test"]["iteration_peakiness"][1] >= 0.9
+
+
+@pytest.mark.slow
+def test_polynomial_without_cot_stays_near_chance():
+    data = make_dataset(DataConfig(task="polynomial", max_len=8, cot=False))
+    model = build_model(tiny_config(d_model=64, max_len=8))
+    summary = history_summary(
+        train(model, data, TrainConfig(epochs=200, eval_every=20), progress=False)
+    )
+    assert summary["test"]["accuracy"] <= 0.2, summary
