@@ -6,6 +6,7 @@ Reproduces "Iteration Head: A Mechanistic Study of Chain-of-Thought" (Cabannes e
 from iteration_heads.data import DataConfig, Dataset, Split, encode, make_dataset
 from iteration_heads.detect import detect
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.interventions import Effect, ablate, ablation_effect
 from iteration_heads.layout import TokenLayout
 from iteration_heads.model import (
     ModelConfig,
@@ -14,23 +15,42 @@ from iteration_heads.model import (
     model_config,
     paper_parameter_count,
 )
+from iteration_heads.patching import (
+    ActivationPatching,
+    PathPatching,
+    activation_patching,
+    corrupt,
+    path_patch,
+)
+from iteration_heads.patterns import patch_pattern, pattern_effect
 from iteration_heads.probes import Probes
 from iteration_heads.report import DetectionReport
+from iteration_heads.shift import PositionShift, position_shift
 from iteration_heads.tasks import Task, get_task, list_tasks, register_task
+from iteration_heads.verification import Verification, verify
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActivationPatching",
     "DataConfig",
     "Dataset",
     "DetectionReport",
+    "Effect",
     "IterationHeadsError",
     "ModelConfig",
+    "PathPatching",
+    "PositionShift",
     "Probes",
     "Split",
     "Task",
     "TokenLayout",
+    "Verification",
+    "ablate",
+    "ablation_effect",
+    "activation_patching",
     "build_model",
+    "corrupt",
     "count_parameters",
     "detect",
     "encode",
@@ -39,5 +59,10 @@ __all__ = [
     "make_dataset",
     "model_config",
     "paper_parameter_count",
+    "patch_pattern",
+    "path_patch",
+    "pattern_effect",
+    "position_shift",
     "register_task",
+    "verify",
 ]

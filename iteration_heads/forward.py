@@ -83,7 +83,7 @@ def forward(
     """
     cfg = weights.config
     batch, seq = tokens.shape
-    x = weights["embed.weight"][tokens] + weights["pos_embed.weight"][:seq]
+    x = F.embedding(tokens, weights["embed.weight"]) + weights["pos_embed.weight"][:seq]
     if embedding_dropout > 0:
         x = F.dropout(x, embedding_dropout, training=True)
     act = _ACT[cfg.activation]
@@ -91,12 +91,15 @@ def forward(
     for layer in range(cfg.n_layers):
         p = f"blocks.{layer}"
         h = weights.norm(f"{p}.ln1", x)
-        # (batch, pos, heads·d_head) -> (batch, heads, pos, d_head)
+        # one fused projection: (batch, pos, 3·heads·d_head) -> 3 × (batch, heads, pos, d_head)
+        qkv = F.linear(
+            h,
+            torch.cat([weights[f"{p}.attn.{n}.weight"] for n in "qkv"]),
+            torch.cat([weights[f"{p}.attn.{n}.bias"] for n in "qkv"]),
+        )
         q, k, v = (
-            F.linear(h, weights[f"{p}.attn.{n}.weight"], weights[f"{p}.attn.{n}.bias"])
-            .view(batch, seq, cfg.n_heads, cfg.d_head)
-            .transpose(1, 2)
-            for n in "qkv"
+            y.view(batch, seq, cfg.n_heads, cfg.d_head).transpose(1, 2)
+            for y in qkv.chunk(3, dim=-1)
         )
         if return_patterns:
             scores = q @ k.transpose(-2, -1) / cfg.d_head**0.5
