@@ -62,12 +62,14 @@ def tokens_per_epoch(data, batch_size: int) -> int:
     return sum(t.numel() for t, _ in data.train.batches(batch_size, generator=gen))
 
 
-def reference_epochs(data, d_model: int, max_len: int, epochs: int, seed: int = 0) -> float:
-    """Seconds for `epochs` epochs of the plain-PyTorch reference on the same batches."""
+def reference_epochs(
+    data, d_model: int, max_len: int, epochs: int, seed: int = 0
+) -> tuple[float, float]:
+    """Wall and CPU seconds for `epochs` epochs of the plain-PyTorch reference, same batches."""
     torch.manual_seed(seed)
     model = ReferenceModel(data.layout.d_vocab, 2 * max_len + 3, d_model).train()
     opt = torch.optim.Adam(model.parameters(), lr=3e-4)
-    tick = time.perf_counter()
+    tick, cpu_tick = time.perf_counter(), time.process_time()
     for epoch in range(epochs):
         gen = torch.Generator().manual_seed(epoch)
         for tokens, targets in data.train.batches(256, generator=gen):
@@ -76,15 +78,15 @@ def reference_epochs(data, d_model: int, max_len: int, epochs: int, seed: int = 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    return time.perf_counter() - tick
+    return time.perf_counter() - tick, time.process_time() - cpu_tick
 
 
-def library_epochs(data, d_model: int, max_len: int, epochs: int) -> float:
-    """Seconds of training (evaluation excluded) for `epochs` epochs through `train`."""
+def library_epochs(data, d_model: int, max_len: int, epochs: int) -> tuple[float, float]:
+    """Wall and CPU seconds of training (evaluation excluded) for `epochs` epochs of `train`."""
     model = build_model(ModelConfig(d_model=d_model, max_len=max_len))
     config = TrainConfig(epochs=epochs, eval_every=10**6)
     history = train(model, data, config, progress=False)
-    return history[-1]["train_seconds"]
+    return history[-1]["train_seconds"], history[-1]["train_cpu_seconds"]
 
 
 def measure_size(d_model: int, max_len: int, epochs: int, peak: float) -> dict:
@@ -96,7 +98,8 @@ def measure_size(d_model: int, max_len: int, epochs: int, peak: float) -> dict:
     for _ in range(2):  # alternate, keep the best of each
         lib.append(library_epochs(data, d_model, max_len, epochs))
         ref.append(reference_epochs(data, d_model, max_len, epochs))
-    lib_s, ref_s = min(lib) / epochs, min(ref) / epochs
+    lib_s, ref_s = min(w for w, _ in lib) / epochs, min(w for w, _ in ref) / epochs
+    lib_cpu, ref_cpu = min(c for _, c in lib) / epochs, min(c for _, c in ref) / epochs
     model = build_model(ModelConfig(d_model=d_model, max_len=max_len))
     tick = time.perf_counter()
     evaluate(model, data.test)
@@ -110,6 +113,7 @@ def measure_size(d_model: int, max_len: int, epochs: int, peak: float) -> dict:
         "tokens_per_second_library": round(n_tokens / lib_s),
         "tokens_per_second_reference": round(n_tokens / ref_s),
         "throughput_ratio": round(ref_s / lib_s, 3),
+        "cpu_time_ratio": round(ref_cpu / lib_cpu, 3),
         "gflops_library": round(flops / lib_s / 1e9, 1),
         "matmul_peak_gflops": round(peak, 1),
         "evaluation_seconds": round(eval_s, 3),
@@ -117,15 +121,17 @@ def measure_size(d_model: int, max_len: int, epochs: int, peak: float) -> dict:
     }
 
 
-def time_to_head(d_model: int, max_len: int, epochs: int) -> dict:
-    data = make_dataset(DataConfig(task="polynomial", max_len=max_len))
-    model = build_model(ModelConfig(d_model=d_model, max_len=max_len))
+def time_to_head(d_model: int, max_len: int, epochs: int, seed: int = 0) -> dict:
+    data = make_dataset(DataConfig(task="polynomial", max_len=max_len, seed=seed))
+    model = build_model(ModelConfig(d_model=d_model, max_len=max_len, seed=seed))
     tick = time.perf_counter()
-    history = train(model, data, TrainConfig(epochs=epochs, stop_at_target=True), progress=False)
+    config = TrainConfig(epochs=epochs, seed=seed, stop_at_target=True)
+    history = train(model, data, config, progress=False)
     summary = history_summary(history)
     return {
         "d_model": d_model,
         "max_len": max_len,
+        "seed": seed,
         "first_epoch_accuracy_0.99": summary["first_epoch_accuracy"],
         "first_epoch_iteration_head_0.9": summary["first_epoch_iteration_head"],
         "first_epoch_both": summary["first_epoch_both"],
@@ -142,6 +148,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--time-to-head", action="store_true")
     parser.add_argument("--max-epochs", type=int, default=300, help="budget for --time-to-head")
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        default=[f"{d}x{n}" for d, n in SIZES],
+        help="d_model x Lmax, e.g. 64x8",
+    )
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --time-to-head run")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     if args.threads:
@@ -151,20 +165,22 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, matmul peak {peak:.1f} GFLOP/s"
     )
     results: dict = {"threads": torch.get_num_threads(), "throughput": [], "time_to_head": []}
-    for d_model, max_len in SIZES:
+    sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes]
+    for d_model, max_len in [] if args.skip_throughput else sizes:
         r = measure_size(d_model, max_len, args.epochs, peak)
         results["throughput"].append(r)
         print(
             f"d_model {d_model:3d}, Lmax {max_len:2d}: library {r['tokens_per_second_library']:>8,} tok/s "
             f"({r['epoch_seconds_library']:.2f} s/epoch), reference {r['tokens_per_second_reference']:>8,} tok/s "
-            f"({r['epoch_seconds_reference']:.2f} s/epoch), ratio {r['throughput_ratio']:.2f}, "
+            f"({r['epoch_seconds_reference']:.2f} s/epoch), ratio {r['throughput_ratio']:.2f} "
+            f"(CPU time {r['cpu_time_ratio']:.2f}), "
             f"{r['gflops_library']} GFLOP/s, evaluation {r['evaluation_seconds']:.2f} s "
             f"= {100 * r['evaluation_fraction_at_eval_every_10']:.1f} % of 10 epochs",
             flush=True,
         )
     if args.time_to_head:
-        for d_model, max_len in SIZES:
-            r = time_to_head(d_model, max_len, args.max_epochs)
+        for d_model, max_len in sizes:
+            r = time_to_head(d_model, max_len, args.max_epochs, args.seed)
             results["time_to_head"].append(r)
             print(
                 f"d_model {d_model:3d}, Lmax {max_len:2d}: accuracy >= 0.99 at epoch {r['first_epoch_accuracy_0.99']}, "

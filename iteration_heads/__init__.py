@@ -6,6 +6,7 @@ Reproduces "Iteration Head: A Mechanistic Study of Chain-of-Thought" (Cabannes e
 from iteration_heads.data import DataConfig, Dataset, Split, encode, make_dataset
 from iteration_heads.detect import detect
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.html_report import report_html, write_report
 from iteration_heads.interventions import Effect, ablate, ablation_effect
 from iteration_heads.layout import TokenLayout
 from iteration_heads.model import (
@@ -23,6 +24,18 @@ from iteration_heads.patching import (
     path_patch,
 )
 from iteration_heads.patterns import patch_pattern, pattern_effect
+from iteration_heads.plots import (
+    AttentionView,
+    ablation_chart,
+    attention_heatmap,
+    attention_view,
+    detection_heatmap,
+    patching_heatmap,
+    save_html,
+    save_png,
+    scaling_grid,
+    training_curves,
+)
 from iteration_heads.probes import Probes
 from iteration_heads.report import DetectionReport
 from iteration_heads.shift import PositionShift, position_shift
@@ -33,6 +46,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActivationPatching",
+    "AttentionView",
     "DataConfig",
     "Dataset",
     "DetectionReport",
@@ -47,12 +61,16 @@ __all__ = [
     "TokenLayout",
     "Verification",
     "ablate",
+    "ablation_chart",
     "ablation_effect",
     "activation_patching",
+    "attention_heatmap",
+    "attention_view",
     "build_model",
     "corrupt",
     "count_parameters",
     "detect",
+    "detection_heatmap",
     "encode",
     "get_task",
     "list_tasks",
@@ -60,9 +78,16 @@ __all__ = [
     "model_config",
     "paper_parameter_count",
     "patch_pattern",
+    "patching_heatmap",
     "path_patch",
     "pattern_effect",
     "position_shift",
     "register_task",
+    "report_html",
+    "save_html",
+    "save_png",
+    "scaling_grid",
+    "training_curves",
     "verify",
+    "write_report",
 ]

@@ -1,4 +1,4 @@
-"""Command line: ``iteration-heads train|eval|detect|tasks``.
+"""Command line: ``iteration-heads train|eval|detect|report|tasks``.
 
 Examples::
 
@@ -6,6 +6,7 @@ Examples::
     iteration-heads eval runs/poly            # a readable table
     iteration-heads eval runs/poly --json     # one JSON object for scripts
     iteration-heads detect runs/poly          # EoI / iteration heads and a verdict
+    iteration-heads report runs/poly -o report.html   # one offline HTML page
 """
 
 from __future__ import annotations
@@ -117,6 +118,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_detect)
+
+    p = sub.add_parser("report", help="one self-contained HTML report of a saved model or run")
+    p.add_argument("directory", type=Path, help="model or run directory")
+    p.add_argument("-o", "--out", type=Path, default=Path("report.html"), help="HTML file")
+    p.add_argument(
+        "--n-probes", type=int, default=256, help="test sequences for detection and interventions"
+    )
+    p.add_argument("--task", default=None, help="task to probe (default: the model's own)")
+    p.add_argument("--length", type=int, default=None, help="probe length shown (default: Lmax)")
+    p.set_defaults(func=_report)
 
     p = sub.add_parser("tasks", help="list the registered tasks")
     p.set_defaults(func=_tasks)
@@ -280,6 +291,16 @@ def format_evaluation(result: Evaluation, *, title: str = "") -> str:
 def _detect(args: argparse.Namespace) -> int:
     report = detect(load(args.directory), n_probes=args.n_probes)
     print(report.to_json() if args.json else report.format())
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from iteration_heads.html_report import write_report
+
+    out = write_report(
+        args.directory, args.out, n_probes=args.n_probes, task=args.task, length=args.length
+    )
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, self-contained)")
     return 0
 
 

@@ -182,9 +182,9 @@ def train(
 
     weights = Weights.of(model, mconfig)
     was_training = model.training
-    seconds = {"train": 0.0, "eval": 0.0}
+    seconds = {"train": 0.0, "eval": 0.0, "train_cpu": 0.0}
     if history:
-        seconds = {"train": history[-1]["train_seconds"], "eval": history[-1]["eval_seconds"]}
+        seconds = {k: history[-1].get(f"{k}_seconds", 0.0) for k in seconds}
     bar = tqdm(range(start_epoch, config.epochs), disable=not progress, desc="train", unit="epoch")
 
     def log(epoch: int, train_loss: float | None) -> None:
@@ -197,6 +197,7 @@ def train(
             "train_loss": train_loss,
             "train_seconds": round(seconds["train"], 3),
             "eval_seconds": round(seconds["eval"], 3),
+            "train_cpu_seconds": round(seconds["train_cpu"], 3),  # CPU time of all threads
             "test": test.to_dict(),
             "train": train_eval.to_dict(),
         }
@@ -214,7 +215,7 @@ def train(
             log(0, None)
         train_loss = None
         for epoch in bar:
-            tick = time.perf_counter()
+            tick, cpu_tick = time.perf_counter(), time.process_time()
             model.train()
             seed = config.seed * 1_000_003 + epoch
             torch.manual_seed(seed)  # dropout of this epoch
@@ -234,6 +235,7 @@ def train(
                 batches += 1
             model.eval()
             seconds["train"] += time.perf_counter() - tick
+            seconds["train_cpu"] += time.process_time() - cpu_tick
             train_loss = round(total / max(batches, 1), 6)
             done = epoch + 1
             if done % config.eval_every == 0 or done == config.epochs:
