@@ -245,7 +245,6 @@ def train(
             if config.stop_at_target and history[-1]["epoch"] == done and _at_target(history[-1]):
                 break
     model.train(was_training)
-    model.eval()
     if run is not None:
         _save_checkpoint(run, model, optimizer, history[-1]["epoch"])
         save(model, run, metadata=run_metadata(record_base, history))

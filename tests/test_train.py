@@ -147,3 +147,13 @@ def test_polynomial_without_cot_stays_near_chance():
         train(model, data, TrainConfig(epochs=200, eval_every=20), progress=False)
     )
     assert summary["test"]["accuracy"] <= 0.2, summary
+
+
+def test_train_leaves_the_mode_as_found():
+    data = tiny_data(n_train=8, n_test=8)
+    model = build_model(tiny_config())
+    train(model, data, TrainConfig(epochs=1), progress=False)
+    assert not model.training
+    model.train()
+    train(model, data, TrainConfig(epochs=1), progress=False)
+    assert model.training
