@@ -156,8 +156,3 @@ def model_metadata(model: torch.nn.Module) -> dict[str, Any]:
         {}
     """
     return dict(getattr(model, _METADATA_ATTR, None) or {})
-
-
-def set_metadata(model: torch.nn.Module, metadata: dict[str, Any]) -> None:
-    """Attach metadata to a model (what :func:`save` writes and :func:`load` restores)."""
-    setattr(model, _METADATA_ATTR, dict(metadata))

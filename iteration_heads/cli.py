@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from iteration_heads.checkpoint import load, model_metadata
+from iteration_heads.checkpoint import load, model_metadata, read_json
 from iteration_heads.data import DataConfig, make_dataset
 from iteration_heads.detect import detect
 from iteration_heads.errors import IterationHeadsError
@@ -136,15 +136,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     if args.resume:
-        saved = (
-            json.loads((args.out / RUN_FILE).read_text())
-            if (args.out / RUN_FILE).is_file()
-            else None
-        )
-        if saved is None:
+        if not (args.out / RUN_FILE).is_file():
             raise IterationHeadsError(
                 f"nothing to resume: {str(args.out / RUN_FILE)!r} does not exist"
             )
+        saved = read_json(args.out / RUN_FILE)
         mconfig = ModelConfig.from_dict(saved["model"])
         dconfig = DataConfig.from_dict(saved["data"])
         tconfig = TrainConfig.from_dict({**saved["train"], "epochs": args.epochs})

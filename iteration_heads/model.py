@@ -8,7 +8,7 @@ renormalises the residual stream (``x = LN(x); x = x + attn(x); ...``) and has n
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -107,10 +107,6 @@ class ModelConfig:
     def d_vocab(self) -> int:
         """Vocabulary size, from the layout."""
         return self.layout.d_vocab
-
-    def replace(self, **changes: Any) -> ModelConfig:
-        """A copy with some fields changed."""
-        return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary; inverse of :meth:`from_dict`."""

@@ -74,7 +74,13 @@ def test_batches_shuffled_and_sorted():
     gen = torch.Generator().manual_seed(0)
     shuffled = list(data.train.batches(16, generator=gen))
     assert sum(len(t) for t, _ in shuffled) == len(data.train)
-    assert {len(set(map(len, [t]))) for t, _ in shuffled}
+    # every sequence exactly once, and lengths mixed within batches (not the sorted order)
+    seen = torch.cat([t for t, _ in shuffled])
+    assert sorted(map(tuple, seen[:, :5].tolist())) == sorted(
+        map(tuple, data.train.tokens[:, :5].tolist())
+    )
+    eoi_columns = [set((t == data.layout.eoi).nonzero()[:, 1].tolist()) for t, _ in shuffled]
+    assert max(len(c) for c in eoi_columns) > 1
     sorted_batches = list(data.train.batches(16, order="sorted"))
     assert [t.shape[1] for t, _ in sorted_batches] == [5, 5, 7, 7, 9, 9, 11, 11, 13, 13, 15, 15]
     # each sorted batch holds one length
