@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck browser slow clean
+.PHONY: install demo train-demo test lint typecheck browser docs notebooks slow clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,17 +17,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The main job: train the paper's model on polynomial iteration until an iteration head forms
-# (60 epochs, about two minutes on 2 CPU cores), print per-length accuracy and every head's
-# scores, detect the circuit, and write a one-file HTML report.
+# The main job, in seconds: list the shipped trained models, load the paper's model, find its
+# EoI and iteration heads, check them causally (ablation against other heads), and write a
+# one-file HTML report (curves, attention, detection, interventions) that works offline.
 demo: $(STAMP)
-	rm -rf runs/demo
-	$(BIN)/iteration-heads train --task polynomial --max-len 8 --d-model 64 --epochs 150 \
-		--stop-at-target --out runs/demo
-	$(BIN)/iteration-heads eval runs/demo
-	$(BIN)/iteration-heads detect runs/demo
-	$(BIN)/iteration-heads report runs/demo -o runs/demo/report.html
+	$(BIN)/iteration-heads zoo
+	$(BIN)/iteration-heads detect polynomial --verify
+	$(BIN)/iteration-heads report polynomial -o runs/demo/report.html
 	@echo "open runs/demo/report.html in a browser (works offline)"
+
+# The same from scratch: train until an iteration head forms (60 epochs, about two minutes).
+train-demo: $(STAMP)
+	rm -rf runs/train-demo
+	$(BIN)/iteration-heads train --task polynomial --max-len 8 --d-model 64 --epochs 150 \
+		--stop-at-target --out runs/train-demo
+	$(BIN)/iteration-heads detect runs/train-demo --verify
+	$(BIN)/iteration-heads report runs/train-demo -o runs/train-demo/report.html
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -42,8 +47,17 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 		else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
 
-test: lint typecheck browser
+# The user guide and API reference (mkdocs + mkdocstrings); any warning fails the build.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir build/site
+
+# Run every notebook in examples/ top to bottom (offline); any error fails.
+notebooks: $(STAMP)
+	$(BIN)/python -m pytest -q --nbmake examples/*.ipynb
+
+test: lint typecheck browser docs
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --nbmake examples/*.ipynb
 
 # Long training runs (marked slow), not in the default suite.
 slow: $(STAMP)

@@ -1,6 +1,6 @@
 """How long does ``iteration_heads.detect`` take? (issue 3: targets 1 s and 10 s on 2 CPU cores)
 
-1. The library's 2-layer model (d_model 64, Lmax 8; the trained ``tests/fixtures/polynomial``
+1. The library's 2-layer model (d_model 64, Lmax 8; the shipped ``zoo`` model ``polynomial``
    when present) on 1024 test probes.
 2. A GPT-2-shaped random model (12 layers, 12 heads, d_model 768, vocabulary 50257, built
    offline from ``GPT2Config()`` and wrapped by TransformerLens) on 64 probes of 40 tokens
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-FIXTURE = Path(__file__).parent.parent / "tests" / "fixtures" / "polynomial"
+FIXTURE = Path(__file__).parent.parent / "iteration_heads" / "zoo" / "polynomial"
 
 
 def timed(fn, repeats: int) -> float:

@@ -1,6 +1,6 @@
 """How long does a patching sweep over every head and position take? (issue 4, point 5)
 
-The trained 2-layer, 1-head polynomial model (``tests/fixtures/polynomial``: d_model 64,
+The trained 2-layer, 1-head polynomial model (the shipped ``zoo`` model ``polynomial``: d_model 64,
 Lmax 8, width 19, so 2 x 19 x 1 = 38 cells) on ``--n`` test sequences (default 32 and 256), clean against one
 changed input ``x_k``, metric: logit difference of the correct token on the CoT positions.
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-FIXTURE = Path(__file__).parent.parent / "tests" / "fixtures" / "polynomial"
+FIXTURE = Path(__file__).parent.parent / "iteration_heads" / "zoo" / "polynomial"
 
 
 def timed(fn, repeats: int) -> tuple[float, Any]:

@@ -3,9 +3,12 @@
 Reproduces "Iteration Head: A Mechanistic Study of Chain-of-Thought" (Cabannes et al., 2024).
 """
 
+from iteration_heads import zoo as zoo  # the shipped models: ih.zoo.load(name)
+from iteration_heads.checkpoint import load, save
 from iteration_heads.data import DataConfig, Dataset, Split, encode, make_dataset
 from iteration_heads.detect import detect
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.evaluate import Evaluation, evaluate
 from iteration_heads.html_report import report_html, write_report
 from iteration_heads.interventions import Effect, ablate, ablation_effect
 from iteration_heads.layout import TokenLayout
@@ -40,6 +43,7 @@ from iteration_heads.probes import Probes
 from iteration_heads.report import DetectionReport
 from iteration_heads.shift import PositionShift, position_shift
 from iteration_heads.tasks import Task, get_task, list_tasks, register_task
+from iteration_heads.train import TrainConfig, train
 from iteration_heads.verification import Verification, verify
 
 __version__ = "0.1.0"
@@ -51,6 +55,7 @@ __all__ = [
     "Dataset",
     "DetectionReport",
     "Effect",
+    "Evaluation",
     "IterationHeadsError",
     "ModelConfig",
     "PathPatching",
@@ -59,6 +64,7 @@ __all__ = [
     "Split",
     "Task",
     "TokenLayout",
+    "TrainConfig",
     "Verification",
     "ablate",
     "ablation_chart",
@@ -72,8 +78,10 @@ __all__ = [
     "detect",
     "detection_heatmap",
     "encode",
+    "evaluate",
     "get_task",
     "list_tasks",
+    "load",
     "make_dataset",
     "model_config",
     "paper_parameter_count",
@@ -84,9 +92,11 @@ __all__ = [
     "position_shift",
     "register_task",
     "report_html",
+    "save",
     "save_html",
     "save_png",
     "scaling_grid",
+    "train",
     "training_curves",
     "verify",
     "write_report",

@@ -147,6 +147,20 @@ def load(
     return model.eval()
 
 
+def attach_metadata(model: torch.nn.Module, metadata: dict[str, Any]) -> None:
+    """Record ``metadata`` (task, data config, ...) on a model in memory, as :func:`save` and
+    :func:`load` do; :func:`~iteration_heads.train.train` calls it after training.
+
+    Example:
+        >>> from iteration_heads import ModelConfig, build_model
+        >>> model = build_model(ModelConfig(d_model=32, max_len=4))
+        >>> attach_metadata(model, {"task": "parity"})
+        >>> model_metadata(model)["task"]
+        'parity'
+    """
+    setattr(model, _METADATA_ATTR, dict(metadata))
+
+
 def model_metadata(model: torch.nn.Module) -> dict[str, Any]:
     """The metadata a model was saved or loaded with (empty for a freshly built model).
 

@@ -1,12 +1,17 @@
-"""Command line: ``iteration-heads train|eval|detect|report|tasks``.
+"""Command line: ``iteration-heads train|eval|detect|report|tasks|zoo|reproduce``.
 
 Examples::
 
+    iteration-heads zoo                       # the shipped trained models and their figures
+    iteration-heads detect polynomial         # a shipped model by name, or a directory
     iteration-heads train --task polynomial --max-len 8 --d-model 64 --epochs 200 --out runs/poly
     iteration-heads eval runs/poly            # a readable table
     iteration-heads eval runs/poly --json     # one JSON object for scripts
     iteration-heads detect runs/poly          # EoI / iteration heads and a verdict
     iteration-heads report runs/poly -o report.html   # one offline HTML page
+    iteration-heads train --task parity --init-from polynomial --epochs 20 --out runs/ft
+    iteration-heads train --task parity --init-from polynomial --trainable blocks.1.mlp ...
+    iteration-heads reproduce emergence transfer --jobs 2   # the paper's experiments
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from iteration_heads import zoo
 from iteration_heads.checkpoint import load, model_metadata, read_json
 from iteration_heads.data import DataConfig, make_dataset
 from iteration_heads.detect import detect
@@ -25,6 +31,7 @@ from iteration_heads.errors import IterationHeadsError
 from iteration_heads.evaluate import Evaluation, evaluate
 from iteration_heads.layout import TokenLayout
 from iteration_heads.model import ModelConfig, build_model, model_config
+from iteration_heads.reproduce import EXPERIMENTS
 from iteration_heads.tasks import get_task, list_tasks
 from iteration_heads.train import RUN_FILE, TrainConfig, history_summary, train
 
@@ -99,6 +106,20 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stop once accuracy >= 0.99 and an iteration head formed",
     )
+    g.add_argument(
+        "--trainable",
+        nargs="+",
+        default=None,
+        metavar="SUBMODULE",
+        help="train only these submodules, e.g. blocks.1.mlp (default: every parameter)",
+    )
+    g.add_argument(
+        "--init-from",
+        default=None,
+        metavar="MODEL",
+        help="fine-tune this saved model (directory or shipped name) instead of a new one; "
+        "its model config replaces the model options",
+    )
     g.add_argument("--seed", type=int, default=0, help="seeds data, initialisation and training")
     g.add_argument("--threads", type=int, default=None)
     g.add_argument("--device", default=t.device)
@@ -116,6 +137,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--n-probes", type=int, default=None, help="at most this many test probes (default: all)"
     )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="also check the circuit causally: ablate it, and as many other heads (verify())",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_detect)
 
@@ -131,7 +157,47 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tasks", help="list the registered tasks")
     p.set_defaults(func=_tasks)
+
+    p = sub.add_parser("zoo", help="list the shipped trained models (or rebuild them)")
+    p.add_argument(
+        "--build",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="retrain these shipped models (all if none named) through the reproduction cache",
+    )
+    p.add_argument("--runs", type=Path, default=Path("runs/reproduce"), help="run cache")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once (one thread each)")
+    p.set_defaults(func=_zoo)
+
+    p = sub.add_parser(
+        "reproduce",
+        help="reproduce the paper's experiments; results go to docs/results/",
+        description="Experiments: "
+        + "; ".join(f"{e.name}: {e.description}" for e in EXPERIMENTS.values()),
+    )
+    p.add_argument(
+        "experiments",
+        nargs="*",
+        metavar="EXPERIMENT",
+        help=f"one or more of {list(EXPERIMENTS)}, or all",
+    )
+    p.add_argument("--list", action="store_true", help="list the experiments and exit")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: each experiment's")
+    p.add_argument("--epochs", type=int, default=None, help="training budget (see each experiment)")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once (one thread each)")
+    p.add_argument("--runs", type=Path, default=Path("runs/reproduce"), help="run cache")
+    p.add_argument("--out", type=Path, default=Path("docs/results"), help="results directory")
+    p.set_defaults(func=_reproduce)
     return parser
+
+
+def _model_path(name: str | Path) -> Path:
+    """A directory, or the name of a shipped model when no such directory exists."""
+    path = Path(name)
+    if path.exists() or str(name) not in zoo.names():
+        return path
+    return zoo.path(str(name))
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -181,9 +247,21 @@ def _train(args: argparse.Namespace) -> int:
             device=args.device,
             threads=args.threads,
             stop_at_target=args.stop_at_target,
+            trainable=tuple(args.trainable) if args.trainable else None,
         )
+    if args.init_from is not None and not args.resume:
+        model = load(_model_path(args.init_from), device=tconfig.device)
+        mconfig = model_config(model)
+        if dconfig.task not in mconfig.layout.tasks:
+            raise IterationHeadsError(
+                f"--task {dconfig.task!r} is not in the layout of {args.init_from!r} "
+                f"({list(mconfig.layout.tasks)})"
+            )
+    elif args.resume:
+        model = build_model(mconfig, device=tconfig.device)  # the checkpoint replaces weights
+    else:
+        model = build_model(mconfig, device=tconfig.device)
     data = make_dataset(dconfig, mconfig.layout)
-    model = build_model(mconfig, device=tconfig.device)
     history = train(
         model, data, tconfig, out_dir=args.out, resume=args.resume, progress=not args.quiet
     )
@@ -207,7 +285,7 @@ def _format_summary(summary: dict[str, Any]) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    model = load(args.directory)
+    model = load(_model_path(args.directory))
     metadata = model_metadata(model)
     if "data" not in metadata:
         raise IterationHeadsError(
@@ -285,8 +363,21 @@ def format_evaluation(result: Evaluation, *, title: str = "") -> str:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    report = detect(load(args.directory), n_probes=args.n_probes)
-    print(report.to_json() if args.json else report.format())
+    from iteration_heads.verification import verify
+
+    model = load(_model_path(args.directory))
+    report = detect(model, n_probes=args.n_probes)
+    checked = verify(model, report, n=args.n_probes) if args.verify else None
+    if args.json:
+        record = json.loads(report.to_json())
+        if checked is not None:
+            record["verification"] = checked.to_dict()
+        print(json.dumps(record, indent=2, default=str))
+    else:
+        print(report.format())
+        if checked is not None:
+            print()
+            print(repr(checked))
     return 0
 
 
@@ -294,7 +385,11 @@ def _report(args: argparse.Namespace) -> int:
     from iteration_heads.html_report import write_report
 
     out = write_report(
-        args.directory, args.out, n_probes=args.n_probes, task=args.task, length=args.length
+        _model_path(args.directory),
+        args.out,
+        n_probes=args.n_probes,
+        task=args.task,
+        length=args.length,
     )
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, self-contained)")
     return 0
@@ -303,6 +398,42 @@ def _report(args: argparse.Namespace) -> int:
 def _tasks(args: argparse.Namespace) -> int:
     for name in list_tasks():
         print(f"{name:<11} {get_task(name).description}")
+    return 0
+
+
+def _zoo(args: argparse.Namespace) -> int:
+    if args.build is None:
+        print(zoo.table())
+        return 0
+    for path in zoo.build(args.build or None, runs=args.runs, jobs=args.jobs):
+        print(f"installed {path}")
+    print(zoo.table())
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from iteration_heads.reproduce import reproduce
+
+    if args.list or not args.experiments:
+        for e in EXPERIMENTS.values():
+            print(f"{e.name:<15} {e.description}")
+        return 0
+    names = list(EXPERIMENTS) if args.experiments == ["all"] else args.experiments
+    options = []
+    if args.seeds:
+        options.append("--seeds " + " ".join(map(str, args.seeds)))
+    if args.epochs:
+        options.append(f"--epochs {args.epochs}")
+    options.append(f"--jobs {args.jobs}")
+    reproduce(
+        names,
+        seeds=args.seeds,
+        epochs=args.epochs,
+        jobs=args.jobs,
+        runs=args.runs,
+        out=args.out,
+        command_options=" ".join(options),
+    )
     return 0
 
 

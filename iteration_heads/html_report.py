@@ -252,6 +252,7 @@ def write_report(
         True
     """
     out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
     text = report_html(directory, n_probes=n_probes, task=task, length=length)
     out.write_text(text, encoding="utf-8")
     return out

@@ -24,9 +24,9 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bar: no ipywidgets needed in notebooks
 
-from iteration_heads.checkpoint import read_json, save, versions, write_json
+from iteration_heads.checkpoint import attach_metadata, read_json, save, versions, write_json
 from iteration_heads.data import IGNORE, BatchOrder, Dataset
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.evaluate import evaluate
@@ -46,7 +46,7 @@ PEAKINESS_TARGET = 0.9
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train. Defaults: the paper's optimiser (Adam 3e-4, batch 256, no weight decay)
-    and the library's recipe (shuffled batches, embedding dropout 0.1: see docs/training.md).
+    and the library's recipe (shuffled batches, embedding dropout 0.1: see docs/guide/training.md).
 
     Example:
         >>> TrainConfig(epochs=200).lr
@@ -69,6 +69,9 @@ class TrainConfig:
     stop_at_target: bool = (
         False  # stop at the first evaluation where accuracy and head reach target
     )
+    # Submodules to train, by name (e.g. ("blocks.1.mlp",): the second MLP only, as in the
+    # paper's transfer experiment); None trains every parameter that requires grad.
+    trainable: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -96,10 +99,20 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise IterationHeadsError(message)
+        if self.trainable is not None:
+            if isinstance(self.trainable, str) or not self.trainable:
+                raise IterationHeadsError(
+                    f"trainable={self.trainable!r}: expected a non-empty tuple of submodule "
+                    "names such as ('blocks.1.mlp',)"
+                )
+            object.__setattr__(self, "trainable", tuple(self.trainable))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary; inverse of :meth:`from_dict`."""
-        return asdict(self)
+        data = asdict(self)
+        if self.trainable is not None:
+            data["trainable"] = list(self.trainable)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -134,7 +147,7 @@ def train(
     """Train ``model`` on ``data`` with the masked CoT loss; returns the evaluation history.
 
     Args:
-        model: A model from :func:`~iteration_heads.build_model` or :func:`~iteration_heads.load`.
+        model: A model from :func:`~iteration_heads.build_model` or :func:`~iteration_heads.checkpoint.load`.
         data: Train and test splits (:func:`~iteration_heads.make_dataset`).
         config: Optimiser, epochs, batch order, dropout, evaluation and checkpoint frequency.
         out_dir: Run directory (configs, history, checkpoints, final model). None: keep nothing.
@@ -167,7 +180,7 @@ def train(
     device = torch.device(config.device)
     if any(p.device != device for p in model.parameters()):
         model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = trainable_parameters(model, config.trainable)
     optimizer = _make_optimizer(params, config)
     run = Path(out_dir) if out_dir is not None else None
     record_base = {
@@ -182,6 +195,8 @@ def train(
 
     weights = Weights.of(model, mconfig)
     was_training = model.training
+    chosen = {id(p) for p in params}
+    frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in chosen]
     seconds = {"train": 0.0, "eval": 0.0, "train_cpu": 0.0}
     if history:
         seconds = {k: history[-1].get(f"{k}_seconds", 0.0) for k in seconds}
@@ -210,45 +225,97 @@ def train(
         summary = test.summary()
         bar.set_postfix(loss=train_loss, acc=round(summary["accuracy"], 3))
 
-    with torch.random.fork_rng(devices=[]):
-        if not history:
-            log(0, None)
-        train_loss = None
-        for epoch in bar:
-            tick, cpu_tick = time.perf_counter(), time.process_time()
-            model.train()
-            seed = config.seed * 1_000_003 + epoch
-            torch.manual_seed(seed)  # dropout of this epoch
-            order = torch.Generator().manual_seed(seed)
-            total, batches = 0.0, 0
-            for tokens, targets in data.train.batches(
-                config.batch_size, order=config.batch_order, generator=order
-            ):
-                logits, _ = forward(
-                    weights, tokens.to(device), embedding_dropout=config.embedding_dropout
-                )
-                loss = cot_loss(logits, targets.to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.item()
-                batches += 1
-            model.eval()
-            seconds["train"] += time.perf_counter() - tick
-            seconds["train_cpu"] += time.process_time() - cpu_tick
-            train_loss = round(total / max(batches, 1), 6)
-            done = epoch + 1
-            if done % config.eval_every == 0 or done == config.epochs:
-                log(done, train_loss)
-            if run is not None and config.checkpoint_every and done % config.checkpoint_every == 0:
-                _save_checkpoint(run, model, optimizer, done)
-            if config.stop_at_target and history[-1]["epoch"] == done and _at_target(history[-1]):
-                break
+    for p in frozen:  # no gradient for what is not trained; restored below
+        p.requires_grad_(False)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            if not history:
+                log(0, None)
+            train_loss = None
+            for epoch in bar:
+                tick, cpu_tick = time.perf_counter(), time.process_time()
+                model.train()
+                seed = config.seed * 1_000_003 + epoch
+                torch.manual_seed(seed)  # dropout of this epoch
+                order = torch.Generator().manual_seed(seed)
+                total, batches = 0.0, 0
+                for tokens, targets in data.train.batches(
+                    config.batch_size, order=config.batch_order, generator=order
+                ):
+                    logits, _ = forward(
+                        weights, tokens.to(device), embedding_dropout=config.embedding_dropout
+                    )
+                    loss = cot_loss(logits, targets.to(device))
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    total += loss.item()
+                    batches += 1
+                model.eval()
+                seconds["train"] += time.perf_counter() - tick
+                seconds["train_cpu"] += time.process_time() - cpu_tick
+                train_loss = round(total / max(batches, 1), 6)
+                done = epoch + 1
+                if done % config.eval_every == 0 or done == config.epochs:
+                    log(done, train_loss)
+                if (
+                    run is not None
+                    and config.checkpoint_every
+                    and done % config.checkpoint_every == 0
+                ):
+                    _save_checkpoint(run, model, optimizer, done)
+                if (
+                    config.stop_at_target
+                    and history[-1]["epoch"] == done
+                    and _at_target(history[-1])
+                ):
+                    break
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
     model.train(was_training)
+    metadata = run_metadata(record_base, history)
     if run is not None:
         _save_checkpoint(run, model, optimizer, history[-1]["epoch"])
-        save(model, run, metadata=run_metadata(record_base, history))
+        save(model, run, metadata=metadata)
+    else:  # detect(model) and friends probe the task it was just trained on
+        attach_metadata(model, metadata)
     return history
+
+
+def trainable_parameters(
+    model: torch.nn.Module, trainable: tuple[str, ...] | None = None
+) -> list[torch.nn.Parameter]:
+    """The parameters that training updates: those of the named submodules (every parameter
+    that requires grad when ``trainable`` is None).
+
+    Example:
+        >>> from iteration_heads import ModelConfig, build_model
+        >>> model = build_model(ModelConfig(d_model=64, max_len=8))
+        >>> sum(p.numel() for p in trainable_parameters(model, ("blocks.1.mlp",)))
+        33088
+        >>> trainable_parameters(model, ("blocks.7.mlp",))
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: trainable submodule 'blocks.7.mlp' not found; expected names such as 'blocks.1.mlp', 'blocks.0.attn', 'embed', 'pos_embed', 'unembed'
+    """
+    if trainable is None:
+        return [p for p in model.parameters() if p.requires_grad]
+    chosen: dict[int, torch.nn.Parameter] = {}
+    for name in trainable:
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            raise IterationHeadsError(
+                f"trainable submodule {name!r} not found; expected names such as "
+                "'blocks.1.mlp', 'blocks.0.attn', 'embed', 'pos_embed', 'unembed'"
+            ) from None
+        for p in module.parameters():
+            if p.requires_grad:
+                chosen[id(p)] = p
+    if not chosen:
+        raise IterationHeadsError(f"trainable={trainable!r} selects no trainable parameter")
+    return [p for p in model.parameters() if id(p) in chosen]
 
 
 def run_metadata(record: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:

@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 import torch
 
+import iteration_heads.zoo
 from iteration_heads import attention_heatmap, attention_view, save_html, write_report
 from iteration_heads.checkpoint import load
 from iteration_heads.plots import EOI_COLOUR, ITERATION_COLOUR, find_chromium
 
+ZOO = Path(iteration_heads.zoo.__file__).parent
 FIXTURES = Path(__file__).parent / "fixtures"
 CHROMIUM = find_chromium()
 
@@ -158,9 +160,9 @@ def near(pixels: np.ndarray, colour: str, tolerance: int = 40) -> int:
 def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("pages")
-    model = load(FIXTURES / "polynomial")
+    model = load(ZOO / "polynomial")
     return {
-        "report": write_report(FIXTURES / "polynomial", tmp / "report.html", n_probes=128),
+        "report": write_report(ZOO / "polynomial", tmp / "report.html", n_probes=128),
         "view": attention_view(model).save(tmp / "view.html"),
         "heatmap": save_html(attention_heatmap(model), tmp / "heatmap.html"),
     }

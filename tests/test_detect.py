@@ -6,6 +6,7 @@ import torch
 from helpers import tiny_model
 from transformer_lens.head_detector import compute_head_attention_similarity_score
 
+import iteration_heads.zoo
 from iteration_heads import (
     DetectionReport,
     IterationHeadsError,
@@ -19,6 +20,7 @@ from iteration_heads.cli import main
 from iteration_heads.detect import MIN_PEAKINESS
 from iteration_heads.hf import wrap_hf_model
 
+ZOO = Path(iteration_heads.zoo.__file__).parent
 FIXTURES = Path(__file__).parent / "fixtures"
 IDENTITY = {v: v for v in range(11)}  # the library layout: symbol v is token v
 
@@ -239,7 +241,7 @@ def test_partial_iteration_patterns_are_recognised(options, expected, role):
 
 
 def test_head_detector_score_is_transformer_lens_mul_on_the_cot_rows():
-    model = load(FIXTURES / "polynomial")
+    model = load(ZOO / "polynomial")
     probes = library_probes(12, min_len=4)
     report = detect(model, probes)
     _, cache = model.run_with_cache(
@@ -309,7 +311,7 @@ def test_random_models_are_not_flagged(name, seed, sharpen):
 
 
 def test_polynomial_model_is_flagged_with_the_peakiness_training_logged():
-    model = load(FIXTURES / "polynomial")
+    model = load(ZOO / "polynomial")
     report = detect(model)  # the whole test split, as training's evaluation
     assert report.has_iteration_circuit, report.verdict
     assert report.found("eoi") == [(0, 0)] and report.found("iteration") == [(1, 0)]
@@ -325,7 +327,7 @@ def test_polynomial_model_is_flagged_with_the_peakiness_training_logged():
 
 @pytest.mark.parametrize("name", ["copy", "polynomial_nocot"])
 def test_copy_and_no_cot_models_have_no_iteration_circuit(name):
-    report = detect(load(FIXTURES / name))
+    report = detect(load(ZOO / name))
     assert not report.has_iteration_circuit, report.verdict
     if name == "copy":  # the copy model fetches x_t, but never uses the state
         assert report.found("iteration") == [(1, 0)]
@@ -426,7 +428,7 @@ def test_mode_and_hooks_are_left_as_found():
 
 
 def test_report_table_json_repr_and_html():
-    report = detect(load(FIXTURES / "polynomial"), n_probes=400)
+    report = detect(load(ZOO / "polynomial"), n_probes=400)
     assert isinstance(report, DetectionReport)
     columns = {
         f"{k}_{m}"
@@ -452,7 +454,7 @@ def test_report_table_json_repr_and_html():
 
 
 def test_cli_detect(capsys):
-    directory = str(FIXTURES / "polynomial")
+    directory = str(ZOO / "polynomial")
     assert main(["detect", directory, "--n-probes", "200"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("iteration circuit:") and "iter peak" in out

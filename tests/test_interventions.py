@@ -5,6 +5,7 @@ import torch
 from helpers import tiny_data, tiny_model
 from test_detect import gpt2, gpt2_fixture
 
+import iteration_heads.zoo
 from iteration_heads import (
     IterationHeadsError,
     ablate,
@@ -23,13 +24,14 @@ from iteration_heads.interventions import as_batch
 from iteration_heads.patterns import ideal_pattern
 from iteration_heads.probes import _spread
 
+ZOO = Path(iteration_heads.zoo.__file__).parent
 FIXTURES = Path(__file__).parent / "fixtures"
 TOL = 1e-6
 
 
 @pytest.fixture(scope="module")
 def polynomial():
-    return load(FIXTURES / "polynomial")
+    return load(ZOO / "polynomial")
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +260,7 @@ def test_verify_confirms_the_2x1_circuit(polynomial, test_split):
 
 
 def test_ablating_detected_heads_hurts_far_more_than_other_heads_in_a_3x2_model():
-    model = load(FIXTURES / "polynomial_3x2")
+    model = load(ZOO / "polynomial_3x2")
     split = make_dataset(DataConfig(task="polynomial", max_len=8)).test
     split = split.select(_spread(split.lengths, 512, 0))
     check = verify(model, data=split)

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
+import iteration_heads.zoo
 from iteration_heads import (
     ActivationPatching,
     AttentionView,
@@ -40,6 +41,7 @@ from iteration_heads import (
 from iteration_heads.checkpoint import load
 from iteration_heads.cli import main
 
+ZOO = Path(iteration_heads.zoo.__file__).parent
 FIXTURES = Path(__file__).parent / "fixtures"
 RESOURCE_ATTRIBUTES = ("src", "href", "srcset", "data", "poster", "action", "formaction")
 
@@ -91,7 +93,7 @@ def remote_resources(page: str) -> list[str]:
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:
     torch.set_num_threads(1)
-    return load(FIXTURES / "polynomial")
+    return load(ZOO / "polynomial")
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +288,7 @@ def test_scaling_grid_averages_seeds(tmp_path: Path) -> None:
 
 
 def test_scaling_grid_reads_model_directories() -> None:
-    fig = scaling_grid([FIXTURES / "polynomial", FIXTURES / "copy"])
+    fig = scaling_grid([ZOO / "polynomial", ZOO / "copy"])
     assert fig.data[0].z[0][0] == pytest.approx(1.0, abs=0.01)
     assert fig.data[2].z[0][0] > 0.9  # iteration peakiness
 
@@ -338,7 +340,7 @@ def test_png_export_says_what_to_install(monkeypatch) -> None:
 
 
 def test_report_of_a_model_directory(tmp_path: Path) -> None:
-    page = report_html(FIXTURES / "polynomial", n_probes=128)
+    page = report_html(ZOO / "polynomial", n_probes=128)
     assert page.count("plotly.js v") == 1  # inlined once, shared by every figure
     assert page.count("Plotly.newPlot") == 4  # attention, detection, ablation, patching
     assert page.count('id="circuits-vis-') == 1
@@ -351,7 +353,7 @@ def test_report_of_a_model_directory(tmp_path: Path) -> None:
 
 def test_report_of_a_run_directory_has_curves(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    shutil.copytree(FIXTURES / "polynomial", run)
+    shutil.copytree(ZOO / "polynomial", run)
     records = history_records([0, 10, 20])
     (run / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     page = report_html(run, n_probes=64)
@@ -361,7 +363,7 @@ def test_report_of_a_run_directory_has_curves(tmp_path: Path) -> None:
 
 def test_report_command(tmp_path: Path, capsys) -> None:
     out = tmp_path / "report.html"
-    assert main(["report", str(FIXTURES / "copy"), "-o", str(out), "--n-probes", "64"]) == 0
+    assert main(["report", str(ZOO / "copy"), "-o", str(out), "--n-probes", "64"]) == 0
     assert "wrote" in capsys.readouterr().out
     text = out.read_text()
     assert "copy" in text and remote_resources(text) == []
@@ -370,5 +372,5 @@ def test_report_command(tmp_path: Path, capsys) -> None:
 
 
 def test_write_report_of_a_no_cot_model(tmp_path: Path) -> None:
-    out = write_report(FIXTURES / "polynomial_nocot", tmp_path / "r.html", n_probes=64)
+    out = write_report(ZOO / "polynomial_nocot", tmp_path / "r.html", n_probes=64)
     assert "Detection" in out.read_text()

@@ -4,7 +4,14 @@ import pytest
 import torch
 from helpers import tiny_config, tiny_data
 
-from iteration_heads import DataConfig, IterationHeadsError, TokenLayout, build_model, make_dataset
+from iteration_heads import (
+    DataConfig,
+    IterationHeadsError,
+    ModelConfig,
+    TokenLayout,
+    build_model,
+    make_dataset,
+)
 from iteration_heads.checkpoint import load, model_metadata
 from iteration_heads.evaluate import evaluate
 from iteration_heads.train import TrainConfig, history_summary, train
@@ -123,7 +130,7 @@ def test_summary_first_epochs():
     "seed",
     [
         0,
-        # measured: seed 1 plateaus at iteration peakiness 0.83, seed 2 starts late (docs/training.md)
+        # measured: seed 1 plateaus at iteration peakiness 0.83, seed 2 starts late (docs/guide/training.md)
         pytest.param(1, marks=pytest.mark.xfail(reason="head not reliable over seeds yet")),
         pytest.param(2, marks=pytest.mark.xfail(reason="head not reliable over seeds yet")),
     ],
@@ -157,3 +164,34 @@ def test_train_leaves_the_mode_as_found():
     model.train()
     train(model, data, TrainConfig(epochs=1), progress=False)
     assert model.training
+
+
+def test_trainable_round_trips_and_rejects_bad_input():
+    config = TrainConfig(trainable=("blocks.1.mlp",))
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(IterationHeadsError, match="trainable='blocks.1.mlp'"):
+        TrainConfig(trainable="blocks.1.mlp")  # type: ignore[arg-type]
+    with pytest.raises(IterationHeadsError, match="trainable=\\(\\)"):
+        TrainConfig(trainable=())
+
+
+def test_training_only_the_second_mlp_leaves_the_rest_and_requires_grad(tmp_path):
+    data = make_dataset(DataConfig(task="polynomial", max_len=4, n_train=32, n_test=16))
+    model = build_model(ModelConfig(d_model=16, max_len=4))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = TrainConfig(epochs=2, eval_every=1, trainable=("blocks.1.mlp",))
+    train(model, data, config, out_dir=tmp_path / "run", progress=False)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("blocks.1.mlp.") for k in changed), changed
+    assert all(p.requires_grad for p in model.parameters())  # restored after training
+    # resuming with the same trainable set is accepted (the JSON list equals the tuple)
+    train(
+        model,
+        data,
+        TrainConfig(epochs=3, eval_every=1, trainable=("blocks.1.mlp",)),
+        out_dir=tmp_path / "run",
+        resume=True,
+        progress=False,
+    )
+    with pytest.raises(IterationHeadsError, match="trainable submodule 'blocks.9.mlp' not found"):
+        train(model, data, TrainConfig(epochs=1, trainable=("blocks.9.mlp",)), progress=False)
