@@ -191,8 +191,9 @@ def test_report_draws_in_chromium(pages: dict[str, Path], tmp_path: Path) -> Non
     result = browse(pages["report"], tmp_path, height=3000)
     pixels = check_page(result, 3000)
     dom = result["dom"]
-    # attention, detection, ablation and patching figures; circuitsvis rendered; every section
-    assert dom.count('class="plot-container plotly"') == 4
+    # training curves (the shipped model keeps its history), attention, detection, ablation and
+    # patching figures; circuitsvis rendered; every section
+    assert dom.count('class="plot-container plotly"') == 5
     assert "Head Selector" in dom
     for title in ("Configuration", "Training curves", "Attention", "Detection", "Interventions"):
         assert f"<h2>{title}</h2>" in dom

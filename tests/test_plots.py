@@ -340,7 +340,10 @@ def test_png_export_says_what_to_install(monkeypatch) -> None:
 
 
 def test_report_of_a_model_directory(tmp_path: Path) -> None:
-    page = report_html(ZOO / "polynomial", n_probes=128)
+    model_only = tmp_path / "model"
+    shutil.copytree(ZOO / "polynomial", model_only)
+    (model_only / "history.jsonl").unlink()
+    page = report_html(model_only, n_probes=128)
     assert page.count("plotly.js v") == 1  # inlined once, shared by every figure
     assert page.count("Plotly.newPlot") == 4  # attention, detection, ablation, patching
     assert page.count('id="circuits-vis-') == 1
@@ -359,6 +362,11 @@ def test_report_of_a_run_directory_has_curves(tmp_path: Path) -> None:
     page = report_html(run, n_probes=64)
     assert "Training dynamics" in page and "no history.jsonl" not in page
     assert page.count("Plotly.newPlot") == 5
+
+
+def test_report_of_a_shipped_model_shows_its_training_curves() -> None:
+    page = report_html(ZOO / "polynomial", n_probes=64)
+    assert "Training dynamics" in page and page.count("Plotly.newPlot") == 5
 
 
 def test_report_command(tmp_path: Path, capsys) -> None:

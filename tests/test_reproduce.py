@@ -43,6 +43,7 @@ def fake(seed, accuracy, iteration, eoi=0.6, circuit=True, heads=((0, 0), (1, 0)
                 "iteration_peakiness": [0.1, iteration],
             },
             "first_epoch_accuracy": 60 if accuracy >= 0.99 else None,
+            "first_epoch_both": 60 if accuracy >= 0.99 and iteration >= 0.9 else None,
         },
         "detect": {
             "has_iteration_circuit": circuit,
@@ -193,3 +194,43 @@ def test_learns_claim_explains_a_late_seed_from_its_curve():
         "seed 2: accuracy 0.32 at epoch 200, train loss 0.800 → 0.500 over the last 50 epochs "
         "(still falling): a late start"
     )
+
+
+def test_scaling_claim_reads_the_grid():
+    from iteration_heads.reproduce import _alternative, _scaling_claim
+
+    def cell(d, L, accuracy, iteration=1.0):
+        r = fake(0, accuracy, iteration)
+        r["spec"] = {"model": {"d_model": d}, "data": {"max_len": L}}
+        return [r]
+
+    grid = {
+        "a": cell(16, 4, 0.0),
+        "b": cell(16, 8, 0.0),
+        "c": cell(32, 4, 0.6),
+        "d": cell(32, 8, 1.0, iteration=0.8),
+        "e": cell(64, 4, 1.0),
+        "f": cell(64, 8, 1.0),
+    }
+    ours, holds, why = _scaling_claim(grid)
+    assert holds == "yes" and ours.startswith("3/6 cells reach 0.99")
+    assert "d 32 / Lmax 4 fails where a longer Lmax succeeds" in why
+    ours, holds, _ = _alternative(grid)
+    assert holds == "yes" and "d 32 / Lmax 8 (0.80)" in ours
+    grid["f"] = cell(64, 8, 0.2)
+    assert _scaling_claim(grid)[1] == "partly"
+
+
+def test_positional_claim_compares_seed_by_seed():
+    from iteration_heads.reproduce import _positional_claim
+
+    def arm():
+        return [fake(0, 1.0, 1.0), fake(1, 1.0, 0.83), fake(2, 0.3, 0.4)]
+
+    ours, holds, why = _positional_claim({"learned": arm(), "frozen": arm()})
+    assert holds == "yes, as often as with learned positions (1/3 seeds each)"
+    assert "seed 1: solved without a clean head" in why and "seed 2: not learned" in why
+    frozen = arm()
+    frozen[2] = fake(2, 1.0, 0.95)
+    _, holds, why = _positional_claim({"learned": arm(), "frozen": frozen})
+    assert holds == "partly (2/3 seeds)" and why == ""
