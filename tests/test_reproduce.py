@@ -228,6 +228,7 @@ def test_positional_claim_compares_seed_by_seed():
         return [fake(0, 1.0, 1.0), fake(1, 1.0, 0.83), fake(2, 0.3, 0.4)]
 
     ours, holds, why = _positional_claim({"learned": arm(), "frozen": arm()})
+    assert ours.startswith("learned: accuracy 0.77")
     assert holds == "yes, as often as with learned positions (1/3 seeds each)"
     assert "seed 1: solved without a clean head" in why and "seed 2: not learned" in why
     frozen = arm()
