@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -16,7 +21,7 @@
 # same number of epochs: the same model without chain of thought, and a 1-layer model with it.
 #
 # **Full size** (d_model 64, inputs up to Lmax = 8, 1024 sequences per length, Adam 3e-4;
-# docs/training.md): with the library's recipe, seed 0 reaches test accuracy 1.00 and
+# docs/guide/training.md): with the library's recipe, seed 0 reaches test accuracy 1.00 and
 # iteration peakiness 1.00 (EoI peakiness 0.60) at epoch 60 — the zoo's `polynomial` model —
 # against about 150 epochs with the authors' code; over seeds it is not reliable (1 of 3 seeds
 # within 200 epochs, the others plateau at peakiness ≈ 0.8 or learn late). At 150 epochs the

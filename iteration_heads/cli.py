@@ -257,9 +257,7 @@ def _train(args: argparse.Namespace) -> int:
                 f"--task {dconfig.task!r} is not in the layout of {args.init_from!r} "
                 f"({list(mconfig.layout.tasks)})"
             )
-    elif args.resume:
-        model = build_model(mconfig, device=tconfig.device)  # the checkpoint replaces weights
-    else:
+    else:  # when resuming, the checkpoint replaces these weights
         model = build_model(mconfig, device=tconfig.device)
     data = make_dataset(dconfig, mconfig.layout)
     history = train(
