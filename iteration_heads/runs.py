@@ -269,8 +269,7 @@ def result_of(spec: RunSpec, runs: Path) -> dict[str, Any]:
 
 
 def _worker(spec: RunSpec, runs: str) -> str:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _train(spec, Path(runs))
+    _train(spec, Path(runs))  # sets torch's thread count from spec.train.threads
     return spec.key()
 
 
