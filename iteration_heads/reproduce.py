@@ -839,30 +839,9 @@ def _figure(experiment: Experiment, results: dict[str, list[dict[str, Any]]], ou
     from plotly.subplots import make_subplots
 
     if experiment.figure == "grid":
-        fig = make_subplots(
-            rows=1, cols=2, subplot_titles=["test accuracy", "iteration peakiness (last layer)"]
-        )
-        widths = sorted({rs[0]["spec"]["model"]["d_model"] for rs in results.values()})
-        lens = sorted({rs[0]["spec"]["data"]["max_len"] for rs in results.values()})
-        for col, metric in enumerate((_acc, _iteration), start=1):
-            z = [[math.nan] * len(lens) for _ in widths]
-            for rs in results.values():
-                d, L = rs[0]["spec"]["model"]["d_model"], rs[0]["spec"]["data"]["max_len"]
-                z[widths.index(d)][lens.index(L)] = statistics.fmean(metric(r) for r in rs)
-            fig.add_trace(
-                go.Heatmap(
-                    z=z,
-                    x=[f"Lmax {L}" for L in lens],
-                    y=[f"d {d}" for d in widths],
-                    zmin=0,
-                    zmax=1,
-                    colorscale="Viridis",
-                    texttemplate="%{z:.2f}",
-                    showscale=col == 2,
-                ),
-                row=1,
-                col=col,
-            )
+        from iteration_heads.plots import scaling_grid
+
+        fig = scaling_grid([r["directory"] for rs in results.values() for r in rs])
     else:
         fig = make_subplots(
             rows=1,

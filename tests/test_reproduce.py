@@ -235,3 +235,32 @@ def test_positional_claim_compares_seed_by_seed():
     frozen[2] = fake(2, 1.0, 0.95)
     _, holds, why = _positional_claim({"learned": arm(), "frozen": frozen})
     assert holds == "partly (2/3 seeds)" and why == ""
+
+
+def test_grid_experiment_draws_the_library_scaling_grid(tmp_path):
+    experiment = Experiment(
+        "tiny-grid",
+        "a tiny grid",
+        lambda seeds, epochs: {
+            f"d {d}": [
+                RunSpec(
+                    DataConfig(task="polynomial", max_len=4, n_train=32, n_test=32),
+                    ModelConfig(d_model=d, max_len=4),
+                    TrainConfig(epochs=1, eval_every=1, threads=1),
+                )
+            ]
+            for d in (16, 32)
+        },
+        (Claim("tiny", "0.0", _fails(0.99, "too short")),),
+        seeds=(0,),
+        figure="grid",
+    )
+    plan = experiment.specs()
+    run_all([s for specs in plan.values() for s in specs], tmp_path / "runs")
+    out = tmp_path / "results"
+    write_results(
+        experiment, plan, runs=tmp_path / "runs", out=out, command="c", jobs=1, elapsed=0.0
+    )
+    page = (out / "tiny-grid.html").read_text()
+    # plots.scaling_grid: accuracy, EoI and iteration panels over d_model (x) and Lmax (y)
+    assert page.count('"x":["16","32"],"y":["4"]') == 3, page[:2000]

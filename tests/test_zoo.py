@@ -2,7 +2,6 @@ import json
 import shutil
 
 import pytest
-import torch
 
 from iteration_heads import DataConfig, detect, make_dataset, model_config, zoo
 from iteration_heads.checkpoint import model_metadata
@@ -101,7 +100,6 @@ def test_cli_lists_the_zoo_and_accepts_shipped_names(capsys):
 
 
 def test_cli_fine_tunes_a_shipped_model(tmp_path, capsys):
-    torch.manual_seed(0)
     out = tmp_path / "ft"
     argv = ["train", "--task", "parity", "--max-len", "8", "--n-train", "64", "--n-test", "64"]
     argv += ["--init-from", "polynomial", "--trainable", "blocks.1.mlp", "--epochs", "1"]
