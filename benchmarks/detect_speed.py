@@ -45,8 +45,7 @@ def main() -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from iteration_heads import ModelConfig, Probes, build_model, detect
-    from iteration_heads.checkpoint import load
-    from iteration_heads.hf import wrap_hf_model
+    from iteration_heads.model import load, wrap_hf_model
 
     small = load(FIXTURE) if FIXTURE.is_dir() else build_model(ModelConfig(d_model=64, max_len=8))
     probes = Probes.from_model(small, task=None if FIXTURE.is_dir() else "polynomial", n=1024)

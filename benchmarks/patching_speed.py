@@ -51,9 +51,9 @@ def main() -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")  # transformer_lens.patching shows a progress bar
 
     from iteration_heads import activation_patching, corrupt
-    from iteration_heads.checkpoint import load
-    from iteration_heads.data import Split
     from iteration_heads.interventions import as_batch
+    from iteration_heads.model import load
+    from iteration_heads.tasks import Split
 
     model = load(FIXTURE)
     rows = []

@@ -1,4 +1,4 @@
-"""Which training recipe makes the TransformerLens model form an iteration head? (PAPER.md §9)
+"""Which training recipe makes the TransformerLens model form an iteration head? (docs/paper.md §9)
 
 Trains polynomial iteration (d_model 64, Lmax 8, CoT, Adam 3e-4, batch 256) under several
 recipes and seeds, and records for each run the first epoch where test accuracy (L 4..8) reaches
@@ -37,7 +37,7 @@ def run_one(recipe: str, seed: int, epochs: int, d_model: int, max_len: int) -> 
 
     torch.set_num_threads(1)
     from iteration_heads import DataConfig, ModelConfig, build_model, make_dataset
-    from iteration_heads.train import TrainConfig, history_summary, train
+    from iteration_heads.training import TrainConfig, history_summary, train
 
     init, dropout, order, biases, score_padding = RECIPES[recipe]
     data = make_dataset(

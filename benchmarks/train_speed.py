@@ -27,9 +27,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from reference_model import ReferenceModel
 
 from iteration_heads import DataConfig, ModelConfig, build_model, make_dataset
-from iteration_heads.data import IGNORE
-from iteration_heads.evaluate import evaluate
-from iteration_heads.train import TrainConfig, history_summary, train
+from iteration_heads.tasks import IGNORE
+from iteration_heads.training import TrainConfig, evaluate, history_summary, train
 
 SIZES = [(64, 8), (128, 16)]
 

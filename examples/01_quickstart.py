@@ -55,7 +55,7 @@ assert report.found("iteration") == [(1, 0)] and report.found("eoi") == [(0, 0)]
 # peakiness ≈ 0.6 for L0H0 (above the paper's 0.5), iteration peakiness ≈ 1.0 for L1H0.
 
 # %%
-ih.detection_heatmap(report)
+ih.viz.detection_heatmap(report)
 
 # %% [markdown]
 # The two heads on the probe. Orange squares: the ideal EoI pattern (every state looks at EoI);
@@ -63,14 +63,14 @@ ih.detection_heatmap(report)
 # parallel to the diagonal). L0H0's weight sits in the EoI column, L1H0's on the green line.
 
 # %%
-ih.attention_heatmap(model, probe, heads=[(0, 0), (1, 0)])
+ih.viz.attention_heatmap(model, probe, heads=[(0, 0), (1, 0)])
 
 # %% [markdown]
 # The same attention as an interactive circuitsvis view (works offline; hover a token to see
 # where it attends).
 
 # %%
-ih.attention_view(model, probe, heads=[(0, 0), (1, 0)])
+ih.viz.attention_view(model, probe, heads=[(0, 0), (1, 0)])
 
 # %% [markdown]
 # Causal check: mean-ablating the detected heads must break the task. `verify` ablates the
@@ -89,7 +89,7 @@ assert verification.confirmed, verification.verdict
 effect = ih.ablation_effect(model, [(1, 0)], kind="mean", n=512)
 print(effect)
 assert effect.clean.mean("accuracy") > 0.99 and effect.accuracy < 0.1
-ih.ablation_chart({"L0H0": ih.ablation_effect(model, [(0, 0)], n=512), "L1H0": effect})
+ih.viz.ablation_chart({"L0H0": ih.ablation_effect(model, [(0, 0)], n=512), "L1H0": effect})
 
 # %% [markdown]
 # Next: `02_watch_a_head_form` trains such a model from scratch, `03_patching_and_ablation`

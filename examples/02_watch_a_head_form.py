@@ -25,7 +25,7 @@
 # iteration peakiness 1.00 (EoI peakiness 0.60) at epoch 60 — the zoo's `polynomial` model —
 # against about 150 epochs with the authors' code; over seeds it is not reliable (1 of 3 seeds
 # within 200 epochs, the others plateau at peakiness ≈ 0.8 or learn late). At 150 epochs the
-# authors' no-CoT model reaches 0.09 (chance 1/11) and the 1-layer model 0.02 (PAPER.md §7).
+# authors' no-CoT model reaches 0.09 (chance 1/11) and the 1-layer model 0.02 (docs/paper.md §7).
 # That is minutes of CPU, so this notebook uses a **smaller setting**: Lmax = 6, 512 training
 # sequences per length, batch 128, learning rate 1e-3, evaluation every 2 epochs, stopping at
 # the first evaluation with accuracy ≥ 0.99 and last-layer iteration peakiness ≥ 0.9. With
@@ -37,7 +37,7 @@
 import plotly.graph_objects as go
 
 import iteration_heads as ih
-from iteration_heads.train import TrainConfig, train
+from iteration_heads.training import TrainConfig, train
 
 MAX_LEN, SEED = 6, 0
 SETTING = {"lr": 1e-3, "batch_size": 128, "eval_every": 2, "seed": SEED}
@@ -78,7 +78,7 @@ assert final["accuracy"] >= 0.99 and final["iteration_peakiness"][-1] >= 0.9
 # plateaus before the jump, as in the paper's figures.
 
 # %%
-ih.training_curves(history)
+ih.viz.training_curves(history)
 
 # %% [markdown]
 # `detect` on the trained model, with its own test split as probes: EoI head in layer 0,

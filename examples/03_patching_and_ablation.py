@@ -42,7 +42,7 @@ for name, effect in effects.items():
     change = effect.summary()["intervened"]
     print(f"{name:14s} accuracy {change['accuracy']:.3f}  logit_diff {change['logit_diff']:+.2f}")
 assert all(effect.accuracy < 0.1 for effect in effects.values())
-ih.ablation_chart(effects)
+ih.viz.ablation_chart(effects)
 
 # %% [markdown]
 # `ablate` is the same as a context manager, for your own forward passes: here the iteration
@@ -92,7 +92,7 @@ print(f"query 9 attends to key {int(row.argmax())} with weight {float(row.max())
 corrupted8 = ih.corrupt(clean8, "input", task="polynomial", position=3)
 patching = ih.activation_patching(model, clean8, corrupted8)
 print(patching.top(3))
-ih.patching_heatmap(patching, labels=data.layout.decode(clean8.tokens[0]))
+ih.viz.patching_heatmap(patching, labels=data.layout.decode(clean8.tokens[0]))
 
 # %% [markdown]
 # The one cell that matters is the iteration head at index 11 (the token before `s_3`, the

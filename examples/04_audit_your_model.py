@@ -31,7 +31,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 from transformers.utils import logging as hf_logging
 
 import iteration_heads as ih
-from iteration_heads.hf import wrap_hf_model
+from iteration_heads.model import wrap_hf_model
 
 here = Path.cwd().resolve()
 ROOT = next(p for p in (here, *here.parents) if (p / "tests" / "fixtures").is_dir())
@@ -116,14 +116,14 @@ report.layers[["layer", "n_heads", *columns]].round(2)
 # %%
 layer0 = report.layers.loc[0]
 assert layer0["eoi_peakiness"] > 0.5 and report.layers.loc[1, "iteration_peakiness"] > 0.9
-ih.detection_heatmap(report)
+ih.viz.detection_heatmap(report)
 
 # %% [markdown]
 # The four heads on one probe of length 8: layer 0 splits the EoI column between its heads,
 # layer 1 draws the iteration line (green squares).
 
 # %%
-ih.attention_heatmap(model, probes, index=int((lengths == 8).nonzero()[0]))
+ih.viz.attention_heatmap(model, probes, index=int((lengths == 8).nonzero()[0]))
 
 # %% [markdown]
 # The causal check works on the wrapped model too, with the probes' own targets. Since the EoI
@@ -139,7 +139,7 @@ single = {
 }
 print({name: round(effect.accuracy, 3) for name, effect in single.items()})
 assert single["L1H0"].accuracy < 0.5
-ih.ablation_chart(single)
+ih.viz.ablation_chart(single)
 
 # %% [markdown]
 # ## A random model of the same shape is not flagged

@@ -16,7 +16,7 @@
 # head on polynomial iteration should learn parity (`s_t = s_{t-1} XOR x_t`) fast, and even by
 # training its second MLP alone. Parity from scratch is slow: about 1000 epochs with high
 # variance in the paper; 0.58 accuracy and no clean head after 200 epochs at d 64, Lmax 8
-# (PAPER.md §7). The paper's transfer (d 64, Lmax 8, fresh Adam): 0.99 after 2 epochs with all
+# (docs/paper.md §7). The paper's transfer (d 64, Lmax 8, fresh Adam): 0.99 after 2 epochs with all
 # weights; ~0.55 after 2 and ~0.80 after 20 epochs with the second MLP only.
 
 # %%
@@ -24,8 +24,7 @@ import plotly.graph_objects as go
 
 import iteration_heads as ih
 from iteration_heads import zoo
-from iteration_heads.evaluate import evaluate
-from iteration_heads.train import TrainConfig, train, trainable_parameters
+from iteration_heads.training import TrainConfig, evaluate, train, trainable_parameters
 
 # %% [markdown]
 # Parity data in the same token layout (inputs 0/1, its own task token), 1024 training and 256
@@ -67,7 +66,7 @@ assert full_history[-1]["test"]["summary"]["accuracy"] >= 0.99
 # %%
 mlp_only = zoo.load("polynomial")
 n_mlp = sum(p.numel() for p in trainable_parameters(mlp_only, ("blocks.1.mlp",)))
-print(f"trainable: {n_mlp} of {ih.count_parameters(mlp_only)} parameters")
+print(f"trainable: {n_mlp} of {ih.model.count_parameters(mlp_only)} parameters")
 mlp_history = train(
     mlp_only,
     parity,

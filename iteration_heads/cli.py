@@ -24,16 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from iteration_heads import zoo
-from iteration_heads.checkpoint import load, model_metadata, read_json
-from iteration_heads.data import DataConfig, make_dataset
-from iteration_heads.detect import detect
+from iteration_heads._io import RUN_FILE, read_json
+from iteration_heads.detection import detect
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.evaluate import Evaluation, evaluate
-from iteration_heads.layout import TokenLayout
-from iteration_heads.model import ModelConfig, build_model, model_config
-from iteration_heads.reproduce import EXPERIMENTS
-from iteration_heads.tasks import get_task, list_tasks
-from iteration_heads.train import RUN_FILE, TrainConfig, history_summary, train
+from iteration_heads.experiments import EXPERIMENTS, reproduce
+from iteration_heads.interventions import verify
+from iteration_heads.model import ModelConfig, build_model, data_config, load, model_config
+from iteration_heads.tasks import DataConfig, TokenLayout, get_task, list_tasks, make_dataset
+from iteration_heads.training import TrainConfig, evaluate, history_summary, train
+from iteration_heads.viz import write_report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -192,14 +191,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _model_path(name: str | Path) -> Path:
-    """A directory, or the name of a shipped model when no such directory exists."""
-    path = Path(name)
-    if path.exists() or str(name) not in zoo.names():
-        return path
-    return zoo.path(str(name))
-
-
 def _train(args: argparse.Namespace) -> int:
     if args.resume:
         if not (args.out / RUN_FILE).is_file():
@@ -250,7 +241,7 @@ def _train(args: argparse.Namespace) -> int:
             trainable=tuple(args.trainable) if args.trainable else None,
         )
     if args.init_from is not None and not args.resume:
-        model = load(_model_path(args.init_from), device=tconfig.device)
+        model = load(args.init_from, device=tconfig.device)
         mconfig = model_config(model)
         if dconfig.task not in mconfig.layout.tasks:
             raise IterationHeadsError(
@@ -283,87 +274,20 @@ def _format_summary(summary: dict[str, Any]) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    model = load(_model_path(args.directory))
-    metadata = model_metadata(model)
-    if "data" not in metadata:
-        raise IterationHeadsError(
-            f"{str(args.directory)!r} has no data config in its metadata; train it with this library"
-        )
-    dconfig = DataConfig.from_dict(metadata["data"])
-    get_task(dconfig.task)
+    model = load(args.directory)
+    dconfig = data_config(model)
     data = make_dataset(dconfig, model_config(model).layout)
     result = evaluate(model, data.test if args.split == "test" else data.train)
     if args.json:
-        print(json.dumps(evaluation_json(result, task=dconfig.task, split=args.split)))
+        record = {"task": dconfig.task, "split": args.split, **result.to_dict(per_head=True)}
+        print(json.dumps(record))
     else:
-        print(
-            format_evaluation(
-                result, title=f"{args.directory} — task {dconfig.task}, {args.split} split"
-            )
-        )
+        print(result.format(title=f"{args.directory} — task {dconfig.task}, {args.split} split"))
     return 0
 
 
-def evaluation_json(result: Evaluation, *, task: str, split: str) -> dict[str, Any]:
-    """The machine-readable form of an evaluation: per-length accuracy and every head's metrics."""
-    heads = []
-    if result.eoi is not None and result.iteration is not None:
-        n_layers, n_heads = result.eoi.mean.shape[1:]
-        for layer in range(n_layers):
-            for head in range(n_heads):
-                entry: dict[str, Any] = {"layer": layer, "head": head}
-                for name, scores in (("eoi", result.eoi), ("iteration", result.iteration)):
-                    entry[name] = {
-                        k: getattr(scores, k)[:, layer, head].tolist()
-                        for k in ("mean", "peakiness", "invariance")
-                    }
-                heads.append(entry)
-    return {
-        "task": task,
-        "split": split,
-        "lengths": result.lengths,
-        "sequence_accuracy": result.sequence_accuracy.tolist(),
-        "token_accuracy": result.token_accuracy.tolist(),
-        "loss": result.loss.tolist(),
-        "heads": heads,
-        "summary": result.summary(),
-    }
-
-
-def format_evaluation(result: Evaluation, *, title: str = "") -> str:
-    """A readable table: one row per length, accuracy and each head's EoI / iteration peakiness."""
-    columns = ["L", "seq acc", "tok acc"]
-    head_names: list[tuple[int, int]] = []
-    if result.eoi is not None:
-        n_layers, n_heads = result.eoi.mean.shape[1:]
-        head_names = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
-        columns += [f"L{layer}H{head} eoi/iter" for layer, head in head_names]
-    rows = []
-    for i, length in enumerate(result.lengths):
-        row = [str(length), f"{result.sequence_accuracy[i]:.3f}", f"{result.token_accuracy[i]:.3f}"]
-        if result.eoi is not None and result.iteration is not None:
-            row += [
-                f"{result.eoi.peakiness[i, layer, head]:.2f} / {result.iteration.peakiness[i, layer, head]:.2f}"
-                for layer, head in head_names
-            ]
-        rows.append(row)
-    widths = [max(len(c), *(len(r[j]) for r in rows)) for j, c in enumerate(columns)]
-    lines = [title] if title else []
-    lines.append("  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)))
-    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
-    summary = result.summary()
-    lines.append(
-        f"accuracy (L>=4) {summary['accuracy']:.3f}; best peakiness per layer (peakiness = fraction of "
-        f"queries with target weight > 0.5): EoI {[round(v, 2) for v in summary['eoi_peakiness']]}, "
-        f"iteration {[round(v, 2) for v in summary['iteration_peakiness']]}"
-    )
-    return "\n".join(lines)
-
-
 def _detect(args: argparse.Namespace) -> int:
-    from iteration_heads.verification import verify
-
-    model = load(_model_path(args.directory))
+    model = load(args.directory)
     report = detect(model, n_probes=args.n_probes)
     checked = verify(model, report, n=args.n_probes) if args.verify else None
     if args.json:
@@ -375,15 +299,13 @@ def _detect(args: argparse.Namespace) -> int:
         print(report.format())
         if checked is not None:
             print()
-            print(repr(checked))
+            print(checked.format())
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from iteration_heads.html_report import write_report
-
     out = write_report(
-        _model_path(args.directory),
+        args.directory,
         args.out,
         n_probes=args.n_probes,
         task=args.task,
@@ -410,8 +332,6 @@ def _zoo(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from iteration_heads.reproduce import reproduce
-
     if args.list or not args.experiments:
         for e in EXPERIMENTS.values():
             print(f"{e.name:<15} {e.description}")

@@ -3,11 +3,11 @@ import shutil
 
 import pytest
 
-from iteration_heads import DataConfig, detect, make_dataset, model_config, zoo
-from iteration_heads.checkpoint import model_metadata
+from iteration_heads import DataConfig, detect, make_dataset, zoo
 from iteration_heads.cli import main
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.evaluate import evaluate
+from iteration_heads.model import model_config, model_metadata
+from iteration_heads.training import evaluate
 
 SHIPPED = zoo.names()
 
@@ -70,7 +70,7 @@ def test_recipes_match_the_shipped_configs():
 def test_unknown_or_missing_model_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(IterationHeadsError, match="unknown zoo model 'gpt5'; shipped models"):
         zoo.load("gpt5")
-    monkeypatch.setattr(zoo, "HERE", tmp_path)
+    monkeypatch.setattr(zoo, "SHIPPED_MODELS_DIR", tmp_path)
     with pytest.raises(IterationHeadsError, match="zoo --build polynomial"):
         zoo.load("polynomial")
 
@@ -78,7 +78,7 @@ def test_unknown_or_missing_model_is_a_clear_error(tmp_path, monkeypatch):
 def test_install_refuses_a_corrupt_run_and_keeps_the_old_model(tmp_path, monkeypatch):
     for name in SHIPPED:
         shutil.copytree(zoo.path(name), tmp_path / "zoo" / name)
-    monkeypatch.setattr(zoo, "HERE", tmp_path / "zoo")
+    monkeypatch.setattr(zoo, "SHIPPED_MODELS_DIR", tmp_path / "zoo")
     run = tmp_path / "run"
     shutil.copytree(tmp_path / "zoo" / "copy", run)
     (run / "model.safetensors").write_bytes(b"not a safetensors file")

@@ -1,8 +1,8 @@
 """Small trained models shipped with the package, to try everything offline in seconds.
 
 Each model lives in its own folder here (``config.json``, ``model.safetensors``,
-``metadata.json``, ``history.jsonl``), saved by :func:`iteration_heads.checkpoint.save` at the
-end of a run of :mod:`iteration_heads.reproduce`. ``metadata.json`` records the data, model and
+``metadata.json``, ``history.jsonl``), saved by :func:`iteration_heads.save` at the
+end of a run of :mod:`iteration_heads.experiments.reproduction`. ``metadata.json`` records the data, model and
 training configs, the seed, the library versions and the figures the model reached on its test
 split. ``history.jsonl`` is its training history (see :func:`~iteration_heads.training_curves`).
 
@@ -36,18 +36,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iteration_heads.checkpoint import (
+from iteration_heads._io import (
     CONFIG_FILE,
+    HISTORY_FILE,
     METADATA_FILE,
+    SHIPPED_MODELS_DIR,
     WEIGHTS_FILE,
     read_json,
     write_json,
 )
-from iteration_heads.checkpoint import load as _load
 from iteration_heads.errors import IterationHeadsError
-
-HERE = Path(__file__).parent
-HISTORY_FILE = "history.jsonl"
+from iteration_heads.experiments import EXPERIMENTS, copy_spec, run_all
+from iteration_heads.model import checkpoint
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def names() -> list[str]:
 
 
 def path(name: str) -> Path:
-    """The folder holding a shipped model (to pass to :func:`iteration_heads.checkpoint.load`,
+    """The folder holding a shipped model (to pass to :func:`iteration_heads.load`,
     ``iteration-heads detect``, ``iteration-heads report`` ...).
 
     Example:
@@ -106,7 +106,7 @@ def path(name: str) -> Path:
     """
     if name not in ENTRIES:
         raise IterationHeadsError(f"unknown zoo model {name!r}; shipped models: {names()}")
-    folder = HERE / name
+    folder = SHIPPED_MODELS_DIR / name
     if not (folder / WEIGHTS_FILE).is_file():
         raise IterationHeadsError(
             f"zoo model {name!r} is not installed at {str(folder)!r}; rebuild it with "
@@ -123,7 +123,7 @@ def load(name: str, *, device: str = "cpu") -> Any:
         >>> model.cfg.n_layers, model.cfg.d_model
         (2, 64)
     """
-    return _load(path(name), device=device)
+    return checkpoint.load(path(name), device=device)
 
 
 def info(name: str) -> dict[str, Any]:
@@ -205,14 +205,12 @@ def table() -> str:
 
 
 def recipes() -> dict[str, Any]:
-    """The run (a :class:`~iteration_heads.runs.RunSpec`) each shipped model comes from.
+    """The run (a :class:`~iteration_heads.experiments.runs.RunSpec`) each shipped model comes from.
 
     Example:
         >>> recipes()["parity_transfer"].source.name()
         'polynomial-cot-d64-L8-2x1-s0-e200'
     """
-    from iteration_heads.reproduce import EXPERIMENTS
-    from iteration_heads.runs import copy_spec
 
     def arm(experiment: str, label: str) -> Any:
         return EXPERIMENTS[experiment].specs(seeds=(0,))[label][0]
@@ -242,8 +240,6 @@ def build(
         ...
         iteration_heads.errors.IterationHeadsError: unknown zoo model 'unknown'; shipped models: [...]
     """
-    from iteration_heads.runs import run_all
-
     chosen = which or names()
     for name in chosen:
         if name not in ENTRIES:
@@ -276,9 +272,9 @@ def install(name: str, run_dir: str | os.PathLike[str]) -> Path:
     missing = [f for f in files if not (run / f).is_file()]
     if missing:
         raise IterationHeadsError(f"run {str(run)!r} lacks {missing}: is the run finished?")
-    _load(run)  # refuse a corrupt or mismatched model before touching the zoo
-    target = HERE / name
-    staging = HERE / f".{name}.tmp"
+    checkpoint.load(run)  # refuse a corrupt or mismatched model before touching the zoo
+    target = SHIPPED_MODELS_DIR / name
+    staging = SHIPPED_MODELS_DIR / f".{name}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     for f in files:

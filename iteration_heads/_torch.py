@@ -1,0 +1,95 @@
+"""What every analysis shares about running a TransformerLens model: eval mode restored after,
+the device of its weights, and the names of the hooks read and written (one place builds them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+
+Head = tuple[int, int]
+"""``(layer, head)``."""
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients inside; every submodule's own mode restored after.
+
+    Example:
+        >>> from iteration_heads import ModelConfig, build_model
+        >>> model = build_model(ModelConfig(d_model=32, max_len=4)).train()
+        >>> with evaluating(model):
+        ...     inside = model.training
+        >>> inside, model.training
+        (False, True)
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for module, mode in modes:
+            module.training = mode
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a model without parameters).
+
+    Example:
+        >>> device_of(torch.nn.Linear(2, 2))
+        device(type='cpu')
+    """
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def pattern_hook(layer: int) -> str:
+    """Attention pattern ``[batch, head, query, key]`` of a layer (writable).
+
+    Example:
+        >>> pattern_hook(1)
+        'blocks.1.attn.hook_pattern'
+    """
+    return f"blocks.{layer}.attn.hook_pattern"
+
+
+def z_hook(layer: int) -> str:
+    """Every head's output before ``W_O``, ``[batch, pos, head, d_head]``.
+
+    Example:
+        >>> z_hook(0)
+        'blocks.0.attn.hook_z'
+    """
+    return f"blocks.{layer}.attn.hook_z"
+
+
+def input_hook(layer: int, name: str) -> str:
+    """A head input, ``name`` one of ``"q"``, ``"k"``, ``"v"``: ``[batch, pos, head, d_head]``.
+
+    Example:
+        >>> input_hook(1, "q")
+        'blocks.1.attn.hook_q'
+    """
+    return f"blocks.{layer}.attn.hook_{name}"
+
+
+def resid_pre_hook(layer: int) -> str:
+    """The residual stream entering a block.
+
+    Example:
+        >>> resid_pre_hook(1)
+        'blocks.1.hook_resid_pre'
+    """
+    return f"blocks.{layer}.hook_resid_pre"
+
+
+def head_names(heads: Sequence[Head]) -> str:
+    """``"L0H0+L1H0"``: readable names of heads.
+
+    Example:
+        >>> head_names([(0, 1), (2, 0)]), head_names([])
+        ('L0H1+L2H0', 'no head')
+    """
+    return "+".join(f"L{layer}H{head}" for layer, head in heads) or "no head"

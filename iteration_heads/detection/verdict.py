@@ -1,0 +1,269 @@
+"""From scores to a :class:`~iteration_heads.detection.report.DetectionReport`: the best
+(EoI layer, iteration layer) pair, partial patterns, the tables and the one-line verdict.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import torch
+
+from iteration_heads.detection.probes import Probes
+from iteration_heads.detection.report import Circuit, DetectionReport, ranges
+from iteration_heads.detection.scoring import (
+    BASELINE_MARGIN,
+    KINDS,
+    METRICS,
+    MIN_PARTIAL_SUPPORT,
+    MIN_PEAKINESS,
+    MIN_STATE_SENSITIVITY,
+    KindScores,
+    RulePasses,
+    Scoring,
+)
+from iteration_heads.training.metrics import PEAK_THRESHOLD
+
+
+def build_report(
+    s: Scoring, probes: Probes, circuit: Circuit | None, sensitivity: float | None
+) -> DetectionReport:
+    """The :class:`~iteration_heads.detection.report.DetectionReport` of scored heads: tables,
+    partial patterns, the circuit (as checked by the caller) and the one-line verdict.
+
+    Example:
+        >>> from iteration_heads import Probes, load
+        >>> from iteration_heads.detection.detector import measure
+        >>> model = load("copy")
+        >>> probes = Probes.from_model(model, n=120)
+        >>> scoring = measure(model, probes).scoring
+        >>> build_report(scoring, probes, find_circuit(scoring), None).found("iteration")
+        [(1, 0)]
+    """
+    partial: list[str] = []
+    head_notes: dict[tuple[int, int], list[str]] = {}
+    layer_notes: dict[int, list[str]] = {}
+    for kind in KINDS:
+        for layer in range(s.n_layers):
+            explained = False
+            for head in range(s.n_heads):
+                notes = _describe_partial(s.head_pass[kind], s.heads[kind], layer, head, s)
+                explained |= bool(notes) or bool(s.head_pass[kind].overall[layer, head])
+                head_notes.setdefault((layer, head), []).extend(f"{kind} {n}" for n in notes)
+                partial += [f"L{layer}H{head} {kind} {n}" for n in notes]
+            if s.n_heads > 1 and not explained and not bool(s.layer_pass[kind].overall[layer, 0]):
+                notes = _describe_partial(s.layer_pass[kind], s.layers[kind], layer, 0, s)
+                layer_notes.setdefault(layer, []).extend(f"{kind} {n}" for n in notes)
+                partial += [f"layer {layer} (heads summed) {kind} {n}" for n in notes]
+    heads = _frame(s.heads, s.head_base, s.head_pass, s.n_layers, s.n_heads)
+    heads["partial"] = [
+        "; ".join(head_notes.get((layer, head), []))
+        for layer in range(s.n_layers)
+        for head in range(s.n_heads)
+    ]
+    layers = _frame(s.layers, s.layer_base, s.layer_pass, s.n_layers, 1).drop(columns="head")
+    layers.insert(1, "n_heads", s.n_heads)
+    layers["partial"] = ["; ".join(layer_notes.get(layer, [])) for layer in range(s.n_layers)]
+    return DetectionReport(
+        heads=heads,
+        layers=layers,
+        per_length=_per_length_frame(s),
+        circuit=circuit,
+        state_sensitivity=sensitivity,
+        partial=tuple(partial),
+        verdict=_verdict(circuit, sensitivity, heads, layers, s.n_layers, len(partial)),
+        probes={
+            "n": len(probes),
+            "width": probes.width,
+            "lengths": ranges(sorted(set(probes.lengths.tolist()))),
+            "summary_lengths": ranges(s.keep),
+            "source": probes.source,
+        },
+        thresholds={
+            "peak_threshold": PEAK_THRESHOLD,
+            "min_peakiness": MIN_PEAKINESS,
+            "baseline_margin": BASELINE_MARGIN,
+            "min_state_sensitivity": MIN_STATE_SENSITIVITY,
+            "min_partial_support": MIN_PARTIAL_SUPPORT,
+        },
+    )
+
+
+def _describe_partial(
+    passes: RulePasses, scores: KindScores, layer: int, head: int, s: Scoring
+) -> list[str]:
+    """Readable partial patterns of one head (or layer sum), for one kind."""
+    notes = []
+    by_length = passes.lengths[:, layer, head].tolist()
+    lengths = [n for n, ok in zip(scores.lengths, by_length, strict=True) if ok and n in s.keep]
+    if MIN_PARTIAL_SUPPORT <= len(lengths) < len(s.keep):
+        notes.append(f"at lengths {ranges(lengths)} only")
+    by_step = passes.steps[:, layer, head].tolist()
+    steps = [t for t in s.steps if by_step[t - 1]]
+    if MIN_PARTIAL_SUPPORT <= len(steps) < len(s.steps):
+        odd, even = [t for t in s.steps if t % 2], [t for t in s.steps if not t % 2]
+        if steps in (odd, even):
+            notes.append(f"at every other step ({'odd' if steps == odd else 'even'} t) only")
+        else:
+            notes.append(f"at steps t = {ranges(steps)} only")
+    aligned = [
+        (float(scores.aligned_peakiness[k][layer, head]), k)
+        for k, ok in passes.aligned.items()
+        if bool(ok[layer, head])
+    ]
+    if aligned:
+        peak, (a, b) = max(aligned)
+        target = f"x_{{{'' if a == 1 else a}t{'' if b == 0 else f'{b:+d}'}}}"
+        shape = "shifted" if a == 1 else "strided"
+        notes.append(f"{shape}: attends to {target} instead of x_t (peakiness {peak:.2f})")
+    return notes
+
+
+def _frame(
+    scores: dict[str, KindScores],
+    base: dict[str, KindScores],
+    passes: dict[str, RulePasses],
+    n_layers: int,
+    n_heads: int,
+) -> pd.DataFrame:
+    """One row per (layer, head): each kind's summary scores and the uniform baseline's."""
+    layer, head = torch.meshgrid(torch.arange(n_layers), torch.arange(n_heads), indexing="ij")
+    size = n_layers * n_heads
+    columns: dict[str, Any] = {"layer": layer.flatten().numpy(), "head": head.flatten().numpy()}
+    for kind in KINDS:
+        s, b = scores[kind], base[kind]
+        for metric in METRICS:
+            columns[f"{kind}_{metric}"] = s.summary[metric].flatten().numpy()
+        columns[f"{kind}_tl_score"] = s.tl_score.flatten().numpy()
+        for metric in ("mean", "peakiness"):
+            columns[f"{kind}_uniform_{metric}"] = b.summary[metric].flatten().expand(size).numpy()
+    frame = pd.DataFrame(columns)
+    flags = {k: passes[k].overall.flatten().tolist() for k in KINDS}
+    frame["role"] = ["+".join(k for k in KINDS if flags[k][i]) for i in range(size)]
+    return frame
+
+
+def _per_length_frame(s: Scoring) -> pd.DataFrame:
+    """Long table: every head's metrics per probe length, with the uniform baseline."""
+    frames = []
+    for kind in KINDS:
+        scores, base = s.heads[kind], s.head_base[kind]
+        shape = (len(scores.lengths), s.n_layers, s.n_heads)
+        length, layer, head = torch.meshgrid(
+            torch.tensor(scores.lengths),
+            torch.arange(s.n_layers),
+            torch.arange(s.n_heads),
+            indexing="ij",
+        )
+        columns: dict[str, Any] = {
+            "layer": layer.flatten().numpy(),
+            "head": head.flatten().numpy(),
+            "kind": kind,
+            "length": length.flatten().numpy(),
+        }
+        for metric in METRICS:
+            columns[metric] = scores.per_length[metric].flatten().numpy()
+        for metric in ("mean", "peakiness"):
+            columns[f"uniform_{metric}"] = base.per_length[metric].expand(shape).flatten().numpy()
+        frames.append(pd.DataFrame(columns))
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.sort_values(["layer", "head", "kind", "length"], ignore_index=True)
+
+
+def find_circuit(s: Scoring) -> Circuit | None:
+    """The best (EoI layer < iteration layer) pair: both halves passing first, then strength
+    (peakiness above the uniform baseline, the best of the layer's heads and of their sum).
+    ``found`` is provisional: the caller checks that the model uses its state. None for a
+    one-layer model.
+
+    Example:
+        >>> from iteration_heads import Probes, load
+        >>> from iteration_heads.detection.detector import measure
+        >>> model = load("polynomial")
+        >>> circuit = find_circuit(measure(model, Probes.from_model(model, n=128)).scoring)
+        >>> circuit.eoi_layer, circuit.iteration_layer, circuit.attention_found
+        (0, 1, True)
+    """
+    if s.n_layers < 2:
+        return None
+    strength, passing = {}, {}
+    for kind in KINDS:
+        lift_heads = s.heads[kind].summary["peakiness"] - s.head_base[kind].summary["peakiness"]
+        lift_sum = s.layers[kind].summary["peakiness"] - s.layer_base[kind].summary["peakiness"]
+        strength[kind] = torch.maximum(lift_heads.amax(-1), lift_sum[:, 0]).tolist()
+        passing[kind] = (
+            s.head_pass[kind].overall.any(-1) | s.layer_pass[kind].overall[:, 0]
+        ).tolist()
+    pairs = [(a, b) for a in range(s.n_layers) for b in range(a + 1, s.n_layers)]
+    eoi_layer, it_layer = max(
+        pairs,
+        key=lambda p: (
+            passing["eoi"][p[0]] and passing["iteration"][p[1]],
+            strength["eoi"][p[0]] + strength["iteration"][p[1]],
+        ),
+    )
+
+    def half(kind: str, layer: int) -> tuple[tuple[int, ...], bool, float]:
+        heads = tuple(int(h) for h in s.head_pass[kind].overall[layer].nonzero().flatten())
+        summed = not heads and bool(s.layer_pass[kind].overall[layer, 0])
+        peaks = s.heads[kind].summary["peakiness"][layer]
+        if summed:
+            return heads, summed, float(s.layers[kind].summary["peakiness"][layer, 0])
+        return heads, summed, float(peaks[list(heads)].max() if heads else peaks.max())
+
+    eoi_heads, eoi_summed, eoi_peak = half("eoi", eoi_layer)
+    it_heads, it_summed, it_peak = half("iteration", it_layer)
+    attention = passing["eoi"][eoi_layer] and passing["iteration"][it_layer]
+    return Circuit(
+        found=attention,
+        attention_found=attention,
+        eoi_layer=eoi_layer,
+        iteration_layer=it_layer,
+        eoi_heads=eoi_heads,
+        iteration_heads=it_heads,
+        eoi_summed=eoi_summed,
+        iteration_summed=it_summed,
+        eoi_peakiness=eoi_peak,
+        iteration_peakiness=it_peak,
+    )
+
+
+def _verdict(
+    circuit: Circuit | None,
+    sensitivity: float | None,
+    heads: pd.DataFrame,
+    layers: pd.DataFrame,
+    n_layers: int,
+    n_partial: int,
+) -> str:
+    suffix = f"; {n_partial} partial pattern(s), see .partial" if n_partial else ""
+    if circuit is not None and circuit.attention_found:
+        pair = f"{circuit.describe('eoi')} -> {circuit.describe('iteration')}"
+        state = "not measured" if sensitivity is None else f"{sensitivity:.2f}"
+        if circuit.found:
+            return f"iteration circuit: {pair}; state sensitivity {state}"
+        return (
+            f"no iteration circuit: {pair} fetch x_t, but the predictions ignore the current "
+            f"state (sensitivity {state}): a positional read-out, as for copying" + suffix
+        )
+
+    def layers_with(kind: str) -> list[int]:
+        return sorted(
+            {int(x) for x in heads.loc[heads["role"].str.contains(kind), "layer"]}
+            | {int(x) for x in layers.loc[layers["role"].str.contains(kind), "layer"]}
+        )
+
+    eoi_layers, it_layers = layers_with("eoi"), layers_with("iteration")
+    if n_layers < 2:
+        reason = "one layer cannot host the two-step circuit"
+    elif it_layers:
+        reason = f"iteration heads in layer(s) {it_layers} but no EoI head in an earlier layer"
+    elif eoi_layers:
+        reason = f"EoI heads in layer(s) {eoi_layers} but no iteration head in a later layer"
+    else:
+        best = [heads.loc[heads[f"{k}_peakiness"].idxmax()] for k in KINDS]
+        reason = "largest peakiness " + ", ".join(
+            f"{label} {row[f'{k}_peakiness']:.2f} (L{int(row['layer'])}H{int(row['head'])})"
+            for label, k, row in zip(("EoI", "iteration"), KINDS, best, strict=True)
+        )
+    return f"no iteration circuit: {reason}{suffix}"

@@ -1,0 +1,301 @@
+"""Training runs as values: a :class:`RunSpec` (data, model and training configs, and the run it
+fine-tunes, if any) trained into a cache directory named after its full configuration.
+
+The reproduction experiments (:mod:`iteration_heads.experiments.reproduction`) and the shipped models
+(:mod:`iteration_heads.zoo`) are built from specs, so a run is trained once and shared: the
+transfer experiment fine-tunes the emergence runs, the zoo's ``polynomial`` model is the emergence
+run of seed 0. A cache directory holds the run directory of
+:func:`~iteration_heads.training.loop.train` plus ``detect.json`` (the detection report of the final
+model) and ``wall.json`` (wall-clock seconds, written last: it marks the run finished). An
+interrupted run resumes from its last checkpoint.
+
+Example:
+    >>> import tempfile
+    >>> result = run(copy_spec(), tempfile.mkdtemp())
+    >>> result.name, result.accuracy, result.has_circuit
+    ('copy-cot-d32-L6-2x1-s0-e12', 1.0, False)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from iteration_heads._io import CHECKPOINT_DIR, METADATA_FILE, read_json, write_json
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.experiments.results import DETECT_FILE, WALL_FILE, RunResult
+from iteration_heads.model.transformer import ModelConfig
+from iteration_heads.tasks.data import DataConfig
+from iteration_heads.training.loop import TrainConfig
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: data, model and training configs, and optionally the run whose final
+    model it fine-tunes (``source``; the model config must then equal the source's).
+
+    Example:
+        >>> spec = polynomial_spec(0)
+        >>> spec.name(), len(spec.key())
+        ('polynomial-cot-d64-L8-2x1-s0-e200', 10)
+    """
+
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    source: RunSpec | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (the cache key hashes it)."""
+        return {
+            "data": self.data.to_dict(),
+            "model": self.model.to_dict(),
+            "train": self.train.to_dict(),
+            "source": self.source.to_dict() if self.source else None,
+        }
+
+    def key(self) -> str:
+        """A short hash of the full configuration."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+    def name(self) -> str:
+        """A readable name: task, CoT, width, Lmax, layers x heads, seed, epochs."""
+        m, d = self.model, self.data
+        parts = [
+            d.task,
+            "cot" if d.cot else "nocot",
+            f"d{m.d_model}",
+            f"L{d.max_len}",
+            f"{m.n_layers}x{m.n_heads}",
+        ]
+        if m.positional != "learned":
+            parts.append(m.positional)
+        if self.train.trainable:
+            parts.append("only-" + "+".join(self.train.trainable))
+        parts += [f"s{self.train.seed}", f"e{self.train.epochs}"]
+        name = "-".join(parts)
+        return f"{name}-from-{self.source.name()}" if self.source else name
+
+    def directory(self, runs: str | os.PathLike[str]) -> Path:
+        """Where the run is cached under ``runs``."""
+        return Path(runs) / f"{self.name()}-{self.key()}"
+
+    def result(self, runs: str | os.PathLike[str]) -> RunResult:
+        """The figures of the finished run, read from its cache directory under ``runs``."""
+        return RunResult.read(
+            self.directory(runs), name=self.name(), seed=self.train.seed, spec=self.to_dict()
+        )
+
+
+def polynomial_spec(
+    seed: int,
+    *,
+    task: str = "polynomial",
+    cot: bool = True,
+    d_model: int = 64,
+    max_len: int = 8,
+    n_layers: int = 2,
+    n_heads: int = 1,
+    positional: str = "learned",
+    epochs: int = 200,
+    stop_at_target: bool = True,
+) -> RunSpec:
+    """The library's default recipe (docs/guide/training.md) for one seed; one thread per run.
+
+    Example:
+        >>> polynomial_spec(1, d_model=16).model.d_model
+        16
+    """
+    return RunSpec(
+        DataConfig(task=task, max_len=max_len, cot=cot, seed=seed),
+        ModelConfig(
+            d_model=d_model,
+            max_len=max_len,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            positional=positional,  # type: ignore[arg-type]
+            seed=seed,
+        ),
+        TrainConfig(epochs=epochs, stop_at_target=stop_at_target, seed=seed, threads=1),
+    )
+
+
+def transfer_spec(source: RunSpec, *, epochs: int, trainable: tuple[str, ...] | None) -> RunSpec:
+    """Fine-tune ``source``'s final model on parity: fresh Adam, evaluation every epoch.
+
+    Example:
+        >>> transfer_spec(polynomial_spec(0), epochs=4, trainable=None).data.task
+        'parity'
+    """
+    seed = source.train.seed
+    return RunSpec(
+        replace(source.data, task="parity"),
+        source.model,
+        TrainConfig(
+            epochs=epochs,
+            seed=seed,
+            threads=1,
+            eval_every=1,
+            checkpoint_every=0,
+            trainable=trainable,
+        ),
+        source=source,
+    )
+
+
+def copy_spec(seed: int = 0) -> RunSpec:
+    """The shipped copy model: d 32, Lmax 6, 512 sequences per length, 12 epochs.
+
+    Example:
+        >>> copy_spec().model.d_model
+        32
+    """
+    return RunSpec(
+        DataConfig(task="copy", max_len=6, n_train=512, n_test=256, seed=seed),
+        ModelConfig(d_model=32, max_len=6, seed=seed),
+        TrainConfig(epochs=12, eval_every=4, batch_size=64, lr=1e-3, threads=1, seed=seed),
+    )
+
+
+def run(spec: RunSpec, runs: str | os.PathLike[str]) -> RunResult:
+    """Train ``spec`` into its cache directory under ``runs`` (or reuse it) and return its result.
+
+    A finished run is read back; an interrupted one resumes from its last checkpoint. The source
+    run of a fine-tuning spec must be finished.
+
+    Example:
+        >>> import tempfile
+        >>> run(copy_spec(), tempfile.mkdtemp()).accuracy
+        1.0
+    """
+    if not finished(spec, runs):
+        _train(spec, Path(runs))
+    return spec.result(runs)
+
+
+def finished(spec: RunSpec, runs: str | os.PathLike[str]) -> bool:
+    """Whether ``spec``'s run is complete in the cache (its wall-clock file is written last).
+
+    Example:
+        >>> finished(copy_spec(), "/nonexistent")
+        False
+    """
+    return (spec.directory(Path(runs)) / WALL_FILE).is_file()
+
+
+def _train(spec: RunSpec, runs: Path) -> None:
+    import torch
+
+    from iteration_heads.detection.detector import detect
+    from iteration_heads.model.checkpoint import load
+    from iteration_heads.model.transformer import build_model
+    from iteration_heads.tasks.data import make_dataset
+    from iteration_heads.training.loop import train
+
+    directory = spec.directory(runs)
+    torch.set_num_threads(spec.train.threads or 1)
+    if spec.source is not None:
+        source_dir = spec.source.directory(runs)
+        if not finished(spec.source, runs):
+            raise IterationHeadsError(f"source run {str(source_dir)!r} is not finished")
+        model = load(source_dir)
+    else:
+        model = build_model(spec.model)
+    resume = (directory / CHECKPOINT_DIR / "state.json").is_file()
+    if not resume and directory.exists():
+        shutil.rmtree(directory)  # started but no checkpoint yet: start over
+    wall = read_json(directory / WALL_FILE)["seconds"] if (directory / WALL_FILE).is_file() else 0
+    tick = time.perf_counter()
+    data = make_dataset(spec.data, spec.model.layout)
+    train(model, data, spec.train, out_dir=directory, resume=resume, progress=False)
+    meta = read_json(directory / METADATA_FILE)
+    meta["spec"] = spec.to_dict()
+    if spec.source is not None:
+        meta["source"] = spec.source.name()
+    write_json(directory / METADATA_FILE, meta)
+    report = detect(model, n_probes=512)
+    write_json(
+        directory / DETECT_FILE,
+        {
+            "verdict": report.verdict,
+            "has_iteration_circuit": report.has_iteration_circuit,
+            "eoi_heads": report.found("eoi"),
+            "iteration_heads": report.found("iteration"),
+            "state_sensitivity": report.state_sensitivity,
+            "layers": report.layers.to_dict(orient="records"),
+        },
+    )
+    write_json(directory / WALL_FILE, {"seconds": round(wall + time.perf_counter() - tick, 1)})
+
+
+def _worker(spec: RunSpec, runs: str) -> str:
+    _train(spec, Path(runs))  # sets torch's thread count from spec.train.threads
+    return spec.key()
+
+
+def run_all(
+    specs: Sequence[RunSpec],
+    runs: str | os.PathLike[str],
+    *,
+    jobs: int = 1,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Train every spec not yet cached (sources first), ``jobs`` at a time, one thread each.
+
+    Example:
+        >>> import tempfile
+        >>> runs = tempfile.mkdtemp()
+        >>> run_all([copy_spec()], runs, log=lambda line: None)
+        >>> finished(copy_spec(), runs)
+        True
+    """
+    runs = Path(runs)
+    todo: dict[str, RunSpec] = {}
+
+    def add(spec: RunSpec) -> None:
+        if spec.source is not None:
+            add(spec.source)
+        todo.setdefault(spec.key(), spec)
+
+    for spec in specs:
+        add(spec)
+    todo = {k: s for k, s in todo.items() if not finished(s, runs)}
+    pending = set(todo)  # keys to train in this call
+    total, done = len(todo), 0
+    if not todo:
+        return
+    log(f"{total} runs to train in {runs} ({jobs} at a time)")
+    running: dict[Future[str], RunSpec] = {}
+    completed: set[str] = set()
+
+    def ready(spec: RunSpec) -> bool:
+        return (
+            spec.source is None
+            or spec.source.key() not in pending
+            or spec.source.key() in completed
+        )
+
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        while todo or running:
+            for key, spec in list(todo.items()):
+                if len(running) < jobs and ready(spec):
+                    running[pool.submit(_worker, spec, str(runs))] = spec
+                    del todo[key]
+            if not running:
+                raise IterationHeadsError("a fine-tuning run's source could not be trained")
+            complete, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in complete:
+                spec = running.pop(future)
+                future.result()
+                completed.add(spec.key())
+                done += 1
+                log(f"[{done}/{total}] {spec.result(runs).format()}")

@@ -1,0 +1,229 @@
+"""Head ablation: replace a head's output by zero, its mean, or its value in other sequences.
+
+Every intervention edits a head's own output or pattern through TransformerLens hooks, so it works
+on native and HuggingFace-wrapped ``TransformerBridge`` models alike and needs none of the flags
+native models lack (``hook_result``, ``set_use_attn_result``):
+
+* a head's output is its slice of ``blocks.{layer}.attn.hook_z`` ``[batch, pos, head, d_head]``
+  (the head writes ``z @ W_O[head]`` to the residual stream);
+* a head's pattern is its slice of ``blocks.{layer}.attn.hook_pattern`` ``[batch, head, q, k]``.
+
+:func:`ablate` is a context manager (zero, mean or resampled output, at all or chosen positions);
+:func:`ablation_effect` runs a batch with and without it and scores the chain of thought
+(:class:`~iteration_heads.interventions.scores.Effect`). Models are left as found: mode and hooks,
+also after an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from iteration_heads._torch import Head, device_of, evaluating, head_names, z_hook
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.interventions.batch import (
+    BATCH_SIZE,
+    Data,
+    as_batch,
+    check_heads,
+    check_kind,
+    check_positions,
+)
+from iteration_heads.interventions.scores import Effect, run_scored
+
+AblationKind = Literal["zero", "mean", "resample"]
+ABLATION_KINDS: tuple[str, ...] = ("zero", "mean", "resample")
+
+
+def head_outputs(
+    model: Any, tokens: Int[Tensor, "batch pos"], layers: Sequence[int], batch_size: int = 1024
+) -> dict[int, Float[Tensor, "batch pos head d_head"]]:
+    """``hook_z`` of ``layers`` for every sequence of ``tokens`` (eval mode, no gradients).
+
+    Example:
+        >>> from iteration_heads import ModelConfig, build_model
+        >>> model = build_model(ModelConfig(d_model=32, max_len=4))
+        >>> head_outputs(model, torch.randint(0, 16, (3, 11)), [1])[1].shape
+        torch.Size([3, 11, 1, 32])
+    """
+    names = {z_hook(layer): layer for layer in layers}
+    parts: dict[int, list[Tensor]] = {layer: [] for layer in layers}
+    device = device_of(model)
+    with evaluating(model):
+        for chunk in tokens.split(batch_size):
+            _, cache = model.run_with_cache(chunk.to(device), names_filter=lambda n: n in names)
+            for name, layer in names.items():
+                parts[layer].append(cache[name])
+    return {layer: torch.cat(p) for layer, p in parts.items()}
+
+
+def _ablation_hooks(
+    specs: list[Head],
+    kind: str,
+    positions: list[int] | None,
+    reference: dict[int, Tensor] | None,
+    generator: torch.Generator,
+    start: int = 0,
+) -> list[tuple[str, Callable]]:
+    """One ``hook_z`` hook per layer replacing the heads' output (see :func:`ablate`)."""
+    hooks = []
+    for layer in sorted({layer for layer, _ in specs}):
+        heads = [h for lay, h in specs if lay == layer]
+
+        def hook(z: Tensor, hook: Any, layer: int = layer, heads: list[int] = heads) -> Tensor:
+            batch, width = z.shape[:2]
+            pos = list(range(width)) if positions is None else [p for p in positions if p < width]
+            if kind == "zero":
+                new = torch.zeros_like(z[:, pos][:, :, heads])
+            else:
+                assert reference is not None
+                ref = reference[layer]
+                if ref.shape[1] < width:
+                    raise IterationHeadsError(
+                        f"reference sequences of width {ref.shape[1]} are shorter than the run's "
+                        f"{width}: pass a reference batch at least as wide"
+                    )
+                ref = ref[:, pos][:, :, heads].to(z.device, z.dtype)
+                if kind == "mean":
+                    new = ref.mean(0, keepdim=True).expand(batch, -1, -1, -1)
+                else:  # resample: row i takes row (start + i + offset) of the reference
+                    n_ref = ref.shape[0]
+                    offset = torch.randint(1, max(n_ref, 2), (batch,), generator=generator)
+                    rows = (start + torch.arange(batch) + offset) % n_ref
+                    new = ref[rows.to(ref.device)]
+            z = z.clone()
+            index = torch.tensor(pos, device=z.device)[:, None]
+            z[:, index, torch.tensor(heads, device=z.device)] = new
+            return z
+
+        hooks.append((z_hook(layer), hook))
+    return hooks
+
+
+def _prepare_ablation(
+    model: Any,
+    heads: Sequence[Head] | Head,
+    kind: str,
+    positions: int | Sequence[int] | None,
+    reference: Int[Tensor, "batch pos"] | None,
+    batch_size: int,
+) -> tuple[list[Head], list[int] | None, dict[int, Tensor] | None]:
+    check_kind(kind, ABLATION_KINDS, "ablation kind")
+    specs = check_heads(model, heads)
+    width = getattr(model.cfg, "n_ctx", None)
+    pos = check_positions(positions, width if isinstance(width, int) else None)
+    ref = None
+    if kind != "zero":
+        if reference is None:
+            raise IterationHeadsError(
+                f"{kind} ablation needs reference=tokens [batch, pos] to take the head outputs from"
+            )
+        reference = torch.as_tensor(reference)
+        if reference.ndim != 2 or len(reference) < 2:
+            raise IterationHeadsError(
+                f"reference must be token ids [batch >= 2, pos], got shape {tuple(reference.shape)}"
+            )
+        ref = head_outputs(model, reference, sorted({lay for lay, _ in specs}), batch_size)
+    return specs, pos, ref
+
+
+@contextmanager
+def ablate(
+    model: Any,
+    heads: Sequence[Head] | Head,
+    *,
+    kind: AblationKind = "zero",
+    positions: int | Sequence[int] | None = None,
+    reference: Int[Tensor, "batch pos"] | None = None,
+    seed: int = 0,
+    batch_size: int = BATCH_SIZE,
+) -> Iterator[Any]:
+    """Ablate the output of ``heads`` inside the ``with`` block.
+
+    The head's own output (its slice of ``blocks.{layer}.attn.hook_z``, before ``W_O``) is
+    replaced at ``positions`` (None: all) by zero, by its mean over the ``reference`` sequences
+    at the same position (``"mean"``), or by its value in another reference sequence
+    (``"resample"``: row ``i`` of a forward pass takes reference row ``i + offset``, a random
+    ``offset`` in ``1 .. n_ref - 1``, so when the reference is the batch itself no sequence
+    keeps its own output).
+
+    Args:
+        model: A TransformerLens bridge (native or wrapped HuggingFace) or ``HookedTransformer``.
+        heads: ``(layer, head)`` or a list of them.
+        kind: ``"zero"``, ``"mean"`` or ``"resample"``.
+        positions: Positions to ablate (None: every position).
+        reference: Token ids whose head outputs feed mean and resample ablation (run once, on
+            entry); at least as wide as the batches run inside the block.
+        seed: Seeds the resampling.
+        batch_size: Reference sequences per forward pass.
+
+    Yields:
+        The model, with the ablation hooks attached; they are removed on exit, also on error.
+
+    Raises:
+        IterationHeadsError: for a head that does not exist, an unknown kind, bad positions, or
+            a missing reference; nothing stays attached.
+
+    Example:
+        >>> from iteration_heads import ModelConfig, build_model
+        >>> model = build_model(ModelConfig(d_model=32, max_len=4))
+        >>> tokens = torch.randint(0, 16, (4, 11))
+        >>> with ablate(model, heads=[(1, 0)], kind="mean", reference=tokens):
+        ...     ablated = model(tokens)
+        >>> ablated.shape, bool((ablated != model(tokens)).any())
+        (torch.Size([4, 11, 16]), True)
+    """
+    specs, pos, ref = _prepare_ablation(model, heads, kind, positions, reference, batch_size)
+    generator = torch.Generator().manual_seed(seed)
+    with model.hooks(fwd_hooks=_ablation_hooks(specs, kind, pos, ref, generator)):
+        yield model
+
+
+def ablation_effect(
+    model: Any,
+    heads: Sequence[Head] | Head,
+    data: Data = None,
+    *,
+    kind: AblationKind = "mean",
+    positions: int | Sequence[int] | None = None,
+    reference: Int[Tensor, "batch pos"] | None = None,
+    n: int | None = None,
+    seed: int = 0,
+    batch_size: int = BATCH_SIZE,
+) -> Effect:
+    """Score ``data`` with and without ablating ``heads`` (see :func:`ablate`).
+
+    ``reference`` defaults to the data's own tokens (mean over the batch; resample from other
+    sequences of the batch). Cost: two forward passes over the data (three for mean and
+    resample ablation).
+
+    Returns:
+        An :class:`Effect`: sequence accuracy, token accuracy, loss and logit difference of the
+        correct token on the scored positions, clean and ablated.
+
+    Example:
+        >>> from iteration_heads import DataConfig, ModelConfig, build_model, make_dataset
+        >>> model = build_model(ModelConfig(d_model=32, max_len=4))
+        >>> split = make_dataset(DataConfig(max_len=4, n_train=8, n_test=16)).test
+        >>> effect = ablation_effect(model, [(0, 0)], split, kind="zero")
+        >>> sorted(effect.summary()["change"])
+        ['accuracy', 'logit_diff', 'loss', 'token_accuracy']
+    """
+    batch = as_batch(model, data, n=n)
+    ref_tokens = batch.tokens if reference is None else reference
+    specs, pos, ref = _prepare_ablation(model, heads, kind, positions, ref_tokens, batch_size)
+    generator = torch.Generator().manual_seed(seed)
+    clean = run_scored(model, batch, batch_size=batch_size)
+    ablated = run_scored(
+        model,
+        batch,
+        lambda rows: _ablation_hooks(specs, kind, pos, ref, generator, rows.start),
+        batch_size=batch_size,
+    )
+    where = "all positions" if pos is None else f"positions {pos}"
+    return Effect(f"{kind} ablation of {head_names(specs)} at {where}", clean, ablated)

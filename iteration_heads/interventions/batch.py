@@ -1,0 +1,225 @@
+"""The inputs every intervention takes: a batch of sequences with their next-token targets (from
+probes, a split or plain tensors), and checked head and position arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from iteration_heads._torch import Head
+from iteration_heads.detection.probes import Probes, spread_over_lengths
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.model.transformer import model_config
+from iteration_heads.tasks.data import Split
+
+Data = Probes | Split | tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor] | None
+"""Probes that carry targets (:meth:`~iteration_heads.detection.Probes.from_task` builds them for
+any vocabulary), a :class:`~iteration_heads.tasks.Split`, ``(tokens, targets)`` or ``(tokens,
+targets, lengths)``; None: the test split of the task a library model was trained on."""
+
+BATCH_SIZE = 1024
+"""Default sequences per forward pass."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Token ids, next-token targets (``-100``: not scored), input lengths (may be unknown) and,
+    when the batch came from :class:`~iteration_heads.detection.Probes`, the probes (positions of
+    the inputs, EoI and chain of thought in any layout)."""
+
+    tokens: Int[Tensor, "batch pos"]
+    targets: Int[Tensor, "batch pos"]
+    lengths: Int[Tensor, " batch"] | None = None
+    probes: Probes | None = None
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def rows(self, index: slice | Tensor) -> Batch:
+        """The sequences at ``index``."""
+        lengths = None if self.lengths is None else self.lengths[index]
+        probes = None if self.probes is None else self.probes.select(index)
+        return Batch(self.tokens[index], self.targets[index], lengths, probes)
+
+    def as_probes(self, what: str) -> Probes:
+        """The batch as probes (the library's layout unless it came from probes).
+
+        Example:
+            >>> from iteration_heads import DataConfig, make_dataset
+            >>> split = make_dataset(DataConfig(max_len=4, n_train=8, n_test=8)).test
+            >>> Batch(split.tokens, split.targets, split.lengths).as_probes("detection")
+            Probes(n=32, width=11, lengths 1..4, input_start=1, source='custom')
+        """
+        if self.probes is not None:
+            return self.probes
+        return Probes(self.tokens, self.need_lengths(what), targets=self.targets)
+
+    def as_data(self) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
+        """``(tokens, targets[, lengths])``, as the functions of this module take it."""
+        if self.lengths is None:
+            return (self.tokens, self.targets)
+        return (self.tokens, self.targets, self.lengths)
+
+    def need_lengths(self, what: str) -> Int[Tensor, " batch"]:
+        """The lengths, or a clear error saying ``what`` needs them."""
+        if self.lengths is None:
+            raise IterationHeadsError(
+                f"{what} needs the input length of every sequence: pass a Split or "
+                "(tokens, targets, lengths)"
+            )
+        return self.lengths
+
+
+def as_batch(model: torch.nn.Module, data: Data = None, *, n: int | None = None) -> Batch:
+    """Resolve ``data`` to a :class:`Batch` (library layout: EoI at ``L+1``).
+
+    None takes the test split of the task the model was trained on (from its metadata), as
+    :meth:`~iteration_heads.detection.probes.Probes.from_model` does; ``n`` keeps at most that many
+    sequences, spread over the lengths.
+
+    Example:
+        >>> from iteration_heads import DataConfig, ModelConfig, build_model, make_dataset
+        >>> split = make_dataset(DataConfig(max_len=4, n_train=8, n_test=8)).test
+        >>> as_batch(build_model(ModelConfig(d_model=32, max_len=4)), split, n=8).tokens.shape
+        torch.Size([8, 11])
+    """
+    if data is None:
+        try:
+            model_config(model)
+        except IterationHeadsError:
+            raise IterationHeadsError(
+                f"{type(model).__name__} was not built by iteration_heads, so there is no test "
+                "split to use: pass data=Probes.from_task(...), a Split or (tokens, targets)"
+            ) from None
+        data = Probes.from_model(model)
+    if isinstance(data, Probes):
+        if data.targets is None:
+            raise IterationHeadsError(
+                "these probes carry no targets: build them with Probes.from_task, "
+                "Probes.from_split or Probes(..., targets=...)"
+            )
+        batch = Batch(data.tokens, data.targets, data.lengths, data)
+    elif isinstance(data, Split):
+        batch = Batch(data.tokens, data.targets, data.lengths)
+    elif isinstance(data, tuple) and len(data) in (2, 3):
+        tokens, targets = torch.as_tensor(data[0]), torch.as_tensor(data[1])
+        lengths = torch.as_tensor(data[2]).long() if len(data) == 3 else None
+        if tokens.ndim != 2 or tokens.shape != targets.shape:
+            raise IterationHeadsError(
+                f"tokens and targets must both be [batch, pos], got shapes {tuple(tokens.shape)} "
+                f"and {tuple(targets.shape)}"
+            )
+        if lengths is not None and lengths.shape != (tokens.shape[0],):
+            raise IterationHeadsError(
+                f"lengths must have shape [{tokens.shape[0]}], got {tuple(lengths.shape)}"
+            )
+        batch = Batch(tokens.long(), targets.long(), lengths)
+    else:
+        raise IterationHeadsError(
+            f"data must be Probes, a Split, (tokens, targets) or (tokens, targets, lengths), got "
+            f"{type(data).__name__}"
+        )
+    if len(batch) == 0:
+        raise IterationHeadsError("data holds no sequence")
+    n_ctx = getattr(getattr(model, "cfg", None), "n_ctx", None)
+    if isinstance(n_ctx, int) and batch.tokens.shape[1] > n_ctx:
+        raise IterationHeadsError(
+            f"sequences of width {batch.tokens.shape[1]} exceed the model's n_ctx={n_ctx}"
+        )
+    if n is not None:
+        if batch.lengths is None:
+            index = torch.arange(min(n, len(batch)))
+        else:
+            index = spread_over_lengths(batch.lengths, n, 0)
+        batch = batch.rows(index)
+    return batch
+
+
+def check_heads(model: Any, heads: Sequence[Head] | Head) -> list[Head]:
+    """``heads`` as a sorted list of ``(layer, head)``, or a clear error naming the bad one.
+
+    Example:
+        >>> from iteration_heads import ModelConfig, build_model
+        >>> check_heads(build_model(ModelConfig(d_model=32, max_len=4)), [(1, 0), (0, 0)])
+        [(0, 0), (1, 0)]
+    """
+    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
+    if isinstance(heads, tuple) and len(heads) == 2 and all(isinstance(v, int) for v in heads):
+        heads = [heads]  # type: ignore[list-item]
+    result = []
+    for spec in heads:
+        if not (
+            isinstance(spec, Sequence)
+            and len(spec) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in spec)
+        ):
+            raise IterationHeadsError(f"head {spec!r}: expected a (layer, head) pair of ints")
+        layer, head = spec
+        if not (0 <= layer < n_layers and 0 <= head < n_heads):
+            raise IterationHeadsError(
+                f"head (layer={layer}, head={head}) does not exist: the model has layers "
+                f"0..{n_layers - 1} and heads 0..{n_heads - 1}"
+            )
+        result.append((layer, head))
+    if not result:
+        raise IterationHeadsError("no head given: expected at least one (layer, head)")
+    return sorted(set(result))
+
+
+def check_positions(positions: int | Sequence[int] | None, width: int | None) -> list[int] | None:
+    """``positions`` as a sorted list (None stays None), or a clear error.
+
+    Example:
+        >>> check_positions([3, 1, 3], 10)
+        [1, 3]
+        >>> check_positions([12], 10)
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: positions [12]: expected a non-empty list of 0..9
+    """
+    if positions is None:
+        return None
+    values = [positions] if isinstance(positions, int) else list(positions)
+    bad = [p for p in values if not isinstance(p, int) or p < 0 or (width and p >= width)]
+    if bad or not values:
+        limit = f"0..{width - 1}" if width else ">= 0"
+        raise IterationHeadsError(f"positions {values!r}: expected a non-empty list of {limit}")
+    return sorted(set(values))
+
+
+def check_kind(kind: str, allowed: tuple[str, ...], what: str) -> None:
+    """A clear error when ``kind`` is not one of ``allowed`` (``what`` names the option).
+
+    Example:
+        >>> check_kind("max", ("zero", "mean"), "ablation kind")
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: unknown ablation kind 'max'; expected one of ['zero', 'mean']
+    """
+    if kind not in allowed:
+        raise IterationHeadsError(f"unknown {what} {kind!r}; expected one of {list(allowed)}")
+
+
+def paired(model: Any, clean: Data, corrupted: Data) -> tuple[Batch, Batch]:
+    """Clean and corrupted batches of the same shape, or a clear error.
+
+    Example:
+        >>> from iteration_heads import DataConfig, ModelConfig, build_model, make_dataset
+        >>> split = make_dataset(DataConfig(max_len=4, n_train=8, n_test=8)).test
+        >>> a, b = paired(build_model(ModelConfig(d_model=32, max_len=4)), split, split)
+        >>> a.tokens.shape == b.tokens.shape
+        True
+    """
+    a, b = as_batch(model, clean), as_batch(model, corrupted)
+    if a.tokens.shape != b.tokens.shape:
+        raise IterationHeadsError(
+            f"clean and corrupted batches must have the same shape [batch, pos], got "
+            f"{tuple(a.tokens.shape)} and {tuple(b.tokens.shape)}"
+        )
+    return a, b

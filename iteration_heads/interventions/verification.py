@@ -1,0 +1,205 @@
+"""Check a detected circuit causally: ablating its heads must break the task, ablating as many
+other heads must not (or much less)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+
+from iteration_heads._results import Result
+from iteration_heads._torch import Head, head_names
+from iteration_heads.detection.detector import detect
+from iteration_heads.detection.report import DetectionReport
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.interventions.ablation import AblationKind, ablation_effect
+from iteration_heads.interventions.batch import BATCH_SIZE, Data, as_batch
+from iteration_heads.interventions.scores import Scores, run_scored
+
+BROKEN_FRACTION = 0.5
+""":func:`verify`: ablating the detected heads *breaks* the task when accuracy falls below this
+fraction of the clean accuracy..."""
+
+INTACT_FRACTION = 0.9
+"""...ablating other heads leaves it *intact* when accuracy stays above this fraction..."""
+
+SPECIFICITY_MARGIN = 0.25
+"""...and sets of circuit heads hurt far more than as many other heads when their mean
+accuracy is lower by this fraction of the clean accuracy."""
+
+MAX_CONTROLS = 20
+""":func:`verify` tries at most this many sets of other heads (sampled when there are more)."""
+
+
+@dataclass(frozen=True, repr=False)
+class Verification(Result):
+    """Whether ablating the detected circuit breaks the task, and ablating as many other heads
+    does not.
+
+    Attributes:
+        confirmed: Ablating the circuit breaks the task (:data:`BROKEN_FRACTION`) and, where
+            the model has other heads, size-matched sets of circuit heads hurt more than as
+            many other heads by :data:`SPECIFICITY_MARGIN` of the clean accuracy on average.
+        detected: The circuit's heads (EoI and iteration; all heads of a summed layer).
+        clean_accuracy: Sequence accuracy without ablation.
+        set_size: ``k``, the size of the compared sets: the circuit's size, or the number of
+            other heads when there are fewer.
+        table: One row per ablated set: ``role`` ("circuit", "eoi", "iteration", then
+            "circuit_subset" and "control": sets of ``k`` circuit / other heads), ``heads``,
+            ``n_heads``, ``flagged`` (how many of them :func:`~iteration_heads.detection.detector.detect`
+            gave a role), ``accuracy``, ``token_accuracy``, ``loss``, ``logit_diff``.
+        verdict: One line.
+        kind: The ablation used.
+    """
+
+    confirmed: bool
+    detected: tuple[Head, ...]
+    clean_accuracy: float
+    set_size: int
+    table: pd.DataFrame
+    verdict: str
+    kind: str
+
+    def accuracy(self, role: str) -> list[float]:
+        """Accuracies of the sets of ``role``."""
+        return self.table.loc[self.table["role"] == role, "accuracy"].tolist()
+
+    @property
+    def controls_intact(self) -> bool | None:
+        """Whether every control set keeps :data:`INTACT_FRACTION` of the clean accuracy (None
+        without controls)."""
+        controls = self.accuracy("control")
+        if not controls:
+            return None
+        return min(controls) >= INTACT_FRACTION * self.clean_accuracy
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        return {
+            "confirmed": self.confirmed,
+            "verdict": self.verdict,
+            "kind": self.kind,
+            "detected": [list(h) for h in self.detected],
+            "clean_accuracy": self.clean_accuracy,
+            "set_size": self.set_size,
+            "controls_intact": self.controls_intact,
+            "table": self.table.to_dict("records"),
+        }
+
+    def format(self) -> str:
+        """The verdict and the table of ablated sets."""
+        return self.verdict + "\n" + self.table.to_string(index=False, float_format="{:.3f}".format)
+
+    def html_body(self) -> str:
+        return ""
+
+
+def _sample_sets(heads: list[Head], k: int, limit: int, seed: int) -> list[list[Head]]:
+    combos = list(itertools.combinations(heads, k))
+    if len(combos) > limit:
+        generator = torch.Generator().manual_seed(seed)
+        pick = torch.randperm(len(combos), generator=generator)[:limit].sort().values
+        combos = [combos[i] for i in pick.tolist()]
+    return [list(c) for c in combos]
+
+
+def verify(
+    model: Any,
+    report: DetectionReport | None = None,
+    data: Data = None,
+    *,
+    kind: AblationKind = "mean",
+    n: int | None = None,
+    max_controls: int = MAX_CONTROLS,
+    seed: int = 0,
+    batch_size: int = BATCH_SIZE,
+) -> Verification:
+    """Check a detected circuit causally: ablating its heads must break the task, and ablating
+    as many other heads must not (or much less).
+
+    The circuit's heads come from ``report`` (:func:`~iteration_heads.detection.detector.detect` is run on
+    the data when None). They are ablated together, then each role alone. Then sets of ``k``
+    heads are compared, ``k`` being the circuit's size or the number of other heads if
+    smaller: every ``k``-subset of the circuit against every ``k``-subset of the other heads
+    (at most ``max_controls`` of each, sampled with ``seed``). Cost: one forward pass per set.
+
+    Example:
+        >>> from iteration_heads import DataConfig, ModelConfig, build_model, make_dataset
+        >>> model = build_model(ModelConfig(d_model=32, max_len=4))
+        >>> split = make_dataset(DataConfig(max_len=4, n_train=8, n_test=16)).test
+        >>> verify(model, data=split).verdict
+        'nothing to verify: no iteration circuit was detected (no iteration circuit: ...)'
+    """
+    batch = as_batch(model, data, n=n)
+    if report is None:
+        report = detect(model, batch.as_probes("detection"))
+    if not isinstance(report, DetectionReport):
+        raise IterationHeadsError(f"report must be a DetectionReport, got {type(report).__name__}")
+    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
+    circuit = report.circuit
+    clean_acc = run_scored(model, batch, batch_size=batch_size).mean("accuracy")
+    if circuit is None or not circuit.attention_found:
+        columns = ["role", "heads", "n_heads", "flagged", *Scores.METRICS]
+        return Verification(
+            False,
+            (),
+            clean_acc,
+            0,
+            pd.DataFrame(columns=columns),
+            f"nothing to verify: no iteration circuit was detected ({report.verdict})",
+            kind,
+        )
+
+    def role_heads(layer: int, heads: tuple[int, ...]) -> list[Head]:
+        return [(layer, h) for h in (heads or range(n_heads))]
+
+    eoi = role_heads(circuit.eoi_layer, circuit.eoi_heads)
+    iteration = role_heads(circuit.iteration_layer, circuit.iteration_heads)
+    detected = sorted(set(eoi + iteration))
+    others = [
+        (lay, h) for lay in range(n_layers) for h in range(n_heads) if (lay, h) not in detected
+    ]
+    k = min(len(detected), len(others))
+    sets = [("circuit", detected), ("eoi", eoi), ("iteration", iteration)]
+    if 0 < k < len(detected):
+        sets += [("circuit_subset", c) for c in _sample_sets(detected, k, max_controls, seed)]
+    if k:
+        sets += [("control", c) for c in _sample_sets(others, k, max_controls, seed)]
+    flagged = set(report.found("eoi")) | set(report.found("iteration"))
+    rows = []
+    for role, heads in sets:
+        effect = ablation_effect(
+            model, heads, batch.as_data(), kind=kind, seed=seed, batch_size=batch_size
+        )
+        rows.append(
+            {
+                "role": role,
+                "heads": head_names(heads),
+                "n_heads": len(heads),
+                "flagged": sum(h in flagged for h in heads),
+            }
+            | effect.intervened.summary()
+        )
+    table = pd.DataFrame(rows)
+    circuit_acc = float(table.loc[0, "accuracy"])
+    broken = circuit_acc < BROKEN_FRACTION * clean_acc
+    text = (
+        f"{kind} ablation of {head_names(detected)}: accuracy {clean_acc:.3f} -> {circuit_acc:.3f}"
+    )
+    confirmed = broken
+    if k:
+        matched = table.loc[table["role"] == ("circuit_subset" if k < len(detected) else "circuit")]
+        controls = table.loc[table["role"] == "control", "accuracy"]
+        mine, theirs = float(matched["accuracy"].mean()), float(controls.mean())
+        confirmed = broken and theirs - mine >= SPECIFICITY_MARGIN * clean_acc
+        text += (
+            f"; {k}-head sets: circuit {mine:.3f} ({len(matched)} sets) vs other heads "
+            f"{theirs:.3f} ({len(controls)} sets, min {controls.min():.3f})"
+        )
+    else:
+        text += "; no other heads to compare with"
+    verdict = f"{'confirmed' if confirmed else 'not confirmed'}: {text}"
+    return Verification(confirmed, tuple(detected), clean_acc, k, table, verdict, kind)

@@ -1,0 +1,234 @@
+"""The paper's transformer as a TransformerLens model (docs/paper.md §3).
+
+:class:`ModelConfig` describes the architecture; :func:`build_model` is the one place that turns
+it into a TransformerLens ``TransformerBridge`` (via ``boot_native``). The native block is the
+standard pre-LN block with biases: *paper-like*, not identical to the authors' model, whose block
+renormalises the residual stream (``x = LN(x); x = x + attn(x); ...``) and has no biases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+from transformer_lens.config import TransformerBridgeConfig
+from transformer_lens.model_bridge import TransformerBridge
+
+from iteration_heads._io import strict_from_dict
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.tasks.layout import TokenLayout
+
+ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
+NORMALIZATIONS = ("LN", "LNPre", "RMS", None)
+_CONFIG_ATTR = "_iteration_heads_config"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a model; ``n_ctx`` and ``d_vocab`` derive from the layout and ``max_len``.
+
+    Defaults are the paper's model: 2 layers, 1 head, d_model 128, MLP 4·d, GELU, learned
+    positional embeddings, LayerNorm.
+
+    Example:
+        >>> cfg = ModelConfig(d_model=64, max_len=8)
+        >>> cfg.n_ctx, cfg.d_vocab, cfg.d_head, cfg.d_mlp
+        (19, 16, 64, 256)
+        >>> ModelConfig.from_dict(cfg.to_dict()) == cfg
+        True
+    """
+
+    layout: TokenLayout = field(default_factory=TokenLayout.default)
+    max_len: int = 16  # longest input length L; n_ctx = 2·max_len + 3
+    d_model: int = 128  # residual stream width
+    n_layers: int = 2
+    n_heads: int = 1  # heads per layer
+    d_head_: int | None = None  # per-head width; None: d_model // n_heads
+    d_mlp_: int | None = None  # MLP width; None: 4·d_model
+    activation: str = "gelu"  # one of ACTIVATIONS
+    positional: Literal["learned", "frozen"] = "learned"  # frozen: fixed random N(0, 1)
+    normalization: str | None = "LN"  # "LN", "LNPre", "RMS" or None
+    # "normal": token and position embeddings N(0, 1), PyTorch's nn.Embedding default and the
+    # authors' model; "transformer_lens": TransformerLens's own init (N(0, 0.64/d_model)).
+    embedding_init: Literal["normal", "transformer_lens"] = "normal"
+    # False: every bias (linear layers and LayerNorms) is zero and frozen, as in the authors'
+    # model, which has none; the TransformerLens model keeps the bias tensors.
+    biases: bool = True
+    seed: int = 0  # seeds the initialisation
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.max_len >= 1, f"max_len={self.max_len}, expected >= 1"),
+            (self.d_model >= 1, f"d_model={self.d_model}, expected >= 1"),
+            (self.n_layers >= 1, f"n_layers={self.n_layers}, expected >= 1"),
+            (self.n_heads >= 1, f"n_heads={self.n_heads}, expected >= 1"),
+            (
+                self.d_head_ is not None or self.d_model % self.n_heads == 0,
+                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
+                "set d_head_ explicitly",
+            ),
+            (
+                self.activation in ACTIVATIONS,
+                f"activation {self.activation!r}, expected one of {ACTIVATIONS}",
+            ),
+            (
+                self.normalization in NORMALIZATIONS,
+                f"normalization {self.normalization!r}, expected one of {NORMALIZATIONS}",
+            ),
+            (
+                self.positional in ("learned", "frozen"),
+                f"positional {self.positional!r}, expected 'learned' or 'frozen'",
+            ),
+            (
+                self.embedding_init in ("normal", "transformer_lens"),
+                f"embedding_init {self.embedding_init!r}, expected 'normal' or 'transformer_lens'",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise IterationHeadsError(message)
+
+    @property
+    def d_head(self) -> int:
+        """Width of one attention head."""
+        return self.d_head_ if self.d_head_ is not None else self.d_model // self.n_heads
+
+    @property
+    def d_mlp(self) -> int:
+        """Hidden width of the MLP."""
+        return self.d_mlp_ if self.d_mlp_ is not None else 4 * self.d_model
+
+    @property
+    def n_ctx(self) -> int:
+        """Context length: one CoT sequence of length ``max_len`` (``2·max_len + 3``)."""
+        return TokenLayout.seq_len(self.max_len, cot=True)
+
+    @property
+    def d_vocab(self) -> int:
+        """Vocabulary size, from the layout."""
+        return self.layout.d_vocab
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary; inverse of :meth:`from_dict`."""
+        data = asdict(self)
+        data["layout"] = self.layout.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Rebuild a config saved with :meth:`to_dict`; unknown keys are an error."""
+        if not isinstance(data, dict):
+            raise IterationHeadsError(
+                f"model config must be a JSON object, got {type(data).__name__}"
+            )
+        fields = dict(data)
+        if "layout" in fields:
+            fields["layout"] = TokenLayout.from_dict(fields["layout"])
+        return strict_from_dict(cls, fields)
+
+    def transformer_lens_config(
+        self, device: str | torch.device = "cpu"
+    ) -> TransformerBridgeConfig:
+        """The TransformerLens config this model is built from."""
+        return TransformerBridgeConfig(
+            d_model=self.d_model,
+            d_head=self.d_head,
+            n_heads=self.n_heads,
+            n_layers=self.n_layers,
+            n_ctx=self.n_ctx,
+            d_vocab=self.d_vocab,
+            d_mlp=self.d_mlp,
+            act_fn=self.activation,
+            normalization_type=self.normalization,
+            positional_embedding_type="standard",
+            init_mode="gpt2",
+            seed=self.seed,
+            device=str(device),
+        )
+
+
+def build_model(
+    config: ModelConfig | None = None, *, device: str | torch.device = "cpu"
+) -> TransformerBridge:
+    """Build a freshly initialised model (deterministic for ``config.seed``), in eval mode.
+
+    Example:
+        >>> model = build_model(ModelConfig(d_model=64, max_len=8))
+        >>> model.cfg.n_layers, model.cfg.n_ctx, sum(p.numel() for p in model.parameters())
+        (2, 19, 103360)
+        >>> model_config(model).d_model
+        64
+    """
+    config = config or ModelConfig()
+    model = TransformerBridge.boot_native(config.transformer_lens_config(device))  # type: ignore[attr-defined]
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    with torch.no_grad():
+        if config.embedding_init == "normal":
+            model.embed.weight.copy_(torch.randn(model.embed.weight.shape, generator=generator))
+        if config.embedding_init == "normal" or config.positional == "frozen":
+            pos = model.pos_embed.weight
+            pos.copy_(torch.randn(pos.shape, generator=generator))
+    if config.positional == "frozen":
+        model.pos_embed.weight.requires_grad_(False)
+    if not config.biases:
+        for name, param in model.state_dict(keep_vars=True).items():
+            if name.endswith(".bias") and isinstance(param, torch.nn.Parameter):
+                with torch.no_grad():
+                    param.zero_()
+                param.requires_grad_(False)
+    setattr(model, _CONFIG_ATTR, config)
+    return model.eval()
+
+
+def model_config(model: torch.nn.Module) -> ModelConfig:
+    """The :class:`ModelConfig` of a model built by :func:`build_model` or loaded by
+    :func:`~iteration_heads.model.load`.
+
+    Raises:
+        IterationHeadsError: for a model this library did not build.
+
+    Example:
+        >>> model_config(build_model(ModelConfig(d_model=32, max_len=4))).d_model
+        32
+        >>> model_config(torch.nn.Linear(2, 2))
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: Linear was not built by iteration_heads (no ModelConfig attached); use iteration_heads.build_model or iteration_heads.load
+    """
+    config = getattr(model, _CONFIG_ATTR, None)
+    if not isinstance(config, ModelConfig):
+        raise IterationHeadsError(
+            f"{type(model).__name__} was not built by iteration_heads (no ModelConfig attached); "
+            "use iteration_heads.build_model or iteration_heads.load"
+        )
+    return config
+
+
+def count_parameters(model: torch.nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of parameters (``trainable_only``: those with ``requires_grad``).
+
+    Example:
+        >>> count_parameters(build_model(ModelConfig(positional="frozen", max_len=8, d_model=64)),
+        ...                  trainable_only=True)
+        102144
+    """
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def paper_parameter_count(
+    d_model: int, max_len: int, *, n_layers: int = 2, d_vocab: int = 64
+) -> int:
+    """Parameters of the authors' model (no biases, LayerNorm weights only, untied unembedding).
+
+    Useful to compare sizes with docs/paper.md §7; our TransformerLens model adds biases.
+
+    Example:
+        >>> paper_parameter_count(64, 8), paper_parameter_count(128, 16)
+        (108032, 414720)
+    """
+    n_ctx = TokenLayout.seq_len(max_len, cot=True)
+    embeddings = 2 * d_vocab * d_model + n_ctx * d_model
+    blocks = n_layers * 12 * d_model * d_model  # 4·d² attention + 8·d² MLP
+    norms = (2 * n_layers + 1) * d_model
+    return embeddings + blocks + norms

@@ -1,0 +1,47 @@
+"""Training and evaluation: the masked chain-of-thought loss, run directories that resume
+exactly, and the paper's metrics, which detection shares (docs/paper.md §4, §6).
+
+* :mod:`~iteration_heads.training.loop`: :func:`train` and :class:`TrainConfig`;
+* :mod:`~iteration_heads.training.run_dir`: the files of a run directory;
+* :mod:`~iteration_heads.training.evaluation`: :func:`evaluate` and :class:`Evaluation`;
+* :mod:`~iteration_heads.training.metrics`: target weights, peakiness and the targets of a run.
+"""
+
+from iteration_heads._io import CHECKPOINT_DIR, HISTORY_FILE, RUN_FILE
+from iteration_heads.training.evaluation import Evaluation, evaluate
+from iteration_heads.training.loop import TrainConfig, cot_loss, train, trainable_parameters
+from iteration_heads.training.metrics import (
+    ACCURACY_TARGET,
+    PEAK_THRESHOLD,
+    PEAKINESS_TARGET,
+    SUMMARY_MIN_LEN,
+    HeadScores,
+    has_iteration_head,
+    reaches_accuracy,
+    score_heads,
+    target_weights,
+)
+from iteration_heads.training.run_dir import history_summary, read_history
+
+__all__ = [
+    "ACCURACY_TARGET",
+    "CHECKPOINT_DIR",
+    "HISTORY_FILE",
+    "PEAKINESS_TARGET",
+    "PEAK_THRESHOLD",
+    "RUN_FILE",
+    "SUMMARY_MIN_LEN",
+    "Evaluation",
+    "HeadScores",
+    "TrainConfig",
+    "cot_loss",
+    "evaluate",
+    "has_iteration_head",
+    "history_summary",
+    "reaches_accuracy",
+    "read_history",
+    "score_heads",
+    "target_weights",
+    "train",
+    "trainable_parameters",
+]

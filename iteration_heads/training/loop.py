@@ -1,0 +1,313 @@
+"""Training with the masked chain-of-thought loss, evaluation as it goes, checkpoints and resume
+(the run directory's files: :mod:`iteration_heads.training.run_dir`).
+
+Each epoch's shuffling and dropout draw from generators seeded by ``(seed, epoch)``, so a run
+resumed from a checkpoint continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm  # text bar: no ipywidgets needed in notebooks
+
+from iteration_heads._io import strict_from_dict
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.model.checkpoint import attach_metadata, save
+from iteration_heads.model.fast_forward import Weights, forward
+from iteration_heads.model.transformer import model_config
+from iteration_heads.tasks.data import IGNORE, BatchOrder, Dataset
+from iteration_heads.training.evaluation import evaluate
+from iteration_heads.training.run_dir import (
+    append_history,
+    at_target,
+    prepare_run,
+    run_metadata,
+    save_checkpoint,
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Defaults: the paper's optimiser (Adam 3e-4, batch 256, no weight decay)
+    and the library's recipe (shuffled batches, embedding dropout 0.1: see docs/guide/training.md).
+
+    Example:
+        >>> TrainConfig(epochs=200).lr
+        0.0003
+    """
+
+    epochs: int = 1000  # the paper trains 1000 epochs
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    momentum: float = 0.0  # SGD only
+    batch_size: int = 256
+    batch_order: BatchOrder = "shuffled"  # "sorted": the authors' length-sorted, unshuffled order
+    embedding_dropout: float = 0.1  # dropout on token + position embeddings (authors: 0.1)
+    eval_every: int = 10  # epochs between evaluations (the paper: 10)
+    checkpoint_every: int = 50  # epochs between checkpoints (0: only at the end)
+    seed: int = 0  # seeds shuffling and dropout
+    device: str = "cpu"
+    threads: int | None = None  # torch.set_num_threads; None leaves torch's default
+    stop_at_target: bool = (
+        False  # stop at the first evaluation where accuracy and head reach target
+    )
+    # Submodules to train, by name (e.g. ("blocks.1.mlp",): the second MLP only, as in the
+    # paper's transfer experiment); None trains every parameter that requires grad.
+    trainable: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 0, f"epochs={self.epochs}, expected >= 0"),
+            (
+                self.optimizer in ("adam", "sgd"),
+                f"optimizer {self.optimizer!r}, expected 'adam' or 'sgd'",
+            ),
+            (self.lr > 0, f"lr={self.lr}, expected > 0"),
+            (self.batch_size >= 1, f"batch_size={self.batch_size}, expected >= 1"),
+            (
+                self.batch_order in ("shuffled", "sorted"),
+                f"batch_order {self.batch_order!r}, expected 'shuffled' or 'sorted'",
+            ),
+            (
+                0 <= self.embedding_dropout < 1,
+                f"embedding_dropout={self.embedding_dropout}, expected in [0, 1)",
+            ),
+            (self.eval_every >= 1, f"eval_every={self.eval_every}, expected >= 1"),
+            (
+                self.checkpoint_every >= 0,
+                f"checkpoint_every={self.checkpoint_every}, expected >= 0",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise IterationHeadsError(message)
+        if self.trainable is not None:
+            if isinstance(self.trainable, str) or not self.trainable:
+                raise IterationHeadsError(
+                    f"trainable={self.trainable!r}: expected a non-empty tuple of submodule "
+                    "names such as ('blocks.1.mlp',)"
+                )
+            object.__setattr__(self, "trainable", tuple(self.trainable))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary; inverse of :meth:`from_dict`."""
+        data = asdict(self)
+        if self.trainable is not None:
+            data["trainable"] = list(self.trainable)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Rebuild a config saved with :meth:`to_dict`; unknown keys are an error."""
+        return strict_from_dict(cls, data)
+
+
+def cot_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the scored positions (targets != -100).
+
+    Example:
+        >>> logits = torch.zeros(1, 3, 4)
+        >>> round(float(cot_loss(logits, torch.tensor([[-100, 2, 3]]))), 4)  # log 4
+        1.3863
+    """
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+
+
+def train(
+    model: torch.nn.Module,
+    data: Dataset,
+    config: TrainConfig | None = None,
+    *,
+    out_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``model`` on ``data`` with the masked CoT loss; returns the evaluation history.
+
+    Args:
+        model: A model from :func:`~iteration_heads.build_model` or :func:`~iteration_heads.model.checkpoint.load`.
+        data: Train and test splits (:func:`~iteration_heads.make_dataset`).
+        config: Optimiser, epochs, batch order, dropout, evaluation and checkpoint frequency.
+        out_dir: Run directory (configs, history, checkpoints, final model). None: keep nothing.
+        resume: Continue from the last checkpoint in ``out_dir`` (configs must match, except
+            ``epochs``); history after that checkpoint is recomputed identically.
+        progress: Show a tqdm bar with the loss and test accuracy.
+        callback: Called with every history record as it is written.
+
+    Example:
+        >>> from iteration_heads import DataConfig, ModelConfig, build_model, make_dataset
+        >>> data = make_dataset(DataConfig(task="copy", max_len=4, n_train=64, n_test=64))
+        >>> model = build_model(ModelConfig(d_model=32, max_len=4))
+        >>> history = train(model, data, TrainConfig(epochs=2, eval_every=1), progress=False)
+        >>> [record["epoch"] for record in history]
+        [0, 1, 2]
+    """
+    config = config or TrainConfig()
+    mconfig = model_config(model)
+    if data.layout != mconfig.layout:
+        raise IterationHeadsError(
+            f"data layout {data.layout.to_dict()} differs from the model's {mconfig.layout.to_dict()}"
+        )
+    if data.train.tokens.shape[1] > mconfig.n_ctx:
+        raise IterationHeadsError(
+            f"max_len={data.config.max_len} needs {data.train.tokens.shape[1]} positions, "
+            f"the model's n_ctx is {mconfig.n_ctx} (max_len={mconfig.max_len})"
+        )
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = torch.device(config.device)
+    if any(p.device != device for p in model.parameters()):
+        model.to(device)
+    params = trainable_parameters(model, config.trainable)
+    optimizer = _make_optimizer(params, config)
+    run = Path(out_dir) if out_dir is not None else None
+    record_base = {
+        "model": mconfig.to_dict(),
+        "data": data.config.to_dict(),
+        "train": config.to_dict(),
+    }
+    start_epoch = 0
+    history: list[dict[str, Any]] = []
+    if run is not None:
+        start_epoch, history = prepare_run(run, model, optimizer, record_base, resume)
+
+    weights = Weights.of(model, mconfig)
+    was_training = model.training
+    chosen = {id(p) for p in params}
+    frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in chosen]
+    seconds = {"train": 0.0, "eval": 0.0, "train_cpu": 0.0}
+    if history:
+        seconds = {k: history[-1].get(f"{k}_seconds", 0.0) for k in seconds}
+    bar = tqdm(range(start_epoch, config.epochs), disable=not progress, desc="train", unit="epoch")
+
+    def log(epoch: int, train_loss: float | None) -> None:
+        tick = time.perf_counter()
+        test = evaluate(model, data.test)
+        train_eval = evaluate(model, data.train)
+        seconds["eval"] += time.perf_counter() - tick
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_seconds": round(seconds["train"], 3),
+            "eval_seconds": round(seconds["eval"], 3),
+            "train_cpu_seconds": round(seconds["train_cpu"], 3),  # CPU time of all threads
+            "test": test.to_dict(),
+            "train": train_eval.to_dict(),
+        }
+        history.append(record)
+        if run is not None:
+            append_history(run, record)
+        if callback is not None:
+            callback(record)
+        summary = test.summary()
+        bar.set_postfix(loss=train_loss, acc=round(summary["accuracy"], 3))
+
+    for p in frozen:  # no gradient for what is not trained; restored below
+        p.requires_grad_(False)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            if not history:
+                log(0, None)
+            train_loss = None
+            for epoch in bar:
+                tick, cpu_tick = time.perf_counter(), time.process_time()
+                model.train()
+                seed = config.seed * 1_000_003 + epoch
+                torch.manual_seed(seed)  # dropout of this epoch
+                order = torch.Generator().manual_seed(seed)
+                total, batches = 0.0, 0
+                for tokens, targets in data.train.batches(
+                    config.batch_size, order=config.batch_order, generator=order
+                ):
+                    logits, _ = forward(
+                        weights, tokens.to(device), embedding_dropout=config.embedding_dropout
+                    )
+                    loss = cot_loss(logits, targets.to(device))
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    total += loss.item()
+                    batches += 1
+                model.eval()
+                seconds["train"] += time.perf_counter() - tick
+                seconds["train_cpu"] += time.process_time() - cpu_tick
+                train_loss = round(total / max(batches, 1), 6)
+                done = epoch + 1
+                if done % config.eval_every == 0 or done == config.epochs:
+                    log(done, train_loss)
+                if (
+                    run is not None
+                    and config.checkpoint_every
+                    and done % config.checkpoint_every == 0
+                ):
+                    save_checkpoint(run, model, optimizer, done)
+                if (
+                    config.stop_at_target
+                    and history[-1]["epoch"] == done
+                    and at_target(history[-1]["test"]["summary"])
+                ):
+                    break
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+    model.train(was_training)
+    metadata = run_metadata(record_base, history)
+    if run is not None:
+        save_checkpoint(run, model, optimizer, history[-1]["epoch"])
+        save(model, run, metadata=metadata)
+    else:  # detect(model) and friends probe the task it was just trained on
+        attach_metadata(model, metadata)
+    return history
+
+
+def trainable_parameters(
+    model: torch.nn.Module, trainable: tuple[str, ...] | None = None
+) -> list[torch.nn.Parameter]:
+    """The parameters that training updates: those of the named submodules (every parameter
+    that requires grad when ``trainable`` is None).
+
+    Example:
+        >>> from iteration_heads import ModelConfig, build_model
+        >>> model = build_model(ModelConfig(d_model=64, max_len=8))
+        >>> sum(p.numel() for p in trainable_parameters(model, ("blocks.1.mlp",)))
+        33088
+        >>> trainable_parameters(model, ("blocks.7.mlp",))
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: trainable submodule 'blocks.7.mlp' not found; expected names such as 'blocks.1.mlp', 'blocks.0.attn', 'embed', 'pos_embed', 'unembed'
+    """
+    if trainable is None:
+        return [p for p in model.parameters() if p.requires_grad]
+    chosen: dict[int, torch.nn.Parameter] = {}
+    for name in trainable:
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            raise IterationHeadsError(
+                f"trainable submodule {name!r} not found; expected names such as "
+                "'blocks.1.mlp', 'blocks.0.attn', 'embed', 'pos_embed', 'unembed'"
+            ) from None
+        for p in module.parameters():
+            if p.requires_grad:
+                chosen[id(p)] = p
+    if not chosen:
+        raise IterationHeadsError(f"trainable={trainable!r} selects no trainable parameter")
+    return [p for p in model.parameters() if id(p) in chosen]
+
+
+def _make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )

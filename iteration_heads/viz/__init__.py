@@ -1,0 +1,44 @@
+"""Visualisation: attention views, detection and intervention figures, training curves, scaling
+grids, the one-file HTML report, and saving figures offline.
+
+Every function takes the library's own objects and returns a plotly ``Figure`` or an
+:class:`AttentionView` (circuitsvis); anything else raises
+:class:`~iteration_heads.IterationHeadsError` naming what was passed and what is expected.
+
+* :mod:`~iteration_heads.viz.attention`: :func:`attention_view`, :func:`attention_heatmap`;
+* :mod:`~iteration_heads.viz.circuits`: :func:`detection_heatmap`, :func:`patching_heatmap`,
+  :func:`ablation_chart`;
+* :mod:`~iteration_heads.viz.curves`: :func:`training_curves`, :func:`scaling_grid`;
+* :mod:`~iteration_heads.viz.export`: :func:`save_html`, :func:`save_png`;
+* :mod:`~iteration_heads.viz.html_report`: :func:`report_html`, :func:`write_report`.
+"""
+
+from iteration_heads.viz.attention import (
+    EOI_COLOUR,
+    ITERATION_COLOUR,
+    AttentionView,
+    attention_heatmap,
+    attention_view,
+)
+from iteration_heads.viz.circuits import ablation_chart, detection_heatmap, patching_heatmap
+from iteration_heads.viz.curves import scaling_grid, training_curves
+from iteration_heads.viz.export import find_chromium, save_html, save_png
+from iteration_heads.viz.html_report import report_html, write_report
+
+__all__ = [
+    "EOI_COLOUR",
+    "ITERATION_COLOUR",
+    "AttentionView",
+    "ablation_chart",
+    "attention_heatmap",
+    "attention_view",
+    "detection_heatmap",
+    "find_chromium",
+    "patching_heatmap",
+    "report_html",
+    "save_html",
+    "save_png",
+    "scaling_grid",
+    "training_curves",
+    "write_report",
+]

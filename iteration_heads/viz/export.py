@@ -1,0 +1,78 @@
+"""Saving figures: one self-contained HTML file (plotly.js or the circuitsvis bundle inlined, no
+CDN), or PNG when kaleido and a Chromium are installed (optional).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.viz.attention import AttentionView
+
+
+def save_html(obj: go.Figure | AttentionView, path: str | os.PathLike[str]) -> Path:
+    """Write a figure or attention view as one self-contained HTML file (no CDN).
+
+    Example:
+        >>> import tempfile
+        >>> path = save_html(go.Figure(go.Bar(y=[1, 2])), Path(tempfile.mkdtemp()) / "f.html")
+        >>> "cdn.plot.ly/plotly" in path.read_text()
+        False
+    """
+    out = Path(path)
+    if isinstance(obj, AttentionView):
+        return obj.save(out)
+    if isinstance(obj, go.Figure):
+        obj.write_html(out, include_plotlyjs=True, full_html=True)
+        return out
+    raise IterationHeadsError(
+        f"save_html takes a plotly Figure or an AttentionView, got {type(obj).__name__}"
+    )
+
+
+def find_chromium() -> str | None:
+    """Path of a Chromium to drive headless (``BROWSER_PATH``, then ``chromium`` on PATH).
+
+    Example:
+        >>> find_chromium() is None or Path(find_chromium()).exists()
+        True
+    """
+    explicit = os.environ.get("BROWSER_PATH")
+    if explicit and Path(explicit).exists():
+        return explicit
+    for name in ("chromium", "chromium-browser", "google-chrome", "chromium-headless-shell"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def save_png(fig: go.Figure, path: str | os.PathLike[str], *, scale: float = 1.0) -> Path:
+    """Export a figure as PNG (optional: needs ``kaleido>=1`` and a Chromium).
+
+    Raises:
+        IterationHeadsError: saying what to install when kaleido or a browser is missing.
+    """
+    if not isinstance(fig, go.Figure):
+        raise IterationHeadsError(f"save_png takes a plotly Figure, got {type(fig).__name__}")
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        raise IterationHeadsError(
+            "PNG export needs kaleido>=1: pip install 'kaleido>=1' (and a Chromium: "
+            "apt-get install chromium); HTML export needs neither (save_html)"
+        ) from None
+    browser = find_chromium()
+    if browser is None:
+        raise IterationHeadsError(
+            "PNG export needs a Chromium browser: apt-get install chromium (Debian), or set "
+            "BROWSER_PATH to a chromium-headless-shell; HTML export needs none (save_html)"
+        )
+    os.environ.setdefault("BROWSER_PATH", browser)
+    out = Path(path)
+    fig.write_image(out, format="png", scale=scale)
+    return out

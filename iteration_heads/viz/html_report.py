@@ -1,0 +1,259 @@
+"""One self-contained HTML page about a trained model: ``iteration-heads report DIR -o FILE``.
+
+The page holds the run's configuration, its training curves (when the directory has
+``history.jsonl``), the attention of every head on one probe (plotly heatmaps with the ideal
+patterns overlaid, and an interactive circuitsvis view), the detection table and verdict, and
+intervention results (mean ablation of every head, the causal check of the detected circuit,
+activation patching). plotly.js is inlined once and circuitsvis's bundle once: the file opens
+offline and references no remote resource.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+import torch
+
+from iteration_heads._io import HISTORY_FILE
+from iteration_heads.detection.detector import detect
+from iteration_heads.detection.probes import Probes
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.interventions.ablation import ablation_effect
+from iteration_heads.interventions.corruptions import corrupt
+from iteration_heads.interventions.patching import activation_patching
+from iteration_heads.interventions.verification import verify
+from iteration_heads.model.checkpoint import data_config, load, model_directory, model_metadata
+from iteration_heads.model.transformer import model_config
+from iteration_heads.tasks.data import DataConfig, make_dataset
+from iteration_heads.viz.attention import attention_heatmap, attention_view
+from iteration_heads.viz.circuits import ablation_chart, detection_heatmap, patching_heatmap
+from iteration_heads.viz.curves import training_curves
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1200px; color: #222; }
+h1 { font-size: 1.6em; margin-bottom: 0; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 6px 0; }
+td, th { border: 1px solid #ddd; padding: 2px 8px; text-align: right; }
+th { background: #f3f3f3; } .configs { display: flex; gap: 24px; flex-wrap: wrap; }
+.configs table td:first-child { text-align: left; } .note { color: #666; font-style: italic; }
+.verdict { font-weight: bold; }
+"""
+
+
+class _Page:
+    """HTML sections; plotly.js goes into the first figure only."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.plotly_included = False
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+
+    def figure(self, fig: go.Figure) -> None:
+        self.add(
+            fig.to_html(
+                full_html=False,
+                include_plotlyjs=not self.plotly_included,
+                config={"displaylogo": False},
+            )
+        )
+        self.plotly_included = True
+
+    def section(self, title: str, build: Callable[[], None]) -> None:
+        """A section; a library error while building it becomes a note, not a failed report."""
+        self.add(f"<h2>{html.escape(title)}</h2>")
+        try:
+            build()
+        except IterationHeadsError as err:
+            self.add(f'<p class="note">skipped: {html.escape(str(err))}</p>')
+
+
+def _table(values: dict[str, Any], title: str) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_short(v))}</td></tr>"
+        for k, v in values.items()
+    )
+    return f"<table><tr><th colspan=2>{html.escape(title)}</th></tr>{rows}</table>"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list) and all(isinstance(v, float) for v in value):
+        return "[" + ", ".join(f"{v:.2f}" for v in value) + "]"
+    return str(value)
+
+
+def report_html(
+    directory: str | os.PathLike[str],
+    *,
+    n_probes: int = 256,
+    task: str | None = None,
+    length: int | None = None,
+) -> str:
+    """The HTML report of a model or run directory, as one self-contained string.
+
+    Args:
+        directory: A model directory (:func:`~iteration_heads.model.save`), a shipped model's
+            name, or a run directory (``iteration-heads train --out``; its ``history.jsonl`` gives the curves).
+        n_probes: Test sequences for detection and the interventions (spread over lengths).
+        task: Probe this task instead of the one in the model's metadata (needed for a model
+            that was built but not trained).
+        length: Input length of the probe shown in the attention section (None: the longest).
+
+    Cost: about 1 s on the 2-layer d 64 fixture and 4 s on the 3-layer × 2-head one, one CPU
+    thread (detection, ablation of every head, the causal check and activation patching on
+    ``n_probes`` sequences).
+
+    Example:
+        >>> import tempfile
+        >>> from iteration_heads import ModelConfig, build_model
+        >>> from iteration_heads.model.checkpoint import save
+        >>> path = save(build_model(ModelConfig(d_model=32, max_len=4)), tempfile.mkdtemp())
+        >>> page = report_html(path, task="polynomial", n_probes=32)
+        >>> page.count("<h2>"), page.count("plotly.js v")  # sections; plotly.js inlined once
+        (5, 1)
+    """
+    path = model_directory(directory)
+    model = load(path)
+    config = model_config(model)
+    metadata = model_metadata(model)
+    try:
+        test_config = DataConfig.from_dict({**data_config(model, task=task).to_dict(), "cot": True})
+    except IterationHeadsError:
+        raise IterationHeadsError(
+            f"{str(path)!r} holds no task in its metadata (built, not trained by this "
+            "library?): pass task=... (--task)"
+        ) from None
+    task_name = test_config.task
+    probes = Probes.from_model(model, task=task, n=n_probes)
+    page = _Page()
+    title = f"iteration_heads report: {path.resolve().name}"
+    page.add(f"<h1>{html.escape(title)}</h1>")
+    stamp = datetime.datetime.now().isoformat(timespec="seconds")
+    page.add(
+        f"<p>{html.escape(str(path))} — task <b>{html.escape(task_name)}</b>, "
+        f"{config.n_layers} layers × {config.n_heads} head{'s' if config.n_heads > 1 else ''}, "
+        f"d_model {config.d_model}, "
+        f"Lmax {config.max_len}; generated {stamp}</p>"
+    )
+
+    def configuration() -> None:
+        tables = [_table(config.to_dict() | {"layout": config.layout.tasks}, "model")]
+        for key in ("data", "train", "summary"):
+            if isinstance(metadata.get(key), dict):
+                values = metadata[key]
+                if key == "summary":
+                    values = {k: v for k, v in values.items() if k not in ("test", "train")}
+                    values |= {f"test {k}": v for k, v in metadata[key].get("test", {}).items()}
+                tables.append(_table(values, key))
+        if isinstance(metadata.get("versions"), dict):
+            tables.append(_table(metadata["versions"], "versions"))
+        page.add('<div class="configs">' + "".join(tables) + "</div>")
+
+    def curves() -> None:
+        if not (path / HISTORY_FILE).is_file():
+            page.add(
+                f'<p class="note">no {HISTORY_FILE} in this directory (a model directory, '
+                "not a run directory): no training curves</p>"
+            )
+            return
+        page.figure(training_curves(path))
+
+    def attention() -> None:
+        want = config.max_len if length is None else length
+        rows = (probes.lengths == want).nonzero().flatten()
+        if len(rows) == 0:
+            raise IterationHeadsError(f"no probe of length {want}")
+        one = probes.select(rows[:1])
+        page.add(
+            "<p>Every head on one test probe. Open squares: the ideal EoI pattern (orange: "
+            "queries s_1..s_L onto EoI) and the ideal iteration pattern (green: the query "
+            "before s_t onto x_t, a diagonal offset by L+1).</p>"
+        )
+        page.figure(attention_heatmap(model, one, columns=3))
+        page.add(attention_view(model, one).fragment)
+
+    report_box: dict[str, Any] = {}
+
+    def detection() -> None:
+        report = detect(model, probes)
+        report_box["report"] = report
+        page.add(report._repr_html_())
+        page.figure(detection_heatmap(report))
+
+    def interventions() -> None:
+        data = make_dataset(test_config, config.layout).test
+        index = torch.linspace(0, len(data) - 1, min(n_probes, len(data))).long()
+        sample = data.select(index)
+        heads = [(lay, h) for lay in range(config.n_layers) for h in range(config.n_heads)]
+        effects = {
+            f"L{lay}H{h}": ablation_effect(model, [(lay, h)], sample, kind="mean")
+            for lay, h in heads
+        }
+        page.add("<p>Mean ablation of each head (its output replaced by its mean):</p>")
+        page.figure(ablation_chart(effects))
+        report = report_box.get("report")
+        if report is not None and report.circuit is not None and report.circuit.attention_found:
+            check = verify(model, report, sample, kind="mean")
+            page.add(f'<p class="verdict">causal check: {html.escape(check.verdict)}</p>')
+            page.add(check.table.to_html(index=False, float_format=lambda v: f"{v:.3f}"))
+        longest = data.for_length(config.max_len)
+        clean = longest.select(torch.arange(min(len(longest), max(8, n_probes // 4))))
+        bad = corrupt(clean, "input", task=task_name, layout=config.layout)
+        result = activation_patching(model, clean, bad)
+        page.add(
+            f"<p>Activation patching on {len(clean)} sequences of length {config.max_len}: "
+            "one input x_k changed at random (recomputed states); each head's clean output "
+            "patched into the corrupted run at one position (1 = restores the clean logit "
+            "difference).</p>"
+        )
+        n = config.max_len
+        roles = ["<task>", *(f"x{t}" for t in range(1, n + 1)), "EoI"]
+        roles += [f"s{t}" for t in range(1, n + 1)] + ["EoS"]
+        roles += ["pad"] * (clean.tokens.shape[1] - len(roles))
+        page.figure(patching_heatmap(result, labels=roles))
+
+    page.section("Configuration", configuration)
+    page.section("Training curves", curves)
+    page.section("Attention", attention)
+    page.section("Detection", detection)
+    page.section("Interventions", interventions)
+    body = "\n".join(page.parts)
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}'
+        f"</title><style>{_STYLE}</style></head>\n<body>\n{body}\n</body></html>\n"
+    )
+
+
+def write_report(
+    directory: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    *,
+    n_probes: int = 256,
+    task: str | None = None,
+    length: int | None = None,
+) -> Path:
+    """Write :func:`report_html` of ``directory`` to ``path`` (one offline HTML file).
+
+    Example:
+        >>> import tempfile
+        >>> from iteration_heads import ModelConfig, build_model
+        >>> from iteration_heads.model.checkpoint import save
+        >>> model_dir = save(build_model(ModelConfig(d_model=32, max_len=4)), tempfile.mkdtemp())
+        >>> out = write_report(model_dir, model_dir / "report.html", task="copy", n_probes=32)
+        >>> out.stat().st_size > 1_000_000  # plotly.js and circuitsvis inlined
+        True
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = report_html(directory, n_probes=n_probes, task=task, length=length)
+    out.write_text(text, encoding="utf-8")
+    return out

@@ -1,0 +1,257 @@
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+from helpers import tiny_spec
+
+from iteration_heads import DataConfig, ModelConfig
+from iteration_heads.cli import main
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.experiments import (
+    EXPERIMENTS,
+    Claim,
+    Experiment,
+    RunResult,
+    RunSpec,
+    mean_spread,
+    reproduce,
+    run_all,
+)
+from iteration_heads.experiments.controls import fails
+from iteration_heads.experiments.emergence import (
+    assess_head_forms,
+    assess_learns,
+    assess_positional,
+)
+from iteration_heads.experiments.reproduction import write_results, write_summary
+from iteration_heads.experiments.scaling import assess_alternative, assess_scaling, assess_spread
+from iteration_heads.training import TrainConfig
+
+
+def fake(seed, accuracy, iteration, eoi=0.6, circuit=True, heads=((0, 0), (1, 0)), **more):
+    return RunResult(
+        seed=seed,
+        summary={
+            "epochs": 100,
+            "test": {
+                "accuracy": accuracy,
+                "eoi_peakiness": [eoi, 0.0],
+                "iteration_peakiness": [0.1, iteration],
+            },
+            "first_epoch_accuracy": 60 if accuracy >= 0.99 else None,
+            "first_epoch_both": 60 if accuracy >= 0.99 and iteration >= 0.9 else None,
+        },
+        detect={
+            "has_iteration_circuit": circuit,
+            "eoi_heads": [list(heads[0])],
+            "iteration_heads": [list(h) for h in heads[1:]],
+            "layers": [],
+        },
+        **more,
+    )
+
+
+def test_every_paper_claim_has_an_experiment():
+    assert list(EXPERIMENTS) == [
+        "emergence",
+        "paper-size",
+        "no-cot",
+        "one-layer",
+        "small-width",
+        "parity-scratch",
+        "transfer",
+        "scaling",
+        "three-by-two",
+        "positional",
+    ]
+    claims = [c.text for e in EXPERIMENTS.values() for c in e.claims]
+    assert len(claims) == 13
+    # headline claims run over at least 3 seeds
+    for name in ("emergence", "no-cot", "one-layer", "parity-scratch", "transfer", "positional"):
+        for specs in EXPERIMENTS[name].specs().values():
+            assert sorted(s.train.seed for s in specs) == [0, 1, 2]
+
+
+def test_specs_share_runs_across_experiments():
+    emergence = EXPERIMENTS["emergence"].specs()["CoT, 2 layers"]
+    learned = EXPERIMENTS["positional"].specs()["learned"]
+    sources = [s.source for s in EXPERIMENTS["transfer"].specs()["all weights"]]
+    assert [s.key() for s in emergence] == [s.key() for s in learned]
+    assert [s.key() for s in emergence] == [s.key() for s in sources if s is not None]
+    frozen = EXPERIMENTS["positional"].specs()["frozen"][0]
+    assert frozen.key() != emergence[0].key() and "frozen" in frozen.name()
+
+
+def test_mean_spread():
+    assert mean_spread([1.0, 0.83, 0.56]) == "0.80 ± 0.22 (0.56–1.00)"
+    assert mean_spread([0.123], 3) == "0.123"
+    assert mean_spread([1.0, math.nan]) == "—"
+
+
+def test_claims_report_partial_results_honestly():
+    results = {"arm": [fake(0, 1.0, 1.0), fake(1, 1.0, 0.83), fake(2, 0.76, 0.56)]}
+    ours, holds, why = assess_head_forms(results)
+    assert holds == "partly (1/3 seeds)"
+    assert (
+        "0.80 ± 0.22" in ours and "seed 1 solves the task" in why and "alternative circuit" in why
+    )
+    assert "seed 2 has not learned the task yet (0.76)" in why
+    ours, holds, _ = assess_head_forms({"arm": [fake(s, 1.0, 0.99) for s in range(3)]})
+    assert holds == "yes"
+    _, holds, _ = fails(0.2, "")({"arm": [fake(s, 0.09, 0.1) for s in range(3)]})
+    assert holds == "yes"
+    _, holds, why = fails(0.2, "")({"arm": [fake(0, 0.09, 0.1), fake(1, 1.0, 1.0)]})
+    assert holds == "partly (1/2 seeds)" and why
+
+
+def test_spread_claim_needs_more_than_two_heads():
+    spread = {"arm": [fake(0, 1.0, 0.9, heads=((0, 0), (0, 1), (1, 0), (1, 1)))]}
+    assert assess_spread(spread)[1] == "yes"
+    single = {"arm": [fake(0, 1.0, 0.9)]}
+    assert assess_spread(single)[1] == "no"
+
+
+def test_write_results_and_summary(tmp_path):
+    experiment = Experiment(
+        "tiny",
+        "a tiny experiment",
+        lambda seeds, epochs: {"tiny arm": [tiny_spec(s, epochs or 1) for s in seeds]},
+        (Claim("tiny models do not learn in one epoch", "0.0", fails(0.99, "too short")),),
+        seeds=(0, 1),
+    )
+    plan = experiment.specs()
+    run_all([s for specs in plan.values() for s in specs], tmp_path / "runs", jobs=2)
+    out = tmp_path / "docs" / "results"
+    record = write_results(
+        experiment,
+        plan,
+        runs=tmp_path / "runs",
+        out=out,
+        command="iteration-heads reproduce tiny",
+        jobs=2,
+        elapsed=1.0,
+    )
+    assert record["seeds"] == [0, 1] and record["claims"][0]["holds"] == "yes"
+    assert (
+        json.loads((out / "tiny.json").read_text())["command"] == "iteration-heads reproduce tiny"
+    )
+    table = (out / "tiny.md").read_text()
+    assert "| tiny arm | 0 | 1 |" in table and "mean ± sd" in table
+    page = (out / "tiny.html").read_text()
+    assert 'src="plotly.min.js"' in page and (out / "plotly.min.js").stat().st_size > 1e6
+    assert not re.search(r"src=\"https?://", page)
+    # the summary only lists experiments of the registry; the tiny one is not
+    summary = write_summary(out).read_text()
+    assert summary.startswith("# Reproduction results") and "tiny" not in summary
+
+
+def test_reproduce_end_to_end_writes_results_md(tmp_path):
+    outputs = reproduce(
+        ["no-cot"],
+        seeds=[0],
+        epochs=1,
+        runs=tmp_path / "runs",
+        out=tmp_path / "docs" / "results",
+        command_options="--seeds 0 --epochs 1",
+        log=lambda line: None,
+    )
+    claim = outputs["no-cot"]["claims"][0]
+    assert claim["holds"] == "yes" and "after 1 epochs" in claim["ours"]
+    text = (tmp_path / "docs" / "results.md").read_text()
+    assert "| without CoT the task is not learned | 0.09 after 150 epochs" in text
+    assert "`iteration-heads reproduce no-cot --seeds 0 --epochs 1`" in text
+
+
+def test_reproduce_rejects_bad_input(tmp_path):
+    with pytest.raises(IterationHeadsError, match="unknown experiment 'nope'"):
+        reproduce(["nope"], runs=tmp_path)
+    with pytest.raises(IterationHeadsError, match="jobs=0"):
+        reproduce(["no-cot"], jobs=0, runs=tmp_path)
+    assert not any(Path(tmp_path).iterdir())
+
+
+def test_cli_lists_experiments(capsys):
+    assert main(["reproduce", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in EXPERIMENTS)
+    assert main(["reproduce", "nope"]) == 2
+
+
+def test_learns_claim_explains_a_late_seed_from_its_curve():
+    curve = [{"epoch": e, "train_loss": loss} for e, loss in [(140, 0.9), (150, 0.8), (200, 0.5)]]
+    late = fake(2, 0.32, 0.37, curve=curve)
+    ours, holds, why = assess_learns({"arm": [fake(0, 1.0, 1.0), fake(1, 1.0, 0.83), late]})
+    assert holds == "partly (2/3 seeds)"
+    assert "first at epoch 60, 60, —" in ours
+    assert why == (
+        "seed 2: accuracy 0.32 at epoch 200, train loss 0.800 → 0.500 over the last 50 epochs "
+        "(still falling): a late start"
+    )
+
+
+def test_scaling_claim_reads_the_grid():
+    def cell(d, L, accuracy, iteration=1.0):
+        return [
+            fake(0, accuracy, iteration, spec={"model": {"d_model": d}, "data": {"max_len": L}})
+        ]
+
+    grid = {
+        "a": cell(16, 4, 0.0),
+        "b": cell(16, 8, 0.0),
+        "c": cell(32, 4, 0.6),
+        "d": cell(32, 8, 1.0, iteration=0.8),
+        "e": cell(64, 4, 1.0),
+        "f": cell(64, 8, 1.0),
+    }
+    ours, holds, why = assess_scaling(grid)
+    assert holds == "yes" and ours.startswith("3/6 cells reach 0.99")
+    assert "d 32 / Lmax 4 fails where a longer Lmax succeeds" in why
+    ours, holds, _ = assess_alternative(grid)
+    assert holds == "yes" and "d 32 / Lmax 8 (0.80)" in ours
+    grid["f"] = cell(64, 8, 0.2)
+    assert assess_scaling(grid)[1] == "partly"
+
+
+def test_positional_claim_compares_seed_by_seed():
+    def arm():
+        return [fake(0, 1.0, 1.0), fake(1, 1.0, 0.83), fake(2, 0.3, 0.4)]
+
+    ours, holds, why = assess_positional({"learned": arm(), "frozen": arm()})
+    assert ours.startswith("learned: accuracy 0.77")
+    assert holds == "yes, as often as with learned positions (1/3 seeds each)"
+    assert "seed 1: solved without a clean head" in why and "seed 2: not learned" in why
+    frozen = arm()
+    frozen[2] = fake(2, 1.0, 0.95)
+    _, holds, why = assess_positional({"learned": arm(), "frozen": frozen})
+    assert holds == "partly (2/3 seeds)" and why == ""
+
+
+def test_grid_experiment_draws_the_library_scaling_grid(tmp_path):
+    experiment = Experiment(
+        "tiny-grid",
+        "a tiny grid",
+        lambda seeds, epochs: {
+            f"d {d}": [
+                RunSpec(
+                    DataConfig(task="polynomial", max_len=4, n_train=32, n_test=32),
+                    ModelConfig(d_model=d, max_len=4),
+                    TrainConfig(epochs=1, eval_every=1, threads=1),
+                )
+            ]
+            for d in (16, 32)
+        },
+        (Claim("tiny", "0.0", fails(0.99, "too short")),),
+        seeds=(0,),
+        figure="grid",
+    )
+    plan = experiment.specs()
+    run_all([s for specs in plan.values() for s in specs], tmp_path / "runs")
+    out = tmp_path / "results"
+    write_results(
+        experiment, plan, runs=tmp_path / "runs", out=out, command="c", jobs=1, elapsed=0.0
+    )
+    page = (out / "tiny-grid.html").read_text()
+    # plots.scaling_grid: accuracy, EoI and iteration panels over d_model (x) and Lmax (y)
+    assert page.count('"x":["16","32"],"y":["4"]') == 3, page[:2000]

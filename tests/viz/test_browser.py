@@ -1,0 +1,229 @@
+"""A real browser opens the report and the attention views: plots drawn, no script error, and no
+network request from the page (headless Debian ``chromium``, network blocked by its resolver).
+
+``make test`` installs Debian's ``chromium`` first; without a Chromium these tests are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import iteration_heads.zoo
+from iteration_heads.model import load
+from iteration_heads.viz import (
+    EOI_COLOUR,
+    ITERATION_COLOUR,
+    attention_heatmap,
+    attention_view,
+    find_chromium,
+    save_html,
+    write_report,
+)
+
+ZOO = Path(iteration_heads.zoo.__file__).parent
+FIXTURES = Path(__file__).parent / "fixtures"
+CHROMIUM = find_chromium()
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no Chromium on PATH: apt-get install chromium (make test installs it)",
+)
+
+
+def read_png(path: Path) -> np.ndarray:
+    """RGB pixels ``[height, width, 3]`` of an 8-bit, non-interlaced PNG (what Chromium writes).
+
+    numpy undoes the "none", "sub" and "up" filters row by row; "average" and "Paeth" depend on
+    the byte to their left, so they run as a plain loop (a quarter of Chromium's rows).
+    """
+    data = path.read_bytes()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path} is not a PNG")
+    pos, idat, header = 8, b"", b""
+    while pos < len(data):
+        (size,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + size]
+        if kind == b"IHDR":
+            header = body
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + size
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header)
+    channels = {2: 3, 6: 4}.get(colour)
+    if depth != 8 or channels is None or interlace:
+        raise ValueError(f"unsupported PNG: depth {depth}, colour type {colour}")
+    stride = width * channels
+    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(height, stride + 1)
+    out = np.zeros((height, stride), dtype=np.uint8)
+    previous = np.zeros(stride, dtype=np.uint8)
+    for y in range(height):
+        kind, line = int(raw[y, 0]), raw[y, 1:]
+        if kind == 0:
+            row = line.copy()
+        elif kind == 1:
+            sums = line.reshape(width, channels).astype(np.int64).cumsum(0)
+            row = (sums % 256).astype(np.uint8).reshape(-1)
+        elif kind == 2:
+            row = line + previous  # uint8 arithmetic wraps mod 256
+        else:
+            cur, up = bytearray(line.tobytes()), previous.tobytes()
+            for i in range(stride):
+                left = cur[i - channels] if i >= channels else 0
+                if kind == 3:
+                    cur[i] = (cur[i] + (left + up[i]) // 2) & 255
+                    continue
+                corner = up[i - channels] if i >= channels else 0
+                p = left + up[i] - corner
+                pa, pb, pc = abs(p - left), abs(p - up[i]), abs(p - corner)
+                pred = left if pa <= pb and pa <= pc else up[i] if pb <= pc else corner
+                cur[i] = (cur[i] + pred) & 255
+            row = np.frombuffer(bytes(cur), dtype=np.uint8)
+        out[y] = row
+        previous = out[y]
+    return out.reshape(height, width, channels)[..., :3]
+
+
+def browse(page: Path, tmp: Path, *, height: int = 900) -> dict:
+    """Screenshot ``page`` with headless Chromium; stderr, the PNG and the page's requests."""
+    png, netlog = tmp / f"{page.stem}.png", tmp / f"{page.stem}.netlog.json"
+    common = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp / ('profile-' + page.stem)}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--host-resolver-rules=MAP * ~NOTFOUND",  # no name resolves: remote loads would fail
+        f"--window-size=1200,{height}",
+        "--virtual-time-budget=5000",
+    ]
+    shot = subprocess.run(
+        [*common, f"--screenshot={png}", f"--log-net-log={netlog}", page.resolve().as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    dom = subprocess.run(
+        [*common, "--dump-dom", page.resolve().as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    events = json.loads(netlog.read_text()).get("events", []) if netlog.is_file() else []
+    requests = sorted(
+        {
+            e["params"]["url"]
+            for e in events
+            if e.get("params", {}).get("url", "").startswith(("http:", "https:", "ws:", "wss:"))
+            # requests of the page (file:// site), not the browser's own background calls
+            and "file://" in str(e["params"].get("site_for_cookies", ""))
+        }
+    )
+    return {
+        "rc": shot.returncode,
+        "stderr": shot.stderr + dom.stderr,
+        "png": png,
+        "dom": dom.stdout,
+        "requests": requests,
+    }
+
+
+def check_page(result: dict, height: int) -> np.ndarray:
+    """Common checks; returns the screenshot's pixels ``[height, width, 3]``."""
+    assert result["rc"] == 0, result["stderr"][-2000:]
+    errors = [line for line in result["stderr"].splitlines() if "Uncaught" in line]
+    assert not errors, errors
+    assert result["requests"] == [], f"the page requested remote resources: {result['requests']}"
+    pixels = read_png(result["png"])
+    assert pixels.shape == (height, 1200, 3)
+    non_white = float((pixels.min(-1) < 235).mean())
+    assert non_white > 0.03, f"screenshot nearly blank: {non_white:.3%} non-white pixels"
+    colours = len(np.unique(pixels.reshape(-1, 3), axis=0))
+    assert colours > 50, f"screenshot has only {colours} colours"
+    return pixels
+
+
+def near(pixels: np.ndarray, colour: str, tolerance: int = 40) -> int:
+    """How many pixels are within ``tolerance`` (per channel) of the hex ``colour``."""
+    target = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
+    return int((np.abs(pixels.astype(int) - target) <= tolerance).all(-1).sum())
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("pages")
+    model = load(ZOO / "polynomial")
+    return {
+        "report": write_report(ZOO / "polynomial", tmp / "report.html", n_probes=128),
+        "view": attention_view(model).save(tmp / "view.html"),
+        "heatmap": save_html(attention_heatmap(model), tmp / "heatmap.html"),
+    }
+
+
+def test_attention_heatmap_draws_in_chromium(pages: dict[str, Path], tmp_path: Path) -> None:
+    result = browse(pages["heatmap"], tmp_path)
+    pixels = check_page(result, 900)
+    assert result["dom"].count('class="main-svg"') >= 1
+    # heatmap cells near full weight (dark blue) and both overlays are on screen
+    assert near(pixels, "#08306b", 30) > 500
+    assert near(pixels, EOI_COLOUR) > 100
+    assert near(pixels, ITERATION_COLOUR) > 100
+
+
+def test_circuitsvis_view_draws_in_chromium(pages: dict[str, Path], tmp_path: Path) -> None:
+    result = browse(pages["view"], tmp_path)
+    pixels = check_page(result, 900)
+    assert "Head Selector" in result["dom"]  # React rendered the component
+    r, g, b = (pixels[..., i].astype(int) for i in range(3))
+    strong_blue = int(((b > 200) & (r < 90) & (g < 90)).sum())
+    assert strong_blue > 1000, strong_blue
+
+
+def test_report_draws_in_chromium(pages: dict[str, Path], tmp_path: Path) -> None:
+    result = browse(pages["report"], tmp_path, height=3000)
+    pixels = check_page(result, 3000)
+    dom = result["dom"]
+    # training curves (the shipped model keeps its history), attention, detection, ablation and
+    # patching figures; circuitsvis rendered; every section
+    assert dom.count('class="plot-container plotly"') == 5
+    assert "Head Selector" in dom
+    for title in ("Configuration", "Training curves", "Attention", "Detection", "Interventions"):
+        assert f"<h2>{title}</h2>" in dom
+    assert near(pixels, "#08306b", 30) > 200
+    assert near(pixels, EOI_COLOUR) > 50 and near(pixels, ITERATION_COLOUR) > 50
+
+
+def test_read_png_roundtrip(tmp_path: Path) -> None:
+    width, height = 3, 2
+    pixels = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (9, 9, 9), (200, 100, 50), (1, 2, 3)]
+    raw = b"".join(
+        b"\x00" + bytes(v for p in pixels[y * width : (y + 1) * width] for v in p)
+        for y in range(height)
+    )
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(
+        b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    )
+    png += chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    (tmp_path / "t.png").write_bytes(png)
+    assert read_png(tmp_path / "t.png").reshape(-1, 3).tolist() == [list(p) for p in pixels]
