@@ -166,3 +166,21 @@ for name, hf_model in random_models.items():
     random_report = ih.detect(wrap_hf_model(hf_model), probes)
     print(f"{name}: {random_report.verdict}")
     assert not random_report.has_iteration_circuit
+
+# %% [markdown]
+# ## The whole audit in one call
+# `ih.audit` gives the verdict in three layers: are there iteration heads (attention), are they
+# used (ablating them against as many other heads, and swapping the current state), and what
+# tells them the position (each earlier component patched into their queries). The same works
+# on any HuggingFace checkpoint folder from the command line:
+# `iteration-heads audit FOLDER --template "<s> {inputs} {eoi} {states} </s>"`
+# (see docs/guide/auditing.md).
+
+# %%
+probes = ih.Probes.from_task(
+    "polynomial", symbol_to_token=SYMBOLS, eoi_token=EOI, eos_token=EOS, task_token=TASK,
+    max_len=MAX_LEN, n=512,
+)  # fmt: skip
+result = ih.audit(model, probes)  # these probes carry their targets: ablation needs them
+print(result.verdict)
+assert result.has_iteration_heads and result.used

@@ -4,7 +4,8 @@ Reproduces "Iteration Head: A Mechanistic Study of Chain-of-Thought" (Cabannes e
 docs/paper.md) and audits any TransformerLens model for the same circuit. The package follows
 the pipeline: :mod:`~iteration_heads.tasks` → :mod:`~iteration_heads.model` →
 :mod:`~iteration_heads.training` → :mod:`~iteration_heads.detection` →
-:mod:`~iteration_heads.interventions` → :mod:`~iteration_heads.viz` →
+:mod:`~iteration_heads.interventions` → :mod:`~iteration_heads.auditing` →
+:mod:`~iteration_heads.viz` →
 :mod:`~iteration_heads.experiments`, with the shipped models in :mod:`~iteration_heads.zoo`.
 The verbs and result types users call most are importable from here.
 """
@@ -12,6 +13,7 @@ The verbs and result types users call most are importable from here.
 from iteration_heads import experiments as experiments  # the paper's experiments, reproduced
 from iteration_heads import viz as viz  # figures, attention views, the HTML report
 from iteration_heads import zoo as zoo  # the shipped models: ih.zoo.load(name)
+from iteration_heads.auditing import Audit, audit
 from iteration_heads.detection import DetectionReport, Probes, detect
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions import (
@@ -48,6 +50,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActivationPatching",
+    "Audit",
     "DataConfig",
     "Dataset",
     "DetectionReport",
@@ -66,6 +69,7 @@ __all__ = [
     "ablate",
     "ablation_effect",
     "activation_patching",
+    "audit",
     "build_model",
     "corrupt",
     "detect",

@@ -85,6 +85,16 @@ def resid_pre_hook(layer: int) -> str:
     return f"blocks.{layer}.hook_resid_pre"
 
 
+def mlp_out_hook(layer: int) -> str:
+    """What a block's MLP writes to the residual stream.
+
+    Example:
+        >>> mlp_out_hook(0)
+        'blocks.0.hook_mlp_out'
+    """
+    return f"blocks.{layer}.hook_mlp_out"
+
+
 def head_names(heads: Sequence[Head]) -> str:
     """``"L0H0+L1H0"``: readable names of heads.
 

@@ -19,7 +19,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "iteration_heads"
 MAX_LINES = 450
 
-PIPELINE = ["tasks", "model", "training", "detection", "interventions", "viz", "experiments"]
+PIPELINE = [
+    "tasks",
+    "model",
+    "training",
+    "detection",
+    "interventions",
+    "auditing",
+    "viz",
+    "experiments",
+]
 """Each subpackage may import the shared internals and the subpackages before it, never after."""
 SHARED = {"errors", "_io", "_torch", "_results"}
 TOP = {"zoo": PIPELINE, "cli": [*PIPELINE, "zoo"], "__init__": [*PIPELINE, "zoo"]}

@@ -11,7 +11,7 @@
 
 from iteration_heads.detection.detector import detect
 from iteration_heads.detection.probes import Probes, spread_over_lengths
-from iteration_heads.detection.report import Circuit, DetectionReport
+from iteration_heads.detection.report import Circuit, DetectionReport, IterationHeads
 from iteration_heads.detection.scoring import (
     ALIGNMENTS,
     BASELINE_MARGIN,
@@ -28,6 +28,7 @@ __all__ = [
     "MIN_STATE_SENSITIVITY",
     "Circuit",
     "DetectionReport",
+    "IterationHeads",
     "Probes",
     "detect",
     "spread_over_lengths",

@@ -32,12 +32,15 @@ The decision rules, with the constants below:
 * the model **iterates** (docs/paper.md §5 step 4: ``s_t = F(s_{t-1}, x_t)`` reads the current state)
   when swapping the CoT states between probes of the same length, inputs kept, changes its
   prediction at the query before ``s_t`` (``t >= 2``) for ``>= MIN_STATE_SENSITIVITY`` of the
-  queries whose current state changed. This second forward pass runs only once the attention
-  half is found. A model trained to copy (``s_t = x_t``) forms the same two attention heads
+  queries whose current state changed. This second forward pass runs whenever iteration heads
+  are found (with or without an EoI head). A model trained to copy (``s_t = x_t``) forms the same two attention heads
   (the copy fixture: EoI peakiness 0.52, iteration 1.00) but ignores the state (sensitivity
   0.00): a positional read-out, not an iteration circuit. For a task whose ``F`` often ignores
   the state, this check is conservative;
-* the model **has an iteration circuit** when the attention half is there and it iterates;
+* the model **has an iteration circuit** (the paper's) when the attention half is there and it
+  iterates; it **has iteration heads** when iteration heads (the strongest layer's, or the
+  circuit's) are there and it iterates, whatever tells them the position: the paper's EoI head
+  is one route, :func:`~iteration_heads.audit` measures which route a model takes;
 * **partial patterns** are reported, never counted as a circuit: the rule holds at some lengths
   or some steps ``t`` only (e.g. every other step; at least ``MIN_PARTIAL_SUPPORT`` of them), or
   for a shifted or strided target ``x_{a·t+b}`` (:data:`ALIGNMENTS`) instead of ``x_t``.
@@ -63,7 +66,7 @@ from iteration_heads.detection.scoring import (
     state_sensitivity,
     uniform_pattern,
 )
-from iteration_heads.detection.verdict import build_report, find_circuit
+from iteration_heads.detection.verdict import build_report, find_circuit, find_iteration_heads
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.transformer import model_config
 from iteration_heads.tasks.task import Task
@@ -119,12 +122,14 @@ def detect(
     probes = _resolve_probes(model, probes, task, n_probes)
     measured = measure(model, probes, min_len=min_len, batch_size=batch_size)
     circuit = find_circuit(measured.scoring)
+    iteration = find_iteration_heads(measured.scoring, circuit)
     sensitivity = None
-    if circuit is not None and circuit.attention_found:  # only then is the second pass needed
+    if iteration is not None:  # only then is the second pass needed
         sensitivity = measured.state_sensitivity(model)
+    if circuit is not None and circuit.attention_found:
         iterates = sensitivity is None or sensitivity >= MIN_STATE_SENSITIVITY
         circuit = replace(circuit, found=iterates)
-    return build_report(measured.scoring, probes, circuit, sensitivity)
+    return build_report(measured.scoring, probes, circuit, sensitivity, iteration)
 
 
 @dataclass(frozen=True)
@@ -257,13 +262,25 @@ def _check_fits(model: Any, probes: Probes) -> None:
 
 
 def _swap_states(probes: Probes) -> Int[Tensor, "batch pos"]:
-    """The probe tokens with each CoT span replaced by the next probe's of the same layout."""
+    """The probe tokens with each chain of thought replaced by the next probe's of the same
+    layout (the same length and positions), inputs kept."""
     tokens = probes.tokens.clone()
-    key = torch.stack([probes.lengths, probes.input_start, probes.eoi, probes.cot_start], 1)
-    groups, group = torch.unique(key, dim=0, return_inverse=True)
-    for g, (length, _, _, cot) in enumerate(groups.tolist()):
+    layout = torch.cat(
+        [
+            probes.lengths[:, None],
+            probes.eoi[:, None],
+            probes.input_positions,
+            probes.query_positions,
+            probes.state_positions,
+        ],
+        1,
+    )
+    _, group = torch.unique(layout, dim=0, return_inverse=True)
+    first = probes.query_positions[:, 0] + 1  # the chain of thought: after the query of s_1 ...
+    last = probes.state_positions.gather(1, (probes.lengths - 1)[:, None])[:, 0]  # ... to s_L
+    for g in group.unique().tolist():
         index = (group == g).nonzero().flatten()
-        span = slice(cot, cot + length)
+        span = slice(int(first[index[0]]), int(last[index[0]]) + 1)
         tokens[index, span] = probes.tokens[index.roll(1), span]
     return tokens
 

@@ -1,45 +1,64 @@
-"""Probe sequences for :func:`~iteration_heads.detection.detector.detect`, with the positions of their parts.
+"""Probe sequences for :func:`~iteration_heads.detection.detect`, with the positions of their
+parts and, when they come from a task, their targets.
 
-A probe is a token sequence ``... x_1..x_L ... EoI ... s_1..s_L ...`` of any vocabulary: the
-caller says where the inputs start, where EoI sits and where the chain of thought starts, so no
-tokenizer is ever needed. Probes are built from a library model's test split
-(:meth:`Probes.from_model`), from a :class:`~iteration_heads.tasks.data.Split`, or from a task and a map
-from its symbols to a foreign model's token ids (:meth:`Probes.from_task`).
+A probe is a token sequence ``... x_1..x_L ... EoI ... s_1..s_L ...`` of any vocabulary. Probes
+are built from a library model's test split (:meth:`Probes.from_model`), from a
+:class:`~iteration_heads.tasks.Split`, from a task written in a model's token ids
+(:meth:`Probes.from_task`) or as text through its tokenizer (:meth:`Probes.from_text`), or by
+hand from tokens and positions. Positions follow :mod:`~iteration_heads.detection.encoding`:
+each input, the EoI marker, the query that predicts each state, and each state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Int
 from torch import Tensor
 
+from iteration_heads.detection.encoding import (
+    EncodedRows,
+    TextEncoding,
+    TokenEncoding,
+    encode_rows,
+)
+from iteration_heads.detection.positions import (
+    check_layout,
+    checked_targets,
+    per_sequence,
+    spread_over_lengths,
+    step_positions,
+)
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.checkpoint import data_config
 from iteration_heads.model.transformer import model_config
-from iteration_heads.tasks.data import IGNORE, DataConfig, Split, encode, make_dataset
+from iteration_heads.tasks.data import DataConfig, Split, make_dataset
 from iteration_heads.tasks.layout import TokenLayout
 from iteration_heads.tasks.task import Task, get_task
 
+Encoding = TokenEncoding | TextEncoding
+"""How probes of a task are written in a model's vocabulary."""
+
 
 class Probes:
-    """Probe sequences and where their parts sit, per sequence (a tokenizer is never needed).
+    """Probe sequences and where their parts sit, per sequence.
 
-    For sequence ``b`` of input length ``L = lengths[b]``: inputs ``x_1..x_L`` at positions
-    ``input_start .. input_start + L - 1``, EoI at ``eoi`` (``>= input_start + L``), states
-    ``s_1..s_L`` at ``cot_start .. cot_start + L - 1`` (``> eoi``). The library's layout is
-    ``input_start = 1`` (index 0 holds the task token), ``eoi = L + 1``, ``cot_start = L + 2``;
-    a layout that opens with a BOS token has ``input_start = 2``. Positions may be ints (same for
-    every sequence) or 1-D tensors; ``eoi`` defaults to ``input_start + L`` and ``cot_start`` to
-    ``eoi + 1``; ``lengths`` may be left out when ``eoi`` is given.
+    For sequence ``b`` of input length ``L = lengths[b]``, by default (contiguous spans): inputs
+    ``x_1..x_L`` at ``input_start .. input_start + L - 1``, EoI at ``eoi`` (``>= input_start +
+    L``), states ``s_1..s_L`` at ``cot_start .. cot_start + L - 1`` (``> eoi``), and the query
+    that predicts ``s_t`` just before it (EoI for ``t = 1``). The library's layout is
+    ``input_start = 1`` (index 0 holds the task token), ``eoi = L + 1``, ``cot_start = L + 2``.
+    Positions may be ints or 1-D tensors; ``eoi`` defaults to ``input_start + L`` and
+    ``cot_start`` to ``eoi + 1``; ``lengths`` may be left out when ``eoi`` is given. Layouts with
+    gaps (separators, several tokens per symbol) pass ``input_positions``, ``query_positions``
+    and ``state_positions`` (``[batch, max L]``, any value past a sequence's length).
 
     ``targets`` (optional, ``[batch, pos]``): the next-token target of every position, ``-100``
-    where nothing is scored, as in a :class:`~iteration_heads.tasks.Split`. Probes built from a
-    task (:meth:`from_model`, :meth:`from_split`, :meth:`from_task`) carry them, so every
-    intervention (ablation, patching, :func:`~iteration_heads.interventions.verify`) runs on
-    probes alone.
+    where nothing is scored. Probes built from a task carry them and its ``encoding``, so every
+    intervention (ablation, patching, corruption, :func:`~iteration_heads.interventions.verify`)
+    runs on probes alone.
 
     Raises:
         IterationHeadsError: when a span or position does not fit in the sequences.
@@ -51,16 +70,8 @@ class Probes:
         >>> Probes(tokens, eoi=5)
         Traceback (most recent call last):
         ...
-        iteration_heads.errors.IterationHeadsError: sequence 0: the CoT span [6, 10) does not fit in the probe width 7
+        iteration_heads.errors.IterationHeadsError: sequence 0: state s_2 at position 7 does not fit in the probe (positions 0..6)
     """
-
-    tokens: Int[Tensor, "batch pos"]
-    lengths: Int[Tensor, " batch"]
-    input_start: Int[Tensor, " batch"]
-    eoi: Int[Tensor, " batch"]
-    cot_start: Int[Tensor, " batch"]
-    targets: Int[Tensor, "batch pos"] | None
-    source: str
 
     def __init__(
         self,
@@ -70,7 +81,13 @@ class Probes:
         input_start: Int[Tensor, " batch"] | int = 1,
         eoi: Int[Tensor, " batch"] | int | None = None,
         cot_start: Int[Tensor, " batch"] | int | None = None,
+        input_positions: Int[Tensor, "batch L"] | None = None,
+        query_positions: Int[Tensor, "batch L"] | None = None,
+        state_positions: Int[Tensor, "batch L"] | None = None,
         targets: Int[Tensor, "batch pos"] | None = None,
+        task: Task | None = None,
+        inputs: Int[Tensor, "batch L"] | None = None,
+        encoding: Encoding | None = None,
         source: str = "custom",
     ) -> None:
         tokens = torch.as_tensor(tokens)
@@ -82,62 +99,37 @@ class Probes:
         if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
             raise IterationHeadsError(f"probe tokens must be integer ids, got dtype {tokens.dtype}")
         n, width = tokens.shape
-        start = _per_sequence(input_start, n, "input_start")
+        start = per_sequence(input_start, n, "input_start")
         if lengths is None:
             if eoi is None:
                 raise IterationHeadsError("give the probes' lengths, or their EoI positions")
-            eoi_pos = _per_sequence(eoi, n, "eoi")
+            eoi_pos = per_sequence(eoi, n, "eoi")
             length = eoi_pos - start
         else:
-            length = _per_sequence(lengths, n, "lengths")
-            eoi_pos = start + length if eoi is None else _per_sequence(eoi, n, "eoi")
-        cot = eoi_pos + 1 if cot_start is None else _per_sequence(cot_start, n, "cot_start")
-        checks = [
-            (length >= 1, lambda b: f"sequence {b}: length {int(length[b])}, expected >= 1"),
-            (start >= 0, lambda b: f"sequence {b}: input_start {int(start[b])}, expected >= 0"),
-            (
-                (eoi_pos >= 0) & (eoi_pos < width),
-                lambda b: (
-                    f"sequence {b}: EoI position {int(eoi_pos[b])} is outside the "
-                    f"sequence (positions 0..{width - 1})"
-                ),
-            ),
-            (
-                start + length <= eoi_pos,
-                lambda b: (
-                    f"sequence {b}: the input span [{int(start[b])}, "
-                    f"{int(start[b] + length[b])}) runs past EoI at {int(eoi_pos[b])}"
-                ),
-            ),
-            (
-                cot > eoi_pos,
-                lambda b: (
-                    f"sequence {b}: cot_start {int(cot[b])} must come after EoI at "
-                    f"{int(eoi_pos[b])}"
-                ),
-            ),
-            (
-                cot + length <= width,
-                lambda b: (
-                    f"sequence {b}: the CoT span [{int(cot[b])}, "
-                    f"{int(cot[b] + length[b])}) does not fit in the probe width {width}"
-                ),
-            ),
-        ]
-        for ok, message in checks:
-            if not bool(ok.all()):
-                raise IterationHeadsError(message(int((~ok).nonzero()[0])))
-        if targets is not None:
-            targets = torch.as_tensor(targets)
-            if targets.shape != tokens.shape or targets.dtype.is_floating_point:
-                raise IterationHeadsError(
-                    f"probe targets must be integer ids of the tokens' shape {tuple(tokens.shape)}, "
-                    f"got shape {tuple(targets.shape)} and dtype {targets.dtype}"
-                )
-            targets = targets.long()
-        self.tokens, self.lengths, self.input_start = tokens.long(), length, start
-        self.eoi, self.cot_start, self.source = eoi_pos, cot, source
-        self.targets = targets
+            length = per_sequence(lengths, n, "lengths")
+            eoi_pos = start + length if eoi is None else per_sequence(eoi, n, "eoi")
+        if not bool((length >= 1).all()):
+            b = int((length < 1).nonzero()[0])
+            raise IterationHeadsError(f"sequence {b}: length {int(length[b])}, expected >= 1")
+        cot = eoi_pos + 1 if cot_start is None else per_sequence(cot_start, n, "cot_start")
+        steps = torch.arange(int(length.max()))[None, :]
+        x = start[:, None] + steps if input_positions is None else input_positions
+        s = cot[:, None] + steps if state_positions is None else state_positions
+        if query_positions is None:
+            q = torch.cat([eoi_pos[:, None], s[:, :-1]], 1)
+        else:
+            q = query_positions
+        self.tokens, self.lengths, self.eoi = tokens.long(), length, eoi_pos
+        self.input_positions = step_positions(x, length, "input_positions")
+        self.query_positions = step_positions(q, length, "query_positions")
+        self.state_positions = step_positions(s, length, "state_positions")
+        check_layout(
+            self.lengths, self.eoi, self.input_positions, self.query_positions,
+            self.state_positions, width,
+        )  # fmt: skip
+        self.targets = checked_targets(targets, tokens.shape)
+        self.task, self.encoding, self.source = task, encoding, source
+        self.inputs = None if inputs is None else torch.as_tensor(inputs).long()
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
@@ -161,6 +153,16 @@ class Probes:
         """Longest input length ``L`` among the probes."""
         return int(self.lengths.max())
 
+    @property
+    def input_start(self) -> Int[Tensor, " batch"]:
+        """Position of ``x_1`` in every probe."""
+        return self.input_positions[:, 0]
+
+    @property
+    def cot_start(self) -> Int[Tensor, " batch"]:
+        """Position of ``s_1`` in every probe."""
+        return self.state_positions[:, 0]
+
     def select(self, index: slice | Tensor) -> Probes:
         """The probes at ``index`` (a slice, or an index or boolean tensor).
 
@@ -172,16 +174,51 @@ class Probes:
         return Probes(
             self.tokens[index],
             self.lengths[index],
-            input_start=self.input_start[index],
             eoi=self.eoi[index],
-            cot_start=self.cot_start[index],
+            input_positions=self.input_positions[index],
+            query_positions=self.query_positions[index],
+            state_positions=self.state_positions[index],
             targets=None if self.targets is None else self.targets[index],
+            task=self.task,
+            inputs=None if self.inputs is None else self.inputs[index],
+            encoding=self.encoding,
             source=self.source,
         )
 
+    def with_inputs(
+        self, inputs: Sequence[Int[Tensor, " L"]], *, task: Task | None = None, source: str = ""
+    ) -> Probes:
+        """New probes of the same encoding and width: row ``b`` writes ``inputs[b]`` (any
+        length) and its states under ``task`` (default: the probes' own task).
+
+        Raises:
+            IterationHeadsError: for probes without an encoding, or a row that does not fit.
+
+        Example:
+            >>> probes = Probes.from_task("parity", symbol_to_token={0: 40, 1: 41}, eoi_token=7,
+            ...                           max_len=3, n=3)
+            >>> probes.with_inputs([torch.tensor([1, 1])] * 3).tokens[0].tolist()
+            [41, 41, 7, 41, 40, 7, 7]
+        """
+        task = task or self.task
+        if self.encoding is None or task is None:
+            raise IterationHeadsError(
+                "these probes were built from tokens, not from a task: build them with "
+                "Probes.from_task, Probes.from_text or Probes.from_split(..., task=...) to "
+                "corrupt them"
+            )
+        if len(inputs) != len(self):
+            raise IterationHeadsError(f"{len(inputs)} input rows for {len(self)} probes")
+        rows = [torch.as_tensor(x).long() for x in inputs]
+        encoded = encode_rows(self.encoding, task, rows, width=self.width)
+        return _from_rows(encoded, task, self.encoding, source or self.source)
+
     @classmethod
-    def from_split(cls, split: Split, *, source: str = "split") -> Probes:
-        """Probes from a chain-of-thought :class:`~iteration_heads.tasks.data.Split` (library layout).
+    def from_split(
+        cls, split: Split, *, task: str | Task | None = None, source: str = "split"
+    ) -> Probes:
+        """Probes from a chain-of-thought :class:`~iteration_heads.tasks.Split` (library layout);
+        with ``task``, they can be corrupted and re-encoded (:meth:`with_inputs`).
 
         Example:
             >>> from iteration_heads import DataConfig, make_dataset
@@ -193,7 +230,29 @@ class Probes:
             raise IterationHeadsError(
                 "probes need chain-of-thought sequences; this split has cot=False"
             )
-        return cls(split.tokens, split.lengths, input_start=1, targets=split.targets, source=source)
+        resolved = None if task is None else get_task(task)
+        encoding, inputs = None, None
+        if resolved is not None:
+            layout = TokenLayout.for_task(resolved)
+            encoding = TokenEncoding(
+                tuple(range(layout.n_symbols)),
+                eoi_token=layout.eoi,
+                eos_token=layout.eos,
+                task_token=layout.task_token(resolved),
+            )
+            steps = torch.arange(int(split.lengths.max())).expand(len(split), -1)
+            inputs = split.tokens.gather(1, (1 + steps).clamp(max=split.tokens.shape[1] - 1))
+            inputs = torch.where(steps < split.lengths[:, None], inputs, -1)
+        return cls(
+            split.tokens,
+            split.lengths,
+            input_start=1,
+            targets=split.targets,
+            task=resolved,
+            inputs=inputs,
+            encoding=encoding,
+            source=source,
+        )
 
     @classmethod
     def from_model(
@@ -224,7 +283,7 @@ class Probes:
         split = make_dataset(data, config.layout).test
         if n is not None:
             split = split.select(spread_over_lengths(split.lengths, n, seed))
-        return cls.from_split(split, source=f"test split of {data.task}")
+        return cls.from_split(split, task=data.task, source=f"test split of {data.task}")
 
     @classmethod
     def from_task(
@@ -259,14 +318,7 @@ class Probes:
             [-100, -100, -100, -100, 40, 41, 40, -100]
         """
         resolved = get_task(task)
-        if not 1 <= min_len <= max_len:
-            raise IterationHeadsError(
-                f"min_len={min_len}, max_len={max_len}: expected 1 <= min_len <= max_len"
-            )
-        if n < 1:
-            raise IterationHeadsError(f"n={n}, expected >= 1")
-        layout = TokenLayout.for_tasks([resolved])
-        lut = torch.full((layout.d_vocab,), -1, dtype=torch.long)
+        lut: list[int | None] = [None] * resolved.n_symbols
         for symbol, token in symbol_to_token.items():
             if not 0 <= int(symbol) < resolved.n_symbols:
                 raise IterationHeadsError(
@@ -274,77 +326,109 @@ class Probes:
                     f"0..{resolved.n_symbols - 1}"
                 )
             lut[int(symbol)] = int(token)
-        lut[layout.eoi] = eoi_token
-        lut[layout.eos] = eos_token if eos_token is not None else eoi_token
-        prefix = [t for t in (bos_token, task_token) if t is not None]
-        width = len(prefix) + 2 * max_len + (1 if eos_token is None else 2)
+        encoding = TokenEncoding(tuple(lut), eoi_token, eos_token, bos_token, task_token)
+        return cls.from_encoding(
+            encoding, resolved, max_len=max_len, n=n, min_len=min_len, seed=seed,
+            source=f"{resolved.name} in a foreign vocabulary",
+        )  # fmt: skip
+
+    @classmethod
+    def from_text(
+        cls,
+        tokenizer: Any,
+        task: str | Task,
+        *,
+        template: str,
+        max_len: int,
+        eoi_text: str = "=",
+        separator: str = " ",
+        symbols: Sequence[str] | None = None,
+        n: int = 1024,
+        min_len: int = 1,
+        seed: int = 0,
+    ) -> Probes:
+        """Probes of ``task`` written as text and read through a HuggingFace ``tokenizer``.
+
+        ``template`` holds ``{inputs}``, ``{eoi}`` and ``{states}`` in this order, e.g.
+        ``"<s> {inputs} {eoi} {states} </s>"``; positions come from the tokenizer's character
+        offsets (:class:`~iteration_heads.detection.encoding.TextEncoding`: a symbol written with
+        several tokens sits at its last token; a token straddling two symbols is an error).
+
+        Example:
+            >>> from tokenizers import Tokenizer
+            >>> from tokenizers.models import WordLevel
+            >>> from tokenizers.pre_tokenizers import WhitespaceSplit
+            >>> from transformers import PreTrainedTokenizerFast
+            >>> words = ["<s>", "=", *map(str, range(11))]
+            >>> core = Tokenizer(WordLevel({w: i for i, w in enumerate(words)}, unk_token="<s>"))
+            >>> core.pre_tokenizer = WhitespaceSplit()
+            >>> tokenizer = PreTrainedTokenizerFast(tokenizer_object=core)
+            >>> probes = Probes.from_text(tokenizer, "polynomial", template="<s> {inputs} = {states}",
+            ...                           max_len=3, n=3)
+            Traceback (most recent call last):
+            ...
+            iteration_heads.errors.IterationHeadsError: template '<s> {inputs} = {states}' lacks the placeholder(s) ['{eoi}']; it must hold {inputs}, {eoi} and {states}, in this order
+            >>> probes = Probes.from_text(tokenizer, "polynomial", max_len=3, n=3,
+            ...                           template="<s> {inputs} {eoi} {states}")
+            >>> probes.tokens[2].tolist(), probes.eoi.tolist()
+            ([0, 3, 6, 12, 1, 3, 7, 9], [2, 3, 4])
+        """
+        encoding = TextEncoding(
+            tokenizer, template, eoi_text, separator, None if symbols is None else tuple(symbols)
+        )
+        resolved = get_task(task)
+        return cls.from_encoding(
+            encoding, resolved, max_len=max_len, n=n, min_len=min_len, seed=seed,
+            source=f"{resolved.name} as text",
+        )  # fmt: skip
+
+    @classmethod
+    def from_encoding(
+        cls,
+        encoding: Encoding,
+        task: Task,
+        *,
+        max_len: int,
+        n: int = 1024,
+        min_len: int = 1,
+        seed: int = 0,
+        source: str = "",
+    ) -> Probes:
+        """``n`` probes of ``task`` in ``encoding``, lengths ``min_len .. max_len`` in turn.
+
+        Example:
+            >>> from iteration_heads import get_task
+            >>> encoding = TokenEncoding(tuple(range(11)), eoi_token=11)
+            >>> Probes.from_encoding(encoding, get_task("polynomial"), max_len=4, n=8).lengths
+            tensor([1, 1, 2, 2, 3, 3, 4, 4])
+        """
+        if not 1 <= min_len <= max_len:
+            raise IterationHeadsError(
+                f"min_len={min_len}, max_len={max_len}: expected 1 <= min_len <= max_len"
+            )
+        if n < 1:
+            raise IterationHeadsError(f"n={n}, expected >= 1")
         generator = torch.Generator().manual_seed(seed)
         n_lengths = max_len - min_len + 1
-        bodies, lengths = [], []
+        rows: list[Tensor] = []
         for i, length in enumerate(range(min_len, max_len + 1)):
             count = n // n_lengths + (1 if i < n % n_lengths else 0)
-            if count == 0:
-                continue
-            inputs = resolved.sample_inputs(count, length, generator=generator)
-            ours = encode(resolved, inputs, layout=layout).tokens[:, 1:]  # drop our task token
-            bodies.append(F.pad(ours, (0, width - len(prefix) - ours.shape[1]), value=layout.eos))
-            lengths.append(torch.full((count,), length, dtype=torch.long))
-        body = torch.cat(bodies)
-        missing = sorted(set(body[lut[body] < 0].tolist()))
-        if missing:
-            raise IterationHeadsError(
-                f"symbol_to_token has no token for symbols {missing}, which appear in probes of "
-                f"task {resolved.name!r}"
-            )
-        head = torch.tensor(prefix, dtype=torch.long).expand(len(body), -1)
-        tokens = torch.cat([head, lut[body]], 1)
-        if int(tokens.min()) < 0:
-            raise IterationHeadsError(f"token ids must be >= 0, got {int(tokens.min())}")
-        input_lengths = torch.cat(lengths)
-        eoi = len(prefix) + input_lengths  # predictions from EoI .. s_{L-1} (and s_L for EoS)
-        last = eoi + input_lengths - (1 if eos_token is None else 0)
-        position = torch.arange(tokens.shape[1])[None, :]
-        scored = (position >= eoi[:, None]) & (position <= last[:, None])
-        following = F.pad(tokens[:, 1:], (0, 1), value=IGNORE)
-        return cls(
-            tokens,
-            input_lengths,
-            input_start=len(prefix),
-            targets=torch.where(scored, following, IGNORE),
-            source=f"{resolved.name} in a foreign vocabulary",
-        )
+            rows += list(task.sample_inputs(count, length, generator=generator))
+        return _from_rows(encode_rows(encoding, task, rows), task, encoding, source or task.name)
 
 
-def _per_sequence(value: Tensor | int, n: int, name: str) -> Tensor:
-    """An int or a tensor of shape [n] as a long tensor of shape [n]."""
-    tensor = torch.as_tensor(value)
-    if tensor.dtype.is_floating_point or tensor.dtype == torch.bool:
-        raise IterationHeadsError(f"{name} must hold integer positions, got dtype {tensor.dtype}")
-    if tensor.ndim == 0:
-        return tensor.long().expand(n).clone()
-    if tensor.shape != (n,):
-        raise IterationHeadsError(
-            f"{name} must be an int or a tensor of shape [{n}] (one per probe), "
-            f"got shape {tuple(tensor.shape)}"
-        )
-    return tensor.long().cpu()
-
-
-def spread_over_lengths(lengths: Int[Tensor, " batch"], n: int, seed: int = 0) -> Int[Tensor, " k"]:
-    """Indices of at most ``n`` sequences, as evenly spread over the lengths as possible.
-
-    Example:
-        >>> lengths = torch.tensor([1, 1, 1, 2, 2, 3])
-        >>> lengths[spread_over_lengths(lengths, 3)].tolist()  # one sequence of each length
-        [1, 2, 3]
-    """
-    if n < 1:
-        raise IterationHeadsError(f"n={n} probes, expected >= 1")
-    values = sorted(set(lengths.tolist()))
-    generator = torch.Generator().manual_seed(seed)
-    chosen = []
-    for i, length in enumerate(values):
-        index = (lengths == length).nonzero().flatten()
-        count = n // len(values) + (1 if i < n % len(values) else 0)
-        chosen.append(index[torch.randperm(len(index), generator=generator)[:count]])
-    return torch.cat(chosen).sort().values
+def _from_rows(rows: EncodedRows, task: Task, encoding: Encoding, source: str) -> Probes:
+    e = rows.encoded
+    return Probes(
+        e.tokens,
+        rows.lengths,
+        eoi=e.eoi,
+        input_positions=e.inputs,
+        query_positions=e.queries,
+        state_positions=e.states,
+        targets=e.targets,
+        task=task,
+        inputs=rows.symbols,
+        encoding=encoding,
+        source=source,
+    )

@@ -63,6 +63,44 @@ class Circuit:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
+@dataclass(frozen=True)
+class IterationHeads:
+    """The best layer of iteration heads, whatever tells them the position (an EoI head or
+    another route).
+
+    Attributes:
+        layer: Their layer.
+        heads: The heads of that layer that pass the rule alone (empty when only their sum does).
+        summed: Whether only the layer's summed heads pass.
+        peakiness: The best passing head's (or the sum's) iteration peakiness.
+
+    Example:
+        >>> IterationHeads(1, (0, 1), False, 0.9).describe(), IterationHeads(1, (0,), False, 1.0).names(2)
+        ('iteration heads L1H0+L1H1 (peakiness 0.90)', [(1, 0)])
+    """
+
+    layer: int
+    heads: tuple[int, ...]
+    summed: bool
+    peakiness: float
+
+    def names(self, n_heads: int) -> list[tuple[int, int]]:
+        """``(layer, head)`` of the heads (every head of the layer when only their sum passes)."""
+        return [(self.layer, h) for h in (self.heads or range(n_heads))]
+
+    def describe(self) -> str:
+        """``"iteration heads L1H0+L1H1 (peakiness 0.90)"``, or the summed layer."""
+        if self.summed or not self.heads:
+            return f"iteration layer {self.layer}, heads summed (peakiness {self.peakiness:.2f})"
+        names = "+".join(f"L{self.layer}H{h}" for h in self.heads)
+        plural = "s" if len(self.heads) > 1 else ""
+        return f"iteration head{plural} {names} (peakiness {self.peakiness:.2f})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
 _SHOWN = {
     "eoi_peakiness": "eoi peak",
     "eoi_mean": "eoi mean",
@@ -116,6 +154,15 @@ class DetectionReport(Result):
     verdict: str
     probes: dict[str, Any]
     thresholds: dict[str, Any]
+    iteration: IterationHeads | None = None
+
+    @property
+    def has_iteration_heads(self) -> bool:
+        """Whether the model has iteration heads that read the current state, whatever tells
+        them the position (the paper's EoI head or another route)."""
+        s = self.state_sensitivity
+        minimum = float(self.thresholds.get("min_state_sensitivity", 0.5))
+        return self.iteration is not None and s is not None and s >= minimum
 
     @property
     def has_iteration_circuit(self) -> bool:
@@ -142,6 +189,8 @@ class DetectionReport(Result):
             {
                 "verdict": self.verdict,
                 "has_iteration_circuit": self.has_iteration_circuit,
+                "has_iteration_heads": self.has_iteration_heads,
+                "iteration": self.iteration.to_dict() if self.iteration else None,
                 "circuit": self.circuit.to_dict() if self.circuit else None,
                 "state_sensitivity": self.state_sensitivity,
                 "eoi_heads": self.found("eoi"),

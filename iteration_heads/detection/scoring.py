@@ -2,9 +2,9 @@
 the circuit, and the decision rule with its constants (see :mod:`~iteration_heads.detection.detector`
 for the rules in words).
 
-The probes' positions are mapped onto the library's layout (:func:`canonical_index`), so the
-target weights of any vocabulary and layout are read by
-:func:`~iteration_heads.training.metrics.target_weights`, the function training logs with.
+Target weights are read at the probes' own positions (any vocabulary and layout); in the
+library's layout they are the weights training logs
+(:func:`~iteration_heads.training.metrics.target_weights`; the tests check that both agree).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from iteration_heads.detection.probes import Probes
-from iteration_heads.training.metrics import PEAK_THRESHOLD, score_heads, target_weights
+from iteration_heads.training.metrics import PEAK_THRESHOLD, score_heads
 
 MIN_PEAKINESS = 0.5
 """A head plays a role when at least half its queries put > 0.5 on the target (docs/paper.md §6;
@@ -62,33 +62,21 @@ def uniform_pattern(batch: int, width: int) -> Float[Tensor, "batch 1 q k"]:
 # ---------------------------------------------------------------- target weights
 
 
-def canonical_index(probes: Probes, max_len: int) -> Int[Tensor, "batch w"]:
-    """For each position of the library's layout, the probe's own position.
-
-    Library layout, which :func:`~iteration_heads.training.metrics.target_weights` reads:
-    ``x_j`` at ``j``, EoI at ``L+1``, ``s_j`` at ``L+1+j``; width ``2·max_len + 2``. Unused slots
-    map to 0.
-
-    Example:
-        >>> probes = Probes(torch.zeros(1, 8, dtype=torch.long), 2, input_start=2)  # BOS x x EoI ..
-        >>> canonical_index(probes, 2).tolist()  # 0, x_1, x_2, EoI, s_1, s_2
-        [[1, 2, 3, 4, 5, 6]]
-    """
-    j = torch.arange(2 * max_len + 2)[None, :]
-    length = probes.lengths[:, None]
-    index = torch.where(j == 0, (probes.input_start[:, None] - 1).clamp(min=0), 0)
-    index = torch.where((j >= 1) & (j <= length), probes.input_start[:, None] + j - 1, index)
-    index = torch.where(j == length + 1, probes.eoi[:, None], index)
-    states = (j >= length + 2) & (j <= 2 * length + 1)
-    return torch.where(states, probes.cot_start[:, None] + j - length - 2, index)
+def _steps(positions: Tensor, valid: Tensor, width: int) -> Tensor:
+    """Positions ``[batch, width]`` padded to ``width`` steps, 0 where a step does not exist."""
+    padded = F.pad(positions, (0, width - positions.shape[1]))
+    return torch.where(valid, padded, 0)
 
 
 def probe_targets(pattern: Float[Tensor, "batch lh q k"], probes: Probes, max_len: int) -> dict:
     """Target weights ``[probe, t, layer·head]`` of one chunk, padded to ``max_len`` steps.
 
-    Keys: ``eoi``, ``iteration``; ``eoi_rows`` / ``iteration_rows``, the attention row sums at the
-    same queries (the head detector's denominator); ``valid`` ``[probe, t]``; and for each
-    ``(a, b)`` of :data:`ALIGNMENTS`, the weight onto ``x_{a·t+b}`` and where it exists.
+    EoI: from each state ``s_t`` onto the EoI marker; iteration: from the query that predicts
+    ``s_t`` onto ``x_t`` (the probes' positions, any layout). Keys: ``eoi``, ``iteration``;
+    ``eoi_rows`` / ``iteration_rows``, the attention row sums at the same queries (the head
+    detector's denominator); ``valid`` ``[probe, t]``; and for each ``(a, b)`` of
+    :data:`ALIGNMENTS`, the weight onto ``x_{a·t+b}`` and where it exists. In the library's layout
+    these are the weights :func:`~iteration_heads.training.metrics.target_weights` reads.
 
     Example:
         >>> probes = Probes(torch.zeros(1, 7, dtype=torch.long), 2)  # <task> x1 x2 EoI s1 s2 EoS
@@ -97,38 +85,31 @@ def probe_targets(pattern: Float[Tensor, "batch lh q k"], probes: Probes, max_le
         >>> probe_targets(pattern, probes, 2)["iteration"][0, :, 0].tolist()
         [1.0, 1.0]
     """
-    batch, n_heads, width, _ = pattern.shape
+    batch = pattern.shape[0]
     device = pattern.device
-    index = canonical_index(probes, max_len).to(device)
-    size = index.shape[1]
-    rows = pattern.gather(2, index[:, None, :, None].expand(-1, n_heads, -1, width))
-    canonical = rows.gather(3, index[:, None, None, :].expand(-1, n_heads, size, -1))
     lengths = probes.lengths.to(device)
-    eoi, iteration, valid = target_weights(canonical, lengths)
-    missing = max_len - valid.shape[1]
-    out = {
-        "eoi": F.pad(eoi, (0, 0, 0, missing)),
-        "iteration": F.pad(iteration, (0, 0, 0, missing)),
-        "valid": F.pad(valid, (0, missing)),
-    }
-    t = torch.arange(1, max_len + 1, device=device)[None, :]
-    length = lengths[:, None]
-    in_range = t <= length
-    queries = {
-        "eoi": torch.where(in_range, length + 1 + t, length + 1),
-        "iteration": torch.where(in_range, length + t, length + 1),
-    }
-    row_sums = pattern.sum(-1).gather(2, index[:, None, :].expand(-1, n_heads, -1))
-    for kind, query in queries.items():
-        picked = row_sums.gather(2, query[:, None, :].expand(-1, n_heads, -1))
-        out[f"{kind}_rows"] = picked.transpose(1, 2) * in_range[..., None]
-    per_head = canonical.permute(0, 2, 3, 1)  # batch query key head
+    step = torch.arange(1, max_len + 1, device=device)[None, :]
+    valid = step <= lengths[:, None]
+    inputs = _steps(probes.input_positions.to(device), valid, max_len)
+    queries = _steps(probes.query_positions.to(device), valid, max_len)
+    states = _steps(probes.state_positions.to(device), valid, max_len)
+    eoi = probes.eoi.to(device)[:, None].expand(-1, max_len)
+    per_head = pattern.permute(0, 2, 3, 1)  # batch query key head
+    row_sums = pattern.sum(-1).transpose(1, 2)  # batch query head
     probe = torch.arange(batch, device=device)[:, None]
+    mask = valid[..., None]
+    out = {
+        "eoi": per_head[probe, states, eoi] * mask,
+        "iteration": per_head[probe, queries, inputs] * mask,
+        "eoi_rows": row_sums[probe, states] * mask,
+        "iteration_rows": row_sums[probe, queries] * mask,
+        "valid": valid,
+    }
     for a, b in ALIGNMENTS:
-        key = a * t + b
-        ok = in_range & (key >= 1) & (key <= length)
-        weight = per_head[probe, queries["iteration"], torch.where(ok, key, length + 1)]
-        out[f"aligned {a} {b}"] = weight * ok[..., None]
+        key = a * step + b
+        ok = valid & (key >= 1) & (key <= lengths[:, None])
+        target = inputs.gather(1, torch.where(ok, key - 1, 0))
+        out[f"aligned {a} {b}"] = per_head[probe, queries, target] * ok[..., None]
         out[f"aligned_valid {a} {b}"] = ok
     return out
 
@@ -335,8 +316,8 @@ class Scoring:
 def state_sensitivity(
     probes: Probes, swapped: Tensor, clean: Tensor, predicted: Tensor, keep: list[int]
 ) -> float | None:
-    """Fraction of the queries before ``s_t`` (``t >= 2``) whose current state was swapped and
-    whose prediction changed; None when no state could be swapped.
+    """Fraction of the queries before ``s_t`` (``t >= 2``) whose current state ``s_{t-1}`` was
+    swapped and whose prediction changed; None when no state could be swapped.
 
     Example:
         >>> probes = Probes(torch.tensor([[9, 1, 2, 7, 1, 3, 8]]), 2)  # <task> x1 x2 EoI s1 s2 EoS
@@ -346,11 +327,15 @@ def state_sensitivity(
         >>> state_sensitivity(probes, swapped, clean, predicted, [2])
         1.0
     """
-    t = torch.arange(2, probes.max_len + 1)[None, :]
-    there = (t <= probes.lengths[:, None]) & torch.isin(probes.lengths, torch.tensor(keep))[:, None]
-    position = torch.where(there, probes.cot_start[:, None] + t - 2, 0)
-    changed = (probes.tokens.gather(1, position) != swapped.gather(1, position)) & there
+    if probes.max_len < 2:
+        return None
+    step = torch.arange(2, probes.max_len + 1)[None, :]
+    chosen = torch.isin(probes.lengths, torch.tensor(keep))[:, None]
+    there = (step <= probes.lengths[:, None]) & chosen
+    queries = torch.where(there, probes.query_positions[:, 1:], 0)
+    current = torch.where(there, probes.state_positions[:, :-1], 0)
+    changed = (probes.tokens.gather(1, current) != swapped.gather(1, current)) & there
     if not bool(changed.any()):
         return None
-    moved = clean.gather(1, position) != predicted.gather(1, position)
+    moved = clean.gather(1, queries) != predicted.gather(1, queries)
     return float(moved[changed].float().mean())

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from iteration_heads.detection.probes import Probes
-from iteration_heads.detection.report import Circuit, DetectionReport, ranges
+from iteration_heads.detection.report import Circuit, DetectionReport, IterationHeads, ranges
 from iteration_heads.detection.scoring import (
     BASELINE_MARGIN,
     KINDS,
@@ -26,7 +26,11 @@ from iteration_heads.training.metrics import PEAK_THRESHOLD
 
 
 def build_report(
-    s: Scoring, probes: Probes, circuit: Circuit | None, sensitivity: float | None
+    s: Scoring,
+    probes: Probes,
+    circuit: Circuit | None,
+    sensitivity: float | None,
+    iteration: IterationHeads | None = None,
 ) -> DetectionReport:
     """The :class:`~iteration_heads.detection.report.DetectionReport` of scored heads: tables,
     partial patterns, the circuit (as checked by the caller) and the one-line verdict.
@@ -71,7 +75,8 @@ def build_report(
         circuit=circuit,
         state_sensitivity=sensitivity,
         partial=tuple(partial),
-        verdict=_verdict(circuit, sensitivity, heads, layers, s.n_layers, len(partial)),
+        verdict=_verdict(circuit, iteration, sensitivity, heads, layers, s.n_layers, len(partial)),
+        iteration=iteration,
         probes={
             "n": len(probes),
             "width": probes.width,
@@ -170,6 +175,55 @@ def _per_length_frame(s: Scoring) -> pd.DataFrame:
     return frame.sort_values(["layer", "head", "kind", "length"], ignore_index=True)
 
 
+def _half(s: Scoring, kind: str, layer: int) -> tuple[tuple[int, ...], bool, float]:
+    """The heads of ``layer`` that pass for ``kind`` (or its summed heads), and the peakiness."""
+    heads = tuple(int(h) for h in s.head_pass[kind].overall[layer].nonzero().flatten())
+    summed = not heads and bool(s.layer_pass[kind].overall[layer, 0])
+    peaks = s.heads[kind].summary["peakiness"][layer]
+    if summed:
+        return heads, summed, float(s.layers[kind].summary["peakiness"][layer, 0])
+    return heads, summed, float(peaks[list(heads)].max() if heads else peaks.max())
+
+
+def _strength(s: Scoring, kind: str) -> list[float]:
+    """Per layer: peakiness above the uniform baseline, the best of its heads and of their sum."""
+    lift_heads = s.heads[kind].summary["peakiness"] - s.head_base[kind].summary["peakiness"]
+    lift_sum = s.layers[kind].summary["peakiness"] - s.layer_base[kind].summary["peakiness"]
+    return torch.maximum(lift_heads.amax(-1), lift_sum[:, 0]).tolist()
+
+
+def _passing(s: Scoring, kind: str) -> list[bool]:
+    """Per layer: whether a head, or the summed heads, pass the rule for ``kind``."""
+    return (s.head_pass[kind].overall.any(-1) | s.layer_pass[kind].overall[:, 0]).tolist()
+
+
+def find_iteration_heads(s: Scoring, circuit: Circuit | None = None) -> IterationHeads | None:
+    """The iteration heads, whatever tells them the position: the circuit's when both attention
+    halves were found, else the strongest layer whose heads (or summed heads) pass the rule.
+    None when no layer does.
+
+    Example:
+        >>> from iteration_heads import Probes, load
+        >>> from iteration_heads.detection.detector import measure
+        >>> model = load("polynomial_3x2")
+        >>> find_iteration_heads(measure(model, Probes.from_model(model, n=128)).scoring).layer
+        1
+    """
+    if circuit is not None and circuit.attention_found:
+        return IterationHeads(
+            circuit.iteration_layer,
+            circuit.iteration_heads,
+            circuit.iteration_summed,
+            circuit.iteration_peakiness,
+        )
+    passing, strength = _passing(s, "iteration"), _strength(s, "iteration")
+    layers = [layer for layer in range(s.n_layers) if passing[layer]]
+    if not layers:
+        return None
+    layer = max(layers, key=lambda lay: strength[lay])
+    return IterationHeads(layer, *_half(s, "iteration", layer))
+
+
 def find_circuit(s: Scoring) -> Circuit | None:
     """The best (EoI layer < iteration layer) pair: both halves passing first, then strength
     (peakiness above the uniform baseline, the best of the layer's heads and of their sum).
@@ -186,14 +240,8 @@ def find_circuit(s: Scoring) -> Circuit | None:
     """
     if s.n_layers < 2:
         return None
-    strength, passing = {}, {}
-    for kind in KINDS:
-        lift_heads = s.heads[kind].summary["peakiness"] - s.head_base[kind].summary["peakiness"]
-        lift_sum = s.layers[kind].summary["peakiness"] - s.layer_base[kind].summary["peakiness"]
-        strength[kind] = torch.maximum(lift_heads.amax(-1), lift_sum[:, 0]).tolist()
-        passing[kind] = (
-            s.head_pass[kind].overall.any(-1) | s.layer_pass[kind].overall[:, 0]
-        ).tolist()
+    strength = {kind: _strength(s, kind) for kind in KINDS}
+    passing = {kind: _passing(s, kind) for kind in KINDS}
     pairs = [(a, b) for a in range(s.n_layers) for b in range(a + 1, s.n_layers)]
     eoi_layer, it_layer = max(
         pairs,
@@ -203,16 +251,8 @@ def find_circuit(s: Scoring) -> Circuit | None:
         ),
     )
 
-    def half(kind: str, layer: int) -> tuple[tuple[int, ...], bool, float]:
-        heads = tuple(int(h) for h in s.head_pass[kind].overall[layer].nonzero().flatten())
-        summed = not heads and bool(s.layer_pass[kind].overall[layer, 0])
-        peaks = s.heads[kind].summary["peakiness"][layer]
-        if summed:
-            return heads, summed, float(s.layers[kind].summary["peakiness"][layer, 0])
-        return heads, summed, float(peaks[list(heads)].max() if heads else peaks.max())
-
-    eoi_heads, eoi_summed, eoi_peak = half("eoi", eoi_layer)
-    it_heads, it_summed, it_peak = half("iteration", it_layer)
+    eoi_heads, eoi_summed, eoi_peak = _half(s, "eoi", eoi_layer)
+    it_heads, it_summed, it_peak = _half(s, "iteration", it_layer)
     attention = passing["eoi"][eoi_layer] and passing["iteration"][it_layer]
     return Circuit(
         found=attention,
@@ -230,6 +270,7 @@ def find_circuit(s: Scoring) -> Circuit | None:
 
 def _verdict(
     circuit: Circuit | None,
+    iteration: IterationHeads | None,
     sensitivity: float | None,
     heads: pd.DataFrame,
     layers: pd.DataFrame,
@@ -237,6 +278,19 @@ def _verdict(
     n_partial: int,
 ) -> str:
     suffix = f"; {n_partial} partial pattern(s), see .partial" if n_partial else ""
+    state = "not measured" if sensitivity is None else f"{sensitivity:.2f}"
+    if iteration is not None and (circuit is None or not circuit.attention_found):
+        if sensitivity is not None and sensitivity >= MIN_STATE_SENSITIVITY:
+            return (
+                f"iteration heads without an EoI head: {iteration.describe()} read the current "
+                f"state (sensitivity {state}); the position reaches them another way "
+                "(iteration_heads.audit names the route)" + suffix
+            )
+        return (
+            f"no iteration circuit: {iteration.describe()} fetch x_t, but the predictions "
+            f"ignore the current state (sensitivity {state}), and no EoI head precedes them"
+            + suffix
+        )
     if circuit is not None and circuit.attention_found:
         pair = f"{circuit.describe('eoi')} -> {circuit.describe('iteration')}"
         state = "not measured" if sensitivity is None else f"{sensitivity:.2f}"

@@ -18,11 +18,6 @@ from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.transformer import model_config
 from iteration_heads.tasks.data import Split
 
-Data = Probes | Split | tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor] | None
-"""Probes that carry targets (:meth:`~iteration_heads.detection.Probes.from_task` builds them for
-any vocabulary), a :class:`~iteration_heads.tasks.Split`, ``(tokens, targets)`` or ``(tokens,
-targets, lengths)``; None: the test split of the task a library model was trained on."""
-
 BATCH_SIZE = 1024
 """Default sequences per forward pass."""
 
@@ -76,6 +71,12 @@ class Batch:
         return self.lengths
 
 
+Data = Batch | Probes | Split | tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor] | None
+"""Probes that carry targets (:meth:`~iteration_heads.detection.Probes.from_task` builds them for
+any vocabulary), a :class:`~iteration_heads.tasks.Split`, ``(tokens, targets)`` or ``(tokens,
+targets, lengths)``; None: the test split of the task a library model was trained on."""
+
+
 def as_batch(model: torch.nn.Module, data: Data = None, *, n: int | None = None) -> Batch:
     """Resolve ``data`` to a :class:`Batch` (library layout: EoI at ``L+1``).
 
@@ -98,7 +99,9 @@ def as_batch(model: torch.nn.Module, data: Data = None, *, n: int | None = None)
                 "split to use: pass data=Probes.from_task(...), a Split or (tokens, targets)"
             ) from None
         data = Probes.from_model(model)
-    if isinstance(data, Probes):
+    if isinstance(data, Batch):
+        batch = data
+    elif isinstance(data, Probes):
         if data.targets is None:
             raise IterationHeadsError(
                 "these probes carry no targets: build them with Probes.from_task, "

@@ -177,7 +177,7 @@ def path_patch(
     with evaluating(model):
         for start in range(0, len(a), batch_size):
             rows = slice(start, start + batch_size)
-            hooks = _path_hooks(model, receivers, names, delta[rows])
+            hooks = receiver_hooks(model, receivers, names, delta[rows])
             with model.hooks(fwd_hooks=hooks):
                 logits = model(a.tokens[rows].to(device))
             targets = a.targets[rows].to(device)
@@ -197,10 +197,23 @@ def path_patch(
     )
 
 
-def _path_hooks(
+def receiver_hooks(
     model: Any, receivers: list[Head], inputs: list[str], delta: Tensor
 ) -> list[tuple[str, Callable]]:
-    """Capture each receiver layer's ``resid_pre``; recompute its heads' q/k/v with ``delta``."""
+    """Hooks that capture each receiver layer's ``resid_pre`` and recompute the receiver heads'
+    ``inputs`` (``"q"``, ``"k"``, ``"v"``) from ``ln1(resid_pre + delta)``: ``delta``
+    ``[batch, pos, d_model]`` reaches those inputs only. The recomputation is checked against the
+    model's own values first (a clear error where it does not match).
+
+    Example:
+        >>> from iteration_heads import ModelConfig, build_model
+        >>> model = build_model(ModelConfig(d_model=32, max_len=4))
+        >>> tokens = torch.randint(0, 16, (2, 11))
+        >>> with model.hooks(fwd_hooks=receiver_hooks(model, [(1, 0)], ["q"], torch.zeros(2, 11, 32))):
+        ...     same = model(tokens)
+        >>> bool(torch.allclose(same, model(tokens), atol=1e-5))
+        True
+    """
     hooks: list[tuple[str, Callable]] = []
     for layer in sorted({lay for lay, _ in receivers}):
         heads = [h for lay, h in receivers if lay == layer]
@@ -234,8 +247,8 @@ def _path_hooks(
                     )
                 same = torch.einsum("bpm,hmd->bphd", norm(resid), w) + b
                 expected = x[:, :, heads]
-                scale = float(expected.abs().max()) + 1.0
-                if float((same - expected).abs().max()) > 1e-4 * scale:
+                scale = float(expected.detach().abs().max()) + 1.0
+                if float((same - expected).detach().abs().max()) > 1e-4 * scale:
                     raise IterationHeadsError(
                         f"cannot path-patch block {layer}'s {name}: recomputing it from "
                         "ln1(resid_pre) with W_{0}, b_{0} does not reproduce hook_{1}".format(

@@ -22,12 +22,10 @@ from iteration_heads.detection.probes import Probes
 from iteration_heads.detection.report import DetectionReport
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.ablation import head_outputs
-from iteration_heads.interventions.batch import as_batch, check_heads
+from iteration_heads.interventions.batch import Data, as_batch, check_heads
 from iteration_heads.interventions.corruptions import corrupt
 from iteration_heads.model.checkpoint import model_metadata
-from iteration_heads.model.transformer import model_config
 from iteration_heads.tasks.data import Split
-from iteration_heads.tasks.layout import TokenLayout
 from iteration_heads.tasks.task import Task
 
 
@@ -104,7 +102,7 @@ def _circuit_heads(model: Any, report: DetectionReport) -> tuple[list[Head], lis
 
 def position_shift(
     model: Any,
-    data: Split | None = None,
+    data: Data = None,
     *,
     shift: int = 1,
     eoi_heads: Sequence[Head] | Head | None = None,
@@ -119,11 +117,13 @@ def position_shift(
     ``shift``, same first inputs) into clean runs of length ``L`` and read where the iteration
     heads attend.
 
-    The patch covers the queries that sit at a CoT state after EoI in both runs and have an
-    ``x_t`` to attend to in the clean one, indices ``max(L, L') + 2 .. min(2L, 2L' + 1)``; the attention read there is the argmax over keys
-    of the iteration heads' summed pattern. Heads default to the circuit of ``report`` (or of
-    :func:`~iteration_heads.detection.detector.detect` on the data). Sequences too short to leave a query
-    are dropped.
+    ``data``: probes built from a task (any vocabulary: :meth:`~iteration_heads.detection.Probes.from_task`,
+    ``from_text``), a split in the library layout (with ``task``), or None (a library model's
+    test split). The patch covers the clean queries of ``s_t`` (``t >= 2``) that are also
+    queries of a state after EoI in the shifted run and whose ``x_{t - shift}`` exists; the
+    attention read there is the argmax over keys of the iteration heads' summed pattern. Heads
+    default to the circuit of ``report`` (or of :func:`~iteration_heads.detect` on the data).
+    Sequences whose shifted copy does not fit the width, or leaves no query, are dropped.
 
     Example:
         >>> from iteration_heads import DataConfig, ModelConfig, build_model, make_dataset
@@ -136,32 +136,22 @@ def position_shift(
     """
     if not isinstance(shift, int) or shift == 0:
         raise IterationHeadsError(f"shift={shift!r}, expected a non-zero int")
-    task = task or model_metadata(model).get("task")
-    if task is None:
-        raise IterationHeadsError("pass task= (the model's metadata names none)")
-    batch = as_batch(model, data, n=n)
-    lengths = batch.need_lengths("the position-shift experiment")
-    split = Split(batch.tokens, batch.targets, lengths, True)
-    width = batch.tokens.shape[1]
-    other = lengths + shift
-    # after EoI in both runs, with an x_t to attend to in the clean one
-    lo, hi = torch.maximum(lengths, other) + 2, torch.minimum(2 * lengths, 2 * other + 1)
-    keep = (other >= 1) & (2 * other + 3 <= width) & (hi >= lo)
-    if not bool(keep.any()):
+    clean, source = _shifted_pair(model, data, task, shift, n, seed)
+    width = clean.width
+    b, step = _window(clean, source, shift)
+    if len(b) == 0:
         raise IterationHeadsError(
             f"no sequence leaves a query to measure with shift {shift} (lengths "
-            f"{sorted(set(lengths.tolist()))}, width {width})"
+            f"{sorted(set(clean.lengths.tolist()))}, width {width})"
         )
-    split = Split(batch.tokens[keep], batch.targets[keep], lengths[keep], True)
-    lengths, lo, hi = lengths[keep], lo[keep], hi[keep]
-    try:
-        layout: TokenLayout | None = model_config(model).layout
-    except IterationHeadsError:
-        layout = None  # a foreign model: the task's own layout
-    source = corrupt(split, "length", task=task, layout=layout, shift=shift, seed=seed)
+    target = clean.input_positions[b, step - 1]
+    predicted = clean.input_positions[b, step - shift - 1]
+    queries = clean.query_positions[b, step - 1]
+    window = torch.zeros(clean.tokens.shape, dtype=torch.bool)
+    window[b, queries] = True
     if eoi_heads is None or iteration_heads is None:
         if report is None:
-            report = detect(model, Probes(split.tokens, split.lengths))
+            report = detect(model, clean)
         found_eoi, found_it = _circuit_heads(model, report)
     eoi = check_heads(model, eoi_heads) if eoi_heads is not None else found_eoi
     it = check_heads(model, iteration_heads) if iteration_heads is not None else found_it
@@ -172,17 +162,15 @@ def position_shift(
             f"iteration heads {it} must sit in one layer after the EoI heads {eoi}"
         )
     layer = it_layer.pop()
-    q = torch.arange(width)
-    window = (q[None] >= lo[:, None]) & (q[None] <= hi[:, None])  # batch pos
     source_z = head_outputs(model, source.tokens, eoi_layers, batch_size)
     clean_p, patched_p = [], []
     name = pattern_hook(layer)
     heads = [h for _, h in it]
     device = device_of(model)
     with evaluating(model):
-        for start in range(0, len(split), batch_size):
+        for start in range(0, len(clean), batch_size):
             rows = slice(start, start + batch_size)
-            tokens = split.tokens[rows].to(device)
+            tokens = clean.tokens[rows].to(device)
             _, cache = model.run_with_cache(tokens, names_filter=lambda n: n == name)
             clean_p.append(cache[name][:, heads].sum(1).cpu())
             hooks = []
@@ -208,13 +196,12 @@ def position_shift(
                 _, cache = model.run_with_cache(tokens, names_filter=lambda n: n == name)
             patched_p.append(cache[name][:, heads].sum(1).cpu())
     clean_pattern, patched_pattern = torch.cat(clean_p), torch.cat(patched_p)
-    b, qq = window.nonzero(as_tuple=True)
-    target = qq - lengths[b]
-    predicted = target - shift
+    qq = queries
     table = pd.DataFrame(
         {
             "sequence": b.numpy(),
-            "length": lengths[b].numpy(),
+            "length": clean.lengths[b].numpy(),
+            "step": step.numpy(),
             "query": qq.numpy(),
             "target_key": target.numpy(),
             "predicted_key": predicted.numpy(),
@@ -225,3 +212,51 @@ def position_shift(
         }
     )
     return PositionShift(shift, tuple(eoi), tuple(it), table)
+
+
+def _shifted_pair(
+    model: Any, data: Data, task: str | Task | None, shift: int, n: int | None, seed: int
+) -> tuple[Probes, Probes]:
+    """Clean probes whose length can shift within their width, and their shifted copies."""
+    batch = as_batch(model, data, n=n)
+    probes = batch.probes
+    if probes is None or probes.inputs is None:
+        name = task or model_metadata(model).get("task")
+        if name is None:
+            raise IterationHeadsError("pass task= (the model's metadata names none)")
+        lengths = batch.need_lengths("the position-shift experiment")
+        probes = Probes.from_split(Split(batch.tokens, batch.targets, lengths, True), task=name)
+    if probes.inputs is None or probes.task is None or probes.encoding is None:
+        raise IterationHeadsError("the position shift needs probes built from a task")
+    fits = []
+    for length in sorted(set(probes.lengths.tolist())):
+        new = length + shift
+        if new < 1:
+            continue
+        sample = probes.task.sample_inputs(1, new, generator=torch.Generator().manual_seed(0))
+        if probes.encoding.encode(probes.task, sample).tokens.shape[1] <= probes.width:
+            fits.append(length)
+    keep = torch.isin(probes.lengths, torch.tensor(fits, dtype=torch.long))
+    if not bool(keep.any()):
+        raise IterationHeadsError(
+            f"no sequence can shift its length by {shift} within the width {probes.width} "
+            f"(lengths {sorted(set(probes.lengths.tolist()))})"
+        )
+    clean = probes.select(keep)
+    return clean, corrupt(clean, "length", shift=shift, seed=seed)  # type: ignore[return-value]
+
+
+def _window(clean: Probes, source: Probes, shift: int) -> tuple[Tensor, Tensor]:
+    """``(sequence, step t)`` of the clean queries to patch and read: the query of ``s_t``
+    (``t >= 2``) is also the query of a state after EoI in the shifted run, and ``x_{t-shift}``
+    exists in the clean run."""
+    steps = torch.arange(1, clean.query_positions.shape[1] + 1)[None, :]
+    valid = (steps >= 2) & (steps <= clean.lengths[:, None])
+    valid &= (steps - shift >= 1) & (steps - shift <= clean.lengths[:, None])
+    later = torch.arange(source.query_positions.shape[1])[None, :]
+    theirs = torch.where(
+        (later >= 1) & (later < source.lengths[:, None]), source.query_positions, -1
+    )  # the shifted run's queries of s_2 ..
+    shared = (clean.query_positions[:, :, None] == theirs[:, None, :]).any(-1)
+    sequence, step = (valid & shared).nonzero(as_tuple=True)
+    return sequence, step + 1

@@ -4,6 +4,7 @@ other heads must not (or much less)."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +16,8 @@ from iteration_heads._torch import Head, head_names
 from iteration_heads.detection.detector import detect
 from iteration_heads.detection.report import DetectionReport
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.interventions.ablation import AblationKind, ablation_effect
-from iteration_heads.interventions.batch import BATCH_SIZE, Data, as_batch
+from iteration_heads.interventions.ablation import AblationKind, ablation_sets
+from iteration_heads.interventions.batch import BATCH_SIZE, Data, as_batch, check_heads
 from iteration_heads.interventions.scores import Scores, run_scored
 
 BROKEN_FRACTION = 0.5
@@ -106,6 +107,88 @@ def _sample_sets(heads: list[Head], k: int, limit: int, seed: int) -> list[list[
     return [list(c) for c in combos]
 
 
+def ablation_check(
+    model: Any,
+    heads: Sequence[Head],
+    data: Data = None,
+    *,
+    roles: Mapping[str, Sequence[Head]] | None = None,
+    flagged: Sequence[Head] = (),
+    exclude: Sequence[Head] = (),
+    label: str = "circuit",
+    kind: AblationKind = "mean",
+    n: int | None = None,
+    max_controls: int = MAX_CONTROLS,
+    seed: int = 0,
+    batch_size: int = BATCH_SIZE,
+) -> Verification:
+    """Ablate ``heads`` together (and each of ``roles`` alone), then ``k``-subsets of them
+    against ``k``-subsets of the other heads: do these heads matter more than as many others?
+
+    ``k`` is the number of heads, or of other heads if smaller; at most ``max_controls`` sets
+    of each (sampled with ``seed``). ``flagged`` heads are counted in the table (the heads
+    detection gave a role); ``exclude`` heads are neither ablated nor controls (heads known to
+    play another part). Cost: one forward pass per set, plus two.
+
+    Example:
+        >>> from iteration_heads import load
+        >>> model = load("polynomial_3x2")
+        >>> check = ablation_check(model, [(2, 0), (2, 1)], n=256, label="iteration")
+        >>> check.table[["role", "heads"]].values.tolist()[:3]
+        [['iteration', 'L2H0+L2H1'], ['control', 'L0H0+L0H1'], ['control', 'L0H0+L1H0']]
+        >>> check.verdict  # doctest: +ELLIPSIS
+        'not confirmed: mean ablation of L2H0+L2H1: accuracy 1.000 -> ...'
+    """
+    batch = as_batch(model, data, n=n)
+    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
+    chosen = check_heads(model, list(heads))
+    skipped = set(chosen) | set(exclude)
+    others = [
+        (lay, h) for lay in range(n_layers) for h in range(n_heads) if (lay, h) not in skipped
+    ]
+    k = min(len(chosen), len(others))
+    sets = [(label, chosen)] + [
+        (role, check_heads(model, list(hs))) for role, hs in (roles or {}).items()
+    ]
+    if 0 < k < len(chosen):
+        sets += [(f"{label}_subset", c) for c in _sample_sets(chosen, k, max_controls, seed)]
+    if k:
+        sets += [("control", c) for c in _sample_sets(others, k, max_controls, seed)]
+    clean, ablated = ablation_sets(
+        model, batch, [hs for _, hs in sets], kind=kind, seed=seed, batch_size=batch_size
+    )
+    marked = set(flagged)
+    rows = [
+        {
+            "role": role,
+            "heads": head_names(hs),
+            "n_heads": len(hs),
+            "flagged": sum(h in marked for h in hs),
+        }
+        | scores.summary()
+        for (role, hs), scores in zip(sets, ablated, strict=True)
+    ]
+    table = pd.DataFrame(rows)
+    clean_acc = clean.mean("accuracy")
+    ablated_acc = float(table.loc[0, "accuracy"])
+    broken = ablated_acc < BROKEN_FRACTION * clean_acc
+    text = f"{kind} ablation of {head_names(chosen)}: accuracy {clean_acc:.3f} -> {ablated_acc:.3f}"
+    confirmed = broken
+    if k:
+        matched = table.loc[table["role"] == (f"{label}_subset" if k < len(chosen) else label)]
+        controls = table.loc[table["role"] == "control", "accuracy"]
+        mine, theirs = float(matched["accuracy"].mean()), float(controls.mean())
+        confirmed = broken and theirs - mine >= SPECIFICITY_MARGIN * clean_acc
+        text += (
+            f"; {k}-head sets: {label} {mine:.3f} ({len(matched)} sets) vs other heads "
+            f"{theirs:.3f} ({len(controls)} sets, min {controls.min():.3f})"
+        )
+    else:
+        text += "; no other heads to compare with"
+    verdict = f"{'confirmed' if confirmed else 'not confirmed'}: {text}"
+    return Verification(confirmed, tuple(chosen), clean_acc, k, table, verdict, kind)
+
+
 def verify(
     model: Any,
     report: DetectionReport | None = None,
@@ -120,11 +203,9 @@ def verify(
     """Check a detected circuit causally: ablating its heads must break the task, and ablating
     as many other heads must not (or much less).
 
-    The circuit's heads come from ``report`` (:func:`~iteration_heads.detection.detector.detect` is run on
-    the data when None). They are ablated together, then each role alone. Then sets of ``k``
-    heads are compared, ``k`` being the circuit's size or the number of other heads if
-    smaller: every ``k``-subset of the circuit against every ``k``-subset of the other heads
-    (at most ``max_controls`` of each, sampled with ``seed``). Cost: one forward pass per set.
+    The circuit's heads come from ``report`` (:func:`~iteration_heads.detect` is run on the data
+    when None). They are ablated together, then each role alone; then sets of ``k`` heads are
+    compared (:func:`ablation_check`). Cost: one forward pass per set.
 
     Example:
         >>> from iteration_heads import DataConfig, ModelConfig, build_model, make_dataset
@@ -138,10 +219,10 @@ def verify(
         report = detect(model, batch.as_probes("detection"))
     if not isinstance(report, DetectionReport):
         raise IterationHeadsError(f"report must be a DetectionReport, got {type(report).__name__}")
-    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
+    n_heads = int(model.cfg.n_heads)
     circuit = report.circuit
-    clean_acc = run_scored(model, batch, batch_size=batch_size).mean("accuracy")
     if circuit is None or not circuit.attention_found:
+        clean_acc = run_scored(model, batch, batch_size=batch_size).mean("accuracy")
         columns = ["role", "heads", "n_heads", "flagged", *Scores.METRICS]
         return Verification(
             False,
@@ -152,54 +233,16 @@ def verify(
             f"nothing to verify: no iteration circuit was detected ({report.verdict})",
             kind,
         )
-
-    def role_heads(layer: int, heads: tuple[int, ...]) -> list[Head]:
-        return [(layer, h) for h in (heads or range(n_heads))]
-
-    eoi = role_heads(circuit.eoi_layer, circuit.eoi_heads)
-    iteration = role_heads(circuit.iteration_layer, circuit.iteration_heads)
-    detected = sorted(set(eoi + iteration))
-    others = [
-        (lay, h) for lay in range(n_layers) for h in range(n_heads) if (lay, h) not in detected
-    ]
-    k = min(len(detected), len(others))
-    sets = [("circuit", detected), ("eoi", eoi), ("iteration", iteration)]
-    if 0 < k < len(detected):
-        sets += [("circuit_subset", c) for c in _sample_sets(detected, k, max_controls, seed)]
-    if k:
-        sets += [("control", c) for c in _sample_sets(others, k, max_controls, seed)]
-    flagged = set(report.found("eoi")) | set(report.found("iteration"))
-    rows = []
-    for role, heads in sets:
-        effect = ablation_effect(
-            model, heads, batch.as_data(), kind=kind, seed=seed, batch_size=batch_size
-        )
-        rows.append(
-            {
-                "role": role,
-                "heads": head_names(heads),
-                "n_heads": len(heads),
-                "flagged": sum(h in flagged for h in heads),
-            }
-            | effect.intervened.summary()
-        )
-    table = pd.DataFrame(rows)
-    circuit_acc = float(table.loc[0, "accuracy"])
-    broken = circuit_acc < BROKEN_FRACTION * clean_acc
-    text = (
-        f"{kind} ablation of {head_names(detected)}: accuracy {clean_acc:.3f} -> {circuit_acc:.3f}"
+    eoi = [(circuit.eoi_layer, h) for h in (circuit.eoi_heads or range(n_heads))]
+    iteration = [(circuit.iteration_layer, h) for h in (circuit.iteration_heads or range(n_heads))]
+    return ablation_check(
+        model,
+        sorted(set(eoi + iteration)),
+        batch,
+        roles={"eoi": eoi, "iteration": iteration},
+        flagged=[*report.found("eoi"), *report.found("iteration")],
+        kind=kind,
+        max_controls=max_controls,
+        seed=seed,
+        batch_size=batch_size,
     )
-    confirmed = broken
-    if k:
-        matched = table.loc[table["role"] == ("circuit_subset" if k < len(detected) else "circuit")]
-        controls = table.loc[table["role"] == "control", "accuracy"]
-        mine, theirs = float(matched["accuracy"].mean()), float(controls.mean())
-        confirmed = broken and theirs - mine >= SPECIFICITY_MARGIN * clean_acc
-        text += (
-            f"; {k}-head sets: circuit {mine:.3f} ({len(matched)} sets) vs other heads "
-            f"{theirs:.3f} ({len(controls)} sets, min {controls.min():.3f})"
-        )
-    else:
-        text += "; no other heads to compare with"
-    verdict = f"{'confirmed' if confirmed else 'not confirmed'}: {text}"
-    return Verification(confirmed, tuple(detected), clean_acc, k, table, verdict, kind)

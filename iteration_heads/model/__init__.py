@@ -19,7 +19,7 @@ from iteration_heads.model.checkpoint import (
     shipped_models,
 )
 from iteration_heads.model.fast_forward import Weights, forward
-from iteration_heads.model.hf import wrap_hf_model
+from iteration_heads.model.hf import load_hf_folder, wrap_hf_model
 from iteration_heads.model.transformer import (
     ModelConfig,
     build_model,
@@ -40,6 +40,7 @@ __all__ = [
     "data_config",
     "forward",
     "load",
+    "load_hf_folder",
     "model_config",
     "model_directory",
     "model_metadata",

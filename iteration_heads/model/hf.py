@@ -1,4 +1,5 @@
-"""HuggingFace models as TransformerLens bridges, offline (no hub, no tokenizer).
+"""HuggingFace models as TransformerLens bridges, offline (no hub): a model in memory, or a
+checkpoint folder with its tokenizer.
 
 :func:`wrap_hf_model` is the one place that calls TransformerLens's private
 ``build_bridge_from_module``; if a TransformerLens release moves it, only this module changes.
@@ -6,6 +7,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -56,3 +59,59 @@ def wrap_hf_model(
         raise IterationHeadsError(
             f"TransformerLens cannot wrap architecture {architecture!r}: {err}"
         ) from err
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+"""Files whose presence marks a tokenizer saved with a HuggingFace checkpoint."""
+
+
+def load_hf_folder(
+    directory: str | os.PathLike[str], *, device: str | torch.device = "cpu"
+) -> tuple[TransformerBridge, Any]:
+    """Load a HuggingFace checkpoint folder (``config.json``, the weights, and a tokenizer if
+    saved with it) as a ``TransformerBridge``, offline.
+
+    Returns:
+        ``(bridge, tokenizer)``; the tokenizer is None when the folder holds none.
+
+    Raises:
+        IterationHeadsError: for a folder that does not exist, lacks ``config.json``, holds a
+            config or weights transformers cannot read, or an architecture TransformerLens lacks.
+
+    Example:
+        >>> bridge, tokenizer = load_hf_folder("tests/fixtures/gpt2_text_polynomial")
+        >>> bridge.cfg.n_layers, tokenizer.convert_ids_to_tokens([0, 3])
+        (3, ['<s>', '='])
+        >>> load_hf_folder("docs")
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: 'docs' is not a HuggingFace checkpoint folder: it has no config.json
+    """
+    path = Path(directory)
+    if not path.is_dir():
+        raise IterationHeadsError(f"checkpoint folder {str(path)!r} does not exist")
+    if not (path / "config.json").is_file():
+        raise IterationHeadsError(
+            f"{str(path)!r} is not a HuggingFace checkpoint folder: it has no config.json"
+        )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # no "loading weights" chatter in a command's output
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+        tokenizer = None
+        if any((path / name).is_file() for name in TOKENIZER_FILES):
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise IterationHeadsError(
+            f"transformers cannot load {str(path)!r}: {str(err).splitlines()[0]}"
+        ) from err
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+    model.eval()
+    model.to(device)  # type: ignore[arg-type]
+    return wrap_hf_model(model), tokenizer

@@ -10,7 +10,11 @@ Every function takes the library's own objects and returns a plotly ``Figure`` o
   :func:`ablation_chart`;
 * :mod:`~iteration_heads.viz.curves`: :func:`training_curves`, :func:`scaling_grid`;
 * :mod:`~iteration_heads.viz.export`: :func:`save_html`, :func:`save_png`;
-* :mod:`~iteration_heads.viz.html_report`: :func:`report_html`, :func:`write_report`.
+* :mod:`~iteration_heads.viz.circuits` also draws the position route (:func:`route_chart`), and
+  :mod:`~iteration_heads.viz.curves` an audit across checkpoints (:func:`checkpoint_curves`);
+* :mod:`~iteration_heads.viz.html_report`: :func:`report_html`, :func:`write_report` (library
+  models and runs); :mod:`~iteration_heads.viz.audit_report`: :func:`write_audit_report` (any
+  audited model); :mod:`~iteration_heads.viz.page`: the page both build on.
 """
 
 from iteration_heads.viz.attention import (
@@ -20,8 +24,14 @@ from iteration_heads.viz.attention import (
     attention_heatmap,
     attention_view,
 )
-from iteration_heads.viz.circuits import ablation_chart, detection_heatmap, patching_heatmap
-from iteration_heads.viz.curves import scaling_grid, training_curves
+from iteration_heads.viz.audit_report import audit_report_html, write_audit_report
+from iteration_heads.viz.circuits import (
+    ablation_chart,
+    detection_heatmap,
+    patching_heatmap,
+    route_chart,
+)
+from iteration_heads.viz.curves import checkpoint_curves, scaling_grid, training_curves
 from iteration_heads.viz.export import find_chromium, save_html, save_png
 from iteration_heads.viz.html_report import report_html, write_report
 
@@ -32,13 +42,17 @@ __all__ = [
     "ablation_chart",
     "attention_heatmap",
     "attention_view",
+    "audit_report_html",
+    "checkpoint_curves",
     "detection_heatmap",
     "find_chromium",
     "patching_heatmap",
     "report_html",
+    "route_chart",
     "save_html",
     "save_png",
     "scaling_grid",
     "training_curves",
+    "write_audit_report",
     "write_report",
 ]

@@ -11,7 +11,7 @@ import html
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,20 +44,17 @@ class _Probe:
 
     tokens: list[int]
     length: int
-    input_start: int
+    inputs: list[int]
     eoi: int
-    cot_start: int
+    queries: list[int]
+    states: list[int]
     labels: list[str]
 
     def targets(self, kind: str) -> list[tuple[int, int]]:
         """``(query, key)`` of the ideal ``kind`` pattern (docs/paper.md §6)."""
-        steps = range(1, self.length + 1)
         if kind == "eoi":
-            return [(self.cot_start + t - 1, self.eoi) for t in steps]
-        return [
-            (self.eoi if t == 1 else self.cot_start + t - 2, self.input_start + t - 1)
-            for t in steps
-        ]
+            return [(state, self.eoi) for state in self.states]
+        return list(zip(self.queries, self.inputs, strict=True))
 
 
 def _labels(model: Any, tokens: list[int]) -> list[str]:
@@ -67,7 +64,13 @@ def _labels(model: Any, tokens: list[int]) -> list[str]:
         return [str(t) for t in tokens]
 
 
-def _one_probe(model: Any, probe: ProbeLike, index: int, length: int | None) -> _Probe:
+def _one_probe(
+    model: Any,
+    probe: ProbeLike,
+    index: int,
+    length: int | None,
+    labels: Callable[[list[int]], list[str]] | None = None,
+) -> _Probe:
     """Resolve ``probe`` (see :func:`attention_heatmap`) to one trimmed sequence."""
     _check_model(model)
     if probe is None:
@@ -110,11 +113,22 @@ def _one_probe(model: Any, probe: ProbeLike, index: int, length: int | None) -> 
     if not -len(probes) <= index < len(probes):
         raise IterationHeadsError(f"index={index}, but there are {len(probes)} probes")
     index %= len(probes)
-    start, eoi = int(probes.input_start[index]), int(probes.eoi[index])
-    cot, n = int(probes.cot_start[index]), int(probes.lengths[index])
-    end = min(cot + n + 1, probes.width)  # keep the EoS after s_L, drop the padding
+    n = int(probes.lengths[index])
+    states = probes.state_positions[index, :n].tolist()
+    end = min(states[-1] + 2, probes.width)  # keep the token after s_L, drop the padding
     ids: list[int] = probes.tokens[index, :end].tolist()
-    return _Probe(ids, n, start, eoi, cot, _labels(model, ids))
+    names = labels(ids) if labels is not None else _labels(model, ids)
+    if len(names) != len(ids):
+        raise IterationHeadsError(f"labels gave {len(names)} names for {len(ids)} tokens")
+    return _Probe(
+        ids,
+        n,
+        probes.input_positions[index, :n].tolist(),
+        int(probes.eoi[index]),
+        probes.query_positions[index, :n].tolist(),
+        states,
+        [str(name) for name in names],
+    )
 
 
 def _check_model(model: Any) -> None:
@@ -192,6 +206,7 @@ def attention_view(
     heads: Head | Sequence[Head] | None = None,
     index: int = 0,
     length: int | None = None,
+    labels: Callable[[list[int]], list[str]] | None = None,
 ) -> AttentionView:
     """Interactive circuitsvis view of the attention of ``heads`` on one probe.
 
@@ -203,6 +218,8 @@ def attention_view(
         heads: ``(layer, head)`` or a list of them (None: every head).
         index: Which probe of a ``Probes``.
         length: With ``probe=None``, the input length (None: the longest).
+        labels: Names of token ids (e.g. a tokenizer's ``convert_ids_to_tokens``); default: the
+            library layout's names, or the ids.
 
     Example:
         >>> from iteration_heads import ModelConfig, build_model
@@ -213,7 +230,7 @@ def attention_view(
     """
     import circuitsvis.attention as cv_attention
 
-    one = _one_probe(model, probe, index, length)
+    one = _one_probe(model, probe, index, length, labels)
     chosen = _heads(model, heads)
     pattern = _patterns(model, one.tokens)
     names = [f"L{layer}H{head}" for layer, head in chosen]
@@ -235,6 +252,7 @@ def attention_heatmap(
     length: int | None = None,
     ideal: bool = True,
     columns: int = 2,
+    labels: Callable[[list[int]], list[str]] | None = None,
 ) -> go.Figure:
     """Attention of ``heads`` on one probe, query × key, with the ideal patterns overlaid.
 
@@ -249,7 +267,7 @@ def attention_heatmap(
         >>> [trace.name for trace in fig.data]
         ['L1H0', 'ideal EoI', 'ideal iteration']
     """
-    one = _one_probe(model, probe, index, length)
+    one = _one_probe(model, probe, index, length, labels)
     chosen = _heads(model, heads)
     pattern = _patterns(model, one.tokens)
     n = len(one.tokens)

@@ -11,11 +11,13 @@ from collections.abc import Mapping, Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from iteration_heads.auditing.route import PositionRoute
 from iteration_heads.detection.report import DetectionReport
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.patching import ActivationPatching
 from iteration_heads.interventions.scores import Effect
 from iteration_heads.interventions.verification import Verification
+from iteration_heads.viz.attention import EOI_COLOUR
 
 
 def detection_heatmap(report: DetectionReport, *, metric: str = "peakiness") -> go.Figure:
@@ -221,4 +223,42 @@ def ablation_chart(
             annotation_position="top left",
         )
     fig.update_layout(title=html.escape(title), yaxis_title=metric, height=420, width=900)
+    return fig
+
+
+def route_chart(route: PositionRoute) -> go.Figure:
+    """The position route: each earlier component's share of the length change's effect on the
+    iteration heads' attention, patched into their queries (EoI heads in orange).
+
+    Example:
+        >>> from iteration_heads import Probes, load
+        >>> from iteration_heads.auditing import position_route
+        >>> model = load("polynomial")
+        >>> route = position_route(model, Probes.from_model(model, n=64), [(1, 0)],
+        ...                        eoi_heads=[(0, 0)])
+        >>> route_chart(route).data[0].x[0]
+        'L0H0'
+    """
+    if not isinstance(route, PositionRoute):
+        raise IterationHeadsError(
+            f"route must be a PositionRoute (from iteration_heads.auditing.position_route), "
+            f"got {type(route).__name__}"
+        )
+    table = route.table
+    colours = [EOI_COLOUR if eoi else "#3182bd" for eoi in table["is_eoi_head"]]
+    fig = go.Figure(
+        go.Bar(
+            x=list(table["component"]),
+            y=list(table["share"]),
+            marker_color=colours,
+            texttemplate="%{y:.2f}",
+            textposition="outside",
+        )
+    )
+    fig.update_layout(
+        title=html.escape(_shorten(route.verdict, 110)),
+        yaxis_title="share of the effect",
+        height=420,
+        width=900,
+    )
     return fig

@@ -21,6 +21,7 @@ from iteration_heads._io import (
     read_json,
     read_jsonl,
 )
+from iteration_heads.auditing.checkpoints import TrainingAudit
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.viz.attention import EOI_COLOUR, ITERATION_COLOUR
 
@@ -248,5 +249,63 @@ def scaling_grid(runs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
         fig.update_yaxes(title_text="Lmax", type="category", row=1, col=col)
     fig.update_layout(
         title="Scaling: final test figures over d_model × Lmax", height=420, width=1100
+    )
+    return fig
+
+
+def checkpoint_curves(result: TrainingAudit) -> go.Figure:
+    """Accuracy and per-layer peakiness over a run's checkpoints, with the checkpoint where the
+    iteration heads formed marked (the paper's dynamics figure, for any model).
+
+    Args:
+        result: What :func:`~iteration_heads.auditing.audit_checkpoints` returned.
+
+    Example:
+        >>> import pandas as pd
+        >>> from iteration_heads.auditing import TrainingAudit
+        >>> table = pd.DataFrame({"checkpoint": ["checkpoint-1", "checkpoint-2"], "step": [1, 2],
+        ...     "epoch": [None, None], "accuracy": [0.1, 1.0], "iteration_peakiness": [[0.1, 0.2],
+        ...     [0.1, 0.9]], "eoi_peakiness": [[0.1, 0.0], [0.6, 0.0]],
+        ...     "has_iteration_heads": [False, True]})
+        >>> [trace.name for trace in checkpoint_curves(TrainingAudit(table, "run")).data][:3]
+        ['accuracy', 'layer 0 iteration', 'layer 1 iteration']
+    """
+    if not isinstance(result, TrainingAudit):
+        raise IterationHeadsError(
+            f"result must be a TrainingAudit (from iteration_heads.auditing.audit_checkpoints), "
+            f"got {type(result).__name__}"
+        )
+    table = result.table
+    epochs = table["epoch"].tolist()
+    by_epoch = all(e is not None and not math.isnan(e) for e in epochs)
+    x = epochs if by_epoch else table["step"].tolist()
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=table["accuracy"], name="accuracy", line={"color": "black"}))
+    n_layers = len(table["iteration_peakiness"].iloc[-1])
+    for kind, colour, dash in (
+        ("iteration", ITERATION_COLOUR, "solid"),
+        ("eoi", EOI_COLOUR, "dash"),
+    ):
+        for layer in range(n_layers):
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=[v[layer] for v in table[f"{kind}_peakiness"]],
+                    name=f"layer {layer} {'EoI' if kind == 'eoi' else 'iteration'}",
+                    line={"color": colour, "dash": dash, "width": 1 + 1.5 * layer},
+                )
+            )
+    formed = result.formed_at
+    if formed is not None:
+        at = formed["epoch"] if by_epoch else formed["step"]
+        fig.add_vline(
+            x=at, line_dash="dot", annotation_text=f"heads formed ({formed['checkpoint']})"
+        )
+    fig.update_layout(
+        title="Iteration heads over training (best head per layer)",
+        xaxis_title="epoch" if by_epoch else "step",
+        yaxis={"range": [-0.02, 1.02]},
+        height=450,
+        width=900,
     )
     return fig

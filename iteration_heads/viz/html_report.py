@@ -13,11 +13,9 @@ from __future__ import annotations
 import datetime
 import html
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import plotly.graph_objects as go
 import torch
 
 from iteration_heads._io import HISTORY_FILE
@@ -34,61 +32,7 @@ from iteration_heads.tasks.data import DataConfig, make_dataset
 from iteration_heads.viz.attention import attention_heatmap, attention_view
 from iteration_heads.viz.circuits import ablation_chart, detection_heatmap, patching_heatmap
 from iteration_heads.viz.curves import training_curves
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1200px; color: #222; }
-h1 { font-size: 1.6em; margin-bottom: 0; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 6px 0; }
-td, th { border: 1px solid #ddd; padding: 2px 8px; text-align: right; }
-th { background: #f3f3f3; } .configs { display: flex; gap: 24px; flex-wrap: wrap; }
-.configs table td:first-child { text-align: left; } .note { color: #666; font-style: italic; }
-.verdict { font-weight: bold; }
-"""
-
-
-class _Page:
-    """HTML sections; plotly.js goes into the first figure only."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.plotly_included = False
-
-    def add(self, text: str) -> None:
-        self.parts.append(text)
-
-    def figure(self, fig: go.Figure) -> None:
-        self.add(
-            fig.to_html(
-                full_html=False,
-                include_plotlyjs=not self.plotly_included,
-                config={"displaylogo": False},
-            )
-        )
-        self.plotly_included = True
-
-    def section(self, title: str, build: Callable[[], None]) -> None:
-        """A section; a library error while building it becomes a note, not a failed report."""
-        self.add(f"<h2>{html.escape(title)}</h2>")
-        try:
-            build()
-        except IterationHeadsError as err:
-            self.add(f'<p class="note">skipped: {html.escape(str(err))}</p>')
-
-
-def _table(values: dict[str, Any], title: str) -> str:
-    rows = "".join(
-        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_short(v))}</td></tr>"
-        for k, v in values.items()
-    )
-    return f"<table><tr><th colspan=2>{html.escape(title)}</th></tr>{rows}</table>"
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list) and all(isinstance(v, float) for v in value):
-        return "[" + ", ".join(f"{v:.2f}" for v in value) + "]"
-    return str(value)
+from iteration_heads.viz.page import HtmlPage, key_value_table
 
 
 def report_html(
@@ -134,8 +78,8 @@ def report_html(
         ) from None
     task_name = test_config.task
     probes = Probes.from_model(model, task=task, n=n_probes)
-    page = _Page()
     title = f"iteration_heads report: {path.resolve().name}"
+    page = HtmlPage(title)
     page.add(f"<h1>{html.escape(title)}</h1>")
     stamp = datetime.datetime.now().isoformat(timespec="seconds")
     page.add(
@@ -146,16 +90,16 @@ def report_html(
     )
 
     def configuration() -> None:
-        tables = [_table(config.to_dict() | {"layout": config.layout.tasks}, "model")]
+        tables = [key_value_table(config.to_dict() | {"layout": config.layout.tasks}, "model")]
         for key in ("data", "train", "summary"):
             if isinstance(metadata.get(key), dict):
                 values = metadata[key]
                 if key == "summary":
                     values = {k: v for k, v in values.items() if k not in ("test", "train")}
                     values |= {f"test {k}": v for k, v in metadata[key].get("test", {}).items()}
-                tables.append(_table(values, key))
+                tables.append(key_value_table(values, key))
         if isinstance(metadata.get("versions"), dict):
-            tables.append(_table(metadata["versions"], "versions"))
+            tables.append(key_value_table(metadata["versions"], "versions"))
         page.add('<div class="configs">' + "".join(tables) + "</div>")
 
     def curves() -> None:
@@ -226,11 +170,7 @@ def report_html(
     page.section("Attention", attention)
     page.section("Detection", detection)
     page.section("Interventions", interventions)
-    body = "\n".join(page.parts)
-    return (
-        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}'
-        f"</title><style>{_STYLE}</style></head>\n<body>\n{body}\n</body></html>\n"
-    )
+    return page.html()
 
 
 def write_report(

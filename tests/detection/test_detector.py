@@ -317,10 +317,11 @@ def test_bad_probes_raise_clear_errors():
     ):
         Probes(tokens, eoi=12)
     with pytest.raises(
-        IterationHeadsError, match=r"the CoT span \[7, 10\) does not fit in the probe width 9"
+        IterationHeadsError,
+        match=r"state s_3 at position 9 does not fit in the probe \(positions 0..8\)",
     ):
         Probes(tokens, 3, eoi=6, cot_start=7)
-    with pytest.raises(IterationHeadsError, match="runs past EoI"):
+    with pytest.raises(IterationHeadsError, match="the last input must come before EoI"):
         Probes(tokens, 3, eoi=2)
     with pytest.raises(IterationHeadsError, match=r"eoi must be an int or a tensor of shape \[2\]"):
         Probes(tokens, 3, eoi=torch.tensor([4, 4, 4]))
@@ -418,15 +419,3 @@ def test_cli_detect(capsys):
     assert json.loads(capsys.readouterr().out)["has_iteration_circuit"] is True
     assert main(["detect", str(FIXTURES / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
-
-
-def test_legacy_hooked_transformer():
-    try:
-        from transformer_lens import HookedTransformer, HookedTransformerConfig
-    except ImportError:
-        pytest.skip("no legacy HookedTransformer in this TransformerLens")
-    config = HookedTransformerConfig(
-        n_layers=2, d_model=32, n_ctx=19, d_head=16, n_heads=2, d_vocab=16, act_fn="gelu"
-    )
-    report = detect(HookedTransformer(config), library_probes(64))
-    assert len(report.heads) == 4 and not report.has_iteration_circuit

@@ -1,4 +1,4 @@
-"""Command line: ``iteration-heads train|eval|detect|report|tasks|zoo|reproduce``.
+"""Command line: ``iteration-heads train|eval|detect|audit|report|tasks|zoo|reproduce``.
 
 Examples::
 
@@ -8,6 +8,7 @@ Examples::
     iteration-heads eval runs/poly            # a readable table
     iteration-heads eval runs/poly --json     # one JSON object for scripts
     iteration-heads detect runs/poly          # EoI / iteration heads and a verdict
+    iteration-heads audit hf_model --template "<s> {inputs} {eoi} {states} </s>"  # any model
     iteration-heads report runs/poly -o report.html   # one offline HTML page
     iteration-heads train --task parity --init-from polynomial --epochs 20 --out runs/ft
     iteration-heads train --task parity --init-from polynomial --trainable blocks.1.mlp ...
@@ -25,6 +26,7 @@ from typing import Any
 
 from iteration_heads import zoo
 from iteration_heads._io import RUN_FILE, read_json
+from iteration_heads.cli import audit as audit_command
 from iteration_heads.detection import detect
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments import EXPERIMENTS, reproduce
@@ -143,6 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_detect)
+
+    audit_command.add_parser(sub)
 
     p = sub.add_parser("report", help="one self-contained HTML report of a saved model or run")
     p.add_argument("directory", type=Path, help="model or run directory")

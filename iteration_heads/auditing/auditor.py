@@ -1,0 +1,179 @@
+"""A verdict in three layers, for any model:
+
+1. **iteration heads**: does a layer's attention fetch ``x_t`` for the query that predicts
+   ``s_t`` (:func:`~iteration_heads.detect`, per head and summed per layer)?
+2. **used**: does ablating them break the chain-of-thought predictions, far more than ablating
+   as many other heads (:func:`~iteration_heads.interventions.verification.ablation_check`;
+   EoI heads and the heads of the position route are not used as controls), and do the
+   predictions depend on the current state (state sensitivity)?
+3. **position route**: what tells their queries the position — the paper's EoI head, or another
+   route, named by measurement (:func:`~iteration_heads.auditing.route.position_route`)?
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from iteration_heads._results import Result
+from iteration_heads.auditing.route import PositionRoute, position_route
+from iteration_heads.detection.detector import detect
+from iteration_heads.detection.probes import Probes, spread_over_lengths
+from iteration_heads.detection.report import DetectionReport
+from iteration_heads.detection.scoring import MIN_STATE_SENSITIVITY
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.interventions.ablation import AblationKind
+from iteration_heads.interventions.verification import MAX_CONTROLS, Verification, ablation_check
+from iteration_heads.tasks.task import Task
+
+
+@dataclass(frozen=True, repr=False)
+class Audit(Result):
+    """The three-layer verdict on a model, with the measurements behind each layer.
+
+    Attributes:
+        report: Detection (layer 1, and the state sensitivity of layer 2).
+        ablation: Ablating the iteration heads against as many other heads (layer 2); None
+            without iteration heads.
+        route: The position route (layer 3); None without iteration heads, for one-layer
+            iteration heads, or when not asked for.
+
+    Example:
+        >>> from iteration_heads import load
+        >>> result = audit(load("polynomial"), n_probes=256)
+        >>> result.has_iteration_heads, result.used, result.route.is_eoi_head
+        (True, True, True)
+        >>> print(result.verdict)  # doctest: +ELLIPSIS
+        iteration heads: iteration head L1H0 (peakiness 1.00) | used: ... | position route: an EoI head — L0H0 ...
+    """
+
+    report: DetectionReport
+    ablation: Verification | None
+    route: PositionRoute | None
+
+    @property
+    def has_iteration_heads(self) -> bool:
+        """Layer 1: iteration heads found."""
+        return self.report.iteration is not None
+
+    @property
+    def used(self) -> bool:
+        """Layer 2: ablating them breaks the task more than other heads, and the predictions
+        read the current state."""
+        sensitivity = self.report.state_sensitivity
+        return bool(
+            self.ablation is not None
+            and self.ablation.confirmed
+            and sensitivity is not None
+            and sensitivity >= MIN_STATE_SENSITIVITY
+        )
+
+    @property
+    def verdict(self) -> str:
+        """One line, three layers."""
+        if self.report.iteration is None:
+            return f"no iteration heads ({self.report.verdict})"
+        parts = [f"iteration heads: {self.report.iteration.describe()}"]
+        s = self.report.state_sensitivity
+        state = "not measured" if s is None else f"{s:.2f}"
+        if self.ablation is not None:
+            figures = self.ablation.verdict.split(": ", 1)[1]
+            parts.append(
+                f"used: {'yes' if self.used else 'no'} — {figures}; state sensitivity {state}"
+            )
+        if self.route is not None:
+            parts.append(self.route.verdict.split(" (share")[0])
+        return " | ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary: the verdict, each layer, and the detection report."""
+        return {
+            "verdict": self.verdict,
+            "iteration_heads": {
+                "found": self.has_iteration_heads,
+                "heads": None if self.report.iteration is None else self.report.iteration.to_dict(),
+            },
+            "used": {
+                "used": self.used,
+                "state_sensitivity": self.report.state_sensitivity,
+                "ablation": None if self.ablation is None else self.ablation.to_dict(),
+            },
+            "position_route": None if self.route is None else self.route.to_dict(),
+            "has_iteration_circuit": self.report.has_iteration_circuit,
+            "detection": self.report.to_dict(),
+        }
+
+    def format(self) -> str:
+        """The verdict, then each layer's measurements."""
+        lines = [self.verdict, "", "1. iteration heads (attention):", self.report.format()]
+        if self.ablation is not None:
+            lines += ["", "2. used (ablation against other heads):", self.ablation.format()]
+        if self.route is not None:
+            lines += ["", "3. position route (patched into the iteration heads' queries):"]
+            lines.append(self.route.format())
+        return "\n".join(lines)
+
+
+def audit(
+    model: Any,
+    probes: Probes | None = None,
+    *,
+    task: str | Task | None = None,
+    n_probes: int | None = None,
+    kind: AblationKind = "mean",
+    max_controls: int = MAX_CONTROLS,
+    route: bool = True,
+    route_probes: int = 256,
+    batch_size: int = 512,
+) -> Audit:
+    """Audit ``model`` for iteration heads: found, used, and by which position route.
+
+    Args:
+        model: Any TransformerLens model (native, HuggingFace-wrapped).
+        probes: Probes with targets (``Probes.from_task``, ``Probes.from_text``); None: a
+            library model's own test split (``task`` and ``n_probes`` as in
+            :func:`~iteration_heads.detect`).
+        kind: Ablation for layer 2 (``"mean"``, ``"zero"``, ``"resample"``).
+        max_controls: Sets of other heads compared in layer 2.
+        route: Measure the position route (one forward pass per earlier component).
+        route_probes: At most this many probes for the route.
+        batch_size: Probes per forward pass.
+
+    Cost: detection (two passes), ``2 + sets`` passes for the ablation, and for the route two
+    passes plus one per component before the iteration heads.
+    """
+    report = detect(model, probes, task=task, n_probes=n_probes, batch_size=batch_size)
+    if report.iteration is None:
+        return Audit(report, None, None)
+    if probes is None:
+        probes = Probes.from_model(model, task=task, n=n_probes)
+    if probes.targets is None:
+        raise IterationHeadsError(
+            "auditing needs probes with targets (to ablate): build them with Probes.from_task, "
+            "Probes.from_text or Probes(..., targets=...)"
+        )
+    n_heads = int(model.cfg.n_heads)
+    heads = report.iteration.names(n_heads)
+    eoi = report.found("eoi")
+    circuit = report.circuit
+    if circuit is not None and circuit.attention_found:  # EoI heads found as a layer sum too
+        eoi = sorted(
+            set(eoi) | {(circuit.eoi_layer, h) for h in circuit.eoi_heads or range(n_heads)}
+        )
+    found_route = None
+    if route and report.iteration.layer >= 1 and probes.inputs is not None:
+        sample = probes.select(spread_over_lengths(probes.lengths, route_probes))
+        found_route = position_route(model, sample, heads, eoi_heads=eoi, batch_size=batch_size)
+    carriers = [] if found_route is None else found_route.heads()
+    ablation = ablation_check(
+        model,
+        heads,
+        probes,
+        flagged=report.found("iteration"),
+        exclude=sorted(set(eoi) | set(carriers)),
+        label="iteration",
+        kind=kind,
+        max_controls=max_controls,
+        batch_size=batch_size,
+    )
+    return Audit(report, ablation, found_route)

@@ -1,0 +1,81 @@
+"""``iteration-heads audit PATH``: the three-layer verdict on a model folder (a library model,
+a shipped name, or a HuggingFace checkpoint with its tokenizer), or on every checkpoint of a
+run folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from iteration_heads._io import CONFIG_FILE
+from iteration_heads.auditing import TaskWriting, audit, audit_checkpoints, open_subject
+from iteration_heads.auditing.sources import parse_ints, parse_words
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.model.checkpoint import model_directory
+from iteration_heads.tasks.task import list_tasks
+from iteration_heads.viz import checkpoint_curves, save_html, write_audit_report
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``audit`` subcommand and its options."""
+    p = sub.add_parser(
+        "audit",
+        help="audit any model folder for iteration heads: found, used, position route",
+        description="Audit a model folder (a library model, a shipped name, or a HuggingFace "
+        "checkpoint with config.json, weights and, for text, its tokenizer), or every "
+        "checkpoint of a run folder (checkpoint-<step> subfolders).",
+    )
+    p.add_argument("path", type=Path, help="model folder, shipped name, or run folder")
+    p.add_argument("--task", default="polynomial", help=f"task ({', '.join(list_tasks())})")
+    g = p.add_argument_group("the chain of thought as text (read through the folder's tokenizer)")
+    g.add_argument("--template", help='e.g. "<s> {inputs} {eoi} {states} </s>"')
+    g.add_argument("--eoi-text", default="=", help="the end-of-input marker (default '=')")
+    g.add_argument("--separator", default=" ", help="between symbols (default one space)")
+    g.add_argument("--symbols", help="symbol texts, comma-separated (default 0,1,2,...)")
+    g = p.add_argument_group("the chain of thought in token ids")
+    g.add_argument("--symbol-tokens", help="token id of every symbol 0,1,..., comma-separated")
+    g.add_argument("--eoi-token", type=int)
+    g.add_argument("--bos-token", type=int)
+    g.add_argument("--eos-token", type=int)
+    g.add_argument("--task-token", type=int)
+    g = p.add_argument_group("probes and output")
+    g.add_argument("--max-len", type=int, help="longest probes (default: what fits, up to 16)")
+    g.add_argument("--n-probes", type=int, default=512)
+    g.add_argument("--no-route", action="store_true", help="skip the position route")
+    g.add_argument("--json", action="store_true", help="print one JSON object")
+    g.add_argument("--report", type=Path, help="write a self-contained HTML report")
+    g.add_argument("--figure", type=Path, help="run folders: write the curves as HTML")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``iteration-heads audit`` with parsed arguments."""
+    if args.n_probes < 1:
+        raise IterationHeadsError(f"--n-probes {args.n_probes}: expected >= 1")
+    writing = TaskWriting(
+        task=args.task,
+        template=args.template,
+        eoi_text=args.eoi_text,
+        separator=args.separator,
+        symbols=parse_words(args.symbols),
+        symbol_tokens=parse_ints(args.symbol_tokens, "--symbol-tokens"),
+        eoi_token=args.eoi_token,
+        bos_token=args.bos_token,
+        eos_token=args.eos_token,
+        task_token=args.task_token,
+    )
+    folder = model_directory(args.path)
+    if not (folder / CONFIG_FILE).is_file() and any(folder.glob(f"*/{CONFIG_FILE}")):
+        result = audit_checkpoints(folder, writing, n_probes=args.n_probes, max_len=args.max_len)
+        print(json.dumps(result.to_dict(), default=str) if args.json else result.format())
+        if args.figure:
+            print(f"wrote {save_html(checkpoint_curves(result), args.figure)}")
+        return 0
+    subject = open_subject(folder, writing, max_len=args.max_len, n_probes=args.n_probes)
+    found = audit(subject.model, subject.probes, route=not args.no_route)
+    print(found.to_json() if args.json else found.format())
+    if args.report:
+        out = write_audit_report(subject, found, args.report)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, self-contained)")
+    return 0
