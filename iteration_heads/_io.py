@@ -64,6 +64,45 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write text atomically (temporary file, then rename): a crash leaves the old file or none.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "page.html"
+        >>> write_text(path, "<p>hi</p>"); path.read_text()
+        '<p>hi</p>'
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def checked_output(path: str | os.PathLike[str]) -> Path:
+    """An output file's path, its folder created; a clear error for a directory or a folder
+    that cannot be created or written (checked before any work is done).
+
+    Example:
+        >>> checked_output("/")
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: output path '/' is a directory; expected a file name
+    """
+    out = Path(path)
+    if out.is_dir():
+        raise IterationHeadsError(f"output path {str(out)!r} is a directory; expected a file name")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise IterationHeadsError(f"cannot create the folder of {str(out)!r}: {err}") from None
+    if not os.access(out.parent, os.W_OK):
+        raise IterationHeadsError(f"cannot write into {str(out.parent)!r}")
+    return out
+
+
 def read_json(path: Path) -> Any:
     """Read a JSON file, raising a clear error when it is missing or corrupt.
 

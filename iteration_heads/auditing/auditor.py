@@ -24,6 +24,7 @@ from iteration_heads.detection.scoring import MIN_STATE_SENSITIVITY
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.ablation import AblationKind
 from iteration_heads.interventions.verification import MAX_CONTROLS, Verification, ablation_check
+from iteration_heads.model.transformer import model_config
 from iteration_heads.tasks.task import Task
 
 
@@ -142,11 +143,18 @@ def audit(
     Cost: detection (two passes), ``2 + sets`` passes for the ablation, and for the route two
     passes plus one per component before the iteration heads.
     """
-    report = detect(model, probes, task=task, n_probes=n_probes, batch_size=batch_size)
+    if probes is None:
+        try:
+            model_config(model)
+        except IterationHeadsError:
+            raise IterationHeadsError(
+                f"{type(model).__name__} was not built by iteration_heads: pass probes="
+                "Probes.from_task(...) or Probes.from_text(...) in the model's own writing"
+            ) from None
+        probes = Probes.from_model(model, task=task, n=n_probes)
+    report = detect(model, probes, batch_size=batch_size)
     if report.iteration is None:
         return Audit(report, None, None)
-    if probes is None:
-        probes = Probes.from_model(model, task=task, n=n_probes)
     if probes.targets is None:
         raise IterationHeadsError(
             "auditing needs probes with targets (to ablate): build them with Probes.from_task, "

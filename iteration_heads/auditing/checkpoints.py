@@ -128,8 +128,10 @@ def audit_checkpoints(
         ('checkpoint-1280', [False, False, False, True, True])
     """
     rows = []
+    probes = None  # built once, from the first checkpoint: every checkpoint gets the same
     for path, step, epoch in checkpoint_folders(folder):
-        subject = open_subject(path, writing, max_len=max_len, n_probes=n_probes)
+        subject = open_subject(path, writing, max_len=max_len, n_probes=n_probes, probes=probes)
+        probes = subject.probes
         report = detect(subject.model, subject.probes)
         accuracy = run_scored(subject.model, as_batch(subject.model, subject.probes)).mean(
             "accuracy"

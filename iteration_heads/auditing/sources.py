@@ -129,12 +129,14 @@ def open_subject(
     max_len: int | None = None,
     n_probes: int = 512,
     seed: int = 0,
+    probes: Probes | None = None,
 ) -> Subject:
     """Load a model folder (or a shipped model's name) and build its probes.
 
     A library model probes its own test split (``writing`` may name another task); a
     HuggingFace folder needs ``writing`` (a template for its tokenizer, or token ids).
-    ``max_len`` defaults to the longest probes that fit its context (at most 16).
+    ``max_len`` defaults to the longest probes that fit its context (at most 16). ``probes``:
+    use these instead of building them (the checkpoints of one run share theirs).
 
     Example:
         >>> writing = TaskWriting(template="<s> {inputs} {eoi} {states} </s>")
@@ -146,6 +148,10 @@ def open_subject(
         ...
         iteration_heads.errors.IterationHeadsError: model directory 'no/such/folder' does not exist and is not the name of a shipped model (...)
     """
+    if max_len is not None and max_len < 1:
+        raise IterationHeadsError(f"max_len={max_len}: expected >= 1")
+    if n_probes < 1:
+        raise IterationHeadsError(f"n_probes={n_probes}: expected >= 1")
     folder = model_directory(path)
     if not (folder / CONFIG_FILE).is_file():
         raise IterationHeadsError(
@@ -155,10 +161,13 @@ def open_subject(
     if (folder / METADATA_FILE).is_file() and "layout" in read_json(folder / CONFIG_FILE):
         model = load(folder)
         own = None if writing is None else writing.task
-        probes = Probes.from_model(model, task=own, n=n_probes, seed=seed)
+        probes = probes or Probes.from_model(model, task=own, n=n_probes, seed=seed)
         config = read_json(folder / CONFIG_FILE)
         return Subject(model, probes, None, "library", folder, config)
     model, tokenizer = load_hf_folder(folder)
+    config = read_json(folder / CONFIG_FILE)
+    if probes is not None:
+        return Subject(model, probes, tokenizer, "huggingface", folder, config)
     encoding = (writing or TaskWriting()).encoding(tokenizer)
     task = get_task((writing or TaskWriting()).task)
     n_ctx = int(model.cfg.n_ctx)
@@ -172,7 +181,6 @@ def open_subject(
         encoding, task, max_len=max_len or fitting, n=n_probes, seed=seed,
         source=f"{task.name} as the model writes it",
     )  # fmt: skip
-    config = read_json(folder / CONFIG_FILE)
     return Subject(model, probes, tokenizer, "huggingface", folder, config)
 
 

@@ -8,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from iteration_heads._io import CONFIG_FILE
+from iteration_heads._io import CONFIG_FILE, checked_output
 from iteration_heads.auditing import TaskWriting, audit, audit_checkpoints, open_subject
 from iteration_heads.auditing.sources import parse_ints, parse_words
 from iteration_heads.errors import IterationHeadsError
@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``iteration-heads audit`` with parsed arguments."""
     if args.n_probes < 1:
         raise IterationHeadsError(f"--n-probes {args.n_probes}: expected >= 1")
+    report = None if args.report is None else checked_output(args.report)  # before any work
+    figure = None if args.figure is None else checked_output(args.figure)
     writing = TaskWriting(
         task=args.task,
         template=args.template,
@@ -69,13 +71,13 @@ def run(args: argparse.Namespace) -> int:
     if not (folder / CONFIG_FILE).is_file() and any(folder.glob(f"*/{CONFIG_FILE}")):
         result = audit_checkpoints(folder, writing, n_probes=args.n_probes, max_len=args.max_len)
         print(json.dumps(result.to_dict(), default=str) if args.json else result.format())
-        if args.figure:
-            print(f"wrote {save_html(checkpoint_curves(result), args.figure)}")
+        if figure is not None:
+            print(f"wrote {save_html(checkpoint_curves(result), figure)}")
         return 0
     subject = open_subject(folder, writing, max_len=args.max_len, n_probes=args.n_probes)
     found = audit(subject.model, subject.probes, route=not args.no_route)
     print(found.to_json() if args.json else found.format())
-    if args.report:
-        out = write_audit_report(subject, found, args.report)
+    if report is not None:
+        out = write_audit_report(subject, found, report)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, self-contained)")
     return 0

@@ -9,18 +9,14 @@ import html
 import os
 from pathlib import Path
 
-import torch
-
+from iteration_heads._io import checked_output, write_text
 from iteration_heads.auditing.auditor import Audit
 from iteration_heads.auditing.sources import Subject
-from iteration_heads.errors import IterationHeadsError
-from iteration_heads.interventions.corruptions import corrupt
-from iteration_heads.interventions.patching import activation_patching
 from iteration_heads.viz.attention import attention_heatmap, attention_view
 from iteration_heads.viz.circuits import (
     ablation_chart,
     detection_heatmap,
-    patching_heatmap,
+    input_patching,
     route_chart,
 )
 from iteration_heads.viz.page import HtmlPage, key_value_table
@@ -90,16 +86,9 @@ def audit_report_html(subject: Subject, result: Audit) -> str:
         page.figure(route_chart(result.route))
 
     def patching() -> None:
-        longest = probes.select((probes.lengths == probes.max_len).nonzero().flatten())
-        clean = longest.select(torch.arange(min(len(longest), PATCHED_PROBES)))
-        patched = activation_patching(model, clean, corrupt(clean, "input"))
-        page.add(
-            f"<p>Activation patching on {len(clean)} probes of length {clean.max_len}: one input "
-            "x_k changed at random (recomputed states); each head's clean output patched into "
-            "the corrupted run at one position (1 = restores the clean logit difference).</p>"
-        )
-        names = labels(clean.tokens[0].tolist()) if labels is not None else None
-        page.figure(patching_heatmap(patched, labels=names))
+        caption, figure = input_patching(model, probes, n=PATCHED_PROBES, labels=labels)
+        page.add(f"<p>{html.escape(caption)}</p>")
+        page.figure(figure)
 
     page.section("Configuration", configuration)
     page.section("Attention", attention)
@@ -122,9 +111,6 @@ def write_audit_report(subject: Subject, result: Audit, path: str | os.PathLike[
         >>> out.stat().st_size > 1_000_000
         True
     """
-    out = Path(path)
-    if out.is_dir():
-        raise IterationHeadsError(f"report path {str(out)!r} is a directory; expected a file name")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(audit_report_html(subject, result), encoding="utf-8")
+    out = checked_output(path)
+    write_text(out, audit_report_html(subject, result))
     return out

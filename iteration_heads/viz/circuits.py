@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from iteration_heads.auditing.route import PositionRoute
+from iteration_heads.detection.probes import Probes
 from iteration_heads.detection.report import DetectionReport
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.interventions.patching import ActivationPatching
+from iteration_heads.interventions.corruptions import corrupt
+from iteration_heads.interventions.patching import ActivationPatching, activation_patching
 from iteration_heads.interventions.scores import Effect
 from iteration_heads.interventions.verification import Verification
 from iteration_heads.viz.attention import EOI_COLOUR
@@ -262,3 +265,38 @@ def route_chart(route: PositionRoute) -> go.Figure:
         width=900,
     )
     return fig
+
+
+def input_patching(
+    model: Any,
+    probes: Probes,
+    *,
+    n: int = 64,
+    labels: Callable[[list[int]], list[str]] | None = None,
+) -> tuple[str, go.Figure]:
+    """Activation patching on up to ``n`` of the longest ``probes``, one input ``x_k`` changed
+    at random: a caption and the head × position heatmap (positions named by their part:
+    ``x1``, ``EoI``, ``s1``, ..., else by ``labels`` or the token id).
+
+    Example:
+        >>> from iteration_heads import Probes, load
+        >>> model = load("polynomial")
+        >>> caption, fig = input_patching(model, Probes.from_model(model, n=64), n=8)
+        >>> caption.startswith("Activation patching on 8 probes of length 8"), fig.data[0].x[1]
+        (True, 'x1 (1)')
+    """
+    longest = probes.select((probes.lengths == probes.max_len).nonzero().flatten()[:n])
+    patched = activation_patching(model, longest, corrupt(longest, "input"))
+    first = longest.tokens[0].tolist()
+    names = labels(first) if labels is not None else [str(t) for t in first]
+    length = longest.max_len
+    for t in range(length):
+        names[int(longest.input_positions[0, t])] = f"x{t + 1}"
+        names[int(longest.state_positions[0, t])] = f"s{t + 1}"
+    names[int(longest.eoi[0])] = "EoI"
+    caption = (
+        f"Activation patching on {len(longest)} probes of length {length}: one input x_k changed "
+        "at random (recomputed states); each head's clean output patched into the corrupted "
+        "run at one position (1 = restores the clean logit difference)."
+    )
+    return caption, patching_heatmap(patched, labels=[str(v) for v in names])

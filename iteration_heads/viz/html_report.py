@@ -16,21 +16,19 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from iteration_heads._io import HISTORY_FILE
+from iteration_heads._io import HISTORY_FILE, checked_output, write_text
 from iteration_heads.detection.detector import detect
 from iteration_heads.detection.probes import Probes
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.interventions.ablation import ablation_effect
-from iteration_heads.interventions.corruptions import corrupt
-from iteration_heads.interventions.patching import activation_patching
+from iteration_heads.interventions.ablation import ablation_sets
+from iteration_heads.interventions.batch import as_batch
+from iteration_heads.interventions.scores import Effect
 from iteration_heads.interventions.verification import verify
 from iteration_heads.model.checkpoint import data_config, load, model_directory, model_metadata
 from iteration_heads.model.transformer import model_config
-from iteration_heads.tasks.data import DataConfig, make_dataset
+from iteration_heads.tasks.data import DataConfig
 from iteration_heads.viz.attention import attention_heatmap, attention_view
-from iteration_heads.viz.circuits import ablation_chart, detection_heatmap, patching_heatmap
+from iteration_heads.viz.circuits import ablation_chart, detection_heatmap, input_patching
 from iteration_heads.viz.curves import training_curves
 from iteration_heads.viz.page import HtmlPage, key_value_table
 
@@ -134,36 +132,23 @@ def report_html(
         page.figure(detection_heatmap(report))
 
     def interventions() -> None:
-        data = make_dataset(test_config, config.layout).test
-        index = torch.linspace(0, len(data) - 1, min(n_probes, len(data))).long()
-        sample = data.select(index)
         heads = [(lay, h) for lay in range(config.n_layers) for h in range(config.n_heads)]
+        batch = as_batch(model, probes)
+        clean, ablated = ablation_sets(model, batch, [[head] for head in heads], kind="mean")
         effects = {
-            f"L{lay}H{h}": ablation_effect(model, [(lay, h)], sample, kind="mean")
-            for lay, h in heads
+            f"L{lay}H{h}": Effect(f"mean ablation of L{lay}H{h}", clean, scores)
+            for (lay, h), scores in zip(heads, ablated, strict=True)
         }
         page.add("<p>Mean ablation of each head (its output replaced by its mean):</p>")
         page.figure(ablation_chart(effects))
         report = report_box.get("report")
         if report is not None and report.circuit is not None and report.circuit.attention_found:
-            check = verify(model, report, sample, kind="mean")
+            check = verify(model, report, batch, kind="mean")
             page.add(f'<p class="verdict">causal check: {html.escape(check.verdict)}</p>')
             page.add(check.table.to_html(index=False, float_format=lambda v: f"{v:.3f}"))
-        longest = data.for_length(config.max_len)
-        clean = longest.select(torch.arange(min(len(longest), max(8, n_probes // 4))))
-        bad = corrupt(clean, "input", task=task_name, layout=config.layout)
-        result = activation_patching(model, clean, bad)
-        page.add(
-            f"<p>Activation patching on {len(clean)} sequences of length {config.max_len}: "
-            "one input x_k changed at random (recomputed states); each head's clean output "
-            "patched into the corrupted run at one position (1 = restores the clean logit "
-            "difference).</p>"
-        )
-        n = config.max_len
-        roles = ["<task>", *(f"x{t}" for t in range(1, n + 1)), "EoI"]
-        roles += [f"s{t}" for t in range(1, n + 1)] + ["EoS"]
-        roles += ["pad"] * (clean.tokens.shape[1] - len(roles))
-        page.figure(patching_heatmap(result, labels=roles))
+        caption, figure = input_patching(model, probes, n=max(8, n_probes // 4))
+        page.add(f"<p>{html.escape(caption)}</p>")
+        page.figure(figure)
 
     page.section("Configuration", configuration)
     page.section("Training curves", curves)
@@ -192,8 +177,6 @@ def write_report(
         >>> out.stat().st_size > 1_000_000  # plotly.js and circuitsvis inlined
         True
     """
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    text = report_html(directory, n_probes=n_probes, task=task, length=length)
-    out.write_text(text, encoding="utf-8")
+    out = checked_output(path)
+    write_text(out, report_html(directory, n_probes=n_probes, task=task, length=length))
     return out

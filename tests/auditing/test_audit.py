@@ -274,6 +274,12 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(tmp_path, capsys) -> Non
         TaskWriting(template=TEMPLATE).encoding(None)
     with pytest.raises(ih.IterationHeadsError, match="11 symbols"):
         TaskWriting(symbol_tokens=(1, 2), eoi_token=3).encoding(None)
+    argv = ["audit", str(TEXT_MODEL), "--template", TEMPLATE]
+    assert main([*argv, "--report", str(tmp_path)]) == 2  # a directory: refused before any work
+    assert "is a directory; expected a file name" in capsys.readouterr().err
+    assert main([*argv, "--max-len", "0"]) == 2
+    assert "max_len=0: expected >= 1" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["short", "weights_only"]
     assert main(["audit", str(TEXT_MODEL), "--symbol-tokens", "a,b", "--eoi-token", "3"]) == 2
     assert "--symbol-tokens 'a,b': expected comma-separated integers" in capsys.readouterr().err
 
