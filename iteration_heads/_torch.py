@@ -85,6 +85,11 @@ def resid_pre_hook(layer: int) -> str:
     return f"blocks.{layer}.hook_resid_pre"
 
 
+FINAL_NORM_HOOK = "ln_final.hook_out"
+"""The residual stream after the final normalisation, ``[batch, pos, d_model]``: what the
+unembedding reads."""
+
+
 def mlp_out_hook(layer: int) -> str:
     """What a block's MLP writes to the residual stream.
 

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from iteration_heads._results import Result
 from iteration_heads.auditing.route import PositionRoute, position_route
@@ -23,7 +23,11 @@ from iteration_heads.detection.report import DetectionReport
 from iteration_heads.detection.scoring import MIN_STATE_SENSITIVITY
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.ablation import AblationKind
-from iteration_heads.interventions.verification import MAX_CONTROLS, Verification, ablation_check
+from iteration_heads.interventions.verification import (
+    MAX_CONTROLS,
+    Verification,
+    ablation_check,
+)
 from iteration_heads.model.transformer import model_config
 from iteration_heads.tasks.task import Task
 
@@ -123,6 +127,7 @@ def audit(
     n_probes: int | None = None,
     kind: AblationKind = "mean",
     max_controls: int = MAX_CONTROLS,
+    control_probes: int | Literal["auto"] | None = "auto",
     route: bool = True,
     route_probes: int = 256,
     batch_size: int = 512,
@@ -136,11 +141,15 @@ def audit(
             :func:`~iteration_heads.detect`).
         kind: Ablation for layer 2 (``"mean"``, ``"zero"``, ``"resample"``).
         max_controls: Sets of other heads compared in layer 2.
+        control_probes: Probes each of those sets runs on (None: all; ``"auto"``: about 640
+            sequences over all sets, at least 32 each).
         route: Measure the position route (one forward pass per earlier component).
         route_probes: At most this many probes for the route.
         batch_size: Probes per forward pass.
 
-    Cost: detection (two passes), ``2 + sets`` passes for the ablation, and for the route two
+    Cost: detection (two passes), the ablation (about four passes: the clean run, the
+    iteration heads, and 20 control sets on 32 probes each; see
+    :func:`~iteration_heads.interventions.verification.ablation_check`), and for the route two
     passes plus one per component before the iteration heads.
     """
     if probes is None:
@@ -182,6 +191,7 @@ def audit(
         label="iteration",
         kind=kind,
         max_controls=max_controls,
+        control_probes=control_probes,
         batch_size=batch_size,
     )
     return Audit(report, ablation, found_route)

@@ -53,9 +53,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from iteration_heads._passes import FORWARD_OVERHEAD_FLOPS, final_residual, plan_passes
 from iteration_heads._torch import device_of, evaluating, pattern_hook
 from iteration_heads.detection.probes import Probes
 from iteration_heads.detection.report import DetectionReport
@@ -139,7 +140,8 @@ class Measurement:
     Attributes:
         probes: The probes that ran.
         scoring: Every head's (and layer sum's) scores and rule outcomes.
-        predictions: The model's next-token prediction (argmax) at every probe position.
+        predictions: The model's next-token prediction (argmax) at each probe's queries (the
+            positions that predict its states; -1 elsewhere: only those are unembedded).
         keep: The probe lengths the summaries average over.
         step: Probes per forward pass.
     """
@@ -163,7 +165,7 @@ class Measurement:
             1.0
         """
         swapped = _swap_states(self.probes)
-        predicted = _predict(model, swapped, self.step)
+        predicted = _predict(model, self.probes, swapped, self.step)
         return state_sensitivity(self.probes, swapped, self.predictions, predicted, self.keep)
 
 
@@ -295,26 +297,82 @@ def _chunk_size(model: Any, width: int, batch_size: int) -> int:
     return max(1, min(batch_size, LOGITS_BUDGET // per_probe))
 
 
+def _passes(model: Any, probes: Probes, step: int) -> list[tuple[Tensor, int]]:
+    """Probes grouped into forward passes of similar widths: each probe runs to its last state
+    (attention is causal, so nothing after it changes what detection reads)."""
+    last = probes.state_positions.gather(1, (probes.lengths - 1)[:, None])[:, 0]
+    widths = torch.maximum(last, probes.eoi) + 1
+    overhead = FORWARD_OVERHEAD_FLOPS / (24 * int(model.cfg.d_model) ** 2)
+    plan = plan_passes(torch.zeros_like(widths), widths, 1, overhead, step)
+    return [(rows, width) for rows, _, width in plan]
+
+
+def _forward(
+    model: Any, tokens: Tensor, queries: Bool[Tensor, "batch pos"], hooks: list[tuple[str, Any]]
+) -> Int[Tensor, "batch pos"]:
+    """Predictions (argmax) at the ``queries`` of ``tokens`` (-1 elsewhere: only those
+    positions are unembedded), with ``hooks`` attached."""
+    predicted = torch.full(tokens.shape, -1, dtype=torch.long, device=tokens.device)
+    resid = final_residual(model, tokens, hooks=hooks)
+    if resid is None:
+        with model.hooks(fwd_hooks=hooks):
+            predicted[queries] = model(tokens)[queries].argmax(-1)
+    else:
+        predicted[queries] = model.unembed(resid[queries]).argmax(-1)
+    return predicted
+
+
+def _query_mask(probes: Probes, width: int) -> Bool[Tensor, "batch pos"]:
+    """Where each probe's queries are (the positions that predict its states)."""
+    valid = torch.arange(probes.max_len)[None, :] < probes.lengths[:, None]
+    mask = torch.zeros(len(probes), width, dtype=torch.bool)
+    rows = torch.arange(len(probes))[:, None].expand_as(valid)
+    mask[rows[valid], probes.query_positions[:, : probes.max_len][valid]] = True
+    return mask
+
+
 def _run(model: Any, names: list[str], probes: Probes, step: int) -> dict[str, Tensor]:
-    """Target weights of every probe and the model's predictions (``"clean"``)."""
-    device, wanted = device_of(model), set(names)
-    parts = []
-    with evaluating(model):
-        for start in range(0, len(probes), step):
-            chunk = probes.select(slice(start, start + step))
-            tokens = chunk.tokens.to(device)
-            logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in wanted)
-            part = probe_targets(_stack(cache, names, tokens.shape), chunk, probes.max_len)
-            part["clean"] = logits.argmax(-1)
-            parts.append({k: v.cpu() for k, v in part.items()})
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-
-
-def _predict(model: Any, tokens: Tensor, step: int) -> Int[Tensor, "batch pos"]:
-    """The model's next-token predictions (argmax) at every position."""
+    """Target weights of every probe and the model's predictions at its queries (``"clean"``;
+    ``-1`` elsewhere)."""
     device = device_of(model)
+    out: dict[str, Tensor] = {}
+    cache: dict[str, Tensor] = {}
+
+    def capture(name: str) -> Any:
+        def hook(pattern: Tensor, hook: Any) -> None:
+            cache[name] = pattern.detach()
+
+        return hook
+
     with evaluating(model):
-        return torch.cat([model(t.to(device)).argmax(-1).cpu() for t in tokens.split(step)])
+        for rows, width in _passes(model, probes, step):
+            cache.clear()
+            chunk = probes.select(rows)
+            tokens = chunk.tokens[:, :width].to(device)
+            queries = _query_mask(chunk, width).to(device)
+            hooks = [(name, capture(name)) for name in names]
+            predicted = _forward(model, tokens, queries, hooks)
+            part = probe_targets(_stack(cache, names, tokens.shape), chunk, probes.max_len)
+            part["clean"] = torch.full(chunk.tokens.shape, -1, dtype=torch.long)
+            part["clean"][:, :width] = predicted.cpu()
+            for key, value in part.items():
+                if key not in out:
+                    out[key] = torch.zeros((len(probes), *value.shape[1:]), dtype=value.dtype)
+                out[key][rows] = value.cpu()
+    return out
+
+
+def _predict(model: Any, probes: Probes, tokens: Tensor, step: int) -> Int[Tensor, "batch pos"]:
+    """The model's next-token predictions (argmax) at the queries of ``tokens`` (laid out as
+    ``probes``), ``-1`` elsewhere."""
+    device = device_of(model)
+    predicted = torch.full(tokens.shape, -1, dtype=torch.long)
+    with evaluating(model):
+        for rows, width in _passes(model, probes, step):
+            queries = _query_mask(probes.select(rows), width).to(device)
+            run = _forward(model, tokens[rows, :width].to(device), queries, [])
+            predicted[rows, :width] = run.cpu()
+    return predicted
 
 
 def _stack(cache: Any, names: list[str], shape: torch.Size) -> Float[Tensor, "batch lh q k"]:

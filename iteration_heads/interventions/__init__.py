@@ -6,6 +6,8 @@ leaves the model as it found it (mode and hooks), also after an error.
 * :mod:`~iteration_heads.interventions.batch`: the data every intervention takes;
 * :mod:`~iteration_heads.interventions.scores`: scores, metrics and :class:`Effect`;
 * :mod:`~iteration_heads.interventions.ablation`: :func:`ablate`, :func:`ablation_effect`;
+* :mod:`~iteration_heads.interventions.many_ablations`: many head sets in pooled passes (what
+  :func:`verify` runs);
 * :mod:`~iteration_heads.interventions.patterns`: :func:`patch_pattern`, :func:`pattern_effect`;
 * :mod:`~iteration_heads.interventions.corruptions`: :func:`corrupt`;
 * :mod:`~iteration_heads.interventions.patching`: :func:`activation_patching`;

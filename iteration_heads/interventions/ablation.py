@@ -29,20 +29,19 @@ from iteration_heads._torch import (
     device_of,
     evaluating,
     head_names,
-    resid_pre_hook,
     z_hook,
 )
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import (
     BATCH_SIZE,
-    Batch,
     Data,
     as_batch,
     check_heads,
     check_kind,
     check_positions,
+    scored_widths,
 )
-from iteration_heads.interventions.scores import Effect, Scores, run_scored
+from iteration_heads.interventions.scores import Effect, run_scored
 
 AblationKind = Literal["zero", "mean", "resample"]
 ABLATION_KINDS: tuple[str, ...] = ("zero", "mean", "resample")
@@ -78,9 +77,13 @@ def _ablation_hooks(
     generator: torch.Generator,
     start: int = 0,
 ) -> list[tuple[str, Callable]]:
-    """One ``hook_z`` hook per layer replacing the heads' output (see :func:`ablate`)."""
+    """One ``hook_z`` hook per layer replacing the heads' output (see :func:`ablate`). For
+    resample ablation the first ablated layer draws each row's source row, and the later layers
+    of the same forward pass take that row too."""
     hooks = []
-    for layer in sorted({layer for layer, _ in specs}):
+    layers = sorted({layer for layer, _ in specs})
+    drawn: dict[str, Tensor] = {}
+    for layer in layers:
         heads = [h for lay, h in specs if lay == layer]
 
         def hook(z: Tensor, hook: Any, layer: int = layer, heads: list[int] = heads) -> Tensor:
@@ -101,8 +104,9 @@ def _ablation_hooks(
                     new = ref.mean(0, keepdim=True).expand(batch, -1, -1, -1)
                 else:  # resample: row i takes row (start + i + offset) of the reference
                     n_ref = ref.shape[0]
-                    offset = torch.randint(1, max(n_ref, 2), (batch,), generator=generator)
-                    rows = (start + torch.arange(batch) + offset) % n_ref
+                    if layer == layers[0] or len(drawn.get("offset", ())) != batch:
+                        drawn["offset"] = resample_offsets(batch, n_ref, batch, generator)
+                    rows = (start + torch.arange(batch) + drawn["offset"]) % n_ref
                     new = ref[rows.to(ref.device)]
             z = z.clone()
             index = torch.tensor(pos, device=z.device)[:, None]
@@ -113,6 +117,25 @@ def _ablation_hooks(
     return hooks
 
 
+def resample_offsets(
+    n_rows: int, n_ref: int, batch_size: int, generator: torch.Generator
+) -> Int[Tensor, " rows"]:
+    """For resample ablation, row ``j`` takes the reference row ``(j + offset_j) % n_ref``:
+    offsets in ``1 .. n_ref - 1`` (so that no row keeps its own output when the reference is
+    the batch itself), drawn ``batch_size`` rows at a time as the batches run.
+
+    Example:
+        >>> offsets = resample_offsets(5, 4, 2, torch.Generator().manual_seed(0))
+        >>> len(offsets), bool(((offsets >= 1) & (offsets <= 3)).all())
+        (5, True)
+    """
+    parts = [
+        torch.randint(1, max(n_ref, 2), (min(batch_size, n_rows - start),), generator=generator)
+        for start in range(0, n_rows, batch_size)
+    ]
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+
+
 def _prepare_ablation(
     model: Any,
     heads: Sequence[Head] | Head,
@@ -120,6 +143,7 @@ def _prepare_ablation(
     positions: int | Sequence[int] | None,
     reference: Int[Tensor, "batch pos"] | None,
     batch_size: int,
+    widths: Int[Tensor, " batch"] | None = None,
 ) -> tuple[list[Head], list[int] | None, dict[int, Tensor] | None]:
     check_kind(kind, ABLATION_KINDS, "ablation kind")
     specs = check_heads(model, heads)
@@ -136,7 +160,11 @@ def _prepare_ablation(
             raise IterationHeadsError(
                 f"reference must be token ids [batch >= 2, pos], got shape {tuple(reference.shape)}"
             )
-        ref = head_outputs(model, reference, sorted({lay for lay, _ in specs}), batch_size)
+        layers = sorted({lay for lay, _ in specs})
+        if kind == "mean":
+            ref = head_output_means(model, reference, layers, batch_size, widths)
+        else:
+            ref = head_outputs(model, reference, layers, batch_size)
     return specs, pos, ref
 
 
@@ -224,7 +252,10 @@ def ablation_effect(
     """
     batch = as_batch(model, data, n=n)
     ref_tokens = batch.tokens if reference is None else reference
-    specs, pos, ref = _prepare_ablation(model, heads, kind, positions, ref_tokens, batch_size)
+    widths = scored_widths(batch.targets) if reference is None else None
+    specs, pos, ref = _prepare_ablation(
+        model, heads, kind, positions, ref_tokens, batch_size, widths
+    )
     generator = torch.Generator().manual_seed(seed)
     clean = run_scored(model, batch, batch_size=batch_size)
     ablated = run_scored(
@@ -237,72 +268,16 @@ def ablation_effect(
     return Effect(f"{kind} ablation of {head_names(specs)} at {where}", clean, ablated)
 
 
-def ablation_sets(
-    model: Any,
-    batch: Batch,
-    head_sets: Sequence[Sequence[Head]],
-    *,
-    kind: AblationKind = "mean",
-    seed: int = 0,
-    batch_size: int = BATCH_SIZE,
-) -> tuple[Scores, list[Scores]]:
-    """Scores of ``batch`` clean and with each set of heads ablated in turn (every position).
-
-    The reference outputs are computed once (their mean only, for mean ablation), and each set
-    runs from the first layer it ablates (``start_at_layer``, on the clean residual stream), so
-    ``k`` sets cost at most ``k + 2`` forward passes instead of the ``3k`` of calling
-    :func:`ablation_effect` for each.
-
-    Example:
-        >>> from iteration_heads import load
-        >>> from iteration_heads.interventions.batch import as_batch
-        >>> model = load("polynomial")
-        >>> batch = as_batch(model, n=256)
-        >>> clean, (both, second) = ablation_sets(model, batch, [[(0, 0), (1, 0)], [(1, 0)]])
-        >>> clean.mean("accuracy"), second.mean("accuracy") < 0.05  # L1H0 is the iteration head
-        (1.0, True)
-    """
-    check_kind(kind, ABLATION_KINDS, "ablation kind")
-    specs = [check_heads(model, heads) for heads in head_sets]
-    layers = sorted({layer for s in specs for layer, _ in s})
-    reference = None
-    if kind == "mean":
-        reference = head_output_means(model, batch.tokens, layers, batch_size)
-    elif kind == "resample":
-        reference = head_outputs(model, batch.tokens, layers, batch_size)
-    # Ablating heads of layer >= l leaves the residual stream entering layer l as in the clean
-    # run: each set starts from there (exact, and cheaper than a whole forward pass).
-    starts = [min(layer for layer, _ in heads) for heads in specs]
-    names = {resid_pre_hook(layer) for layer in starts if layer > 0}
-    device = device_of(model)
-    clean_parts: list[Scores] = []
-    parts: list[list[Scores]] = [[] for _ in specs]
-    generators = [torch.Generator().manual_seed(seed) for _ in specs]
-    with evaluating(model):
-        for start in range(0, len(batch), batch_size):
-            rows = slice(start, start + batch_size)
-            chunk = batch.rows(rows)
-            tokens, targets = chunk.tokens.to(device), chunk.targets.to(device)
-            logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
-            clean_parts.append(Scores.of(logits, targets, chunk.lengths))
-            for i, (heads, layer) in enumerate(zip(specs, starts, strict=True)):
-                hooks = _ablation_hooks(heads, kind, None, reference, generators[i], start)
-                with model.hooks(fwd_hooks=hooks):
-                    if layer > 0:
-                        logits = model(cache[resid_pre_hook(layer)], start_at_layer=layer)
-                    else:
-                        logits = model(tokens)
-                parts[i].append(Scores.of(logits, targets, chunk.lengths))
-    clean = Scores.cat(clean_parts)
-    ablated = [Scores.cat(p) for p in parts]
-    return clean, ablated
-
-
 def head_output_means(
-    model: Any, tokens: Int[Tensor, "batch pos"], layers: Sequence[int], batch_size: int = 1024
+    model: Any,
+    tokens: Int[Tensor, "batch pos"],
+    layers: Sequence[int],
+    batch_size: int = 1024,
+    widths: Int[Tensor, " batch"] | None = None,
 ) -> dict[int, Float[Tensor, "1 pos head d_head"]]:
     """The mean over sequences of ``hook_z`` of ``layers`` at every position (one pass, without
-    holding every sequence's output).
+    holding every sequence's output). With ``widths``, sequence ``i`` counts at positions
+    ``< widths[i]`` only (the positions its scores depend on; padding enters no mean).
 
     Example:
         >>> from iteration_heads import ModelConfig, build_model
@@ -312,14 +287,22 @@ def head_output_means(
         >>> bool(torch.allclose(mean, head_outputs(model, tokens, [1])[1].mean(0, keepdim=True),
         ...                     atol=1e-6))
         True
+        >>> short = head_output_means(model, tokens, [1], widths=torch.tensor([3, 11, 11, 11, 11, 11]))
+        >>> bool(torch.allclose(short[1][0, 5], head_outputs(model, tokens[1:], [1])[1][:, 5].mean(0),
+        ...                     atol=1e-6))
+        True
     """
     names = {z_hook(layer): layer for layer in layers}
     sums: dict[int, Tensor] = {}
+    reach = torch.ones(tokens.shape, dtype=torch.float64)
+    if widths is not None:
+        reach = (torch.arange(tokens.shape[1])[None, :] < widths[:, None]).double()
+    counts = reach.sum(0).clamp(min=1)[None, :, None, None]
     device = device_of(model)
     with evaluating(model):
-        for chunk in tokens.split(batch_size):
+        for chunk, weight in zip(tokens.split(batch_size), reach.split(batch_size), strict=True):
             _, cache = model.run_with_cache(chunk.to(device), names_filter=lambda n: n in names)
             for name, layer in names.items():
-                part = cache[name].double().sum(0, keepdim=True)
+                part = (cache[name].double().cpu() * weight[:, :, None, None]).sum(0, keepdim=True)
                 sums[layer] = part if layer not in sums else sums[layer] + part
-    return {layer: (s / len(tokens)).float() for layer, s in sums.items()}
+    return {layer: (s / counts).float() for layer, s in sums.items()}

@@ -16,7 +16,7 @@ from iteration_heads._torch import Head
 from iteration_heads.detection.probes import Probes, spread_over_lengths
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.transformer import model_config
-from iteration_heads.tasks.data import Split
+from iteration_heads.tasks.data import IGNORE, Split
 
 BATCH_SIZE = 1024
 """Default sequences per forward pass."""
@@ -226,3 +226,17 @@ def paired(model: Any, clean: Data, corrupted: Data) -> tuple[Batch, Batch]:
             f"{tuple(a.tokens.shape)} and {tuple(b.tokens.shape)}"
         )
     return a, b
+
+
+def scored_widths(targets: Int[Tensor, "batch pos"]) -> Int[Tensor, " batch"]:
+    """One past the last scored position of each sequence: the positions its scores depend on.
+
+    Example:
+        >>> scored_widths(torch.tensor([[-100, 3, 4, -100], [-100, -100, 2, 7]])).tolist()
+        [3, 4]
+    """
+    scored = targets != IGNORE
+    if not bool(scored.any(1).all()):
+        raise IterationHeadsError("a sequence has no scored target (targets all -100)")
+    columns = torch.arange(targets.shape[1]).expand_as(targets)
+    return (columns * scored).amax(1) + 1

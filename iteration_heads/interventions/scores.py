@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from iteration_heads._passes import scored_logits
 from iteration_heads._results import Result
 from iteration_heads._torch import device_of, evaluating
 from iteration_heads.errors import IterationHeadsError
@@ -54,25 +55,55 @@ class Scores:
         targets: Int[Tensor, "batch pos"],
         lengths: Tensor | None = None,
     ) -> Scores:
-        """Score ``logits`` against ``targets`` (``-100`` = not scored)."""
+        """Score ``logits`` against ``targets`` (``-100`` = not scored).
+
+        Example:
+            >>> logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0]]])
+            >>> Scores.of(logits, torch.tensor([[0, 0]])).token_accuracy.tolist()
+            [0.5]
+        """
         scored = targets != IGNORE
-        if not bool(scored.any(1).all()):
-            raise IterationHeadsError("a sequence has no scored target (targets all -100)")
-        safe = targets.clamp(min=0)
-        logits = logits.float()
-        right_logit = logits.gather(-1, safe[..., None])[..., 0]
-        others = logits.scatter(-1, safe[..., None], float("-inf")).amax(-1)
-        n = scored.sum(1)
-        right = (logits.argmax(-1) == targets) & scored
-        loss = F.cross_entropy(
-            logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none"
+        rows = scored.nonzero()[:, 0]
+        return cls.of_positions(logits[scored], targets[scored], rows, len(targets), lengths)
+
+    @classmethod
+    def of_positions(
+        cls,
+        logits: Float[Tensor, "scored vocab"],
+        targets: Int[Tensor, " scored"],
+        rows: Int[Tensor, " scored"],
+        n_rows: int,
+        lengths: Tensor | None = None,
+    ) -> Scores:
+        """Score the logits of the scored positions only: position ``i`` belongs to sequence
+        ``rows[i]`` of ``n_rows`` (the same scores as :meth:`of` on the whole logits).
+
+        Example:
+            >>> logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 3.0]])
+            >>> scores = Scores.of_positions(logits, torch.tensor([0, 0, 1]), torch.tensor([0, 0, 1]), 2)
+            >>> scores.accuracy.tolist(), scores.logit_diff.tolist()
+            ([0.0, 1.0], [0.5, 2.0])
+        """
+        count = torch.zeros(n_rows, device=logits.device).index_add_(
+            0, rows, torch.ones_like(rows, dtype=torch.float)
         )
-        diff = ((right_logit - others) * scored).sum(1) / n
+        if not bool((count > 0).all()):
+            raise IterationHeadsError("a sequence has no scored target (targets all -100)")
+        logits = logits.float()
+        right_logit = logits.gather(-1, targets[:, None])[:, 0]
+        others = logits.scatter(-1, targets[:, None], float("-inf")).amax(-1)
+        wrong = (logits.argmax(-1) != targets).float()
+        loss = F.cross_entropy(logits, targets, reduction="none")
+
+        def per_row(values: Tensor) -> Tensor:
+            return torch.zeros(n_rows, device=logits.device).index_add_(0, rows, values)
+
+        n_wrong = per_row(wrong)
         return cls(
-            accuracy=(right | ~scored).all(1).float().cpu(),
-            token_accuracy=(right.sum(1) / n).float().cpu(),
-            loss=(loss.sum(1) / n).cpu(),
-            logit_diff=diff.cpu(),
+            accuracy=(n_wrong == 0).float().cpu(),
+            token_accuracy=((count - n_wrong) / count).cpu(),
+            loss=(per_row(loss) / count).cpu(),
+            logit_diff=(per_row(right_logit - others) / count).cpu(),
             lengths=None if lengths is None else lengths.cpu(),
         )
 
@@ -120,9 +151,13 @@ def run_scored(
             rows = slice(start, start + batch_size)
             chunk = batch.rows(rows)
             hooks = make_hooks(rows) if make_hooks else []
-            with model.hooks(fwd_hooks=hooks):
-                logits = model(chunk.tokens.to(device))
-            parts.append(Scores.of(logits, chunk.targets.to(device), chunk.lengths))
+            targets = chunk.targets.to(device)
+            scored = targets != IGNORE
+            logits = scored_logits(model, chunk.tokens.to(device), scored, hooks=hooks)
+            where = scored.nonzero()[:, 0]
+            parts.append(
+                Scores.of_positions(logits, targets[scored], where, len(chunk), chunk.lengths)
+            )
     return Scores.cat(parts)
 
 

@@ -4,9 +4,10 @@ other heads must not (or much less)."""
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import torch
@@ -14,10 +15,12 @@ import torch
 from iteration_heads._results import Result
 from iteration_heads._torch import Head, head_names
 from iteration_heads.detection.detector import detect
+from iteration_heads.detection.positions import spread_over_lengths
 from iteration_heads.detection.report import DetectionReport
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.interventions.ablation import AblationKind, ablation_sets
+from iteration_heads.interventions.ablation import AblationKind
 from iteration_heads.interventions.batch import BATCH_SIZE, Data, as_batch, check_heads
+from iteration_heads.interventions.many_ablations import ablation_sets
 from iteration_heads.interventions.scores import Scores, run_scored
 
 BROKEN_FRACTION = 0.5
@@ -33,6 +36,18 @@ accuracy is lower by this fraction of the clean accuracy."""
 
 MAX_CONTROLS = 20
 """:func:`verify` tries at most this many sets of other heads (sampled when there are more)."""
+
+CONTROL_SEQUENCES = 640
+""":func:`verify` runs the size-matched sets (of circuit heads and of other heads) on samples of
+the probes: by default each on ``max(MIN_CONTROL_PROBES, CONTROL_SEQUENCES / sets)`` probes,
+spread over the lengths and drawn afresh for each set; the circuit and its roles run on every
+probe. The verdict compares mean accuracies over sets, which then rest on about 640 sequences
+whatever the number of sets: twenty control sets cost two and a half passes over 256 probes
+instead of twenty. Single rows of the table are noisier (32 probes, four per length, for twenty
+sets); pass ``control_probes=None`` to run every set on every probe."""
+
+MIN_CONTROL_PROBES = 32
+"""The fewest probes a size-matched set runs on by default (see :data:`CONTROL_SEQUENCES`)."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -50,7 +65,7 @@ class Verification(Result):
             other heads when there are fewer.
         table: One row per ablated set: ``role`` ("circuit", "eoi", "iteration", then
             "circuit_subset" and "control": sets of ``k`` circuit / other heads), ``heads``,
-            ``n_heads``, ``flagged`` (how many of them :func:`~iteration_heads.detection.detector.detect`
+            ``n_heads``, ``n_probes`` (the probes the set ran on), ``flagged`` (how many of them :func:`~iteration_heads.detection.detector.detect`
             gave a role), ``accuracy``, ``token_accuracy``, ``loss``, ``logit_diff``.
         verdict: One line.
         kind: The ablation used.
@@ -107,6 +122,31 @@ def _sample_sets(heads: list[Head], k: int, limit: int, seed: int) -> list[list[
     return [list(c) for c in combos]
 
 
+def _samples_per_set(control_probes: int | Literal["auto"] | None, n_sets: int) -> int | None:
+    """Probes per size-matched set (None: all), or a clear error."""
+    if control_probes == "auto":
+        return max(MIN_CONTROL_PROBES, math.ceil(CONTROL_SEQUENCES / max(n_sets, 1)))
+    if control_probes is not None and (
+        isinstance(control_probes, bool)
+        or not isinstance(control_probes, int)
+        or control_probes < 1
+    ):
+        raise IterationHeadsError(
+            f"control_probes={control_probes!r}, expected an integer >= 1, 'auto' or None "
+            "(every probe)"
+        )
+    return control_probes
+
+
+def _sample_probes(batch: Any, n: int | None, seed: int) -> torch.Tensor | None:
+    """``n`` probes spread over the lengths (None: every probe)."""
+    if n is None or n >= len(batch):
+        return None
+    if batch.lengths is None:
+        return torch.randperm(len(batch), generator=torch.Generator().manual_seed(seed))[:n]
+    return spread_over_lengths(batch.lengths, n, seed)
+
+
 def ablation_check(
     model: Any,
     heads: Sequence[Head],
@@ -119,6 +159,7 @@ def ablation_check(
     kind: AblationKind = "mean",
     n: int | None = None,
     max_controls: int = MAX_CONTROLS,
+    control_probes: int | Literal["auto"] | None = "auto",
     seed: int = 0,
     batch_size: int = BATCH_SIZE,
 ) -> Verification:
@@ -128,7 +169,12 @@ def ablation_check(
     ``k`` is the number of heads, or of other heads if smaller; at most ``max_controls`` sets
     of each (sampled with ``seed``). ``flagged`` heads are counted in the table (the heads
     detection gave a role); ``exclude`` heads are neither ablated nor controls (heads known to
-    play another part). Cost: one forward pass per set, plus two.
+    play another part). The ``k``-sets run on ``control_probes`` probes each (None: all;
+    ``"auto"``: see :data:`CONTROL_SEQUENCES`). Sets share passes
+    (:func:`~iteration_heads.interventions.many_ablations.ablation_sets`): the cost is about one
+    forward pass over the probes for the circuit and each role, and one per
+    ``n_probes / control_probes`` size-matched sets (two and a half passes for the default),
+    less the layers before each set's first.
 
     Example:
         >>> from iteration_heads import load
@@ -154,8 +200,19 @@ def ablation_check(
         sets += [(f"{label}_subset", c) for c in _sample_sets(chosen, k, max_controls, seed)]
     if k:
         sets += [("control", c) for c in _sample_sets(others, k, max_controls, seed)]
+    full = 1 + len(roles or {})
+    per_set = _samples_per_set(control_probes, len(sets) - full)
+    samples = [None] * full + [
+        _sample_probes(batch, per_set, seed + i) for i in range(len(sets) - full)
+    ]
     clean, ablated = ablation_sets(
-        model, batch, [hs for _, hs in sets], kind=kind, seed=seed, batch_size=batch_size
+        model,
+        batch,
+        [hs for _, hs in sets],
+        kind=kind,
+        rows=samples,
+        seed=seed,
+        batch_size=batch_size,
     )
     marked = set(flagged)
     rows = [
@@ -163,6 +220,7 @@ def ablation_check(
             "role": role,
             "heads": head_names(hs),
             "n_heads": len(hs),
+            "n_probes": len(scores.accuracy),
             "flagged": sum(h in marked for h in hs),
         }
         | scores.summary()
@@ -197,6 +255,7 @@ def verify(
     kind: AblationKind = "mean",
     n: int | None = None,
     max_controls: int = MAX_CONTROLS,
+    control_probes: int | Literal["auto"] | None = "auto",
     seed: int = 0,
     batch_size: int = BATCH_SIZE,
 ) -> Verification:
@@ -223,7 +282,7 @@ def verify(
     circuit = report.circuit
     if circuit is None or not circuit.attention_found:
         clean_acc = run_scored(model, batch, batch_size=batch_size).mean("accuracy")
-        columns = ["role", "heads", "n_heads", "flagged", *Scores.METRICS]
+        columns = ["role", "heads", "n_heads", "n_probes", "flagged", *Scores.METRICS]
         return Verification(
             False,
             (),
@@ -243,6 +302,7 @@ def verify(
         flagged=[*report.found("eoi"), *report.found("iteration")],
         kind=kind,
         max_controls=max_controls,
+        control_probes=control_probes,
         seed=seed,
         batch_size=batch_size,
     )

@@ -20,8 +20,8 @@ from iteration_heads._io import HISTORY_FILE, checked_output, write_text
 from iteration_heads.detection.detector import detect
 from iteration_heads.detection.probes import Probes
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.interventions.ablation import ablation_sets
 from iteration_heads.interventions.batch import as_batch
+from iteration_heads.interventions.many_ablations import ablation_sets
 from iteration_heads.interventions.scores import Effect
 from iteration_heads.interventions.verification import verify
 from iteration_heads.model.checkpoint import data_config, load, model_directory, model_metadata

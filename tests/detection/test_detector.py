@@ -68,21 +68,36 @@ def iteration_target(probes, a=1, shift=0, steps=None, lengths=None):
     return target
 
 
-def plant(model, plan: dict[tuple[int, int], torch.Tensor]):
-    """Hooks forcing each (layer, head) of ``plan`` to its [batch, pos, pos] pattern."""
+def plant(model, plan: dict[tuple[int, int], torch.Tensor], probes: Probes):
+    """Hooks forcing each (layer, head) of ``plan`` to its [batch, pos, pos] pattern over
+    ``probes``. Detection runs the probes in passes of its own choosing (grouped by width,
+    truncated after the last state), so each row of a pass is matched to a probe by its tokens
+    up to the EoI (the layout; the states differ in the state-swapping pass)."""
+    running = {}
+    upto_eoi = torch.arange(probes.width)[None, :] <= probes.eoi[:, None]
+
+    def record(tokens, hook):
+        width = tokens.shape[1]
+        equal = tokens[:, None, :] == probes.tokens[None, :, :width].to(tokens.device)
+        same = (equal | ~upto_eoi[None, :, :width].to(tokens.device)).all(-1)
+        assert bool(same.any(1).all()), "a row of the pass is not one of the probes"
+        running["rows"], running["width"] = same.float().argmax(1), width
 
     def hook_for(layer):
         def fn(pattern, hook):
             pattern = pattern.clone()
+            rows, width = running["rows"], running["width"]
             for (at, h), forced in plan.items():
                 if at == layer:
-                    pattern[:, h] = forced.to(pattern.dtype)
+                    pattern[:, h] = forced[rows][:, :width, :width].to(pattern.dtype)
             return pattern
 
         return fn
 
     layers = sorted({layer for layer, _ in plan})
-    return model.hooks(fwd_hooks=[(f"blocks.{n}.attn.hook_pattern", hook_for(n)) for n in layers])
+    hooks = [("embed.hook_in", record)]
+    hooks += [(f"blocks.{n}.attn.hook_pattern", hook_for(n)) for n in layers]
+    return model.hooks(fwd_hooks=hooks)
 
 
 # ---------------------------------------------------------------- 1. planted patterns
@@ -98,7 +113,7 @@ def test_planted_ideal_heads_are_found_and_nothing_else(name):
         eoi_head: ideal(probes, eoi_target(probes)),
         it_head: ideal(probes, iteration_target(probes)),
     }
-    with plant(model, plan):
+    with plant(model, plan, probes):
         report = detect(model, probes)
     heads = report.heads.set_index(["layer", "head"])
     for head, kind in ((eoi_head, "eoi"), (it_head, "iteration")):
@@ -135,7 +150,7 @@ def test_planted_heads_with_a_bos_offset_and_foreign_vocabulary():
         (0, 1): ideal(probes, eoi_target(probes)),
         (1, 0): ideal(probes, iteration_target(probes)),
     }
-    with plant(model, plan):
+    with plant(model, plan, probes):
         report = detect(model, probes)
     assert report.found("eoi") == [(0, 1)] and report.found("iteration") == [(1, 0)]
     assert report.heads.loc[2, "iteration_peakiness"] == pytest.approx(1.0)
@@ -154,7 +169,7 @@ def test_positions_may_differ_from_probe_to_probe():
         (0, 0): ideal(probes, eoi_target(probes)),
         (1, 1): ideal(probes, iteration_target(probes)),
     }
-    with plant(model, plan):
+    with plant(model, plan, probes):
         report = detect(model, probes)
     assert report.found("eoi") == [(0, 0)] and report.found("iteration") == [(1, 1)]
 
@@ -165,7 +180,7 @@ def test_a_circuit_spread_over_heads_is_found_through_the_layer_sum():
     thirds = [{t for t in range(1, 9) if t % 3 == r} for r in (1, 2, 0)]
     plan = {(0, h): ideal(probes, eoi_target(probes, steps=thirds[h])) for h in range(3)}
     plan[(1, 2)] = ideal(probes, iteration_target(probes))
-    with plant(model, plan):
+    with plant(model, plan, probes):
         report = detect(model, probes)
     assert report.found("eoi") == []  # each head alone covers a third of the steps
     layer0 = report.layers.loc[0]
@@ -189,7 +204,8 @@ def test_a_circuit_spread_over_heads_is_found_through_the_layer_sum():
 def test_partial_iteration_patterns_are_recognised(options, expected, role):
     model = MODELS["native 2x1"]()
     probes = library_probes(240)
-    with plant(model, {(1, 0): ideal(probes, iteration_target(probes, **options))}):
+    plan = {(1, 0): ideal(probes, iteration_target(probes, **options))}
+    with plant(model, plan, probes):
         report = detect(model, probes)
     assert report.heads.loc[1, "role"] == role  # odd steps are more than half the queries
     assert any(p.startswith(f"L1H0 {expected}") for p in report.partial), report.partial

@@ -353,8 +353,8 @@ def test_ablation_sets_match_one_ablation_at_a_time(kind) -> None:
     """Sets run from their first ablated layer on the clean residual stream: the same scores as
     ablating each set in a whole forward pass (to 1e-6; 1e-5 for mean ablation, whose mean is
     accumulated in float64 rather than over one float32 tensor)."""
-    from iteration_heads.interventions.ablation import ablation_sets
     from iteration_heads.interventions.batch import as_batch
+    from iteration_heads.interventions.many_ablations import ablation_sets
 
     model = load(iteration_heads.zoo.path("polynomial_3x2"))
     batch = as_batch(model, n=200)
