@@ -56,7 +56,6 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from iteration_heads._passes import FORWARD_OVERHEAD_FLOPS, final_residual, plan_passes
 from iteration_heads._torch import device_of, evaluating, pattern_hook
 from iteration_heads.detection.probes import Probes
 from iteration_heads.detection.report import DetectionReport
@@ -70,6 +69,7 @@ from iteration_heads.detection.scoring import (
 from iteration_heads.detection.verdict import build_report, find_circuit, find_iteration_heads
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.transformer import model_config
+from iteration_heads.passes import FORWARD_OVERHEAD_FLOPS, final_residual, plan_passes
 from iteration_heads.tasks.task import Task
 from iteration_heads.training.metrics import SUMMARY_MIN_LEN
 

@@ -28,7 +28,6 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from iteration_heads._passes import FORWARD_OVERHEAD_FLOPS, plan_passes, scored_logits
 from iteration_heads._torch import Head, device_of, evaluating, resid_pre_hook, z_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.ablation import (
@@ -45,6 +44,7 @@ from iteration_heads.interventions.batch import (
     scored_widths,
 )
 from iteration_heads.interventions.scores import Scores
+from iteration_heads.passes import FORWARD_OVERHEAD_FLOPS, plan_passes, scored_logits
 from iteration_heads.tasks.data import IGNORE
 
 RESID_BUDGET = 2**28

@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from iteration_heads._passes import scored_logits
 from iteration_heads._results import Result
 from iteration_heads._torch import device_of, evaluating
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import BATCH_SIZE, Batch
+from iteration_heads.passes import scored_logits
 from iteration_heads.tasks.data import IGNORE
 from iteration_heads.training.metrics import SUMMARY_MIN_LEN
 

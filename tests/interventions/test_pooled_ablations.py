@@ -12,12 +12,12 @@ from helpers import library_probes, tiny_model
 
 import iteration_heads as ih
 import iteration_heads.zoo
-from iteration_heads._passes import blocks_skipped, plan_passes, scored_logits
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions import Scores, ablation_effect, as_batch
 from iteration_heads.interventions.many_ablations import ablation_sets
 from iteration_heads.interventions.verification import ablation_check
 from iteration_heads.model import load
+from iteration_heads.passes import blocks_skipped, plan_passes, scored_logits
 
 
 def small_model(architecture: str) -> torch.nn.Module:
