@@ -105,3 +105,78 @@ def tiny_spec(seed: int = 0, epochs: int = 1) -> RunSpec:
         ModelConfig(d_model=16, max_len=4, seed=seed),
         TrainConfig(epochs=epochs, eval_every=1, threads=1, seed=seed),
     )
+
+
+# ---------------------------------------------------------------- runs killed at any instant
+
+CRASH_EPOCHS = 8
+
+
+def crash_run_parts(epochs: int = CRASH_EPOCHS):
+    """The model, data and config of the runs the crash tests kill: a checkpoint and an
+    evaluation after every epoch, so that most instants fall in or near a write."""
+    data = make_dataset(DataConfig(task="polynomial", max_len=4, n_train=48, n_test=16))
+    model = build_model(ModelConfig(d_model=16, max_len=4))
+    config = TrainConfig(
+        epochs=epochs, eval_every=1, checkpoint_every=1, batch_size=32, threads=1, lr=1e-3
+    )
+    return model, data, config
+
+
+def crash_child(
+    run: str, resume: bool, kill_at: tuple[str, str, int] | None = None, epochs: int = CRASH_EPOCHS
+) -> None:
+    """Train the crash run in ``run`` (in a forked process). ``kill_at=("write", target, n)``
+    kills the process with SIGKILL inside its ``n``-th atomic write of ``target`` (after the
+    temporary file is written, before it replaces the old one); ``("append", target, n)`` in
+    the middle of its ``n``-th line (half of it written). Targets: a file of the run directory
+    (``"run.json"``, ``"model.safetensors"``: the final model) or of a checkpoint
+    (``"checkpoint/state.json"``)."""
+    import os
+    import signal
+
+    from iteration_heads.training import loop
+
+    if kill_at is not None:
+        where, target, n = kill_at
+        calls = {"n": 0}
+        rename, write = os.replace, os.write
+
+        def hit(kind: str, path: str) -> bool:
+            path = Path(path)
+            if path.name.endswith(".tmp"):  # a temporary file: name it by its destination
+                path = path.with_name(path.name[1:].rsplit(".", 2)[0])
+            name = path.name if path.parent == Path(run) else f"checkpoint/{path.name}"
+            if kind == where and name == target:
+                calls["n"] += 1
+                return calls["n"] == n
+            return False
+
+        def killing_replace(source, destination, *args, **kwargs):
+            if hit("write", str(destination)):  # written and flushed, not yet renamed
+                os.kill(os.getpid(), signal.SIGKILL)
+            return rename(source, destination, *args, **kwargs)
+
+        os.replace = killing_replace
+        if where == "append":
+            opened = open
+
+            def killing_open(file, mode="r", *args, **kwargs):
+                handle = opened(file, mode, *args, **kwargs)
+                if "a" in mode and hit("append", str(file)):
+                    real = handle.write
+
+                    def half_then_die(text):
+                        real(text[: len(text) // 2])
+                        handle.flush()
+                        os.kill(os.getpid(), signal.SIGKILL)
+
+                    handle.write = half_then_die
+                return handle
+
+            import builtins
+
+            builtins.open = killing_open
+        del write
+    model, data, config = crash_run_parts(epochs)
+    loop.train(model, data, config, out_dir=run, resume=resume, progress=False)

@@ -22,7 +22,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from iteration_heads import zoo
 from iteration_heads._io import RUN_FILE, read_json
@@ -33,7 +33,15 @@ from iteration_heads.experiments import EXPERIMENTS, reproduce
 from iteration_heads.interventions import verify
 from iteration_heads.model import ModelConfig, build_model, data_config, load, model_config
 from iteration_heads.tasks import DataConfig, TokenLayout, get_task, list_tasks, make_dataset
-from iteration_heads.training import TrainConfig, evaluate, history_summary, train
+from iteration_heads.training import (
+    TrainConfig,
+    evaluate,
+    history_summary,
+    train,
+    trainable_parameters,
+)
+from iteration_heads.training.budget import check_memory
+from iteration_heads.training.run_dir import check_run_folder
 from iteration_heads.viz import write_report
 
 
@@ -47,17 +55,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         polynomial  s_t = s_{t-1} * x_t + 1 mod 11, x_t in 1..10, s_1 = x_1
         ...0
     """
-    parser = _parser()
-    args = parser.parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         return int(args.func(args) or 0)
     except IterationHeadsError as err:
-        print(f"iteration-heads: error: {err}", file=sys.stderr)
+        print(f"iteration-heads: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
+    except OSError as err:  # the machine, not the input: still one line, no traceback
+        print(f"iteration-heads: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors (an unknown option, a value that is not a number) are the library's
+    one-line error, which :func:`main` prints, instead of a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise IterationHeadsError(f"{message}; see `{self.prog} --help`")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="iteration-heads",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -93,7 +111,13 @@ def _parser() -> argparse.ArgumentParser:
         "--embedding-init", choices=["normal", "transformer_lens"], default=m.embedding_init
     )
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=t.epochs)
+    g.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"training length (default {t.epochs}; with --resume, the run's own: a larger "
+        "value extends it)",
+    )
     g.add_argument("--optimizer", choices=["adam", "sgd"], default=t.optimizer)
     g.add_argument("--lr", type=float, default=t.lr)
     g.add_argument("--weight-decay", type=float, default=t.weight_decay)
@@ -196,15 +220,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
+    check_run_folder(args.out, args.resume)  # before anything is built or written
     if args.resume:
-        if not (args.out / RUN_FILE).is_file():
-            raise IterationHeadsError(
-                f"nothing to resume: {str(args.out / RUN_FILE)!r} does not exist"
-            )
         saved = read_json(args.out / RUN_FILE)
+        if not isinstance(saved, dict) or not {"model", "data", "train"} <= set(saved):
+            raise IterationHeadsError(
+                f"{str(args.out / RUN_FILE)!r} is not a run record (model, data, train)"
+            )
         mconfig = ModelConfig.from_dict(saved["model"])
         dconfig = DataConfig.from_dict(saved["data"])
-        tconfig = TrainConfig.from_dict({**saved["train"], "epochs": args.epochs})
+        epochs = saved["train"].get("epochs") if args.epochs is None else args.epochs
+        tconfig = TrainConfig.from_dict({**saved["train"], "epochs": epochs})
     else:
         dconfig = DataConfig(
             task=args.task,
@@ -229,7 +255,7 @@ def _train(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
         tconfig = TrainConfig(
-            epochs=args.epochs,
+            epochs=TrainConfig.epochs if args.epochs is None else args.epochs,
             optimizer=args.optimizer,
             lr=args.lr,
             weight_decay=args.weight_decay,
@@ -252,8 +278,16 @@ def _train(args: argparse.Namespace) -> int:
                 f"--task {dconfig.task!r} is not in the layout of {args.init_from!r} "
                 f"({list(mconfig.layout.tasks)})"
             )
+        if dconfig.max_len > mconfig.max_len:
+            raise IterationHeadsError(
+                f"--max-len {dconfig.max_len} exceeds the max_len={mconfig.max_len} of "
+                f"{args.init_from!r}"
+            )
+        check_memory(dconfig, mconfig, tconfig)
     else:  # when resuming, the checkpoint replaces these weights
+        check_memory(dconfig, mconfig, tconfig)  # before anything is allocated
         model = build_model(mconfig, device=tconfig.device)
+    trainable_parameters(model, tconfig.trainable)  # names checked before the run starts
     data = make_dataset(dconfig, mconfig.layout)
     history = train(
         model, data, tconfig, out_dir=args.out, resume=args.resume, progress=not args.quiet
@@ -325,8 +359,16 @@ def _tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _folder_option(path: Path, option: str) -> None:
+    """A clear error when a folder option names something that is not a folder."""
+    if path.exists() and not path.is_dir():
+        raise IterationHeadsError(f"{option} {str(path)!r} is a file; expected a folder")
+
+
 def _zoo(args: argparse.Namespace) -> int:
     if args.build is None:
+        if args.jobs != 1 or args.runs != Path("runs/reproduce"):
+            raise IterationHeadsError("--jobs and --runs go with --build (rebuild the models)")
         print(zoo.table())
         return 0
     for path in zoo.build(args.build or None, runs=args.runs, jobs=args.jobs):
@@ -341,10 +383,19 @@ def _reproduce(args: argparse.Namespace) -> int:
             print(f"{e.name:<15} {e.description}")
         return 0
     names = list(EXPERIMENTS) if args.experiments == ["all"] else args.experiments
+    if args.jobs < 1:
+        raise IterationHeadsError(f"--jobs {args.jobs}, expected an integer >= 1")
+    if args.epochs is not None and args.epochs < 1:
+        raise IterationHeadsError(f"--epochs {args.epochs}, expected an integer >= 1")
+    bad_seeds = [seed for seed in args.seeds or [] if seed < 0]
+    if bad_seeds:
+        raise IterationHeadsError(f"--seeds {bad_seeds}, expected integers >= 0")
+    _folder_option(args.runs, "--runs")
+    _folder_option(args.out, "--out")
     options = []
     if args.seeds:
         options.append("--seeds " + " ".join(map(str, args.seeds)))
-    if args.epochs:
+    if args.epochs is not None:
         options.append(f"--epochs {args.epochs}")
     options.append(f"--jobs {args.jobs}")
     reproduce(

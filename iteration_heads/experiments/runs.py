@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from iteration_heads._io import CHECKPOINT_DIR, METADATA_FILE, read_json, write_json
+from iteration_heads._io import METADATA_FILE, RUN_FILE, read_json, write_json
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.results import DETECT_FILE, WALL_FILE, RunResult
 from iteration_heads.model.transformer import ModelConfig
@@ -210,9 +210,9 @@ def _train(spec: RunSpec, runs: Path) -> None:
         model = load(source_dir)
     else:
         model = build_model(spec.model)
-    resume = (directory / CHECKPOINT_DIR / "state.json").is_file()
+    resume = (directory / RUN_FILE).is_file()  # a started run always has a checkpoint
     if not resume and directory.exists():
-        shutil.rmtree(directory)  # started but no checkpoint yet: start over
+        shutil.rmtree(directory)  # a start that never finished: start over
     wall = read_json(directory / WALL_FILE)["seconds"] if (directory / WALL_FILE).is_file() else 0
     tick = time.perf_counter()
     data = make_dataset(spec.data, spec.model.layout)

@@ -39,6 +39,8 @@ from iteration_heads.interventions.batch import (
     check_heads,
     check_kind,
     check_positions,
+    check_token_ids,
+    integer_tensor,
     scored_widths,
 )
 from iteration_heads.interventions.scores import Effect, run_scored
@@ -146,6 +148,8 @@ def _prepare_ablation(
     widths: Int[Tensor, " batch"] | None = None,
 ) -> tuple[list[Head], list[int] | None, dict[int, Tensor] | None]:
     check_kind(kind, ABLATION_KINDS, "ablation kind")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise IterationHeadsError(f"batch_size={batch_size!r}, expected an integer >= 1")
     specs = check_heads(model, heads)
     width = getattr(model.cfg, "n_ctx", None)
     pos = check_positions(positions, width if isinstance(width, int) else None)
@@ -155,11 +159,14 @@ def _prepare_ablation(
             raise IterationHeadsError(
                 f"{kind} ablation needs reference=tokens [batch, pos] to take the head outputs from"
             )
-        reference = torch.as_tensor(reference)
+        reference = integer_tensor(reference, "reference")
         if reference.ndim != 2 or len(reference) < 2:
             raise IterationHeadsError(
                 f"reference must be token ids [batch >= 2, pos], got shape {tuple(reference.shape)}"
             )
+        d_vocab = getattr(model.cfg, "d_vocab", None)
+        if isinstance(d_vocab, int):
+            check_token_ids(reference, d_vocab, "reference token")
         layers = sorted({lay for lay, _ in specs})
         if kind == "mean":
             ref = head_output_means(model, reference, layers, batch_size, widths)

@@ -4,7 +4,7 @@ probes, a split or plain tensors), and checked head and position arguments.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,8 +111,11 @@ def as_batch(model: torch.nn.Module, data: Data = None, *, n: int | None = None)
     elif isinstance(data, Split):
         batch = Batch(data.tokens, data.targets, data.lengths)
     elif isinstance(data, tuple) and len(data) in (2, 3):
-        tokens, targets = torch.as_tensor(data[0]), torch.as_tensor(data[1])
-        lengths = torch.as_tensor(data[2]).long() if len(data) == 3 else None
+        tokens = integer_tensor(data[0], "tokens")
+        targets = integer_tensor(data[1], "targets")
+        lengths = integer_tensor(data[2], "lengths").long() if len(data) == 3 else None
+        if lengths is not None and lengths.numel() and int(lengths.min()) < 1:
+            raise IterationHeadsError(f"lengths: {int(lengths.min())}, expected lengths >= 1")
         if tokens.ndim != 2 or tokens.shape != targets.shape:
             raise IterationHeadsError(
                 f"tokens and targets must both be [batch, pos], got shapes {tuple(tokens.shape)} "
@@ -130,6 +133,12 @@ def as_batch(model: torch.nn.Module, data: Data = None, *, n: int | None = None)
         )
     if len(batch) == 0:
         raise IterationHeadsError("data holds no sequence")
+    d_vocab = getattr(getattr(model, "cfg", None), "d_vocab", None)
+    if isinstance(d_vocab, int):
+        check_token_ids(batch.tokens, d_vocab, "token")
+        check_token_ids(batch.targets[batch.targets != IGNORE], d_vocab, "target")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise IterationHeadsError(f"n={n!r}, expected an integer >= 1 (or None: all)")
     n_ctx = getattr(getattr(model, "cfg", None), "n_ctx", None)
     if isinstance(n_ctx, int) and batch.tokens.shape[1] > n_ctx:
         raise IterationHeadsError(
@@ -144,6 +153,46 @@ def as_batch(model: torch.nn.Module, data: Data = None, *, n: int | None = None)
     return batch
 
 
+def integer_tensor(values: Any, what: str) -> Tensor:
+    """``values`` as a tensor of integers, or a clear error (float ids are never truncated).
+
+    Example:
+        >>> integer_tensor([[1, 2]], "tokens")
+        tensor([[1, 2]])
+        >>> integer_tensor(torch.tensor([[1.5, 2.0]]), "tokens")
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: tokens must hold integers, got dtype torch.float32
+    """
+    try:
+        tensor = torch.as_tensor(values)
+    except (TypeError, ValueError, RuntimeError):
+        raise IterationHeadsError(
+            f"{what} must be a tensor of integers, got {type(values).__name__}"
+        ) from None
+    if tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool:
+        raise IterationHeadsError(f"{what} must hold integers, got dtype {tensor.dtype}")
+    return tensor
+
+
+def check_token_ids(ids: Tensor, d_vocab: int, what: str = "token") -> None:
+    """A clear error when an id of ``ids`` is outside the model's vocabulary ``[0, d_vocab)``.
+
+    Example:
+        >>> check_token_ids(torch.tensor([[3, 16]]), 16)
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: token id 16 outside the model's vocabulary [0, 16)
+    """
+    if ids.numel() == 0:
+        return
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= d_vocab:
+        raise IterationHeadsError(
+            f"{what} id {low if low < 0 else high} outside the model's vocabulary [0, {d_vocab})"
+        )
+
+
 def check_heads(model: Any, heads: Sequence[Head] | Head) -> list[Head]:
     """``heads`` as a sorted list of ``(layer, head)``, or a clear error naming the bad one.
 
@@ -153,6 +202,10 @@ def check_heads(model: Any, heads: Sequence[Head] | Head) -> list[Head]:
         [(0, 0), (1, 0)]
     """
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
+    if isinstance(heads, str) or not isinstance(heads, Iterable):
+        raise IterationHeadsError(
+            f"heads {heads!r}: expected a (layer, head) pair of ints or a list of them"
+        )
     if isinstance(heads, tuple) and len(heads) == 2 and all(isinstance(v, int) for v in heads):
         heads = [heads]  # type: ignore[list-item]
     result = []
@@ -188,8 +241,14 @@ def check_positions(positions: int | Sequence[int] | None, width: int | None) ->
     """
     if positions is None:
         return None
+    if isinstance(positions, bool) or not isinstance(positions, (int, Sequence, Tensor)):
+        raise IterationHeadsError(f"positions {positions!r}: expected an int or a list of ints")
     values = [positions] if isinstance(positions, int) else list(positions)
-    bad = [p for p in values if not isinstance(p, int) or p < 0 or (width and p >= width)]
+    bad = [
+        p
+        for p in values
+        if isinstance(p, bool) or not isinstance(p, int) or p < 0 or (width and p >= width)
+    ]
     if bad or not values:
         limit = f"0..{width - 1}" if width else ">= 0"
         raise IterationHeadsError(f"positions {values!r}: expected a non-empty list of {limit}")

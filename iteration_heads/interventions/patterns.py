@@ -18,7 +18,14 @@ from torch import Tensor
 
 from iteration_heads._torch import Head, head_names, pattern_hook
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.interventions.batch import BATCH_SIZE, Data, as_batch, check_heads, check_kind
+from iteration_heads.interventions.batch import (
+    BATCH_SIZE,
+    Data,
+    as_batch,
+    check_heads,
+    check_kind,
+    integer_tensor,
+)
 from iteration_heads.interventions.scores import Effect, run_scored
 
 PATTERN_KINDS: tuple[str, ...] = ("iteration", "eoi", "uniform", "random")
@@ -80,7 +87,11 @@ def _pattern_source(pattern: str | Tensor, lengths: Tensor | None, seed: int) ->
         check_kind(pattern, PATTERN_KINDS, "pattern")
         if lengths is None:
             raise IterationHeadsError(f"the {pattern!r} pattern needs the lengths of the batch")
-        lengths = torch.as_tensor(lengths)
+        lengths = integer_tensor(lengths, "lengths")
+        if lengths.ndim != 1 or not len(lengths) or int(lengths.min()) < 1:
+            raise IterationHeadsError(
+                f"lengths must be a 1-D tensor of input lengths >= 1, got {lengths.tolist()}"
+            )
         cache: dict[int, tuple[Tensor, Tensor]] = {}
 
         def build(width: int) -> tuple[Tensor, Tensor]:
@@ -89,10 +100,21 @@ def _pattern_source(pattern: str | Tensor, lengths: Tensor | None, seed: int) ->
             return cache[width]
 
         return build
-    planted = torch.as_tensor(pattern).float()
+    try:
+        planted = torch.as_tensor(pattern).float()
+    except (TypeError, ValueError, RuntimeError):
+        raise IterationHeadsError(
+            f"pattern must be one of {list(PATTERN_KINDS)} or a tensor [batch, query, key], "
+            f"got {type(pattern).__name__}"
+        ) from None
     if planted.ndim != 3 or planted.shape[1] != planted.shape[2]:
         raise IterationHeadsError(
             f"a planted pattern must have shape [batch, query, key], got {tuple(planted.shape)}"
+        )
+    if not bool(torch.isfinite(planted).all()) or bool((planted < 0).any()):
+        bad = planted[~torch.isfinite(planted) | (planted < 0)][0].item()
+        raise IterationHeadsError(
+            f"a planted pattern holds {bad}; expected finite attention weights >= 0"
         )
     rows = torch.ones(planted.shape[:2], dtype=torch.bool)
     return lambda width: (planted, rows)

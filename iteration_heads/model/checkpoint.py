@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from transformer_lens.model_bridge import TransformerBridge
 
 from iteration_heads._io import (
@@ -22,10 +22,12 @@ from iteration_heads._io import (
     WEIGHTS_FILE,
     read_json,
     versions,
+    write_error,
     write_json,
+    write_tensors,
 )
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.model.transformer import ModelConfig, build_model, model_config
+from iteration_heads.model.transformer import ModelConfig, build_model, check_device, model_config
 from iteration_heads.tasks.data import DataConfig
 from iteration_heads.tasks.task import Task, get_task
 
@@ -54,11 +56,11 @@ def save(
     """
     config = model_config(model)
     path = Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path / (WEIGHTS_FILE + ".tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path / WEIGHTS_FILE)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(path, err) from None
+    write_tensors(path / WEIGHTS_FILE, dict(model.state_dict()))
     write_json(path / CONFIG_FILE, config.to_dict())
     record = dict(metadata or {})
     record.update(format_version=FORMAT_VERSION, versions=versions())
@@ -82,7 +84,8 @@ def model_directory(name_or_directory: str | os.PathLike[str]) -> Path:
     folder of the shipped model of that name.
 
     Raises:
-        IterationHeadsError: when it is neither a directory nor a shipped model's name.
+        IterationHeadsError: when it is neither a directory nor a shipped model's name; the
+            message says what it is instead (a file, a broken link, a symlink loop, unreadable).
 
     Example:
         >>> model_directory("polynomial").name
@@ -91,12 +94,42 @@ def model_directory(name_or_directory: str | os.PathLike[str]) -> Path:
         Traceback (most recent call last):
         ...
         iteration_heads.errors.IterationHeadsError: model directory 'no/such/dir' does not exist and is not the name of a shipped model (...)
+        >>> model_directory(__file__)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: '...checkpoint.py' is a file, expected a model folder
     """
+    if not isinstance(name_or_directory, (str, os.PathLike)) or not str(name_or_directory):
+        raise IterationHeadsError(
+            f"model {name_or_directory!r}, expected a folder or the name of a shipped model"
+        )
+    import errno
+
     path = Path(name_or_directory)
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise IterationHeadsError(
+                f"{str(path)!r} is a symlink loop, expected a model folder"
+            ) from None
+        if err.errno == errno.ENOTDIR:
+            raise IterationHeadsError(
+                f"{str(path)!r}: a part of this path is a file, expected a model folder"
+            ) from None
+        if err.errno == errno.EACCES:
+            raise IterationHeadsError(
+                f"{str(path)!r} cannot be read (permission denied), expected a model folder"
+            ) from None
+        if path.is_symlink():
+            raise IterationHeadsError(
+                f"{str(path)!r} is a broken symlink (to {os.readlink(path)!r}), expected a "
+                "model folder"
+            ) from None
     if path.is_dir():
         return path
     if path.exists():
-        raise IterationHeadsError(f"{str(path)!r} is a file; expected a model directory")
+        raise IterationHeadsError(f"{str(path)!r} is a file, expected a model folder")
     if str(name_or_directory) in shipped_models():
         return SHIPPED_MODELS_DIR / str(name_or_directory)
     raise IterationHeadsError(
@@ -112,8 +145,9 @@ def load(
     present, of the right shape).
 
     Raises:
-        IterationHeadsError: if the directory or a file is missing, corrupt, or does not match
-            the config; nothing is returned half-loaded.
+        IterationHeadsError: if the directory or a file is missing or corrupt, a tensor does not
+            match the config (name, shape, dtype) or is not finite, or the device is unknown or
+            not available; nothing is returned half-loaded.
 
     Example:
         >>> import tempfile
@@ -126,6 +160,7 @@ def load(
         >>> load("polynomial").cfg.d_model  # a shipped model, by name
         64
     """
+    device = check_device(device)
     path = model_directory(name_or_directory)
     config = ModelConfig.from_dict(read_json(path / CONFIG_FILE))
     metadata = read_json(path / METADATA_FILE)
@@ -143,14 +178,23 @@ def load(
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     wrong = [
-        f"{k}: file {tuple(tensors[k].shape)} vs config {tuple(v.shape)}"
+        f"{k}: file {tuple(tensors[k].shape)} {tensors[k].dtype} vs config {tuple(v.shape)} "
+        f"{v.dtype}"
         for k, v in expected.items()
-        if k in tensors and tensors[k].shape != v.shape
+        if k in tensors and (tensors[k].shape != v.shape or tensors[k].dtype != v.dtype)
     ]
     if missing or unexpected or wrong:
         raise IterationHeadsError(
             f"weights in {str(weights_path)!r} do not match {CONFIG_FILE}: "
-            f"missing {missing}, unexpected {unexpected}, shape mismatches {wrong}"
+            f"missing {missing}, unexpected {unexpected}, shape or dtype mismatches {wrong}"
+        )
+    broken = [
+        k for k, v in tensors.items() if v.is_floating_point() and not bool(v.isfinite().all())
+    ]
+    if broken:
+        raise IterationHeadsError(
+            f"weights in {str(weights_path)!r} are not finite (NaN or inf) in {broken[:3]}"
+            f"{' and more' if len(broken) > 3 else ''}: the run that saved them diverged"
         )
     model.load_state_dict(tensors, strict=True)
     setattr(model, _METADATA_ATTR, metadata)

@@ -17,7 +17,9 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from iteration_heads._io import strict_from_dict
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.tasks.data import available_memory
 from iteration_heads.tasks.layout import TokenLayout
+from iteration_heads.tasks.task import check_bool, check_choice, check_int
 
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 NORMALIZATIONS = ("LN", "LNPre", "RMS", None)
@@ -58,36 +60,27 @@ class ModelConfig:
     seed: int = 0  # seeds the initialisation
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.max_len >= 1, f"max_len={self.max_len}, expected >= 1"),
-            (self.d_model >= 1, f"d_model={self.d_model}, expected >= 1"),
-            (self.n_layers >= 1, f"n_layers={self.n_layers}, expected >= 1"),
-            (self.n_heads >= 1, f"n_heads={self.n_heads}, expected >= 1"),
-            (
-                self.d_head_ is not None or self.d_model % self.n_heads == 0,
+        if not isinstance(self.layout, TokenLayout):
+            raise IterationHeadsError(
+                f"layout={self.layout!r}, expected a TokenLayout (e.g. TokenLayout.default())"
+            )
+        for name in ("max_len", "d_model", "n_layers", "n_heads", "seed"):
+            value = check_int(name, getattr(self, name), minimum=0 if name == "seed" else 1)
+            object.__setattr__(self, name, value)  # a numpy integer becomes an int
+        for name in ("d_head_", "d_mlp_"):
+            if getattr(self, name) is not None:
+                value = check_int(name, getattr(self, name), minimum=1)
+                object.__setattr__(self, name, value)
+        if self.d_head_ is None and self.d_model % self.n_heads:
+            raise IterationHeadsError(
                 f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
-                "set d_head_ explicitly",
-            ),
-            (
-                self.activation in ACTIVATIONS,
-                f"activation {self.activation!r}, expected one of {ACTIVATIONS}",
-            ),
-            (
-                self.normalization in NORMALIZATIONS,
-                f"normalization {self.normalization!r}, expected one of {NORMALIZATIONS}",
-            ),
-            (
-                self.positional in ("learned", "frozen"),
-                f"positional {self.positional!r}, expected 'learned' or 'frozen'",
-            ),
-            (
-                self.embedding_init in ("normal", "transformer_lens"),
-                f"embedding_init {self.embedding_init!r}, expected 'normal' or 'transformer_lens'",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise IterationHeadsError(message)
+                "set d_head_ explicitly"
+            )
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("normalization", self.normalization, NORMALIZATIONS)
+        check_choice("positional", self.positional, ("learned", "frozen"))
+        check_choice("embedding_init", self.embedding_init, ("normal", "transformer_lens"))
+        check_bool("biases", self.biases)
 
     @property
     def d_head(self) -> int:
@@ -108,6 +101,24 @@ class ModelConfig:
     def d_vocab(self) -> int:
         """Vocabulary size, from the layout."""
         return self.layout.d_vocab
+
+    @property
+    def n_weights(self) -> int:
+        """Numbers in the model's state dict (weights, biases, norms; 4 bytes each in float32),
+        computed from the config without building the model.
+
+        Example:
+            >>> cfg = ModelConfig(d_model=64, max_len=8)
+            >>> cfg.n_weights == sum(v.numel() for v in build_model(cfg).state_dict().values())
+            True
+        """
+        d, heads = self.d_model, self.n_heads * self.d_head
+        norm = {"LN": 2 * d, "RMS": d}.get(str(self.normalization), 0)
+        attention = 3 * (d * heads + heads) + heads * d + d
+        mlp = d * self.d_mlp + self.d_mlp + self.d_mlp * d + d
+        layer = 2 * norm + attention + mlp
+        embeddings = self.d_vocab * d + self.n_ctx * d
+        return embeddings + self.n_layers * layer + norm + d * self.d_vocab + self.d_vocab
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary; inverse of :meth:`from_dict`."""
@@ -160,7 +171,17 @@ def build_model(
         >>> model_config(model).d_model
         64
     """
-    config = config or ModelConfig()
+    config = ModelConfig() if config is None else config
+    if not isinstance(config, ModelConfig):
+        raise IterationHeadsError(f"config must be a ModelConfig, got {type(config).__name__}")
+    device = check_device(device)
+    need, have = 2 * 4 * config.n_weights, available_memory()  # the weights and one copy
+    if device.type == "cpu" and have is not None and need > have:
+        raise IterationHeadsError(
+            f"d_model={config.d_model}, n_layers={config.n_layers}: the model needs about "
+            f"{need / 1e9:.1f} GB to build ({config.n_weights:,} weights); this machine has "
+            f"{have / 1e9:.1f} GB available"
+        )
     model = TransformerBridge.boot_native(config.transformer_lens_config(device))  # type: ignore[attr-defined]
     generator = torch.Generator().manual_seed(config.seed + 1)
     with torch.no_grad():
@@ -179,6 +200,50 @@ def build_model(
                 param.requires_grad_(False)
     setattr(model, _CONFIG_ATTR, config)
     return model.eval()
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """The device ``device`` names, or an error when it does not parse or is not available here
+    (``cuda`` needs ``torch.cuda.is_available()``, ``mps`` likewise).
+
+    Example:
+        >>> check_device("cpu")
+        device(type='cpu')
+        >>> check_device("gpu")
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: device='gpu', expected a device name such as 'cpu', 'cuda' or 'cuda:0'
+    """
+    if not isinstance(device, (str, torch.device)):
+        raise IterationHeadsError(
+            f"device={device!r}, expected a device name such as 'cpu', 'cuda' or 'cuda:0'"
+        )
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise IterationHeadsError(
+            f"device={device!r}, expected a device name such as 'cpu', 'cuda' or 'cuda:0'"
+        ) from None
+    if parsed.type == "cpu":
+        return parsed
+    if parsed.type == "cuda":
+        probe = "torch.cuda.is_available()"
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    elif parsed.type == "mps":
+        probe = "torch.backends.mps.is_available()"
+        count = 1 if torch.backends.mps.is_available() else 0
+    else:
+        raise IterationHeadsError(f"device={device!r}, expected 'cpu', 'cuda' or 'mps'")
+    if count == 0:
+        raise IterationHeadsError(
+            f"device={device!r} is not available on this machine ({probe} is False); expected 'cpu'"
+        )
+    if parsed.index is not None and parsed.index >= count:
+        raise IterationHeadsError(
+            f"device={device!r} is not available: this machine has {count} {parsed.type} "
+            f"device(s), {parsed.type}:0..{parsed.type}:{count - 1}"
+        )
+    return parsed
 
 
 def model_config(model: torch.nn.Module) -> ModelConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -20,7 +21,7 @@ from torch import Tensor
 from iteration_heads._io import strict_from_dict
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.tasks.layout import TokenLayout
-from iteration_heads.tasks.task import Task
+from iteration_heads.tasks.task import Task, check_bool, check_int
 
 IGNORE = -100
 """Target value of positions that are not scored (PyTorch's ``ignore_index``)."""
@@ -50,14 +51,18 @@ class DataConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.task, str) or not self.task:
+            raise IterationHeadsError(f"task={self.task!r}, expected the name of a task")
+        minimums = {"max_len": None, "min_len": None, "n_train": 1, "n_test": 1, "seed": 0}
+        for name, minimum in minimums.items():  # the lengths' range is checked below
+            value = check_int(name, getattr(self, name), minimum=minimum)
+            object.__setattr__(self, name, value)  # a numpy integer becomes an int
+        for name in ("cot", "overlap", "score_padding"):
+            check_bool(name, getattr(self, name))
         if not 1 <= self.min_len <= self.max_len:
             raise IterationHeadsError(
                 f"lengths min_len={self.min_len}, max_len={self.max_len}: "
                 "expected 1 <= min_len <= max_len"
-            )
-        if self.n_train < 1 or self.n_test < 1:
-            raise IterationHeadsError(
-                f"n_train={self.n_train}, n_test={self.n_test}: expected at least 1 each"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,6 +126,7 @@ class Split:
             >>> data.test.for_length(2).tokens.shape
             torch.Size([8, 7])
         """
+        length = check_int("length", length, minimum=1)
         mask = self.lengths == length
         if not bool(mask.any()):
             present = sorted(set(self.lengths.tolist()))
@@ -145,8 +151,7 @@ class Split:
             >>> [t.shape[1] for t, _ in data.train.batches(8, order="sorted")]
             [5, 7, 9, 11]
         """
-        if batch_size < 1:
-            raise IterationHeadsError(f"batch_size={batch_size}, expected >= 1")
+        batch_size = check_int("batch_size", batch_size, minimum=1)
         if order == "shuffled":
             perm = torch.randperm(len(self), generator=generator)
             chunks = list(perm.split(batch_size))
@@ -192,8 +197,20 @@ def make_dataset(config: DataConfig, layout: TokenLayout | None = None) -> Datas
         >>> data.layout.decode(data.train.for_length(2).tokens[0])
         ['<polynomial>', '1', '6', '<EoI>', '1', '7', '<EoS>']
     """
+    if not isinstance(config, DataConfig):
+        raise IterationHeadsError(f"config must be a DataConfig, got {type(config).__name__}")
+    if layout is not None and not isinstance(layout, TokenLayout):
+        raise IterationHeadsError(f"layout must be a TokenLayout, got {type(layout).__name__}")
     layout = layout or TokenLayout.for_task(config.task)
     task = layout.check_task(config.task)
+    need, have = dataset_bytes(config), available_memory()
+    if have is not None and need > have:
+        raise IterationHeadsError(
+            f"max_len={config.max_len} needs about {need / 1e9:.1f} GB for the dataset "
+            f"({config.n_train} + {config.n_test} sequences per length, "
+            f"{config.max_len - config.min_len + 1} lengths); this machine has "
+            f"{have / 1e9:.1f} GB available"
+        )
     generator = torch.Generator().manual_seed(config.seed)
     train_inputs, test_inputs = [], []
     for length in range(config.min_len, config.max_len + 1):
@@ -213,6 +230,49 @@ def make_dataset(config: DataConfig, layout: TokenLayout | None = None) -> Datas
     )
 
 
+def dataset_bytes(config: DataConfig) -> int:
+    """Bytes :func:`make_dataset` holds at its peak for ``config``: the token, target and length
+    tensors (int64) of both splits, and one split's per-length parts while they are joined.
+
+    An upper bound: without ``overlap`` short lengths may hold fewer sequences.
+
+    Example:
+        >>> dataset_bytes(DataConfig(max_len=8))  # 8192 sequences of 19 tokens per split
+        7667712
+        >>> round(dataset_bytes(DataConfig(max_len=1000)) / 1e9, 1)  # 1.02M sequences of 2003
+        98.5
+    """
+    lengths = config.max_len - config.min_len + 1
+    width = TokenLayout.seq_len(config.max_len, cot=config.cot)
+    per_row = (2 * width + 1) * 8  # tokens and targets of one sequence, and its length
+    train, test = config.n_train * lengths * per_row, config.n_test * lengths * per_row
+    return train + test + max(train, test)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``psutil``, else ``/proc/meminfo``;
+    None when neither can tell). :func:`make_dataset` and the training budget
+    (:func:`~iteration_heads.training.budget.check_memory`) refuse work that does not fit.
+
+    Example:
+        >>> available_memory() > 0
+        True
+    """
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except (ImportError, OSError, AttributeError):
+        pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def encode(
     task: Task | str, inputs: Int[Tensor, "n length"], *, layout: TokenLayout, cot: bool = True
 ) -> Split:
@@ -225,7 +285,13 @@ def encode(
         >>> split.targets[0].tolist()
         [-100, -100, -100, -100, 1, 1, 0, 12, -100]
     """
+    if not isinstance(layout, TokenLayout):
+        raise IterationHeadsError(f"layout must be a TokenLayout, got {type(layout).__name__}")
+    check_bool("cot", cot)
     resolved = layout.check_task(task)
+    if not isinstance(inputs, Tensor) or inputs.ndim != 2 or 0 in inputs.shape:
+        shape = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
+        raise IterationHeadsError(f"inputs must be a tensor of shape [n, length>=1], got {shape}")
     return _encode_split(
         resolved, layout, [inputs], TokenLayout.seq_len(inputs.shape[1], cot=cot), cot
     )

@@ -22,7 +22,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.tasks.task import BUILTIN_TASKS, Task, get_task
+from iteration_heads.tasks.task import BUILTIN_TASKS, Task, check_int, get_task
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,18 @@ class TokenLayout:
     n_symbols: int
 
     def __post_init__(self) -> None:
+        if not isinstance(self.tasks, (tuple, list)) or not all(
+            isinstance(t, str) and t.isidentifier() for t in self.tasks
+        ):
+            raise IterationHeadsError(
+                f"layout tasks={self.tasks!r}, expected a tuple of task names (identifiers)"
+            )
         if not self.tasks:
             raise IterationHeadsError("a layout needs at least one task")
         if len(set(self.tasks)) != len(self.tasks):
             raise IterationHeadsError(f"duplicate task names in layout: {list(self.tasks)}")
-        if self.n_symbols < 2:
-            raise IterationHeadsError(f"n_symbols={self.n_symbols}, expected >= 2")
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        object.__setattr__(self, "n_symbols", check_int("n_symbols", self.n_symbols, minimum=2))
 
     @classmethod
     def for_tasks(cls, tasks: Sequence[str | Task]) -> TokenLayout:
@@ -60,6 +66,10 @@ class TokenLayout:
             >>> TokenLayout.for_tasks(["parity"]).d_vocab
             5
         """
+        if isinstance(tasks, str) or not isinstance(tasks, Sequence) or not tasks:
+            raise IterationHeadsError(
+                f"tasks={tasks!r}, expected a non-empty list of task names or Tasks"
+            )
         resolved = [get_task(t) for t in tasks]
         return cls(tuple(t.name for t in resolved), max(t.n_symbols for t in resolved))
 
@@ -131,7 +141,10 @@ class TokenLayout:
         Raises:
             IterationHeadsError: if a token id is outside the vocabulary.
         """
-        ids = [int(t) for t in (tokens.tolist() if isinstance(tokens, Tensor) else tokens)]
+        values = tokens.tolist() if isinstance(tokens, Tensor) else tokens
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            raise IterationHeadsError(f"tokens {tokens!r}: expected a 1-D sequence of token ids")
+        ids = [check_int("token id", t) for t in values]
         names = self.token_names()
         bad = [t for t in ids if not 0 <= t < len(names)]
         if bad:
@@ -148,6 +161,13 @@ class TokenLayout:
             ...
             iteration_heads.errors.IterationHeadsError: token id 16 outside the vocabulary [0, 16)
         """
+        if (
+            not isinstance(tokens, Tensor)
+            or tokens.dtype.is_floating_point
+            or tokens.dtype.is_complex
+        ):
+            what = f"dtype {tokens.dtype}" if isinstance(tokens, Tensor) else type(tokens).__name__
+            raise IterationHeadsError(f"tokens must be a tensor of integer ids, got {what}")
         if tokens.numel() == 0:
             return
         low, high = int(tokens.min()), int(tokens.max())
@@ -188,9 +208,8 @@ class TokenLayout:
             >>> TokenLayout.from_dict(layout.to_dict()) == layout
             True
         """
-        try:
-            return cls(tuple(data["tasks"]), int(data["n_symbols"]))
-        except (KeyError, TypeError) as err:
+        if not isinstance(data, dict) or set(data) != {"tasks", "n_symbols"}:
             raise IterationHeadsError(
-                f"layout dictionary {data!r} needs 'tasks' (list) and 'n_symbols' (int)"
-            ) from err
+                f"layout dictionary {data!r} needs 'tasks' (list) and 'n_symbols' (int), nothing else"
+            )
+        return cls(data["tasks"], data["n_symbols"])

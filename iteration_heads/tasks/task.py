@@ -7,8 +7,11 @@ The three tasks of the paper are built in; :func:`register_task` adds your own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import numbers
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Int
@@ -47,25 +50,50 @@ class Task:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if not self.name or not self.name.isidentifier():
+        if not isinstance(self.name, str) or not self.name.isidentifier():
             raise IterationHeadsError(
                 f"task name {self.name!r} must be a non-empty identifier (letters, digits, _)"
             )
-        if self.n_symbols < 2:
+        check_int(f"task {self.name!r}: n_symbols", self.n_symbols, minimum=2)
+        if isinstance(self.input_values, (str, bytes)) or not isinstance(
+            self.input_values, Sequence
+        ):
             raise IterationHeadsError(
-                f"task {self.name!r}: n_symbols={self.n_symbols}, expected >= 2"
+                f"task {self.name!r}: input_values={self.input_values!r}, expected a tuple of ints"
             )
         if not self.input_values:
             raise IterationHeadsError(f"task {self.name!r}: input_values is empty")
-        bad = [v for v in self.input_values if not 0 <= v < self.n_symbols]
+        values = tuple(
+            check_int(f"task {self.name!r}: input value", v, minimum=0) for v in self.input_values
+        )
+        bad = [v for v in values if not 0 <= v < self.n_symbols]
         if bad:
             raise IterationHeadsError(
                 f"task {self.name!r}: input values {bad} outside [0, {self.n_symbols})"
             )
-        if self.init is not None and not 0 <= self.init < self.n_symbols:
+        object.__setattr__(self, "input_values", values)
+        if not callable(self.update):
             raise IterationHeadsError(
-                f"task {self.name!r}: init={self.init} outside [0, {self.n_symbols})"
+                f"task {self.name!r}: update={self.update!r}, expected a function F(state, x)"
             )
+        if self.init is not None:
+            check_int(f"task {self.name!r}: init", self.init)
+            if not 0 <= self.init < self.n_symbols:
+                raise IterationHeadsError(
+                    f"task {self.name!r}: init={self.init} outside [0, {self.n_symbols})"
+                )
+        if not isinstance(self.description, str):
+            raise IterationHeadsError(
+                f"task {self.name!r}: description={self.description!r}, expected a string"
+            )
+        # F on every first step: an update that fails or returns no integer states fails here,
+        # not in the middle of a run (values out of range are checked as states are computed)
+        first = torch.tensor(values, dtype=torch.long)
+        if self.init is None:
+            state, x = first.repeat_interleave(len(first)), first.repeat(len(first))
+        else:
+            state, x = torch.full_like(first, self.init), first
+        self._apply(state, x, check_range=False)
 
     def sample_inputs(
         self, n: int, length: int, *, generator: torch.Generator
@@ -78,6 +106,8 @@ class Task:
             >>> x.shape, bool(((x >= 1) & (x <= 10)).all())
             (torch.Size([3, 5]), True)
         """
+        n = check_int("n", n, minimum=0)
+        length = check_int("length", length, minimum=0)
         values = torch.tensor(self.input_values, dtype=torch.long)
         index = torch.randint(len(values), (n, length), generator=generator)
         return values[index]
@@ -93,11 +123,19 @@ class Task:
             >>> get_task("polynomial").states(torch.tensor([[3, 2, 10]]))
             tensor([[3, 7, 5]])
         """
-        if inputs.ndim != 2 or inputs.shape[1] < 1:
+        if not isinstance(inputs, Tensor) or inputs.ndim != 2 or inputs.shape[1] < 1:
+            shape = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
             raise IterationHeadsError(
-                f"inputs must have shape [batch, length>=1], got {tuple(inputs.shape)}"
+                f"inputs must be a tensor of shape [batch, length>=1], got {shape}"
             )
+        if inputs.dtype.is_floating_point or inputs.dtype.is_complex:
+            raise IterationHeadsError(f"inputs must be integer symbols, got dtype {inputs.dtype}")
         inputs = inputs.long()
+        if inputs.numel() and (int(inputs.min()) < 0 or int(inputs.max()) >= self.n_symbols):
+            bad = int(inputs.min()) if int(inputs.min()) < 0 else int(inputs.max())
+            raise IterationHeadsError(
+                f"task {self.name!r}: input symbol {bad} outside [0, {self.n_symbols})"
+            )
         states = torch.empty_like(inputs)
         if self.init is None:
             state = inputs[:, 0]
@@ -109,19 +147,136 @@ class Task:
             states[:, t] = state
         return states
 
-    def _apply(self, state: Tensor, x: Tensor) -> Tensor:
-        new = torch.as_tensor(self.update(state, x)).long()
+    def _apply(self, state: Tensor, x: Tensor, *, check_range: bool = True) -> Tensor:
+        try:
+            returned = self.update(state, x)
+        except Exception as err:  # the user's function: report it as bad input, in one line
+            first = str(err).splitlines()[0] if str(err) else ""
+            raise IterationHeadsError(
+                f"task {self.name!r}: update raised {type(err).__name__}: {first}"
+            ) from err
+        try:
+            new = torch.as_tensor(returned)
+        except (TypeError, ValueError, RuntimeError):
+            new = None
+        if new is None or new.dtype.is_floating_point or new.dtype.is_complex:
+            what = type(returned).__name__ if new is None else f"dtype {new.dtype}"
+            raise IterationHeadsError(
+                f"task {self.name!r}: update returned {what}, expected an integer tensor of states"
+            )
+        new = new.long()
         if new.shape != state.shape:
             raise IterationHeadsError(
                 f"task {self.name!r}: update returned shape {tuple(new.shape)}, "
                 f"expected {tuple(state.shape)}"
             )
-        if new.numel() and (int(new.min()) < 0 or int(new.max()) >= self.n_symbols):
+        if check_range and new.numel() and (int(new.min()) < 0 or int(new.max()) >= self.n_symbols):
             raise IterationHeadsError(
                 f"task {self.name!r}: update returned values in [{int(new.min())}, "
                 f"{int(new.max())}], expected [0, {self.n_symbols})"
             )
         return new
+
+
+def check_int(
+    name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """``value`` as a Python int, or an error naming it: bools, floats and strings are refused
+    (every config of the library checks its integers here).
+
+    Example:
+        >>> check_int("epochs", 3, minimum=0)
+        3
+        >>> check_int("epochs", 2.5, minimum=0)
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: epochs=2.5, expected an integer >= 0
+    """
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if ok and minimum is not None and value < minimum:
+        ok = False
+    if ok and maximum is not None and value > maximum:
+        ok = False
+    if not ok:
+        if minimum is not None and maximum is not None:
+            limits = f" in [{minimum}, {maximum}]"
+        elif minimum is not None:
+            limits = f" >= {minimum}"
+        elif maximum is not None:
+            limits = f" <= {maximum}"
+        else:
+            limits = ""
+        raise IterationHeadsError(f"{name}={value!r}, expected an integer{limits}")
+    return int(value)
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    open_min: bool = False,
+    open_max: bool = False,
+) -> float:
+    """``value`` as a finite float within ``[minimum, maximum]`` (``open_min`` / ``open_max``
+    exclude that end), or an error naming it; bools and strings are refused.
+
+    Example:
+        >>> check_number("lr", 3e-4, minimum=0, open_min=True)
+        0.0003
+        >>> check_number("embedding_dropout", 1.0, minimum=0, maximum=1, open_max=True)
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: embedding_dropout=1.0, expected a finite number in [0, 1)
+    """
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value)
+    if ok and minimum is not None:
+        ok = value > minimum if open_min else value >= minimum
+    if ok and maximum is not None:
+        ok = value < maximum if open_max else value <= maximum
+    if not ok:
+        if minimum is not None and maximum is not None:
+            limits = (
+                f" in {'(' if open_min else '['}{minimum:g}, {maximum:g}{')' if open_max else ']'}"
+            )
+        elif minimum is not None:
+            limits = f" {'>' if open_min else '>='} {minimum:g}"
+        elif maximum is not None:
+            limits = f" {'<' if open_max else '<='} {maximum:g}"
+        else:
+            limits = ""
+        raise IterationHeadsError(f"{name}={value!r}, expected a finite number{limits}")
+    return float(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` if it is True or False, else an error naming it (1, 0 and "yes" are refused).
+
+    Example:
+        >>> check_bool("cot", "no")
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: cot='no', expected True or False
+    """
+    if not isinstance(value, bool):
+        raise IterationHeadsError(f"{name}={value!r}, expected True or False")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
+    """``value`` if it is one of ``choices``, else an error naming it and them.
+
+    Example:
+        >>> check_choice("optimizer", "adamw", ("adam", "sgd"))
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: optimizer 'adamw', expected one of ('adam', 'sgd')
+    """
+    if not any(value is c or (type(value) is type(c) and value == c) for c in choices):
+        raise IterationHeadsError(f"{name} {value!r}, expected one of {tuple(choices)}")
+    return value
 
 
 _REGISTRY: dict[str, Task] = {}
@@ -140,6 +295,7 @@ def register_task(task: Task, *, overwrite: bool = False) -> Task:
     """
     if not isinstance(task, Task):
         raise IterationHeadsError(f"expected a Task, got {type(task).__name__}")
+    check_bool("overwrite", overwrite)
     if task.name in _REGISTRY and not overwrite:
         raise IterationHeadsError(
             f"task {task.name!r} is already registered; pass overwrite=True to replace it"
@@ -157,6 +313,8 @@ def get_task(name: str | Task) -> Task:
     """
     if isinstance(name, Task):
         return name
+    if not isinstance(name, str):
+        raise IterationHeadsError(f"task {name!r}, expected a task name or a Task")
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -2,7 +2,9 @@
 exactly, and the paper's metrics, which detection shares (docs/paper.md §4, §6).
 
 * :mod:`~iteration_heads.training.loop`: :func:`train` and :class:`TrainConfig`;
-* :mod:`~iteration_heads.training.run_dir`: the files of a run directory;
+* :mod:`~iteration_heads.training.run_dir`: the files of a run directory and its lock;
+* :mod:`~iteration_heads.training.resume`: crash-safe checkpoints to resume from;
+* :mod:`~iteration_heads.training.budget`: the memory a run needs, checked before it starts;
 * :mod:`~iteration_heads.training.evaluation`: :func:`evaluate` and :class:`Evaluation`;
 * :mod:`~iteration_heads.training.metrics`: target weights, peakiness and the targets of a run.
 """

@@ -7,6 +7,7 @@ resumed from a checkpoint continues exactly as the uninterrupted run would have.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -22,15 +23,18 @@ from iteration_heads._io import strict_from_dict
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.checkpoint import attach_metadata, save
 from iteration_heads.model.fast_forward import Weights, forward
-from iteration_heads.model.transformer import model_config
+from iteration_heads.model.transformer import check_device, model_config
 from iteration_heads.tasks.data import IGNORE, BatchOrder, Dataset
+from iteration_heads.tasks.task import check_bool, check_choice, check_int, check_number
 from iteration_heads.training.evaluation import evaluate
+from iteration_heads.training.resume import checkpoints, save_checkpoint
 from iteration_heads.training.run_dir import (
     append_history,
     at_target,
+    check_run_folder,
+    locked_run,
     prepare_run,
     run_metadata,
-    save_checkpoint,
 )
 
 
@@ -65,33 +69,32 @@ class TrainConfig:
     trainable: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.epochs >= 0, f"epochs={self.epochs}, expected >= 0"),
-            (
-                self.optimizer in ("adam", "sgd"),
-                f"optimizer {self.optimizer!r}, expected 'adam' or 'sgd'",
+        ints = {"epochs": 0, "batch_size": 1, "eval_every": 1, "checkpoint_every": 0, "seed": 0}
+        for name, minimum in ints.items():
+            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=minimum))
+        check_choice("optimizer", self.optimizer, ("adam", "sgd"))
+        check_choice("batch_order", self.batch_order, ("shuffled", "sorted"))
+        numbers = {
+            "lr": check_number("lr", self.lr, minimum=0, open_min=True),
+            "weight_decay": check_number("weight_decay", self.weight_decay, minimum=0),
+            "momentum": check_number("momentum", self.momentum, minimum=0),
+            "embedding_dropout": check_number(
+                "embedding_dropout", self.embedding_dropout, minimum=0, maximum=1, open_max=True
             ),
-            (self.lr > 0, f"lr={self.lr}, expected > 0"),
-            (self.batch_size >= 1, f"batch_size={self.batch_size}, expected >= 1"),
-            (
-                self.batch_order in ("shuffled", "sorted"),
-                f"batch_order {self.batch_order!r}, expected 'shuffled' or 'sorted'",
-            ),
-            (
-                0 <= self.embedding_dropout < 1,
-                f"embedding_dropout={self.embedding_dropout}, expected in [0, 1)",
-            ),
-            (self.eval_every >= 1, f"eval_every={self.eval_every}, expected >= 1"),
-            (
-                self.checkpoint_every >= 0,
-                f"checkpoint_every={self.checkpoint_every}, expected >= 0",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise IterationHeadsError(message)
+        }
+        for name, value in numbers.items():
+            object.__setattr__(self, name, value)
+        if self.threads is not None:
+            object.__setattr__(self, "threads", check_int("threads", self.threads, minimum=1))
+        object.__setattr__(self, "device", str(check_device(self.device)))
+        check_bool("stop_at_target", self.stop_at_target)
         if self.trainable is not None:
-            if isinstance(self.trainable, str) or not self.trainable:
+            if (
+                isinstance(self.trainable, str)
+                or not isinstance(self.trainable, (tuple, list))
+                or not self.trainable
+                or not all(isinstance(name, str) and name for name in self.trainable)
+            ):
                 raise IterationHeadsError(
                     f"trainable={self.trainable!r}: expected a non-empty tuple of submodule "
                     "names such as ('blocks.1.mlp',)"
@@ -153,6 +156,12 @@ def train(
         [0, 1, 2]
     """
     config = config or TrainConfig()
+    if not isinstance(config, TrainConfig):
+        raise IterationHeadsError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if not isinstance(data, Dataset):
+        raise IterationHeadsError(
+            f"data must be a Dataset (make_dataset(DataConfig(...))), got {type(data).__name__}"
+        )
     mconfig = model_config(model)
     if data.layout != mconfig.layout:
         raise IterationHeadsError(
@@ -163,6 +172,24 @@ def train(
             f"max_len={data.config.max_len} needs {data.train.tokens.shape[1]} positions, "
             f"the model's n_ctx is {mconfig.n_ctx} (max_len={mconfig.max_len})"
         )
+    if out_dir is None:
+        return _train(model, data, config, mconfig, None, resume, progress, callback)
+    run = Path(out_dir)
+    check_run_folder(run, resume)  # before the folder or its lock exist
+    with locked_run(run):
+        return _train(model, data, config, mconfig, run, resume, progress, callback)
+
+
+def _train(
+    model: torch.nn.Module,
+    data: Dataset,
+    config: TrainConfig,
+    mconfig: Any,
+    run: Path | None,
+    resume: bool,
+    progress: bool,
+    callback: Callable[[dict[str, Any]], None] | None,
+) -> list[dict[str, Any]]:
     if config.threads:
         torch.set_num_threads(config.threads)
     device = torch.device(config.device)
@@ -170,7 +197,6 @@ def train(
         model.to(device)
     params = trainable_parameters(model, config.trainable)
     optimizer = _make_optimizer(params, config)
-    run = Path(out_dir) if out_dir is not None else None
     record_base = {
         "model": mconfig.to_dict(),
         "data": data.config.to_dict(),
@@ -233,10 +259,13 @@ def train(
                         weights, tokens.to(device), embedding_dropout=config.embedding_dropout
                     )
                     loss = cot_loss(logits, targets.to(device))
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        raise _diverged(value, epoch + 1, batches + 1, config, run)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
-                    total += loss.item()
+                    total += value
                     batches += 1
                 model.eval()
                 seconds["train"] += time.perf_counter() - tick
@@ -268,6 +297,20 @@ def train(
     else:  # detect(model) and friends probe the task it was just trained on
         attach_metadata(model, metadata)
     return history
+
+
+def _diverged(
+    loss: float, epoch: int, batch: int, config: TrainConfig, run: Path | None
+) -> IterationHeadsError:
+    """The error of a run whose loss stopped being finite."""
+    kept = ""
+    if run is not None:
+        found = checkpoints(run)
+        kept = f"; {str(run)!r} keeps its checkpoint of epoch {found[0][0]}" if found else ""
+    return IterationHeadsError(
+        f"training diverged: loss {loss} at epoch {epoch}, batch {batch} (lr={config.lr}); "
+        f"nothing was saved as final{kept}"
+    )
 
 
 def trainable_parameters(

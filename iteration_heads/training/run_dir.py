@@ -1,35 +1,55 @@
-"""The files of a run directory: configs, evaluation history, the checkpoint to resume from.
+"""The files of a run directory: configs, evaluation history, the checkpoints to resume from,
+and the lock of the process training in it.
 
 A run directory holds::
 
-    run.json            model, data and training configs, seed, versions
+    run.json            model, data and training configs, seed, versions (written last when a
+                        run starts: the run exists once it does)
     history.jsonl       one JSON record per evaluation (epoch 0, every eval_every, the last)
-    checkpoint/         weights + optimizer state of the last checkpoint (for resume)
+    checkpoint/epoch-000050/   the last two checkpoints, each a folder renamed into place whole:
+                        weights, optimiser state and a manifest of both (sizes, SHA-256)
+    .lock, .lock.holder the lock of the process training here, and who holds it
     config.json, model.safetensors, metadata.json   the final model (see iteration_heads.load)
+
+Every file is written atomically (:func:`~iteration_heads._io.atomic_write`), so a run killed at
+any instant resumes from its newest intact checkpoint and ends as the uninterrupted run would.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import shutil
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from filelock import FileLock, Timeout
 
 from iteration_heads._io import (
     CHECKPOINT_DIR,
+    CONFIG_FILE,
     HISTORY_FILE,
+    LOCK_FILE,
+    LOCK_HOLDER_FILE,
+    METADATA_FILE,
     RUN_FILE,
+    WEIGHTS_FILE,
+    append_line,
     read_json,
     read_jsonl,
     versions,
+    write_error,
     write_json,
+    write_text,
 )
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.training.metrics import has_iteration_head, reaches_accuracy
+from iteration_heads.training.resume import load_checkpoint, save_checkpoint
 
 
 def read_history(run: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -53,8 +73,7 @@ def append_history(run: Path, record: dict[str, Any]) -> None:
         >>> [r["epoch"] for r in read_history(run)]
         [0, 10]
     """
-    with open(run / HISTORY_FILE, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_line(run / HISTORY_FILE, json.dumps(record))
 
 
 def at_target(summary: dict[str, Any]) -> bool:
@@ -115,6 +134,123 @@ def history_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+RUN_FILES = {
+    RUN_FILE,
+    HISTORY_FILE,
+    CHECKPOINT_DIR,
+    LOCK_FILE,
+    LOCK_HOLDER_FILE,
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    METADATA_FILE,
+}
+"""What a run directory may hold (besides temporary files of interrupted writes)."""
+
+
+def check_run_folder(run: Path, resume: bool) -> None:
+    """A clear error, before anything is written, when ``run`` cannot hold this run: a file, a
+    folder that cannot be created or written, a folder holding anything that is not a run, an
+    existing run without ``resume`` or a missing one with it.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "notes.txt").write_text("mine")
+        >>> check_run_folder(folder, False)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: ... holds files that are not a run's (notes.txt); choose an empty or new folder
+    """
+    if run.exists() and not run.is_dir():
+        raise IterationHeadsError(f"run directory {str(run)!r} is a file; expected a folder")
+    if not run.exists():
+        if resume:
+            raise IterationHeadsError(f"nothing to resume: {str(run)!r} does not exist")
+        parent = next((p for p in run.parents if p.exists()), Path("."))
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise IterationHeadsError(
+                f"cannot create the run directory {str(run)!r}: {str(parent)!r} is not a "
+                "writable folder"
+            )
+        return
+    if not os.access(run, os.W_OK | os.X_OK):
+        raise IterationHeadsError(f"cannot write into the run directory {str(run)!r}")
+    if (run / RUN_FILE).is_file():
+        if not resume:
+            raise IterationHeadsError(
+                f"run directory {str(run)!r} already holds a run; pass resume=True (--resume) "
+                "to continue it, or choose another directory"
+            )
+        return
+    if resume:
+        raise IterationHeadsError(
+            f"nothing to resume in {str(run)!r}: the run never started (no {RUN_FILE}); run it "
+            "again without resume (--resume)"
+        )
+    if any((run / name).exists() for name in (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE)):
+        raise IterationHeadsError(
+            f"{str(run)!r} holds a saved model, not a run; choose an empty or new folder"
+        )
+    foreign = sorted(
+        p.name for p in run.iterdir() if p.name not in RUN_FILES and not p.name.endswith(".tmp")
+    )
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise IterationHeadsError(
+            f"{str(run)!r} holds files that are not a run's ({shown}); choose an empty or new "
+            "folder"
+        )
+
+
+@contextmanager
+def locked_run(run: Path) -> Iterator[None]:
+    """Hold the lock of the run directory ``run`` (created if needed) inside the block: a
+    second process gets a clear error naming the holder. The lock is the operating system's
+    (``filelock``): it dies with its process, so a killed run leaves no stale lock.
+
+    Example:
+        >>> import tempfile
+        >>> run = Path(tempfile.mkdtemp())
+        >>> with locked_run(run):
+        ...     with locked_run(run):  # another holder
+        ...         pass  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: run directory ... is in use by process ... since ...; wait for it to finish, or stop it
+    """
+    created = not run.exists()
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(run, err) from None
+    lock = FileLock(str(run / LOCK_FILE), timeout=0, thread_local=False, is_singleton=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            holder = read_json(run / LOCK_HOLDER_FILE)
+            who = f"process {holder['pid']} on {holder['host']} since {holder['since']}"
+        except (IterationHeadsError, KeyError, TypeError):
+            who = "another process"
+        raise IterationHeadsError(
+            f"run directory {str(run)!r} is in use by {who}; wait for it to finish, or stop it"
+        ) from None
+    except OSError as err:
+        if created:
+            shutil.rmtree(run, ignore_errors=True)
+        raise write_error(run / LOCK_FILE, err) from None
+    try:
+        since = time.strftime("%Y-%m-%d %H:%M:%S")
+        write_json(
+            run / LOCK_HOLDER_FILE,
+            {"pid": os.getpid(), "host": socket.gethostname(), "since": since},
+        )
+        yield
+    finally:
+        (run / LOCK_HOLDER_FILE).unlink(missing_ok=True)
+        lock.release()
+
+
 def prepare_run(
     run: Path,
     model: torch.nn.Module,
@@ -122,9 +258,11 @@ def prepare_run(
     record: dict[str, Any],
     resume: bool,
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Create the run directory (``run.json``, an empty history), or, when resuming, check that
-    the configs match (all but ``epochs``), reload the last checkpoint and keep the history up to
-    it. Returns the epoch to start from and the history so far.
+    """Start the run in ``run`` (a checkpoint of the initial state, an empty history, then
+    ``run.json``), or, when resuming, check that the configs match (``epochs`` may only grow),
+    load the newest intact checkpoint and keep the history up to it. Nothing is written before
+    the resume is known to be possible. Returns the epoch to start from and the history so far.
+    Call it holding the run's lock (:func:`locked_run`).
 
     Example:
         >>> import tempfile
@@ -135,107 +273,39 @@ def prepare_run(
         >>> prepare_run(run, model, optimizer, {"model": {}, "data": {}, "train": {}}, False)
         (0, [])
         >>> sorted(p.name for p in run.iterdir())
-        ['history.jsonl', 'run.json']
+        ['checkpoint', 'history.jsonl', 'run.json']
     """
-    run.mkdir(parents=True, exist_ok=True)
-    existing = run / RUN_FILE
+    check_run_folder(run, resume)
     if not resume:
-        if existing.exists():
-            raise IterationHeadsError(
-                f"run directory {str(run)!r} already holds a run; pass resume=True "
-                "(--resume) to continue it, or choose another directory"
-            )
-        write_json(existing, {**record, "versions": versions()})
-        (run / HISTORY_FILE).write_text("")
+        for leftover in (run / CHECKPOINT_DIR, run / HISTORY_FILE):  # a start that never finished
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            leftover.unlink(missing_ok=True)
+        save_checkpoint(run, model, optimizer, 0)
+        write_text(run / HISTORY_FILE, "")
+        write_json(run / RUN_FILE, {**record, "versions": versions()})
         return 0, []
-    saved = read_json(existing)
+    saved = read_json(run / RUN_FILE)
+    if not isinstance(saved, dict):
+        raise IterationHeadsError(f"{str(run / RUN_FILE)!r} must hold a JSON object")
     for key in ("model", "data"):
         if saved.get(key) != record[key]:
             raise IterationHeadsError(
                 f"cannot resume {str(run)!r}: its {key} config differs from this one"
             )
-    if {**saved.get("train", {}), "epochs": None} != {**record["train"], "epochs": None}:
+    saved_train = saved.get("train", {})
+    if {**saved_train, "epochs": None} != {**record["train"], "epochs": None}:
         raise IterationHeadsError(
             f"cannot resume {str(run)!r}: its train config differs (other than epochs)"
         )
-    write_json(existing, {**record, "versions": versions()})
+    if record["train"]["epochs"] < saved_train.get("epochs", 0):
+        raise IterationHeadsError(
+            f"cannot resume {str(run)!r} with epochs={record['train']['epochs']}: the run is "
+            f"{saved_train['epochs']} epochs long; resume without epochs, or with more"
+        )
     epoch = load_checkpoint(run, model, optimizer)
     history = [r for r in read_jsonl(run / HISTORY_FILE) if r["epoch"] <= epoch]
-    (run / HISTORY_FILE).write_text("".join(json.dumps(r) + "\n" for r in history))
+    write_text(run / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in history))
+    if record["train"]["epochs"] != saved_train.get("epochs"):
+        write_json(run / RUN_FILE, {**record, "versions": versions()})
     return epoch, history
-
-
-def save_checkpoint(
-    run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int
-) -> None:
-    """Save the weights and the optimiser state after ``epoch`` into ``run/checkpoint``
-    (safetensors for tensors, JSON for the rest; :func:`load_checkpoint` reads it back).
-
-    Example:
-        >>> import tempfile
-        >>> from iteration_heads import ModelConfig, build_model
-        >>> model = build_model(ModelConfig(d_model=32, max_len=4))
-        >>> optimizer = torch.optim.Adam(model.parameters())
-        >>> run = Path(tempfile.mkdtemp())
-        >>> save_checkpoint(run, model, optimizer, 7)
-        >>> load_checkpoint(run, build_model(ModelConfig(d_model=32, max_len=4, seed=1)),
-        ...                 torch.optim.Adam(model.parameters()))
-        7
-    """
-    ckpt = run / CHECKPOINT_DIR
-    ckpt.mkdir(exist_ok=True)
-    state = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, Any] = {}
-    for index, values in state["state"].items():
-        for name, value in values.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"{index}.{name}"] = value.detach().cpu().contiguous()
-            else:
-                scalars[f"{index}.{name}"] = value
-    save_file(
-        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-        str(ckpt / "model.safetensors"),
-    )
-    save_file(tensors, str(ckpt / "optimizer.safetensors"))
-    write_json(ckpt / "optimizer.json", {"param_groups": state["param_groups"], "scalars": scalars})
-    write_json(ckpt / "state.json", {"epoch": epoch})
-
-
-def load_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Load the last checkpoint of ``run`` into ``model`` and ``optimizer``; returns its epoch.
-
-    Raises:
-        IterationHeadsError: when there is no checkpoint, or it is corrupt or does not match.
-
-    Example:
-        >>> import tempfile
-        >>> from iteration_heads import ModelConfig, build_model
-        >>> model = build_model(ModelConfig(d_model=32, max_len=4))
-        >>> load_checkpoint(Path(tempfile.mkdtemp()), model, torch.optim.Adam(model.parameters()))
-        Traceback (most recent call last):
-        ...
-        iteration_heads.errors.IterationHeadsError: no checkpoint to resume from in '...'
-    """
-    ckpt = run / CHECKPOINT_DIR
-    if not (ckpt / "state.json").is_file():
-        raise IterationHeadsError(f"no checkpoint to resume from in {str(ckpt)!r}")
-    epoch = int(read_json(ckpt / "state.json")["epoch"])
-    meta = read_json(ckpt / "optimizer.json")
-    try:
-        weights = load_file(str(ckpt / "model.safetensors"))
-        tensors = load_file(str(ckpt / "optimizer.safetensors"))
-    except Exception as err:
-        raise IterationHeadsError(f"corrupt checkpoint in {str(ckpt)!r}: {err}") from err
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in [*tensors.items(), *meta["scalars"].items()]:
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    try:
-        model.load_state_dict(weights, strict=True)
-        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    except (RuntimeError, ValueError, KeyError) as err:
-        raise IterationHeadsError(
-            f"checkpoint in {str(ckpt)!r} does not match the model: {err}"
-        ) from err
-    return epoch

@@ -10,13 +10,14 @@ offline and references no remote resource.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import html
 import os
 from pathlib import Path
 from typing import Any
 
-from iteration_heads._io import HISTORY_FILE, checked_output, write_text
+from iteration_heads._io import HISTORY_FILE, write_text
 from iteration_heads.detection.detector import detect
 from iteration_heads.detection.probes import Probes
 from iteration_heads.errors import IterationHeadsError
@@ -27,6 +28,7 @@ from iteration_heads.interventions.verification import verify
 from iteration_heads.model.checkpoint import data_config, load, model_directory, model_metadata
 from iteration_heads.model.transformer import model_config
 from iteration_heads.tasks.data import DataConfig
+from iteration_heads.tasks.task import check_int, get_task
 from iteration_heads.viz.attention import attention_heatmap, attention_view
 from iteration_heads.viz.circuits import ablation_chart, detection_heatmap, input_patching
 from iteration_heads.viz.curves import training_curves
@@ -63,6 +65,11 @@ def report_html(
         >>> page.count("<h2>"), page.count("plotly.js v")  # sections; plotly.js inlined once
         (5, 1)
     """
+    n_probes = check_int("n_probes", n_probes, minimum=1)
+    if length is not None:
+        length = check_int("length", length, minimum=1)
+    if task is not None:
+        get_task(task)  # an unknown task is named as such
     path = model_directory(directory)
     model = load(path)
     config = model_config(model)
@@ -76,6 +83,13 @@ def report_html(
         ) from None
     task_name = test_config.task
     probes = Probes.from_model(model, task=task, n=n_probes)
+    shown = sorted(set(probes.lengths.tolist()))
+    if length is not None and length not in shown:
+        contiguous = shown == list(range(shown[0], shown[-1] + 1))
+        span = f"{shown[0]}..{shown[-1]}" if contiguous else str(shown)
+        raise IterationHeadsError(
+            f"length={length}, expected the length of a probe: {span} (n_probes={n_probes})"
+        )
     title = f"iteration_heads report: {path.resolve().name}"
     page = HtmlPage(title)
     page.add(f"<h1>{html.escape(title)}</h1>")
@@ -177,6 +191,49 @@ def write_report(
         >>> out.stat().st_size > 1_000_000  # plotly.js and circuitsvis inlined
         True
     """
-    out = checked_output(path)
-    write_text(out, report_html(directory, n_probes=n_probes, task=task, length=length))
+    out = report_path(path)
+    page = report_html(directory, n_probes=n_probes, task=task, length=length)
+    created = [p for p in reversed(out.parents) if not p.exists()]
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text(out, page)
+    except OSError as err:
+        for folder in reversed(created):  # leave the disk as it was
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise IterationHeadsError(f"cannot write {str(out)!r}: {err.strerror or err}") from None
+    return out
+
+
+def report_path(path: str | os.PathLike[str]) -> Path:
+    """The path of an HTML file to write, checked before any work and without creating
+    anything: not a folder, and its nearest existing folder writable (missing folders are
+    created when the file is written).
+
+    Example:
+        >>> report_path("/")
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: output path '/' is a directory; expected a file name
+        >>> report_path("/proc/self/report.html")
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: cannot write '/proc/self/report.html': '/proc/self' is not writable
+    """
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise IterationHeadsError(f"output path {path!r}, expected a file name")
+    out = Path(path)
+    if out.is_dir():
+        raise IterationHeadsError(f"output path {str(out)!r} is a directory; expected a file name")
+    folder = out.parent
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        what = "a broken symlink or symlink loop" if folder.is_symlink() else "a file"
+        raise IterationHeadsError(
+            f"cannot write {str(out)!r}: {str(folder)!r} is {what}, expected a folder"
+        )
+    read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY) if hasattr(os, "statvfs") else False
+    if read_only or not os.access(folder, os.W_OK | os.X_OK):
+        raise IterationHeadsError(f"cannot write {str(out)!r}: {str(folder)!r} is not writable")
     return out

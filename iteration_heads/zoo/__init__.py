@@ -104,7 +104,7 @@ def path(name: str) -> Path:
         >>> path("copy").name
         'copy'
     """
-    if name not in ENTRIES:
+    if not isinstance(name, str) or name not in ENTRIES:
         raise IterationHeadsError(f"unknown zoo model {name!r}; shipped models: {names()}")
     folder = SHIPPED_MODELS_DIR / name
     if not (folder / WEIGHTS_FILE).is_file():
@@ -240,10 +240,16 @@ def build(
         ...
         iteration_heads.errors.IterationHeadsError: unknown zoo model 'unknown'; shipped models: [...]
     """
+    if which is not None and (isinstance(which, str) or not isinstance(which, (list, tuple))):
+        raise IterationHeadsError(f"which={which!r}, expected a list of zoo model names")
     chosen = which or names()
     for name in chosen:
         if name not in ENTRIES:
             raise IterationHeadsError(f"unknown zoo model {name!r}; shipped models: {names()}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise IterationHeadsError(f"jobs={jobs!r}, expected an integer >= 1")
+    if Path(runs).exists() and not Path(runs).is_dir():
+        raise IterationHeadsError(f"runs={str(runs)!r} is a file; expected a folder")
     specs = recipes()
     run_all([specs[n] for n in chosen], runs, jobs=jobs)
     installed = []
@@ -268,6 +274,11 @@ def install(name: str, run_dir: str | os.PathLike[str]) -> Path:
     if name not in ENTRIES:
         raise IterationHeadsError(f"unknown zoo model {name!r}; shipped models: {names()}")
     run = Path(run_dir)
+    if not run.is_dir():
+        raise IterationHeadsError(
+            f"run {str(run)!r} {'is a file' if run.exists() else 'does not exist'}; "
+            "expected a finished run folder"
+        )
     files = [CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, HISTORY_FILE]
     missing = [f for f in files if not (run / f).is_file()]
     if missing:

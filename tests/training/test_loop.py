@@ -83,8 +83,12 @@ def test_run_directory_refuses_to_overwrite_and_mismatched_resume(tmp_path):
             resume=True,
             progress=False,
         )
-    (tmp_path / "checkpoint" / "optimizer.safetensors").write_bytes(b"garbage")
-    with pytest.raises(IterationHeadsError, match="corrupt checkpoint"):
+    for folder in (tmp_path / "checkpoint").iterdir():
+        (folder / "optimizer.safetensors").write_bytes(b"garbage")
+    with (
+        pytest.warns(UserWarning, match="damaged checkpoint"),
+        pytest.raises(IterationHeadsError, match="no intact checkpoint"),
+    ):
         train(
             build_model(tiny_config()), data, config, out_dir=tmp_path, resume=True, progress=False
         )

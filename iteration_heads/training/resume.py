@@ -1,0 +1,219 @@
+"""Checkpoints to resume from: each a folder ``checkpoint/epoch-N`` renamed into place whole
+(weights, optimiser state, a manifest of both), the newest two kept, the newest intact one loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import warnings
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from iteration_heads._io import (
+    CHECKPOINT_DIR,
+    read_json,
+    write_error,
+    write_json,
+    write_tensors,
+)
+from iteration_heads.errors import IterationHeadsError
+
+KEEP_CHECKPOINTS = 2
+"""Checkpoints kept in a run directory (the newest); resume takes the newest intact one."""
+
+
+def _checkpoint_name(epoch: int) -> str:
+    return f"epoch-{epoch:06d}"
+
+
+def checkpoints(run: Path) -> list[tuple[int, Path]]:
+    """The checkpoints of ``run`` as ``(epoch, folder)``, newest first (an older layout's single
+    checkpoint included).
+
+    Example:
+        >>> import tempfile
+        >>> checkpoints(Path(tempfile.mkdtemp()))
+        []
+    """
+    root = run / CHECKPOINT_DIR
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in root.iterdir():
+        name = folder.name
+        if folder.is_dir() and name.startswith("epoch-") and name[6:].isdigit():
+            found.append((int(name[6:]), folder))
+    if (root / "state.json").is_file():  # the single checkpoint of runs written before
+        with suppress(IterationHeadsError, KeyError, TypeError, ValueError):
+            found.append((int(read_json(root / "state.json")["epoch"]), root))
+    return sorted(found, key=lambda item: item[0], reverse=True)
+
+
+def _digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def save_checkpoint(
+    run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int
+) -> None:
+    """Save the weights and the optimiser state after ``epoch`` as ``run/checkpoint/epoch-N``:
+    written into a temporary folder (safetensors for tensors, JSON for the rest, a manifest of
+    both last), renamed into place whole, then all but the newest :data:`KEEP_CHECKPOINTS`
+    removed. A crash at any instant leaves every earlier checkpoint intact.
+
+    Example:
+        >>> import tempfile
+        >>> from iteration_heads import ModelConfig, build_model
+        >>> model = build_model(ModelConfig(d_model=32, max_len=4))
+        >>> optimizer = torch.optim.Adam(model.parameters())
+        >>> run = Path(tempfile.mkdtemp())
+        >>> for epoch in (5, 6, 7):
+        ...     save_checkpoint(run, model, optimizer, epoch)
+        >>> [epoch for epoch, _ in checkpoints(run)]
+        [7, 6]
+        >>> load_checkpoint(run, build_model(ModelConfig(d_model=32, max_len=4, seed=1)),
+        ...                 torch.optim.Adam(model.parameters()))
+        7
+    """
+    root = run / CHECKPOINT_DIR
+    final = root / _checkpoint_name(epoch)
+    if final.is_dir():  # the same epoch: the same state (training is deterministic)
+        return
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.", suffix=".tmp"))
+    except OSError as err:
+        raise write_error(root, err) from None
+    try:
+        state = optimizer.state_dict()
+        tensors: dict[str, torch.Tensor] = {}
+        scalars: dict[str, Any] = {}
+        for index, values in state["state"].items():
+            for name, value in values.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"{index}.{name}"] = value
+                else:
+                    scalars[f"{index}.{name}"] = value
+        write_tensors(tmp / "model.safetensors", dict(model.state_dict()))
+        write_tensors(tmp / "optimizer.safetensors", tensors)
+        write_json(
+            tmp / "optimizer.json", {"param_groups": state["param_groups"], "scalars": scalars}
+        )
+        files = ("model.safetensors", "optimizer.safetensors", "optimizer.json")
+        manifest = {
+            f: {"bytes": (tmp / f).stat().st_size, "sha256": _digest(tmp / f)} for f in files
+        }
+        write_json(tmp / "state.json", {"epoch": epoch, "files": manifest})
+        os.chmod(tmp, 0o755)
+        os.rename(tmp, final)
+    except OSError as err:
+        raise write_error(final, err) from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    for stale in root.iterdir():  # interrupted writes of earlier processes
+        if stale.name.endswith(".tmp") and stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        elif stale.name.endswith(".tmp"):
+            stale.unlink(missing_ok=True)
+    for _, old in checkpoints(run)[KEEP_CHECKPOINTS:]:
+        if old != root:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Load the newest intact checkpoint of ``run`` into ``model`` and ``optimizer``; returns
+    its epoch. A checkpoint that does not check out (a file missing, its size or SHA-256 not
+    the manifest's, unreadable) is skipped with a warning; nothing is loaded half.
+
+    Raises:
+        IterationHeadsError: when no checkpoint is intact, or the newest intact one does not
+            match the model.
+
+    Example:
+        >>> import tempfile
+        >>> from iteration_heads import ModelConfig, build_model
+        >>> model = build_model(ModelConfig(d_model=32, max_len=4))
+        >>> load_checkpoint(Path(tempfile.mkdtemp()), model, torch.optim.Adam(model.parameters()))
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: no checkpoint to resume from in '...'
+    """
+    found = checkpoints(run)
+    if not found:
+        raise IterationHeadsError(f"no checkpoint to resume from in {str(run / CHECKPOINT_DIR)!r}")
+    problems = []
+    for epoch, folder in found:
+        try:
+            weights, state = _read_checkpoint(folder)
+        except IterationHeadsError as err:
+            problems.append(str(err))
+            warnings.warn(f"skipped a damaged checkpoint: {err}", stacklevel=2)
+            continue
+        _load_into(folder, model, optimizer, weights, state)
+        return epoch
+    raise IterationHeadsError(
+        f"no intact checkpoint in {str(run / CHECKPOINT_DIR)!r}: " + "; ".join(problems)
+    )
+
+
+def _read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Weights and optimiser state of one checkpoint folder, checked against its manifest."""
+    meta = read_json(folder / "state.json")
+    for name, expected in (meta.get("files") or {}).items():
+        path = folder / name
+        if not path.is_file():
+            raise IterationHeadsError(f"{str(folder)!r}: {name} is missing")
+        if path.stat().st_size != expected["bytes"] or _digest(path) != expected["sha256"]:
+            raise IterationHeadsError(f"{str(folder)!r}: {name} is not the file its manifest lists")
+    optimizer_meta = read_json(folder / "optimizer.json")
+    try:
+        weights = load_file(str(folder / "model.safetensors"))
+        tensors = load_file(str(folder / "optimizer.safetensors"))
+    except Exception as err:
+        raise IterationHeadsError(f"corrupt checkpoint in {str(folder)!r}: {err}") from None
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in [*tensors.items(), *optimizer_meta["scalars"].items()]:
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    return weights, {"state": state, "param_groups": optimizer_meta["param_groups"]}
+
+
+def _load_into(
+    folder: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    weights: dict[str, torch.Tensor],
+    state: dict[str, Any],
+) -> None:
+    """Load a checkpoint read by :func:`_read_checkpoint`; on a mismatch, nothing changes."""
+    expected = model.state_dict()
+    wrong = [
+        k
+        for k, v in expected.items()
+        if k in weights and (weights[k].shape != v.shape or weights[k].dtype != v.dtype)
+    ]
+    if set(weights) != set(expected) or wrong:
+        raise IterationHeadsError(
+            f"checkpoint in {str(folder)!r} does not match the model (tensors {sorted(set(weights) ^ set(expected)) + wrong})"
+        )
+    before = {k: v.detach().clone() for k, v in expected.items()}
+    try:
+        model.load_state_dict(weights, strict=True)
+        optimizer.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError) as err:
+        model.load_state_dict(before, strict=True)
+        raise IterationHeadsError(
+            f"checkpoint in {str(folder)!r} does not match the model: {err}"
+        ) from None
