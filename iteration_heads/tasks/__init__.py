@@ -4,7 +4,9 @@
   registry;
 * :mod:`~iteration_heads.tasks.layout`: the vocabulary and where each token of a chain of thought
   sits;
-* :mod:`~iteration_heads.tasks.data`: train and test splits, batches, encoding.
+* :mod:`~iteration_heads.tasks.data`: train and test splits, batches, encoding;
+* :mod:`~iteration_heads.tasks.ontology`: multi-hop reasoning over fictional ontologies, every
+  chain-of-thought target tagged with its subtask and source.
 """
 
 from iteration_heads.tasks.data import IGNORE, DataConfig, Dataset, Split, encode, make_dataset

@@ -1,0 +1,311 @@
+"""Multi-hop reasoning over fictional ontologies (PrOntoQA-style), as token sequences of a small
+vocabulary, with every chain-of-thought position tagged by its subtask and its source.
+
+A problem states facts ``a is b .`` (shuffled, with distractors), asks ``Q x is p ?`` and
+answers with a chain of thought that walks the chain from the entity ``x``::
+
+    <s> c1 is c2 . x is c1 . c2 is p . Q x is p ? => x is c1 . c1 is c2 . x is c2 . c2 is p . x is p . True </s>
+
+Each name is one token, so a prompt and its corruption (one name swapped for another of the same
+kind) have the same length. The targets of the chain of thought are tagged (Dutta et al.'s
+decomposition):
+
+* **decision**: the subject of a sentence (which entity or concept comes next);
+* **copy**: the object of ``c is d`` (or ``x is c``, the first), copied from a fact in context;
+* **induction**: the object of ``x is d`` after ``x is c . c is d``, copied from the chain of
+  thought itself;
+* **answer**: ``True`` / ``False``; and ``format`` for ``is``, ``.`` and ``</s>``.
+
+This module is the task's data (the first step of the multi-hop work); training on it and the
+analyses come next.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.tasks.data import IGNORE
+from iteration_heads.tasks.task import check_int, check_number
+
+SPECIALS = ("<pad>", "<s>", "</s>", "is", ".", "Q", "?", "=>", "True", "False")
+SUBTASKS = ("format", "decision", "copy", "induction", "answer")
+"""Subtask codes: ``subtasks[i, p] = SUBTASKS.index(name)`` for a scored position, -1 elsewhere."""
+
+Fact = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class OntologyConfig:
+    """How problems are drawn.
+
+    Example:
+        >>> OntologyConfig(hops=(1, 2)).max_hops
+        2
+    """
+
+    hops: tuple[int, ...] = (1, 2, 3)  # concept-to-concept-or-property steps after "x is c1"
+    distractors: int = 2  # at most this many distractor facts (0..distractors, uniformly)
+    p_true: float = 0.5  # fraction of questions whose answer is True
+    n_concepts: int = 12
+    n_entities: int = 6
+    n_properties: int = 6
+
+    def __post_init__(self) -> None:
+        if isinstance(self.hops, int) or not self.hops:
+            raise IterationHeadsError(
+                f"hops={self.hops!r}, expected a non-empty tuple such as (1, 2)"
+            )
+        object.__setattr__(self, "hops", tuple(check_int("hops", h, minimum=1) for h in self.hops))
+        check_int("distractors", self.distractors, minimum=0)
+        check_number("p_true", self.p_true, minimum=0, maximum=1)
+        check_int("n_entities", self.n_entities, minimum=2)
+        check_int("n_properties", self.n_properties, minimum=2)
+        check_int("n_concepts", self.n_concepts, minimum=2)
+        if self.max_hops > self.n_concepts:
+            raise IterationHeadsError(
+                f"hops up to {self.max_hops} need {self.max_hops} concepts on a chain; "
+                f"n_concepts={self.n_concepts}"
+            )
+
+    @property
+    def max_hops(self) -> int:
+        """The longest chain."""
+        return max(self.hops)
+
+
+@dataclass(frozen=True)
+class OntologyVocab:
+    """Token ids: the special tokens, then concepts ``c0..``, entities ``e0..``, properties
+    ``p0..``.
+
+    Example:
+        >>> vocab = OntologyVocab.of(OntologyConfig(n_concepts=3, n_entities=2, n_properties=2))
+        >>> vocab.size, vocab.id("c0"), vocab.kind("e1"), vocab.names[vocab.id("p1")]
+        (17, 10, 'entity', 'p1')
+    """
+
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, config: OntologyConfig) -> OntologyVocab:
+        """The vocabulary of problems drawn with ``config``."""
+        concepts = [f"c{i}" for i in range(config.n_concepts)]
+        entities = [f"e{i}" for i in range(config.n_entities)]
+        properties = [f"p{i}" for i in range(config.n_properties)]
+        return cls((*SPECIALS, *concepts, *entities, *properties))
+
+    @property
+    def size(self) -> int:
+        """Number of tokens."""
+        return len(self.names)
+
+    def id(self, name: str) -> int:
+        """The id of a token name."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise IterationHeadsError(f"unknown token {name!r}") from None
+
+    def kind(self, name: str) -> str:
+        """``"concept"``, ``"entity"``, ``"property"`` or ``"special"``."""
+        return (
+            {"c": "concept", "e": "entity", "p": "property"}.get(name[0], "special")
+            if (name not in SPECIALS)
+            else "special"
+        )
+
+    def of_kind(self, kind: str) -> list[str]:
+        """Every name of one kind."""
+        return [n for n in self.names if self.kind(n) == kind]
+
+
+def walk_chain(facts: Sequence[Fact], entity: str) -> list[str]:
+    """The chain ``[c1, c2, ..., property]`` that ``entity`` reaches by following the facts
+    (each subject has one object), or a clear error: the entity is in no fact, a subject has two
+    objects, or the facts loop.
+
+    Example:
+        >>> walk_chain([("c1", "c2"), ("e0", "c1"), ("c2", "p0")], "e0")
+        ['c1', 'c2', 'p0']
+        >>> walk_chain([("c1", "c2"), ("c2", "c1"), ("e0", "c1")], "e0")
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: the facts loop: e0 -> c1 -> c2 -> c1
+    """
+    parent: dict[str, str] = {}
+    for subject, obj in facts:
+        if subject in parent and parent[subject] != obj:
+            raise IterationHeadsError(
+                f"{subject} is both {parent[subject]} and {obj}: each subject needs one object"
+            )
+        parent[subject] = obj
+    if entity not in parent:
+        raise IterationHeadsError(f"the entity {entity!r} is in no fact")
+    chain, seen = [], [entity]
+    node = entity
+    while node in parent:
+        node = parent[node]
+        if node in seen:
+            raise IterationHeadsError("the facts loop: " + " -> ".join([*seen, node]))
+        seen.append(node)
+        chain.append(node)
+    return chain
+
+
+def chain_of_thought(facts: Sequence[Fact], entity: str, query: str) -> list[tuple[str, str]]:
+    """The chain of thought as ``(token, subtask)`` pairs, ending with the answer: is
+    ``entity`` ``query`` (a property)?
+
+    Example:
+        >>> steps = chain_of_thought([("c1", "p0"), ("e0", "c1")], "e0", "p0")
+        >>> " ".join(t for t, _ in steps)
+        'e0 is c1 . c1 is p0 . e0 is p0 . True </s>'
+        >>> [s for t, s in steps if s in ("copy", "induction")]
+        ['copy', 'copy', 'induction']
+    """
+    chain = walk_chain(facts, entity)
+    out = [(entity, "decision"), ("is", "format"), (chain[0], "copy"), (".", "format")]
+    for before, after in itertools.pairwise(chain):
+        out += [(before, "decision"), ("is", "format"), (after, "copy"), (".", "format")]
+        out += [(entity, "decision"), ("is", "format"), (after, "induction"), (".", "format")]
+    out += [("True" if chain[-1] == query else "False", "answer"), ("</s>", "format")]
+    return out
+
+
+@dataclass(frozen=True)
+class OntologyProblems:
+    """Problems as token ids, right-padded with ``<pad>``.
+
+    Attributes:
+        tokens: ``<s> facts Q x is p ? => chain of thought True/False </s>``.
+        targets: The next token at every chain-of-thought position (after ``=>``), ``-100``
+            elsewhere: what the masked CoT loss scores.
+        hops: Hops of each problem.
+        answers: True where the answer is True.
+        subtasks: For each scored position, the index in :data:`SUBTASKS` of its target's
+            subtask; -1 elsewhere.
+        sources: For each scored position whose target is a name, the position of that name's
+            most recent earlier occurrence (in the chain of thought for induction and later
+            decisions, in the facts for copies, in the question for the first decision); -1
+            elsewhere.
+        vocab: The vocabulary.
+    """
+
+    tokens: Int[Tensor, "n pos"]
+    targets: Int[Tensor, "n pos"]
+    hops: Int[Tensor, " n"]
+    answers: Bool[Tensor, " n"]
+    subtasks: Int[Tensor, "n pos"]
+    sources: Int[Tensor, "n pos"]
+    vocab: OntologyVocab
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def decode(self, row: int) -> str:
+        """One problem as text (padding dropped).
+
+        Example:
+            >>> problems = make_ontology_problems(OntologyConfig(hops=(1,), distractors=0), 1, seed=0)
+            >>> problems.decode(0).split(" ? ")[1]
+            '=> e4 is c1 . c1 is p1 . e4 is p1 . False </s>'
+        """
+        names = [self.vocab.names[t] for t in self.tokens[row].tolist()]
+        return " ".join(n for n in names if n != "<pad>")
+
+    def corrupt(self, row: int, position: int) -> Int[Tensor, " pos"]:
+        """The tokens of problem ``row`` with the source of the target predicted at
+        ``position`` replaced by another name of the same kind that the problem does not use
+        (Dutta et al.'s counterfactual): the same length, the answer's origin removed.
+
+        Example:
+            >>> problems = make_ontology_problems(OntologyConfig(hops=(1,), distractors=0), 1, seed=0)
+            >>> position = int((problems.subtasks[0] == SUBTASKS.index("copy")).nonzero()[0])
+            >>> changed = (problems.corrupt(0, position) != problems.tokens[0]).nonzero().flatten()
+            >>> changed.tolist() == [int(problems.sources[0, position])]
+            True
+        """
+        source = int(self.sources[row, position])
+        if source < 0:
+            raise IterationHeadsError(
+                f"position {position} of problem {row} predicts no name (subtask "
+                f"{SUBTASKS[int(self.subtasks[row, position])] if self.subtasks[row, position] >= 0 else 'none'})"
+            )
+        name = self.vocab.names[int(self.tokens[row, source])]
+        used = {self.vocab.names[t] for t in self.tokens[row].tolist()}
+        spare = [n for n in self.vocab.of_kind(self.vocab.kind(name)) if n not in used]
+        if not spare:
+            raise IterationHeadsError(f"no unused {self.vocab.kind(name)} to replace {name!r} with")
+        tokens = self.tokens[row].clone()
+        tokens[source] = self.vocab.id(random.Random(row * 7919 + position).choice(spare))
+        return tokens
+
+
+def _draw(config: OntologyConfig, vocab: OntologyVocab, rng: random.Random) -> tuple:
+    hops = rng.choice(config.hops)
+    concepts = vocab.of_kind("concept")
+    rng.shuffle(concepts)
+    chain_concepts, free = concepts[:hops], concepts[hops:]
+    properties = vocab.of_kind("property")
+    entity = rng.choice(vocab.of_kind("entity"))
+    prop = rng.choice(properties)
+    facts = [(entity, chain_concepts[0])]
+    facts += list(zip(chain_concepts, [*chain_concepts[1:], prop], strict=True))
+    for _ in range(rng.randint(0, config.distractors)):  # off the chain: never reached from x
+        if len(free) < 1:
+            break
+        subject = free.pop()
+        facts.append((subject, rng.choice([*free, *properties] if free else properties)))
+    rng.shuffle(facts)
+    answer = rng.random() < config.p_true
+    query = prop if answer else rng.choice([p for p in properties if p != prop])
+    return facts, entity, query, hops, answer
+
+
+def make_ontology_problems(config: OntologyConfig, n: int, *, seed: int = 0) -> OntologyProblems:
+    """``n`` problems drawn with ``config`` (seeded), encoded and tagged.
+
+    Example:
+        >>> problems = make_ontology_problems(OntologyConfig(hops=(2,)), 4, seed=1)
+        >>> problems.hops.tolist(), problems.tokens.shape[0]
+        ([2, 2, 2, 2], 4)
+    """
+    n = check_int("n", n, minimum=1)
+    vocab = OntologyVocab.of(config)
+    rng = random.Random(seed)
+    rows, meta = [], []
+    for _ in range(n):
+        facts, entity, query, hops, answer = _draw(config, vocab, rng)
+        prompt = ["<s>"] + [w for s, o in facts for w in (s, "is", o, ".")]
+        prompt += ["Q", entity, "is", query, "?", "=>"]
+        steps = chain_of_thought(facts, entity, query)
+        rows.append((prompt, steps))
+        meta.append((hops, answer))
+    width = max(len(p) + len(s) for p, s in rows)
+    tokens = torch.zeros(n, width, dtype=torch.long)  # <pad> is 0
+    targets = torch.full((n, width), IGNORE, dtype=torch.long)
+    subtasks = torch.full((n, width), -1, dtype=torch.long)
+    sources = torch.full((n, width), -1, dtype=torch.long)
+    for i, (prompt, steps) in enumerate(rows):
+        names = prompt + [t for t, _ in steps]
+        tokens[i, : len(names)] = torch.tensor([vocab.id(t) for t in names])
+        for j, (token, subtask) in enumerate(steps):
+            at = len(prompt) + j  # the position of this token; it is predicted at at - 1
+            targets[i, at - 1] = vocab.id(token)
+            subtasks[i, at - 1] = SUBTASKS.index(subtask)
+            if subtask in ("decision", "copy", "induction"):
+                earlier = [p for p in range(at) if names[p] == token]
+                if subtask == "copy":  # from a fact: the object slot of "token ."
+                    earlier = [p for p in earlier if p < len(prompt) and names[p + 1] == "."]
+                sources[i, at - 1] = earlier[-1]
+    hops_t = torch.tensor([h for h, _ in meta])
+    answers = torch.tensor([a for _, a in meta])
+    return OntologyProblems(tokens, targets, hops_t, answers, subtasks, sources, vocab)
