@@ -88,8 +88,22 @@ def save_checkpoint(
     """
     root = run / CHECKPOINT_DIR
     final = root / _checkpoint_name(epoch)
-    if final.is_dir():  # the same epoch: the same state (training is deterministic)
-        return
+    if not final.is_dir():  # else the same epoch: the same state (training is deterministic)
+        _write_checkpoint(root, final, model, optimizer, epoch)
+    for stale in root.iterdir():  # interrupted writes of earlier processes
+        if stale.name.endswith(".tmp") and stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        elif stale.name.endswith(".tmp"):
+            stale.unlink(missing_ok=True)
+    for _, old in checkpoints(run)[KEEP_CHECKPOINTS:]:  # also after a kill before this step
+        if old != root:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_checkpoint(
+    root: Path, final: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int
+) -> None:
+    """Write one checkpoint into a temporary folder and rename it to ``final``."""
     try:
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.", suffix=".tmp"))
@@ -122,14 +136,6 @@ def save_checkpoint(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    for stale in root.iterdir():  # interrupted writes of earlier processes
-        if stale.name.endswith(".tmp") and stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-        elif stale.name.endswith(".tmp"):
-            stale.unlink(missing_ok=True)
-    for _, old in checkpoints(run)[KEEP_CHECKPOINTS:]:
-        if old != root:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def load_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:

@@ -332,3 +332,22 @@ def test_loading_refuses_devices_that_do_not_exist(tmp_path) -> None:
         with pytest.raises(IterationHeadsError, match="not available"):
             load(folder, device="cuda")
     assert load(folder, device="cpu").cfg.d_model == tiny_config().d_model
+
+
+def test_a_kill_between_a_checkpoint_and_its_pruning_is_tidied_by_the_next_save(tmp_path) -> None:
+    """Killed after a checkpoint folder was renamed into place but before the oldest was
+    removed, a run holds three; saving the same epoch again (a finished run resumed) prunes."""
+    import shutil
+
+    from iteration_heads.training.resume import checkpoints, save_checkpoint
+
+    model, _, _ = crash_run_parts()
+    optimizer = torch.optim.Adam(model.parameters())
+    for epoch in (1, 2):
+        save_checkpoint(tmp_path, model, optimizer, epoch)
+    shutil.copytree(
+        tmp_path / "checkpoint" / "epoch-000002", tmp_path / "checkpoint" / "epoch-000003"
+    )
+    assert [e for e, _ in checkpoints(tmp_path)] == [3, 2, 1]
+    save_checkpoint(tmp_path, model, optimizer, 3)
+    assert [e for e, _ in checkpoints(tmp_path)] == [3, 2]
