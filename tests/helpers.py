@@ -140,7 +140,7 @@ def crash_child(
     if kill_at is not None:
         where, target, n = kill_at
         calls = {"n": 0}
-        rename, write = os.replace, os.write
+        rename = os.replace
 
         def hit(kind: str, path: str) -> bool:
             path = Path(path)
@@ -177,6 +177,5 @@ def crash_child(
             import builtins
 
             builtins.open = killing_open
-        del write
     model, data, config = crash_run_parts(epochs)
     loop.train(model, data, config, out_dir=run, resume=resume, progress=False)

@@ -198,16 +198,21 @@ def check_int(
     if ok and maximum is not None and value > maximum:
         ok = False
     if not ok:
-        if minimum is not None and maximum is not None:
-            limits = f" in [{minimum}, {maximum}]"
-        elif minimum is not None:
-            limits = f" >= {minimum}"
-        elif maximum is not None:
-            limits = f" <= {maximum}"
-        else:
-            limits = ""
+        limits = _limits(minimum, maximum, False, False)
         raise IterationHeadsError(f"{name}={value!r}, expected an integer{limits}")
     return int(value)
+
+
+def _limits(minimum: float | None, maximum: float | None, open_min: bool, open_max: bool) -> str:
+    """`` in [a, b)``, `` >= a``, `` < b`` or nothing: the range an error message names."""
+    low, high = (f"{v:g}" if isinstance(v, float) else str(v) for v in (minimum, maximum))
+    if minimum is not None and maximum is not None:
+        return f" in {'(' if open_min else '['}{low}, {high}{')' if open_max else ']'}"
+    if minimum is not None:
+        return f" {'>' if open_min else '>='} {low}"
+    if maximum is not None:
+        return f" {'<' if open_max else '<='} {high}"
+    return ""
 
 
 def check_number(
@@ -237,16 +242,7 @@ def check_number(
     if ok and maximum is not None:
         ok = value < maximum if open_max else value <= maximum
     if not ok:
-        if minimum is not None and maximum is not None:
-            limits = (
-                f" in {'(' if open_min else '['}{minimum:g}, {maximum:g}{')' if open_max else ']'}"
-            )
-        elif minimum is not None:
-            limits = f" {'>' if open_min else '>='} {minimum:g}"
-        elif maximum is not None:
-            limits = f" {'<' if open_max else '<='} {maximum:g}"
-        else:
-            limits = ""
+        limits = _limits(minimum, maximum, open_min, open_max)
         raise IterationHeadsError(f"{name}={value!r}, expected a finite number{limits}")
     return float(value)
 
