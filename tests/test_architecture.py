@@ -26,6 +26,7 @@ PIPELINE = [
     "detection",
     "interventions",
     "auditing",
+    "pathways",
     "viz",
     "experiments",
 ]
