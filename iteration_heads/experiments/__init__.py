@@ -7,10 +7,17 @@ reproduction that writes docs/results.md (docs/paper.md §7).
 * one module per family of experiments, with its specs and claims:
   :mod:`~iteration_heads.experiments.emergence`, :mod:`~iteration_heads.experiments.controls`,
   :mod:`~iteration_heads.experiments.parity`, :mod:`~iteration_heads.experiments.scaling`;
-* :mod:`~iteration_heads.experiments.reproduction`: :data:`EXPERIMENTS`, :func:`reproduce`.
+* :mod:`~iteration_heads.experiments.reproduction`: :data:`EXPERIMENTS`, :func:`reproduce`;
+* :mod:`~iteration_heads.experiments.ontology`: the multi-hop model (:func:`train_ontology`).
 """
 
 from iteration_heads.experiments.claims import Claim, Experiment, mean_spread
+from iteration_heads.experiments.ontology import (
+    ONTOLOGY_DATA,
+    ONTOLOGY_TRAIN,
+    ontology_model_config,
+    train_ontology,
+)
 from iteration_heads.experiments.reproduction import EXPERIMENTS, get_experiment, reproduce
 from iteration_heads.experiments.results import RunResult
 from iteration_heads.experiments.runs import (
@@ -25,6 +32,8 @@ from iteration_heads.experiments.runs import (
 
 __all__ = [
     "EXPERIMENTS",
+    "ONTOLOGY_DATA",
+    "ONTOLOGY_TRAIN",
     "Claim",
     "Experiment",
     "RunResult",
@@ -33,9 +42,11 @@ __all__ = [
     "finished",
     "get_experiment",
     "mean_spread",
+    "ontology_model_config",
     "polynomial_spec",
     "reproduce",
     "run",
     "run_all",
+    "train_ontology",
     "transfer_spec",
 ]

@@ -48,6 +48,9 @@ class ModelConfig:
     n_heads: int = 1  # heads per layer
     d_head_: int | None = None  # per-head width; None: d_model // n_heads
     d_mlp_: int | None = None  # MLP width; None: 4·d_model
+    # vocabulary and context of a task outside the layout (the ontology task); None: the layout's
+    d_vocab_: int | None = None
+    n_ctx_: int | None = None
     activation: str = "gelu"  # one of ACTIVATIONS
     positional: Literal["learned", "frozen"] = "learned"  # frozen: fixed random N(0, 1)
     normalization: str | None = "LN"  # "LN", "LNPre", "RMS" or None
@@ -67,7 +70,7 @@ class ModelConfig:
         for name in ("max_len", "d_model", "n_layers", "n_heads", "seed"):
             value = check_int(name, getattr(self, name), minimum=0 if name == "seed" else 1)
             object.__setattr__(self, name, value)  # a numpy integer becomes an int
-        for name in ("d_head_", "d_mlp_"):
+        for name in ("d_head_", "d_mlp_", "d_vocab_", "n_ctx_"):
             if getattr(self, name) is not None:
                 value = check_int(name, getattr(self, name), minimum=1)
                 object.__setattr__(self, name, value)
@@ -94,13 +97,16 @@ class ModelConfig:
 
     @property
     def n_ctx(self) -> int:
-        """Context length: one CoT sequence of length ``max_len`` (``2·max_len + 3``)."""
+        """Context length: one CoT sequence of length ``max_len`` (``2·max_len + 3``), or
+        ``n_ctx_`` when set."""
+        if self.n_ctx_ is not None:
+            return self.n_ctx_
         return TokenLayout.seq_len(self.max_len, cot=True)
 
     @property
     def d_vocab(self) -> int:
-        """Vocabulary size, from the layout."""
-        return self.layout.d_vocab
+        """Vocabulary size, from the layout, or ``d_vocab_`` when set."""
+        return self.d_vocab_ if self.d_vocab_ is not None else self.layout.d_vocab
 
     @property
     def n_weights(self) -> int:
@@ -124,6 +130,9 @@ class ModelConfig:
         """JSON-ready dictionary; inverse of :meth:`from_dict`."""
         data = asdict(self)
         data["layout"] = self.layout.to_dict()
+        for name in ("d_vocab_", "n_ctx_"):  # configs of the layout's tasks stay as they were
+            if data[name] is None:
+                del data[name]
         return data
 
     @classmethod

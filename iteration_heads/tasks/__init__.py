@@ -6,23 +6,49 @@
   sits;
 * :mod:`~iteration_heads.tasks.data`: train and test splits, batches, encoding;
 * :mod:`~iteration_heads.tasks.ontology`: multi-hop reasoning over fictional ontologies, every
-  chain-of-thought target tagged with its subtask and source.
+  chain-of-thought target tagged with its subtask and source;
+* :mod:`~iteration_heads.tasks.ontology_world`: the fixed world a model memorises (its prior);
+* :mod:`~iteration_heads.tasks.ontology_data`: training problems and held-out test splits.
 """
 
 from iteration_heads.tasks.data import IGNORE, DataConfig, Dataset, Split, encode, make_dataset
 from iteration_heads.tasks.layout import TokenLayout
+from iteration_heads.tasks.ontology import (
+    PROBLEM_KINDS,
+    SUBTASKS,
+    OntologyConfig,
+    OntologyProblems,
+    OntologyVocab,
+    make_ontology_problems,
+)
+from iteration_heads.tasks.ontology_data import (
+    OntologyDataConfig,
+    OntologyDataset,
+    make_ontology_dataset,
+)
+from iteration_heads.tasks.ontology_world import World
 from iteration_heads.tasks.task import Task, get_task, list_tasks, register_task
 
 __all__ = [
     "IGNORE",
+    "PROBLEM_KINDS",
+    "SUBTASKS",
     "DataConfig",
     "Dataset",
+    "OntologyConfig",
+    "OntologyDataConfig",
+    "OntologyDataset",
+    "OntologyProblems",
+    "OntologyVocab",
     "Split",
     "Task",
     "TokenLayout",
+    "World",
     "encode",
     "get_task",
     "list_tasks",
     "make_dataset",
+    "make_ontology_dataset",
+    "make_ontology_problems",
     "register_task",
 ]

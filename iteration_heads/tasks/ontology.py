@@ -33,11 +33,15 @@ from torch import Tensor
 
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.tasks.data import IGNORE
+from iteration_heads.tasks.ontology_world import World
 from iteration_heads.tasks.task import check_int, check_number
 
 SPECIALS = ("<pad>", "<s>", "</s>", "is", ".", "Q", "?", "=>", "True", "False")
 SUBTASKS = ("format", "decision", "copy", "induction", "answer")
 """Subtask codes: ``subtasks[i, p] = SUBTASKS.index(name)`` for a scored position, -1 elsewhere."""
+PROBLEM_KINDS = ("fictional", "world", "contradicting")
+"""Kinds of problem: over concepts outside the world (every fact stated), over the world (its
+links stated only sometimes), over world concepts linked against the world (every fact stated)."""
 
 Fact = tuple[str, str]
 
@@ -57,6 +61,13 @@ class OntologyConfig:
     n_concepts: int = 12
     n_entities: int = 6
     n_properties: int = 6
+    # The world, a prior held in the weights: the first world_concepts concepts are linked along
+    # fixed chains of max_hops concepts (0: no world; see ontology_world.py).
+    world_concepts: int = 0
+    world_fraction: float = 0.0  # fraction of "mixed" problems drawn over the world
+    p_stated: float = 0.5  # each world link of a world problem is stated with this probability
+    p_contradict: float = 0.0  # fraction of world problems whose facts contradict the world
+    world_seed: int = 0  # draws the world's chains
 
     def __post_init__(self) -> None:
         if isinstance(self.hops, int) or not self.hops:
@@ -74,11 +85,41 @@ class OntologyConfig:
                 f"hops up to {self.max_hops} need {self.max_hops} concepts on a chain; "
                 f"n_concepts={self.n_concepts}"
             )
+        check_int("world_concepts", self.world_concepts, minimum=0)
+        check_int("world_seed", self.world_seed, minimum=0)
+        for name in ("world_fraction", "p_stated", "p_contradict"):
+            check_number(name, getattr(self, name), minimum=0, maximum=1)
+        if self.world_concepts and (
+            self.world_concepts < self.max_hops
+            or self.n_concepts - self.world_concepts < self.max_hops
+        ):
+            raise IterationHeadsError(
+                f"world_concepts={self.world_concepts} of n_concepts={self.n_concepts}: the world "
+                f"and the other concepts each need at least max_hops={self.max_hops}"
+            )
+        if self.world_fraction and not self.world_concepts:
+            raise IterationHeadsError(
+                f"world_fraction={self.world_fraction} needs a world: set world_concepts"
+            )
 
     @property
     def max_hops(self) -> int:
         """The longest chain."""
         return max(self.hops)
+
+    def world(self) -> World | None:
+        """The world ontology, or None without one.
+
+        Example:
+            >>> world = OntologyConfig(world_concepts=6, hops=(1, 2, 3)).world()
+            >>> [len(chain) for chain in world.chains]  # 3 concepts and a property each
+            [4, 4]
+        """
+        if not self.world_concepts:
+            return None
+        concepts = [f"c{i}" for i in range(self.world_concepts)]
+        properties = [f"p{i}" for i in range(self.n_properties)]
+        return World.build(concepts, properties, chain_length=self.max_hops, seed=self.world_seed)
 
 
 @dataclass(frozen=True)
@@ -195,8 +236,14 @@ class OntologyProblems:
         sources: For each scored position whose target is a name, the position of that name's
             most recent earlier occurrence (in the chain of thought for induction and later
             decisions, in the facts for copies, in the question for the first decision); -1
-            elsewhere.
+            elsewhere, and for the copy of a world link the prompt does not state (recalled
+            from the weights).
         vocab: The vocabulary.
+        kinds: Index in :data:`PROBLEM_KINDS` of each problem's kind.
+        priors: For each copy and induction target ``b`` drawn from a link ``a is b`` whose
+            ``a`` is a world concept, the world's parent of ``a`` (what a model that trusts
+            its memory predicts; the target itself unless the problem contradicts the world);
+            -1 elsewhere.
     """
 
     tokens: Int[Tensor, "n pos"]
@@ -206,6 +253,8 @@ class OntologyProblems:
     subtasks: Int[Tensor, "n pos"]
     sources: Int[Tensor, "n pos"]
     vocab: OntologyVocab
+    kinds: Int[Tensor, " n"]
+    priors: Int[Tensor, "n pos"]
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -216,7 +265,7 @@ class OntologyProblems:
         Example:
             >>> problems = make_ontology_problems(OntologyConfig(hops=(1,), distractors=0), 1, seed=0)
             >>> problems.decode(0).split(" ? ")[1]
-            '=> e4 is c1 . c1 is p1 . e4 is p1 . False </s>'
+            '=> e1 is c1 . c1 is p4 . e1 is p4 . False </s>'
         """
         names = [self.vocab.names[t] for t in self.tokens[row].tolist()]
         return " ".join(n for n in names if n != "<pad>")
@@ -249,16 +298,26 @@ class OntologyProblems:
         return tokens
 
 
-def _draw(config: OntologyConfig, vocab: OntologyVocab, rng: random.Random) -> tuple:
+def _draw(
+    config: OntologyConfig, vocab: OntologyVocab, world: World | None, kind: str, rng: random.Random
+) -> tuple:
+    """One problem: (stated facts, every fact of its chain, entity, query, hops, answer)."""
     hops = rng.choice(config.hops)
     concepts = vocab.of_kind("concept")
-    rng.shuffle(concepts)
-    chain_concepts, free = concepts[:hops], concepts[hops:]
+    outside = concepts[config.world_concepts :]  # the fictional concepts
+    rng.shuffle(outside)
     properties = vocab.of_kind("property")
+    if world is None or kind == "fictional":
+        chain = [*outside[:hops], rng.choice(properties)]
+        free = outside[hops:]
+    elif kind == "world":
+        chain, free = world.chain(hops, rng), outside
+    else:
+        chain, free = world.contradiction(hops, properties, rng), outside
     entity = rng.choice(vocab.of_kind("entity"))
-    prop = rng.choice(properties)
-    facts = [(entity, chain_concepts[0])]
-    facts += list(zip(chain_concepts, [*chain_concepts[1:], prop], strict=True))
+    links = list(itertools.pairwise(chain))
+    facts = [(entity, chain[0])]
+    facts += [link for link in links if kind != "world" or rng.random() < config.p_stated]
     for _ in range(rng.randint(0, config.distractors)):  # off the chain: never reached from x
         if len(free) < 1:
             break
@@ -266,12 +325,34 @@ def _draw(config: OntologyConfig, vocab: OntologyVocab, rng: random.Random) -> t
         facts.append((subject, rng.choice([*free, *properties] if free else properties)))
     rng.shuffle(facts)
     answer = rng.random() < config.p_true
-    query = prop if answer else rng.choice([p for p in properties if p != prop])
-    return facts, entity, query, hops, answer
+    query = chain[-1] if answer else rng.choice([p for p in properties if p != chain[-1]])
+    return facts, [*facts, *links], entity, query, hops, answer
 
 
-def make_ontology_problems(config: OntologyConfig, n: int, *, seed: int = 0) -> OntologyProblems:
+def _kinds(config: OntologyConfig, kind: str, n: int, rng: random.Random) -> list[str]:
+    """The kind of each of ``n`` problems: ``kind``, or drawn by the config's fractions."""
+    if kind not in ("mixed", *PROBLEM_KINDS):
+        raise IterationHeadsError(f"kind={kind!r}, expected 'mixed' or one of {PROBLEM_KINDS}")
+    if kind != "fictional" and not config.world_concepts and kind != "mixed":
+        raise IterationHeadsError(f"kind={kind!r} needs a world: set world_concepts")
+    if kind != "mixed":
+        return [kind] * n
+    out = []
+    for _ in range(n):
+        if rng.random() >= config.world_fraction:
+            out.append("fictional")
+        else:
+            out.append("contradicting" if rng.random() < config.p_contradict else "world")
+    return out
+
+
+def make_ontology_problems(
+    config: OntologyConfig, n: int, *, seed: int = 0, kind: str = "mixed"
+) -> OntologyProblems:
     """``n`` problems drawn with ``config`` (seeded), encoded and tagged.
+
+    ``kind`` is ``"mixed"`` (the config's ``world_fraction`` and ``p_contradict`` decide) or
+    one of :data:`PROBLEM_KINDS` for every problem.
 
     Example:
         >>> problems = make_ontology_problems(OntologyConfig(hops=(2,)), 4, seed=1)
@@ -280,32 +361,47 @@ def make_ontology_problems(config: OntologyConfig, n: int, *, seed: int = 0) -> 
     """
     n = check_int("n", n, minimum=1)
     vocab = OntologyVocab.of(config)
+    world = config.world()
     rng = random.Random(seed)
+    kinds = _kinds(config, kind, n, rng)
     rows, meta = [], []
-    for _ in range(n):
-        facts, entity, query, hops, answer = _draw(config, vocab, rng)
+    for problem_kind in kinds:
+        facts, every_fact, entity, query, hops, answer = _draw(
+            config, vocab, world, problem_kind, rng
+        )
         prompt = ["<s>"] + [w for s, o in facts for w in (s, "is", o, ".")]
         prompt += ["Q", entity, "is", query, "?", "=>"]
-        steps = chain_of_thought(facts, entity, query)
-        rows.append((prompt, steps))
-        meta.append((hops, answer))
-    width = max(len(p) + len(s) for p, s in rows)
+        steps = chain_of_thought(every_fact, entity, query)
+        rows.append((prompt, steps, [entity, *walk_chain(every_fact, entity)]))
+        meta.append((hops, answer, PROBLEM_KINDS.index(problem_kind)))
+    width = max(len(p) + len(s) for p, s, _ in rows)
     tokens = torch.zeros(n, width, dtype=torch.long)  # <pad> is 0
     targets = torch.full((n, width), IGNORE, dtype=torch.long)
     subtasks = torch.full((n, width), -1, dtype=torch.long)
     sources = torch.full((n, width), -1, dtype=torch.long)
-    for i, (prompt, steps) in enumerate(rows):
+    priors = torch.full((n, width), -1, dtype=torch.long)
+    parents = {} if world is None else world.parent
+    for i, (prompt, steps, path) in enumerate(rows):
         names = prompt + [t for t, _ in steps]
         tokens[i, : len(names)] = torch.tensor([vocab.id(t) for t in names])
         for j, (token, subtask) in enumerate(steps):
             at = len(prompt) + j  # the position of this token; it is predicted at at - 1
             targets[i, at - 1] = vocab.id(token)
             subtasks[i, at - 1] = SUBTASKS.index(subtask)
+            if subtask in ("copy", "induction") and path[path.index(token) - 1] in parents:
+                priors[i, at - 1] = vocab.id(parents[path[path.index(token) - 1]])
             if subtask in ("decision", "copy", "induction"):
                 earlier = [p for p in range(at) if names[p] == token]
-                if subtask == "copy":  # from a fact: the object slot of "token ."
-                    earlier = [p for p in earlier if p < len(prompt) and names[p + 1] == "."]
-                sources[i, at - 1] = earlier[-1]
-    hops_t = torch.tensor([h for h, _ in meta])
-    answers = torch.tensor([a for _, a in meta])
-    return OntologyProblems(tokens, targets, hops_t, answers, subtasks, sources, vocab)
+                if subtask == "copy":  # from the fact "subject is token ." of the prompt
+                    earlier = [
+                        p
+                        for p in earlier
+                        if p < len(prompt) and names[p + 1] == "." and names[p - 2] == names[at - 2]
+                    ]
+                sources[i, at - 1] = earlier[-1] if earlier else -1
+    hops_t = torch.tensor([h for h, _, _ in meta])
+    answers = torch.tensor([a for _, a, _ in meta])
+    kinds_t = torch.tensor([k for _, _, k in meta])
+    return OntologyProblems(
+        tokens, targets, hops_t, answers, subtasks, sources, vocab, kinds_t, priors
+    )

@@ -6,12 +6,20 @@ exactly, and the paper's metrics, which detection shares (docs/paper.md §4, §6
 * :mod:`~iteration_heads.training.resume`: crash-safe checkpoints to resume from;
 * :mod:`~iteration_heads.training.budget`: the memory a run needs, checked before it starts;
 * :mod:`~iteration_heads.training.evaluation`: :func:`evaluate` and :class:`Evaluation`;
+* :mod:`~iteration_heads.training.ontology_evaluation`: accuracy on the ontology task per hop
+  and subtask (:func:`evaluate_ontology`);
 * :mod:`~iteration_heads.training.metrics`: target weights, peakiness and the targets of a run.
 """
 
 from iteration_heads._io import CHECKPOINT_DIR, HISTORY_FILE, RUN_FILE
 from iteration_heads.training.evaluation import Evaluation, evaluate
-from iteration_heads.training.loop import TrainConfig, cot_loss, train, trainable_parameters
+from iteration_heads.training.loop import (
+    TrainConfig,
+    cot_loss,
+    evaluation_records,
+    train,
+    trainable_parameters,
+)
 from iteration_heads.training.metrics import (
     ACCURACY_TARGET,
     PEAK_THRESHOLD,
@@ -23,6 +31,7 @@ from iteration_heads.training.metrics import (
     score_heads,
     target_weights,
 )
+from iteration_heads.training.ontology_evaluation import OntologyEvaluation, evaluate_ontology
 from iteration_heads.training.run_dir import history_summary, read_history
 
 __all__ = [
@@ -35,9 +44,12 @@ __all__ = [
     "SUMMARY_MIN_LEN",
     "Evaluation",
     "HeadScores",
+    "OntologyEvaluation",
     "TrainConfig",
     "cot_loss",
     "evaluate",
+    "evaluate_ontology",
+    "evaluation_records",
     "has_iteration_head",
     "history_summary",
     "reaches_accuracy",

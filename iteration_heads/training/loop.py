@@ -25,8 +25,11 @@ from iteration_heads.model.checkpoint import attach_metadata, save
 from iteration_heads.model.fast_forward import Weights, forward
 from iteration_heads.model.transformer import check_device, model_config
 from iteration_heads.tasks.data import IGNORE, BatchOrder, Dataset
+from iteration_heads.tasks.ontology_data import OntologyDataset, head_problems
 from iteration_heads.tasks.task import check_bool, check_choice, check_int, check_number
 from iteration_heads.training.evaluation import evaluate
+from iteration_heads.training.metrics import reaches_accuracy
+from iteration_heads.training.ontology_evaluation import evaluate_ontology
 from iteration_heads.training.resume import checkpoints, save_checkpoint
 from iteration_heads.training.run_dir import (
     append_history,
@@ -127,7 +130,7 @@ def cot_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def train(
     model: torch.nn.Module,
-    data: Dataset,
+    data: Dataset | OntologyDataset,
     config: TrainConfig | None = None,
     *,
     out_dir: str | os.PathLike[str] | None = None,
@@ -158,16 +161,24 @@ def train(
     config = config or TrainConfig()
     if not isinstance(config, TrainConfig):
         raise IterationHeadsError(f"config must be a TrainConfig, got {type(config).__name__}")
-    if not isinstance(data, Dataset):
-        raise IterationHeadsError(
-            f"data must be a Dataset (make_dataset(DataConfig(...))), got {type(data).__name__}"
-        )
     mconfig = model_config(model)
-    if data.layout != mconfig.layout:
+    if isinstance(data, OntologyDataset):
+        if data.d_vocab != mconfig.d_vocab or data.width > mconfig.n_ctx:
+            raise IterationHeadsError(
+                f"ontology data needs d_vocab={data.d_vocab} and n_ctx >= {data.width}; the "
+                f"model has d_vocab={mconfig.d_vocab}, n_ctx={mconfig.n_ctx} (set d_vocab_ "
+                "and n_ctx_ in its ModelConfig)"
+            )
+    elif not isinstance(data, Dataset):
+        raise IterationHeadsError(
+            "data must be a Dataset (make_dataset(DataConfig(...))) or an OntologyDataset, "
+            f"got {type(data).__name__}"
+        )
+    elif data.layout != mconfig.layout:
         raise IterationHeadsError(
             f"data layout {data.layout.to_dict()} differs from the model's {mconfig.layout.to_dict()}"
         )
-    if data.train.tokens.shape[1] > mconfig.n_ctx:
+    elif data.train.tokens.shape[1] > mconfig.n_ctx:
         raise IterationHeadsError(
             f"max_len={data.config.max_len} needs {data.train.tokens.shape[1]} positions, "
             f"the model's n_ctx is {mconfig.n_ctx} (max_len={mconfig.max_len})"
@@ -182,7 +193,7 @@ def train(
 
 def _train(
     model: torch.nn.Module,
-    data: Dataset,
+    data: Dataset | OntologyDataset,
     config: TrainConfig,
     mconfig: Any,
     run: Path | None,
@@ -218,8 +229,7 @@ def _train(
 
     def log(epoch: int, train_loss: float | None) -> None:
         tick = time.perf_counter()
-        test = evaluate(model, data.test)
-        train_eval = evaluate(model, data.train)
+        test, train_eval = evaluation_records(model, data)
         seconds["eval"] += time.perf_counter() - tick
         record = {
             "epoch": epoch,
@@ -227,16 +237,15 @@ def _train(
             "train_seconds": round(seconds["train"], 3),
             "eval_seconds": round(seconds["eval"], 3),
             "train_cpu_seconds": round(seconds["train_cpu"], 3),  # CPU time of all threads
-            "test": test.to_dict(),
-            "train": train_eval.to_dict(),
+            "test": test,
+            "train": train_eval,
         }
         history.append(record)
         if run is not None:
             append_history(run, record)
         if callback is not None:
             callback(record)
-        summary = test.summary()
-        bar.set_postfix(loss=train_loss, acc=round(summary["accuracy"], 3))
+        bar.set_postfix(loss=train_loss, acc=round(test["summary"]["accuracy"], 3))
 
     for p in frozen:  # no gradient for what is not trained; restored below
         p.requires_grad_(False)
@@ -280,10 +289,11 @@ def _train(
                     and done % config.checkpoint_every == 0
                 ):
                     save_checkpoint(run, model, optimizer, done)
+                reached = reaches_accuracy if isinstance(data, OntologyDataset) else at_target
                 if (
                     config.stop_at_target
                     and history[-1]["epoch"] == done
-                    and at_target(history[-1]["test"]["summary"])
+                    and reached(history[-1]["test"]["summary"])
                 ):
                     break
     finally:
@@ -297,6 +307,32 @@ def _train(
     else:  # detect(model) and friends probe the task it was just trained on
         attach_metadata(model, metadata)
     return history
+
+
+ONTOLOGY_TRAIN_EVAL = 2000
+"""Training problems evaluated at each evaluation of an ontology run (the first ones)."""
+
+
+def evaluation_records(
+    model: torch.nn.Module, data: Dataset | OntologyDataset
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The test and train records of one evaluation. An ontology run's test record is its
+    held-out fictional split, with every other test split under ``"splits"``.
+
+    Example:
+        >>> from iteration_heads import DataConfig, ModelConfig, build_model, make_dataset
+        >>> data = make_dataset(DataConfig(task="copy", max_len=4, n_train=8, n_test=8))
+        >>> test, _ = evaluation_records(build_model(ModelConfig(d_model=32, max_len=4)), data)
+        >>> sorted(test["summary"])[:2]
+        ['accuracy', 'eoi_peakiness']
+    """
+    if isinstance(data, Dataset):
+        return evaluate(model, data.test).to_dict(), evaluate(model, data.train).to_dict()
+    tests = {kind: evaluate_ontology(model, p) for kind, p in data.tests.items()}
+    test = tests.pop("fictional").to_dict()
+    test["splits"] = {kind: result.summary() for kind, result in tests.items()}
+    train_eval = evaluate_ontology(model, head_problems(data.train_problems, ONTOLOGY_TRAIN_EVAL))
+    return test, train_eval.to_dict()
 
 
 def _diverged(

@@ -145,5 +145,5 @@ def has_iteration_head(summary: dict[str, Any]) -> bool:
         >>> has_iteration_head({"iteration_peakiness": [0.2, 0.95]})
         True
     """
-    peaks = summary["iteration_peakiness"]
+    peaks = summary.get("iteration_peakiness") or []  # a task without iteration has none
     return bool(peaks and peaks[-1] >= PEAKINESS_TARGET)

@@ -35,6 +35,18 @@ def test_json_round_trip_and_errors():
         model_config(torch.nn.Linear(2, 2))
 
 
+def test_vocabulary_and_context_overrides_for_tasks_outside_the_layout():
+    cfg = tiny_config(d_vocab_=40, n_ctx_=61)
+    model = build_model(cfg)
+    assert (model.cfg.d_vocab, model.cfg.n_ctx) == (40, 61) and model.W_U.shape[-1] == 40
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.n_weights == sum(v.numel() for v in model.state_dict().values())
+    # a config without overrides saves exactly as before they existed
+    assert "d_vocab_" not in tiny_config().to_dict() and "n_ctx_" not in tiny_config().to_dict()
+    with pytest.raises(IterationHeadsError, match="n_ctx_"):
+        ModelConfig(n_ctx_=0)
+
+
 def test_build_is_deterministic_and_seeded():
     a, b, c = (
         build_model(tiny_config()),

@@ -9,6 +9,7 @@ import torch
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.tasks.data import IGNORE
 from iteration_heads.tasks.ontology import (
+    PROBLEM_KINDS,
     SUBTASKS,
     OntologyConfig,
     chain_of_thought,
@@ -132,3 +133,73 @@ def test_bad_configs_get_a_clear_error(options, message) -> None:
         OntologyConfig(**options)
     with pytest.raises(IterationHeadsError, match="n="):
         make_ontology_problems(OntologyConfig(), 0)
+
+
+WORLD = OntologyConfig(
+    hops=(1, 2, 3),
+    n_concepts=14,
+    world_concepts=6,
+    world_fraction=0.5,
+    p_contradict=0.2,
+    p_stated=0.5,
+    distractors=2,
+)
+
+
+def test_the_world_is_disjoint_chains_over_its_concepts() -> None:
+    world = WORLD.world()
+    inner = [c for chain in world.chains for c in chain[:-1]]
+    assert sorted(inner) == sorted(f"c{i}" for i in range(6))  # each world concept once
+    assert all(chain[-1].startswith("p") for chain in world.chains)
+    assert OntologyConfig().world() is None
+
+
+def test_world_problems_state_links_only_sometimes_and_recall_the_rest() -> None:
+    problems = make_ontology_problems(WORLD, 200, seed=1, kind="world")
+    code = {name: SUBTASKS.index(name) for name in SUBTASKS}
+    copies = problems.subtasks == code["copy"]
+    world_copy = copies & (problems.priors >= 0)
+    # the world agrees with itself: what memory says is the target
+    assert torch.equal(problems.priors[world_copy], problems.targets[world_copy])
+    recalled = world_copy & (problems.sources < 0)
+    stated = world_copy & (problems.sources >= 0)
+    share = recalled.sum() / world_copy.sum()
+    assert 0.35 < float(share) < 0.65  # p_stated = 0.5
+    assert bool(stated.any())
+    assert bool((problems.kinds == PROBLEM_KINDS.index("world")).all())
+
+
+def test_contradicting_problems_state_every_link_against_the_world() -> None:
+    problems = make_ontology_problems(WORLD, 200, seed=2, kind="contradicting")
+    code = {name: SUBTASKS.index(name) for name in SUBTASKS}
+    for name in ("copy", "induction"):
+        mask = (problems.subtasks == code[name]) & (problems.priors >= 0)
+        assert bool(mask.any())
+        assert not bool((problems.priors[mask] == problems.targets[mask]).any())
+    copies = problems.subtasks == code["copy"]
+    assert bool((problems.sources[copies] >= 0).all())  # everything is in context
+
+
+def test_mixed_problems_follow_the_config_fractions() -> None:
+    problems = make_ontology_problems(WORLD, 2000, seed=3)
+    counts = torch.bincount(problems.kinds, minlength=3).tolist()
+    assert abs(counts[0] - 1000) < 100  # world_fraction 0.5
+    assert abs(counts[2] - 200) < 60  # a fifth of the world problems contradict it
+    fictional = make_ontology_problems(WORLD, 100, seed=3, kind="fictional")
+    world_ids = {fictional.vocab.id(f"c{i}") for i in range(6)}
+    assert not any(t in world_ids for t in fictional.tokens.flatten().tolist())
+
+
+@pytest.mark.parametrize(
+    "options, kind, message",
+    [
+        ({"world_concepts": 2, "hops": (3,)}, "mixed", "world_concepts=2 of n_concepts=12"),
+        ({"world_concepts": 10, "hops": (3,)}, "mixed", "each need at least max_hops=3"),
+        ({"world_fraction": 0.5}, "mixed", "needs a world: set world_concepts"),
+        ({}, "world", "kind='world' needs a world"),
+        ({}, "fantasy", "kind='fantasy', expected 'mixed' or one of"),
+    ],
+)
+def test_bad_worlds_get_a_clear_error(options, kind, message) -> None:
+    with pytest.raises(IterationHeadsError, match=message):
+        make_ontology_problems(OntologyConfig(**options), 4, kind=kind)
