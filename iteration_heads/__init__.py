@@ -5,12 +5,13 @@ docs/paper.md) and audits any TransformerLens model for the same circuit. The pa
 the pipeline: :mod:`~iteration_heads.tasks` → :mod:`~iteration_heads.model` →
 :mod:`~iteration_heads.training` → :mod:`~iteration_heads.detection` →
 :mod:`~iteration_heads.interventions` → :mod:`~iteration_heads.auditing` →
-:mod:`~iteration_heads.viz` →
+:mod:`~iteration_heads.pathways` → :mod:`~iteration_heads.viz` →
 :mod:`~iteration_heads.experiments`, with the shipped models in :mod:`~iteration_heads.zoo`.
 The verbs and result types users call most are importable from here.
 """
 
 from iteration_heads import experiments as experiments  # the paper's experiments, reproduced
+from iteration_heads import pathways as pathways  # Dutta et al.'s analyses, on any model
 from iteration_heads import viz as viz  # figures, attention views, the HTML report
 from iteration_heads import zoo as zoo  # the shipped models: ih.zoo.load(name)
 from iteration_heads.auditing import Audit, audit
@@ -81,6 +82,7 @@ __all__ = [
     "make_dataset",
     "patch_pattern",
     "path_patch",
+    "pathways",
     "pattern_effect",
     "position_shift",
     "register_task",

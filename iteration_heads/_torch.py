@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
+from torch import Tensor
 
 Head = tuple[int, int]
 """``(layer, head)``."""
@@ -108,3 +110,34 @@ def head_names(heads: Sequence[Head]) -> str:
         ('L0H1+L2H0', 'no head')
     """
     return "+".join(f"L{layer}H{head}" for layer, head in heads) or "no head"
+
+
+def normalise_at(
+    x: Tensor, scale: Tensor | None, position: int, norm: Any, kind: str | None
+) -> Tensor:
+    """``x`` through a model's normalisation as it acted at ``position``: centred (LayerNorm),
+    divided by the scale cached there (``hook_scale``), times the norm's weight, bias left out;
+    linear in ``x``, so the parts of a residual stream go through it one by one.
+
+    Example:
+        >>> norm = torch.nn.Module()
+        >>> normalise_at(torch.tensor([[1.0, 3.0]]), torch.tensor([[2.0]]), 0, norm, "LN")
+        tensor([[-0.5000,  0.5000]])
+    """
+    x = x - x.mean(-1, keepdim=True) if kind in ("LN", "LNPre") else x
+    x = x if scale is None else x / scale[position]
+    weight = getattr(norm, "w", None)
+    return x * weight if isinstance(weight, Tensor) else x
+
+
+def rotate_half(q: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotary embedding (``rotate_half`` form) of vectors with one position's ``cos``, ``sin``
+    over the first ``cos.shape[-1]`` dimensions.
+
+    Example:
+        >>> rotate_half(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 0.0]), torch.tensor([1.0, 1.0]))
+        tensor([0., 1.])
+    """
+    r = cos.shape[-1]
+    half = torch.cat([-q[..., r // 2 : r], q[..., : r // 2]], -1)
+    return torch.cat([q[..., :r] * cos + half * sin, q[..., r:]], -1)

@@ -19,6 +19,7 @@ figures are pinned while the cases run: 16 GB of memory available, no CUDA and n
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -42,9 +43,19 @@ import iteration_heads.training.budget as budget
 from iteration_heads import IterationHeadsError, Probes, get_task, list_tasks, save, zoo
 from iteration_heads.cli import main
 from iteration_heads.detection.detector import measure
+from iteration_heads.experiments.ontology_study import study_ontology
 from iteration_heads.interventions import as_batch
 from iteration_heads.model import data_config, model_config
-from iteration_heads.training import trainable_parameters
+from iteration_heads.pathways import iteration_prompts
+from iteration_heads.tasks import (
+    OntologyConfig,
+    OntologyDataConfig,
+    TokenLayout,
+    make_ontology_dataset,
+    make_ontology_problems,
+)
+from iteration_heads.tasks.ontology import walk_chain
+from iteration_heads.training import evaluate_ontology, trainable_parameters
 from iteration_heads.training.budget import check_memory
 from iteration_heads.viz import report_html, write_report
 
@@ -350,6 +361,80 @@ CASES: list[Case] = [
     api("zoo", "install from a file", "zoo.install('copy', 'afile')"),
     api("zoo", "install an unknown model", "zoo.install('gpt5', 'adir')"),
     api("zoo", "information on an unknown model", "zoo.info('gpt5')"),
+    # ---------------------------------------------------------------- ontology
+    api(
+        "ontology",
+        "facts that loop",
+        "walk_chain([('e0', 'c1'), ('c1', 'c2'), ('c2', 'c1')], 'e0')",
+    ),
+    api(
+        "ontology",
+        "a subject with two objects",
+        "walk_chain([('e0', 'c1'), ('c1', 'p0'), ('c1', 'p1')], 'e0')",
+    ),
+    api(
+        "ontology",
+        "question about an entity in no fact",
+        "walk_chain([('e0', 'c1'), ('c1', 'p0')], 'e3')",
+    ),
+    api("ontology", "more hops than concepts", "OntologyConfig(hops=(5,), n_concepts=4)"),
+    api("ontology", "hops as a number", "OntologyConfig(hops=3)"),
+    api("ontology", "world too small for the hops", "OntologyConfig(hops=(3,), world_concepts=2)"),
+    api(
+        "ontology",
+        "world problems without a world",
+        "make_ontology_problems(OntologyConfig(), 4, kind='world')",
+    ),
+    api(
+        "ontology",
+        "unknown kind of problem",
+        "make_ontology_problems(OntologyConfig(), 4, kind='fantasy')",
+    ),
+    api(
+        "ontology",
+        "model context too short",
+        "evaluate_ontology(model, make_ontology_problems(OntologyConfig(hops=(3,)), 4))",
+    ),
+    api(
+        "ontology",
+        "training a model of the wrong size",
+        "train(model, make_ontology_dataset(OntologyDataConfig(n_train=8, n_test=4)))",
+    ),
+    # ---------------------------------------------------------------- pathways
+    api(
+        "pathways",
+        "unknown subtask",
+        "pathways.ontology_prompts(make_ontology_problems(OntologyConfig(), 2), ('jump',))",
+    ),
+    api(
+        "pathways",
+        "prompts without chain of thought",
+        "pathways.iteration_prompts(nocot, TokenLayout.default())",
+    ),
+    api(
+        "pathways",
+        "patching without corruption",
+        "pathways.head_patching(model, dataclasses.replace(steps, corrupted=None))",
+    ),
+    api(
+        "pathways",
+        "a prior per prompt missing",
+        "pathways.logit_lens(model, steps, prior=torch.tensor([1]))",
+    ),
+    api(
+        "pathways",
+        "unknown knockout scope",
+        "pathways.segment_pathways(model, steps, scope='everything')",
+    ),
+    api(
+        "pathways", "traced position past the sequence", "pathways.trace_flow(model, tokens[0], 99)"
+    ),
+    api(
+        "pathways",
+        "ranking without every head",
+        "pathways.pruning_curve(model, steps, [(0, 0)], tokens)",
+    ),
+    api("pathways", "study of a model of another task", "study_ontology(model)"),
     # ---------------------------------------------------------------- CLI
     cli("", "no command", ""),
     cli("", "unknown command", "fit"),
@@ -423,6 +508,7 @@ CASES: list[Case] = [
     cli("reproduce", "negative seed", "reproduce emergence --seeds -1"),
     cli("reproduce", "results folder is a file", "reproduce emergence --out afile"),
     cli("reproduce", "run cache is a file", "reproduce emergence --runs afile"),
+    cli("reproduce", "seeds for the ontology study", "reproduce ontology --seeds 1"),
     # run directories (the crash, lock, disk-full and divergence cases: tests/training/test_crash_safety.py)
     cli("train", "run directory is a file", "train --out afile"),
     cli("train", "run directory holds a saved model", "train --out untrained"),
@@ -571,6 +657,15 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Out
         "targets": split.targets,
         "probes": Probes.from_split(split),
         "nocot": tiny_data(cot=False).test,
+        "steps": iteration_prompts(split, TokenLayout.default()),
+        "dataclasses": dataclasses,
+        "walk_chain": walk_chain,
+        "OntologyConfig": OntologyConfig,
+        "OntologyDataConfig": OntologyDataConfig,
+        "make_ontology_problems": make_ontology_problems,
+        "make_ontology_dataset": make_ontology_dataset,
+        "evaluate_ontology": evaluate_ontology,
+        "study_ontology": study_ontology,
         "wide": library_probes(n=8, max_len=8),
     }
     with pytest.MonkeyPatch.context() as patch:

@@ -7,9 +7,12 @@ from iteration_heads import DataConfig, detect, make_dataset, zoo
 from iteration_heads.cli import main
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model import model_config, model_metadata
-from iteration_heads.training import evaluate
+from iteration_heads.tasks import PROBLEM_KINDS, OntologyDataConfig, make_ontology_problems
+from iteration_heads.tasks.ontology_data import held_out, prompts_of
+from iteration_heads.training import evaluate, evaluate_ontology
 
 SHIPPED = zoo.names()
+ITERATIVE = [name for name in SHIPPED if name not in zoo.ONTOLOGY_MODELS]
 
 
 def test_every_shipped_model_is_small_and_complete():
@@ -19,6 +22,7 @@ def test_every_shipped_model_is_small_and_complete():
         "copy",
         "polynomial_nocot",
         "polynomial_3x2",
+        "ontology",
     ]
     total = 0
     for name in SHIPPED:
@@ -29,7 +33,7 @@ def test_every_shipped_model_is_small_and_complete():
     assert total < 4e6  # a few MB at most in all
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", ITERATIVE)
 def test_shipped_model_reaches_its_recorded_accuracy_on_fresh_data(name):
     model = zoo.load(name)
     meta = model_metadata(model)
@@ -42,7 +46,24 @@ def test_shipped_model_reaches_its_recorded_accuracy_on_fresh_data(name):
         assert accuracy >= 0.98
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+def test_ontology_model_reaches_its_accuracy_on_fresh_held_out_problems():
+    model = zoo.load("ontology")
+    meta = model_metadata(model)
+    recorded = zoo.info("ontology")["test_accuracy"]
+    assert recorded >= 0.99 and meta["task"] == "ontology"
+    config = OntologyDataConfig.from_dict(meta["data"])
+    seen = prompts_of(
+        make_ontology_problems(config.ontology, config.n_train, seed=config.seed).tokens
+    )
+    for kind in PROBLEM_KINDS:  # new problems, none of them seen in training
+        drawn = make_ontology_problems(config.ontology, 400, seed=12345, kind=kind)
+        fresh = held_out(drawn, seen)
+        result = evaluate_ontology(model, fresh)
+        assert result.summary()["accuracy"] >= 0.95, (kind, result.format())
+        assert min(result.per_hop().values()) >= 0.9, (kind, result.format())
+
+
+@pytest.mark.parametrize("name", ITERATIVE)
 def test_shipped_model_detection_verdict(name):
     report = detect(zoo.load(name), n_probes=512)
     assert report.has_iteration_circuit == zoo.info(name)["has_iteration_circuit"], report.verdict

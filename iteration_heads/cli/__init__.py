@@ -29,7 +29,10 @@ from iteration_heads._io import RUN_FILE, read_json
 from iteration_heads.cli import audit as audit_command
 from iteration_heads.detection import detect
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.experiments import EXPERIMENTS, reproduce
+from iteration_heads.experiments import EXPERIMENTS, get_experiment, reproduce
+from iteration_heads.experiments.ontology import ONTOLOGY_EXPERIMENT
+from iteration_heads.experiments.ontology_results import reproduce_ontology
+from iteration_heads.experiments.reproduction import write_summary
 from iteration_heads.interventions import verify
 from iteration_heads.model import ModelConfig, build_model, data_config, load, model_config
 from iteration_heads.tasks import DataConfig, TokenLayout, get_task, list_tasks, make_dataset
@@ -201,13 +204,14 @@ def _parser() -> argparse.ArgumentParser:
         "reproduce",
         help="reproduce the paper's experiments; results go to docs/results/",
         description="Experiments: "
-        + "; ".join(f"{e.name}: {e.description}" for e in EXPERIMENTS.values()),
+        + "; ".join(f"{e.name}: {e.description}" for e in EXPERIMENTS.values())
+        + f"; {ONTOLOGY_EXPERIMENT}: {ONTOLOGY_DESCRIPTION}",
     )
     p.add_argument(
         "experiments",
         nargs="*",
         metavar="EXPERIMENT",
-        help=f"one or more of {list(EXPERIMENTS)}, or all",
+        help=f"one or more of {[*EXPERIMENTS, ONTOLOGY_EXPERIMENT]}, or all",
     )
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: each experiment's")
@@ -377,12 +381,28 @@ def _zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+ONTOLOGY_DESCRIPTION = (
+    "Dutta et al.'s pathway analyses on the 4-layer ontology model, claim by claim "
+    "(trains it first if runs/ has no finished run)"
+)
+
+
 def _reproduce(args: argparse.Namespace) -> int:
     if args.list or not args.experiments:
         for e in EXPERIMENTS.values():
             print(f"{e.name:<15} {e.description}")
+        print(f"{ONTOLOGY_EXPERIMENT:<15} {ONTOLOGY_DESCRIPTION}")
         return 0
-    names = list(EXPERIMENTS) if args.experiments == ["all"] else args.experiments
+    names = [*EXPERIMENTS, ONTOLOGY_EXPERIMENT] if args.experiments == ["all"] else args.experiments
+    for name in names:  # every name checked before anything runs
+        if name != ONTOLOGY_EXPERIMENT:
+            get_experiment(name)
+    study = ONTOLOGY_EXPERIMENT in names
+    names = [name for name in names if name != ONTOLOGY_EXPERIMENT]
+    if study and not names and (args.seeds or args.epochs is not None):
+        raise IterationHeadsError(
+            "--seeds and --epochs do not apply to ontology (one model, trained to its target)"
+        )
     if args.jobs < 1:
         raise IterationHeadsError(f"--jobs {args.jobs}, expected an integer >= 1")
     if args.epochs is not None and args.epochs < 1:
@@ -398,15 +418,19 @@ def _reproduce(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         options.append(f"--epochs {args.epochs}")
     options.append(f"--jobs {args.jobs}")
-    reproduce(
-        names,
-        seeds=args.seeds,
-        epochs=args.epochs,
-        jobs=args.jobs,
-        runs=args.runs,
-        out=args.out,
-        command_options=" ".join(options),
-    )
+    if names:
+        reproduce(
+            names,
+            seeds=args.seeds,
+            epochs=args.epochs,
+            jobs=args.jobs,
+            runs=args.runs,
+            out=args.out,
+            command_options=" ".join(options),
+        )
+    if study:
+        reproduce_ontology(args.runs, args.out)
+        write_summary(args.out)
     return 0
 
 

@@ -22,6 +22,9 @@ from iteration_heads.tasks.ontology_data import (
 )
 from iteration_heads.training.loop import TrainConfig, train
 
+ONTOLOGY_EXPERIMENT = "ontology"
+"""Its name for ``iteration-heads reproduce`` and its files in ``docs/results/``."""
+
 ONTOLOGY_DATA = OntologyDataConfig(
     OntologyConfig(
         hops=(1, 2, 3),

@@ -46,6 +46,7 @@ from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.claims import Experiment, Results, first_epochs, mean_spread
 from iteration_heads.experiments.controls import NO_COT, ONE_LAYER, SMALL_WIDTH
 from iteration_heads.experiments.emergence import EMERGENCE, PAPER_SIZE, POSITIONAL
+from iteration_heads.experiments.ontology import ONTOLOGY_EXPERIMENT
 from iteration_heads.experiments.parity import PARITY_SCRATCH, TRANSFER
 from iteration_heads.experiments.results import RunResult, format_list
 from iteration_heads.experiments.runs import RunSpec, run_all
@@ -274,8 +275,9 @@ def _figure(experiment: Experiment, results: Results, out: Path) -> None:
 
 def write_summary(out: Path) -> Path:
     """Rewrite ``docs/results.md`` (next to ``out``) from every ``<out>/<experiment>.json``."""
+    names = [*EXPERIMENTS, ONTOLOGY_EXPERIMENT]  # the multi-hop study writes the same record
     records = [
-        read_json(out / f"{name}.json") for name in EXPERIMENTS if (out / f"{name}.json").is_file()
+        read_json(out / f"{name}.json") for name in names if (out / f"{name}.json").is_file()
     ]
     lines = [
         "# Reproduction results",
@@ -289,9 +291,13 @@ def write_summary(out: Path) -> Path:
         "|---|---|---|---|",
     ]
     for record in records:
+        # the multi-hop study compares with Dutta et al. (Llama-2 7B), not with the paper
+        source = "multi-hop, Dutta et al.: " if record["experiment"] == ONTOLOGY_EXPERIMENT else ""
         for c in record["claims"]:
             why = f": {c['why']}" if c["why"] else ""
-            lines.append(f"| {c['claim']} | {c['paper']} | {c['ours']} | **{c['holds']}**{why} |")
+            lines.append(
+                f"| {source}{c['claim']} | {c['paper']} | {c['ours']} | **{c['holds']}**{why} |"
+            )
     lines += [
         "",
         "## Commands and time on 2 CPU cores",

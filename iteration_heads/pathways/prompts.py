@@ -150,19 +150,9 @@ def ontology_prompts(
         >>> len(prompts), prompts.labels[0], prompts.segment_names[prompts.segments[0, 1]]
         (4, 'induction', 'facts')
     """
-    if isinstance(subtasks, str) or not all(s in SUBTASKS for s in subtasks):
-        raise IterationHeadsError(f"subtasks={subtasks!r}, expected names from {SUBTASKS}")
+    rows, positions = ontology_steps(problems, subtasks)
     vocab = problems.vocab
     q, arrow = vocab.id("Q"), vocab.id("=>")
-    rows, positions = [], []
-    for row in range(len(problems)):
-        for position in range(problems.tokens.shape[1]):
-            code = int(problems.subtasks[row, position])
-            if code >= 0 and SUBTASKS[code] in subtasks and problems.sources[row, position] >= 0:
-                rows.append(row)
-                positions.append(position)
-    if not rows:
-        raise IterationHeadsError(f"no chain-of-thought step of subtasks {list(subtasks)}")
     clean = problems.tokens[rows]
     index = torch.arange(clean.shape[1])
     q_at = (clean == q).float().argmax(1, keepdim=True)
@@ -180,6 +170,29 @@ def ontology_prompts(
         ONTOLOGY_SEGMENTS,
         tuple(SUBTASKS[int(problems.subtasks[r, p])] for r, p in zip(rows, positions, strict=True)),
     )
+
+
+def ontology_steps(
+    problems: OntologyProblems, subtasks: Sequence[str] = ("decision", "copy", "induction")
+) -> tuple[list[int], list[int]]:
+    """The (problem, position) of every step :func:`ontology_prompts` makes a prompt of, in
+    its order: to look up per-step data such as ``problems.priors[rows, positions]``.
+
+    Example:
+        >>> from iteration_heads.tasks.ontology import OntologyConfig, make_ontology_problems
+        >>> problems = make_ontology_problems(OntologyConfig(hops=(1,), distractors=0), 1)
+        >>> rows, positions = ontology_steps(problems, ("copy",))
+        >>> rows, len(positions)
+        ([0, 0], 2)
+    """
+    if isinstance(subtasks, str) or not all(s in SUBTASKS for s in subtasks):
+        raise IterationHeadsError(f"subtasks={subtasks!r}, expected names from {SUBTASKS}")
+    codes = [SUBTASKS.index(s) for s in subtasks]
+    chosen = torch.isin(problems.subtasks, torch.tensor(codes)) & (problems.sources >= 0)
+    if not bool(chosen.any()):
+        raise IterationHeadsError(f"no chain-of-thought step of subtasks {list(subtasks)}")
+    rows, positions = chosen.nonzero().T.tolist()
+    return rows, positions
 
 
 def iteration_prompts(split: Split, layout: TokenLayout, *, seed: int = 0) -> Prompts:

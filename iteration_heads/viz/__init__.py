@@ -10,6 +10,10 @@ Every function takes the library's own objects and returns a plotly ``Figure`` o
   :func:`ablation_chart`;
 * :mod:`~iteration_heads.viz.curves`: :func:`training_curves`, :func:`scaling_grid`;
 * :mod:`~iteration_heads.viz.export`: :func:`save_html`, :func:`save_png`;
+* pathway analyses: :mod:`~iteration_heads.viz.pathway_circuits` (:func:`head_patching_heatmap`,
+  :func:`pruning_chart`), :mod:`~iteration_heads.viz.pathway_layers` (:func:`writers_chart`,
+  :func:`logit_lens_chart`), :mod:`~iteration_heads.viz.pathway_flow` (:func:`flow_graph_chart`,
+  :func:`segment_chart`);
 * :mod:`~iteration_heads.viz.circuits` also draws the position route (:func:`route_chart`), and
   :mod:`~iteration_heads.viz.curves` an audit across checkpoints (:func:`checkpoint_curves`);
 * :mod:`~iteration_heads.viz.html_report`: :func:`report_html`, :func:`write_report` (library
@@ -34,6 +38,9 @@ from iteration_heads.viz.circuits import (
 from iteration_heads.viz.curves import checkpoint_curves, scaling_grid, training_curves
 from iteration_heads.viz.export import find_chromium, save_html, save_png
 from iteration_heads.viz.html_report import report_html, write_report
+from iteration_heads.viz.pathway_circuits import head_patching_heatmap, pruning_chart
+from iteration_heads.viz.pathway_flow import flow_graph_chart, segment_chart
+from iteration_heads.viz.pathway_layers import logit_lens_chart, writers_chart
 
 __all__ = [
     "EOI_COLOUR",
@@ -46,13 +53,19 @@ __all__ = [
     "checkpoint_curves",
     "detection_heatmap",
     "find_chromium",
+    "flow_graph_chart",
+    "head_patching_heatmap",
+    "logit_lens_chart",
     "patching_heatmap",
+    "pruning_chart",
     "report_html",
     "route_chart",
     "save_html",
     "save_png",
     "scaling_grid",
+    "segment_chart",
     "training_curves",
     "write_audit_report",
     "write_report",
+    "writers_chart",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import plotly.graph_objects as go
 
@@ -34,10 +34,12 @@ class HtmlPage:
         (1, True)
     """
 
-    def __init__(self, title: str) -> None:
+    def __init__(self, title: str, *, plotly: Literal["inline", "directory"] = "inline") -> None:
+        # "directory": pages that sit next to a shared plotly.min.js (docs/results/)
         self.title = title
         self.parts: list[str] = []
         self.plotly_included = False
+        self.plotly = plotly
 
     def add(self, text: str) -> None:
         """Append raw HTML."""
@@ -48,7 +50,13 @@ class HtmlPage:
         self.add(
             fig.to_html(
                 full_html=False,
-                include_plotlyjs=not self.plotly_included,
+                include_plotlyjs=(
+                    False
+                    if self.plotly_included
+                    else "directory"
+                    if self.plotly == "directory"
+                    else True
+                ),
                 config={"displaylogo": False},
             )
         )

@@ -14,6 +14,7 @@ name                   model
 ``copy``               copy task (control: a positional head, no EoI head, state unused)
 ``polynomial_nocot``   polynomial iteration without CoT (does not learn; no circuit)
 ``polynomial_3x2``     3 layers x 2 heads: the circuit spread over several heads
+``ontology``           multi-hop reasoning over fictional ontologies, 4 layers x 4 heads
 =====================  ====================================================================
 
 Rebuild them with ``iteration-heads zoo --build`` (:func:`build`), which trains them through the
@@ -22,7 +23,7 @@ reproduction cache (``runs/reproduce``), so a model that an experiment already t
 Example:
     >>> from iteration_heads import zoo
     >>> zoo.names()
-    ['polynomial', 'parity_transfer', 'copy', 'polynomial_nocot', 'polynomial_3x2']
+    ['polynomial', 'parity_transfer', 'copy', 'polynomial_nocot', 'polynomial_3x2', 'ontology']
     >>> model = zoo.load("polynomial")
     >>> zoo.info("polynomial")["test_accuracy"]
     1.0
@@ -46,7 +47,7 @@ from iteration_heads._io import (
     write_json,
 )
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.experiments import EXPERIMENTS, copy_spec, run_all
+from iteration_heads.experiments import EXPERIMENTS, copy_spec, run_all, train_ontology
 from iteration_heads.model import checkpoint
 
 
@@ -83,7 +84,15 @@ ENTRIES: dict[str, ZooEntry] = {
         "over several heads",
         True,
     ),
+    "ontology": ZooEntry(
+        "multi-hop reasoning over fictional ontologies (4 layers x 4 heads, d 64, 1-3 hops, a "
+        "memorised world and contradicting questions): the model the pathway analyses study",
+        False,
+    ),
 }
+ONTOLOGY_MODELS = ("ontology",)
+"""Shipped models of the ontology task (trained by :func:`~iteration_heads.experiments.train_ontology`,
+not by a run spec); the others are iterative-task models."""
 
 
 def names() -> list[str]:
@@ -150,7 +159,7 @@ def info(name: str) -> dict[str, Any]:
         "task": meta.get("task"),
         "cot": meta.get("cot"),
         "shape": f"{config['n_layers']}x{config['n_heads']}, d {config['d_model']}, "
-        f"Lmax {config['max_len']}",
+        + (f"n_ctx {config['n_ctx_']}" if config.get("n_ctx_") else f"Lmax {config['max_len']}"),
         "seed": meta.get("seed"),
         "epochs": summary.get("epochs"),
         "test_accuracy": test.get("accuracy"),
@@ -192,8 +201,8 @@ def table() -> str:
                 entry["shape"],
                 str(entry["epochs"]),
                 f"{entry['test_accuracy']:.3f}",
-                " ".join(f"{p:.2f}" for p in entry["eoi_peakiness"]),
-                " ".join(f"{p:.2f}" for p in entry["iteration_peakiness"]),
+                " ".join(f"{p:.2f}" for p in entry["eoi_peakiness"] or []) or "-",
+                " ".join(f"{p:.2f}" for p in entry["iteration_peakiness"] or []) or "-",
                 "yes" if entry["has_iteration_circuit"] else "no",
             )
         )
@@ -205,7 +214,9 @@ def table() -> str:
 
 
 def recipes() -> dict[str, Any]:
-    """The run (a :class:`~iteration_heads.experiments.runs.RunSpec`) each shipped model comes from.
+    """The run (a :class:`~iteration_heads.experiments.runs.RunSpec`) each shipped iterative-task
+    model comes from (the ontology models come from
+    :func:`~iteration_heads.experiments.train_ontology`).
 
     Example:
         >>> recipes()["parity_transfer"].source.name()
@@ -251,10 +262,15 @@ def build(
     if Path(runs).exists() and not Path(runs).is_dir():
         raise IterationHeadsError(f"runs={str(runs)!r} is a file; expected a folder")
     specs = recipes()
-    run_all([specs[n] for n in chosen], runs, jobs=jobs)
+    run_all([specs[n] for n in chosen if n in specs], runs, jobs=jobs)
     installed = []
     for name in chosen:
-        directory = specs[name].directory(Path(runs))
+        if name in ONTOLOGY_MODELS:
+            directory = Path(runs) / name
+            if not (directory / WEIGHTS_FILE).is_file():  # not finished: start or resume
+                train_ontology(directory, resume=directory.is_dir(), progress=False)
+        else:
+            directory = specs[name].directory(Path(runs))
         meta = read_json(directory / METADATA_FILE)
         meta["command"] = f"iteration-heads zoo --build {name}"
         write_json(directory / METADATA_FILE, meta)

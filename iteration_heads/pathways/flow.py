@@ -1,0 +1,440 @@
+"""Backward information-flow tracing (Dutta et al. §2.8, stages I-III), with a query side.
+
+From token X predicted at p: **I** heads below the layer limit are scored by their logit
+attribution to X at p (cached final-norm scale, onto ``W_U[:, X] - mean W_U``); the top
+``writers`` above ``min_weight`` are kept. **II** a kept head's top ``sources`` keys above its
+row median. **III** the logit lens of its ``resid_pre`` there names the moved token (at layer 0
+the input token). Recurse on (source, token) with earlier layers. **Query side** (ours): the
+head's score ``q.k / sqrt(d_head)`` on its source, split exactly over its query input's parts
+through ``ln1`` (cached scale) and ``W_Q``; earlier heads with ``min_share`` of it get a
+``"query"`` edge. ``through_mlps``: where an MLP computes the answer from what a head moved (the
+polynomial model's MLP1 makes ``s_t`` from ``s_{t-1}`` and the ``x_t`` L1H0 brings), a head is
+scored by removing its output at p and re-running the MLPs at p (attention held).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from iteration_heads._results import Result
+from iteration_heads._torch import (
+    device_of,
+    evaluating,
+    input_hook,
+    normalise_at,
+    pattern_hook,
+    resid_pre_hook,
+    rotate_half,
+    z_hook,
+)
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.interventions.batch import check_token_ids
+from iteration_heads.pathways.prompts import Prompts
+from iteration_heads.tasks.task import check_int
+
+
+@dataclass(frozen=True, order=True)
+class FlowNode:
+    """A head at a position (``role="head"``), or a token in the stream entering ``layer`` at
+    ``position``: ``"answer"`` (``layer = n_layers``), ``"embedding"`` or ``"moved"`` (lens)."""
+
+    layer: int
+    position: int
+    head: int = -1
+    token: int = -1
+    role: str = "head"
+
+    @property
+    def name(self) -> str:
+        """``"L1H0@7"``, ``"answer 3@7"``, ``"embedding 9@2"`` or ``"L1 in 5@3"``."""
+        if self.role == "head":
+            return f"L{self.layer}H{self.head}@{self.position}"
+        prefix = f"L{self.layer} in" if self.role == "moved" else self.role
+        return f"{prefix} {self.token}@{self.position}"
+
+
+@dataclass(frozen=True)
+class FlowEdge:
+    """``weight``: the writer's score (``"writes"``), the attention on the source (``"value"``)
+    or the share of the attention score on ``key`` (``"query"``); ``token``: written or moved;
+    ``position`` and its ``segment``: where it happens; ``prob``: Dutta's probability of the
+    token under the logit lens of the head's output alone (``"writes"``)."""
+
+    source: FlowNode
+    target: FlowNode
+    kind: str
+    weight: float
+    token: int | None
+    position: int
+    segment: str | None
+    depth: int
+    prob: float | None = None
+    key: int | None = None
+
+
+@dataclass(frozen=True, repr=False)
+class FlowGraph(Result):
+    """The traced graph of one prediction (module docstring); ``nodes[0]`` is the answer.
+
+    Attributes:
+        nodes, edges: The graph in tracing order.
+        tokens, position, target: The input, the studied position and the traced token;
+            ``answer``, ``label``, ``segments`` (per position): from prompts, else None.
+    """
+
+    nodes: tuple[FlowNode, ...]
+    edges: tuple[FlowEdge, ...]
+    tokens: Int[Tensor, " pos"]
+    position: int
+    target: int
+    answer: int | None
+    label: str | None
+    segments: tuple[str | None, ...]
+
+    @property
+    def root(self) -> FlowNode:
+        """The answer node."""
+        return self.nodes[0]
+
+    def heads(self) -> list[tuple[int, int]]:
+        """The distinct ``(layer, head)`` of the graph, sorted."""
+        return sorted({(n.layer, n.head) for n in self.nodes if n.role == "head"})
+
+    def incoming(self) -> dict[FlowNode, list[FlowEdge]]:
+        """The edges into each node."""
+        return {n: into for n in self.nodes if (into := [e for e in self.edges if e.target == n])}
+
+    def to_networkx(self) -> Any:
+        """A ``networkx.DiGraph`` keyed by node name, every field an attribute."""
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        graph.add_nodes_from((n.name, vars(n)) for n in self.nodes)
+        graph.add_edges_from((e["source"], e["target"], e) for e in self.to_dict()["edges"])
+        return graph
+
+    def paths(self) -> list[list[FlowNode]]:
+        """Every path from the answer back to a leaf (a node nothing flows into)."""
+        incoming, found, stack = self.incoming(), [], [[self.root]]
+        while stack:
+            path = stack.pop()
+            parents = [e.source for e in incoming.get(path[-1], [])]
+            found += [] if parents else [path]
+            stack += [[*path, parent] for parent in reversed(parents)]
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the prediction, nodes and edges (nodes referred to by name)."""
+        keys = ("position", "target", "answer", "label", "tokens", "segments")
+        edges = [vars(e) | {"source": e.source.name, "target": e.target.name} for e in self.edges]
+        nodes = [vars(n) | {"name": n.name} for n in self.nodes]
+        return {k: getattr(self, k) for k in keys} | {"nodes": nodes, "edges": edges}
+
+    def format(self) -> str:
+        """The prediction, then the graph as an indented tree from the answer back."""
+        answer = "" if self.answer is None else f" (answer {self.answer})"
+        lines = [f"information flow to token {self.target} at position {self.position}{answer}: "
+                 f"{len(self.heads())} heads, {len(self.edges)} edges", self.root.name]  # fmt: skip
+        incoming, shown = self.incoming(), set()
+        stack = [(e, 1) for e in reversed(incoming.get(self.root, []))]
+        while stack:
+            e, indent = stack.pop()
+            seen = e.source in shown and e.source in incoming
+            where = f" [{e.segment}]" if e.segment else ""
+            where += " (above)" if seen else ""
+            lines.append(f"{'  ' * indent}<- {e.kind} {e.weight:.3f} {e.source.name}{where}")
+            shown.add(e.source)
+            stack += [] if seen else [(f, indent + 1) for f in reversed(incoming.get(e.source, []))]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _Options:
+    writers: int = 3
+    sources: int = 1
+    min_weight: float = 0.0
+    min_share: float = 0.2
+    max_depth: int | None = None
+    query_side: bool = True
+    through_mlps: bool = True
+
+    def __post_init__(self) -> None:
+        check_int("writers", self.writers, minimum=1)
+        check_int("sources", self.sources, minimum=1)
+        check_int("max_depth", 0 if self.max_depth is None else self.max_depth, minimum=0)
+        if not 0 <= self.min_share <= 1:
+            raise IterationHeadsError(f"min_share={self.min_share!r}, expected a share in [0, 1]")
+
+
+class _Tracer:
+    """Builds one graph from one prompt's cached activations ``run`` (hook name -> tensor)."""
+
+    def __init__(self, model: Any, run: dict[str, Tensor], opts: _Options, segments: Any) -> None:
+        self.model, self.run, self.opts, self.segments = model, run, opts, segments
+        self.kind = getattr(model.cfg, "normalization_type", None)
+        self.n_layers, self.n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
+        self.nodes: dict[FlowNode, None] = {}
+        self.edges: dict[tuple[FlowNode, FlowNode, str], FlowEdge] = {}
+        self.done: set[FlowNode] = set()
+        self.deepest = math.inf if opts.max_depth is None else opts.max_depth
+        z = torch.stack([run[z_hook(i)] for i in range(self.n_layers)])
+        self.outs = list(torch.einsum("lphd,lhdm->lphm", z, model.W_O))  # every head's output
+
+    def hook(self, layer: int, *names: str) -> Tensor | None:
+        """The first of ``blocks.{layer}.{name}`` that was cached."""
+        found = (self.run.get(f"blocks.{layer}.{m}") for m in names)
+        return next((x for x in found if x is not None), None)
+
+    def resid(self, layer: int) -> Tensor:
+        """The stream entering ``layer`` (``n_layers``: the final stream)."""
+        last = layer == self.n_layers
+        return self.run[f"blocks.{layer - 1}.hook_resid_post" if last else resid_pre_hook(layer)]
+
+    def edge(self, source: FlowNode, target: FlowNode, kind: str, weight: float, **kw: Any) -> None:
+        position, token = kw.pop("position", target.position), kw.pop("token", None)
+        self.nodes |= {n: None for n in (source, target) if n not in self.nodes}
+        edge = FlowEdge(
+            source, target, kind, weight, token, position, self.segments[position], **kw
+        )
+        self.edges.setdefault((source, target, kind), edge)
+
+    def lens(self, x: Tensor) -> Tensor:
+        """Logit lens ``W_U ln_final(x) + b_U``."""
+        return self.model.ln_final(x) @ self.model.W_U + getattr(self.model, "b_U", 0.0)
+
+    def stage_one(self, p: int, token: int, limit: int) -> tuple[Tensor, Tensor]:
+        """Score and Dutta's probability of ``token`` for the heads below ``limit``."""
+        outs = torch.stack([self.outs[layer][p] for layer in range(limit)])
+        scale, delta = self.run.get("ln_final.hook_scale"), self.removal(outs, p, self.n_layers)
+        normed, w_u = normalise_at(delta, scale, p, self.model.ln_final, self.kind), self.model.W_U
+        return normed @ (w_u[:, token] - w_u.mean(1)), self.lens(outs).softmax(-1)[..., token]
+
+    def removal(self, outs: Tensor, p: int, end: int) -> Tensor:
+        """The change in the stream entering ``end`` at ``p`` when each of ``outs [layer, head,
+        d_model]`` is removed: the output itself, or ``through_mlps`` with the MLPs re-run."""
+        blocks, mlps = self.model.blocks, [self.hook(i, "hook_mlp_out") for i in range(end)]
+        if not self.opts.through_mlps or all(m is None for m in mlps):
+            return outs
+        mids, changes = [self.hook(i, "hook_resid_mid") for i in range(end)], []
+        for layer in range(len(outs)):
+            mid = mids[layer][p]  # type: ignore[index]
+            x = torch.cat([mid[None], mid - outs[layer]])  # row 0: nothing removed
+            for i in range(layer, end):
+                x = x if i == layer else x + mids[i][p] - self.resid(i)[p]  # type: ignore[index]
+                x = x if mlps[i] is None else x + blocks[i].mlp(blocks[i].ln2(x[:, None]))[:, 0]
+            if not torch.allclose(x[0], self.resid(end)[p], atol=1e-4, rtol=1e-3):
+                raise IterationHeadsError("through_mlps: re-running the MLPs does not give the "
+                                          "model's stream; pass through_mlps=False")  # fmt: skip
+            changes.append(x[0] - x[1:])
+        return torch.stack(changes)
+
+    def writers_of(self, node: FlowNode, depth: int) -> None:
+        """Stage I at a token node; the kept heads are traced."""
+        if node in self.done or node.layer == 0 or depth > self.deepest:
+            return
+        self.done.add(node)
+        scores, probs = (x.flatten() for x in self.stage_one(node.position, node.token, node.layer))
+        for i in scores.argsort(descending=True)[: max(self.opts.writers - depth, 1)].tolist():
+            if float(scores[i]) <= self.opts.min_weight:
+                break
+            head = FlowNode(i // self.n_heads, node.position, i % self.n_heads)
+            kw = {"token": node.token, "depth": depth, "prob": float(probs[i])}
+            self.edge(head, node, "writes", float(scores[i]), **kw)
+            self.expand(head, depth)
+
+    def expand(self, node: FlowNode, depth: int) -> None:
+        """Stages II and III of a head, its query side, and the recursion."""
+        if node in self.done:
+            return
+        self.done.add(node)
+        layer, p = node.layer, node.position
+        row = self.run[pattern_hook(layer)][node.head, p, : p + 1]
+        keys = [0] if p == 0 else (row > row.quantile(0.5)).nonzero().flatten().tolist()
+        keys = sorted(keys, key=lambda k: -float(row[k]))[: self.opts.sources]
+        for k in keys:
+            if layer == 0:
+                source = FlowNode(0, k, token=int(self.run["tokens"][k]), role="embedding")
+            else:
+                token = int(self.lens(self.resid(layer)[k]).argmax())
+                source = FlowNode(layer, k, token=token, role="moved")
+            kw = {"token": source.token, "position": k, "depth": depth}
+            self.edge(source, node, "value", float(row[k]), **kw)
+            self.writers_of(source, depth + 1)
+        if not self.opts.query_side or layer == 0 or depth + 1 > self.deepest:
+            return
+        for k in keys:
+            shares = self.query_shares(layer, node.head, p, k).flatten()
+            for i in shares.argsort(descending=True).tolist():
+                if float(shares[i]) < self.opts.min_share:
+                    break
+                head = FlowNode(i // self.n_heads, p, i % self.n_heads)
+                self.edge(head, node, "query", float(shares[i]), depth=depth + 1, key=k)
+                self.expand(head, depth + 1)
+
+    def query_shares(self, layer: int, head: int, p: int, k: int) -> Tensor:
+        """Share of each earlier head ``[layer, head]`` in the attention score ``q_p.k_k``: its
+        term over the absolute sum of an exact decomposition of the query input."""
+        norm, zero = self.model.blocks[layer].ln1, torch.zeros_like(self.resid(0)[p])
+        parts = [self.resid(0)[p]]  # embeddings, then per layer: MLP, output biases and the rest
+        for i in range(layer):
+            mlp = self.hook(i, "hook_mlp_out")
+            mlp_out = zero if mlp is None else mlp[p]
+            rest = self.resid(i + 1)[p] - self.resid(i)[p] - self.outs[i][p].sum(0) - mlp_out
+            parts += [mlp_out, rest]
+        outs = torch.stack([self.outs[i][p] for i in range(layer)])
+        scale = self.hook(layer, "ln1.hook_scale")
+        stack = [torch.stack(parts), outs.flatten(0, 1), self.removal(outs, p, layer).flatten(0, 1)]
+        x = normalise_at(torch.cat(stack), scale, p, norm, self.kind)
+        bias, b_q = getattr(norm, "b", None), getattr(self.model.blocks[layer].attn, "b_Q", None)
+        x = torch.cat([(bias if isinstance(bias, Tensor) else zero)[None], x])
+        q = x @ self.model.W_Q[layer, head]
+        q[0] = q[0] + (b_q[head] if isinstance(b_q, Tensor) else 0.0)
+        cos, sin = self.hook(layer, "attn.hook_cos"), self.hook(layer, "attn.hook_sin")
+        if cos is not None and sin is not None:
+            q = rotate_half(q, cos[p], sin[p])
+        keys = self.hook(layer, "attn.hook_rot_k", "attn.hook_k")
+        query = self.hook(layer, "attn.hook_rot_q", "attn.hook_q")
+        assert keys is not None and query is not None, "hook_q and hook_k always fire"
+        key = keys[k, head // (self.n_heads // keys.shape[1])] / math.sqrt(q.shape[-1])
+        terms, n_direct = q @ key, 1 + len(parts) + outs.shape[0] * outs.shape[1]
+        direct, total = terms[:n_direct], float(query[p, head] @ key)
+        size = float(direct.abs().sum())
+        if abs(float(direct.sum()) - total) > 1e-3 * (1 + size):
+            raise IterationHeadsError(
+                f"query side of L{layer}H{head}: the parts sum to {float(direct.sum()):.4g}, "
+                f"not {total:.4g}; pass query_side=False"
+            )
+        return terms[n_direct:].reshape(outs.shape[:2]) / max(size, 1e-12)
+
+
+def _hook_names(n_layers: int) -> set[str]:
+    names = {"ln_final.hook_scale", f"blocks.{n_layers - 1}.hook_resid_post"}
+    for i in range(n_layers):
+        names |= {resid_pre_hook(i), z_hook(i), pattern_hook(i), input_hook(i, "q")}
+        names |= {input_hook(i, "k"), f"blocks.{i}.hook_resid_mid", f"blocks.{i}.hook_mlp_out",
+                  f"blocks.{i}.ln1.hook_scale"}  # fmt: skip
+        names |= {f"blocks.{i}.attn.hook_{n}" for n in ("rot_q", "rot_k", "cos", "sin")}
+    return names
+
+
+def _graphs(model: Any, prompts: Prompts, targets: list[int | None], opts: _Options,
+            size: int = 64, named: bool = True) -> list[FlowGraph]:  # fmt: skip
+    """Trace every prompt at its position, one forward pass per ``size`` prompts."""
+    names, graphs = _hook_names(int(model.cfg.n_layers)), []
+    with evaluating(model):
+        for start in range(0, len(prompts), size):
+            chunk = prompts.select(list(range(start, min(start + size, len(prompts)))))
+            tokens = chunk.clean.to(device_of(model))
+            logits, cache = model.run_with_cache(tokens, names_filter=names.__contains__)
+            for b, target in enumerate(targets[start : start + size]):
+                run = {n: cache[n][b if cache[n].shape[0] > 1 else 0] for n in cache}
+                seg = chunk.segment_names
+                segments = tuple(None if s < 0 else seg[s] for s in chunk.segments[b].tolist())
+                tracer = _Tracer(model, run | {"tokens": chunk.clean[b]}, opts, segments)
+                p = int(chunk.position[b])
+                token = int(logits[b, p].argmax()) if target is None else target
+                tracer.nodes[FlowNode(tracer.n_layers, p, token=token, role="answer")] = None
+                tracer.writers_of(next(iter(tracer.nodes)), 0)
+                answer, label = (int(chunk.answer[b]), chunk.labels[b]) if named else (None, None)
+                nodes, edges = tuple(tracer.nodes), tuple(tracer.edges.values())
+                graphs.append(
+                    FlowGraph(nodes, edges, chunk.clean[b], p, token, answer, label, segments)
+                )
+    return graphs
+
+
+def trace_flow(
+    model: Any,
+    tokens: Int[Tensor, " pos"] | Prompts,
+    position: int | None = None,
+    *,
+    index: int = 0,
+    target: int | None = None,
+    writers: int = 3,
+    sources: int = 1,
+    min_weight: float = 0.0,
+    min_share: float = 0.2,
+    max_depth: int | None = None,
+    query_side: bool = True,
+    through_mlps: bool = True,
+) -> FlowGraph:
+    """Trace backwards where the prediction at ``position`` comes from (module docstring).
+
+    Args:
+        model: Any TransformerLens model (native or wrapped HuggingFace bridge).
+        tokens: One sequence ``[pos]``, or prompts (row ``index``; segments named).
+        position: The studied position (default: the prompt's position, else the last).
+        index: The row of ``tokens`` when it is :class:`Prompts`.
+        target: The traced token (default: the model's top-1 at ``position``).
+        writers: Writer heads kept at depth 0 (one fewer per depth, at least 1).
+        sources: Key positions kept per head (above its attention row's median).
+        min_weight: Smallest writer score kept.
+        min_share: Smallest share of a head's attention score for a query edge.
+        max_depth: Deepest head depth traced (None: down to layer 0).
+        query_side: Trace query edges too (ours; Dutta et al. trace values only).
+        through_mlps: Score writers with the MLPs at the position re-run (off: Dutta's direct
+            score; see the module docstring).
+
+    Raises:
+        IterationHeadsError: position, token or target out of range, a bad index or option.
+
+    Example:
+        >>> from iteration_heads import DataConfig, make_dataset, zoo
+        >>> from iteration_heads.pathways import iteration_prompts
+        >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
+        >>> prompts = iteration_prompts(data.test, data.layout)
+        >>> graph = trace_flow(zoo.load("polynomial"), prompts, index=-3)
+        >>> graph.heads(), graph.root.name
+        ([(0, 0), (1, 0)], 'answer 7@14')
+    """
+    opts = _Options(writers, sources, min_weight, min_share, max_depth, query_side, through_mlps)
+    if isinstance(tokens, Prompts):
+        index = check_int("index", index, minimum=-len(tokens), maximum=len(tokens) - 1)
+        prompts = tokens.select([index % len(tokens)])
+    elif isinstance(tokens, Tensor) and tokens.ndim == 1 and not tokens.is_floating_point():
+        prompts = Prompts(tokens[None], None, torch.tensor([len(tokens) - 1]), torch.tensor([-1]),
+                          torch.full_like(tokens[None], -1), (), ("",))  # fmt: skip
+    else:
+        raise IterationHeadsError(f"tokens {tokens!r}, expected ids [pos] or Prompts")
+    width, vocab = prompts.clean.shape[1], int(model.cfg.d_vocab)
+    check_token_ids(prompts.clean, vocab)
+    if position is not None:
+        position = check_int("position", position, minimum=0, maximum=width - 1)
+        prompts = replace(prompts, position=torch.tensor([position]))
+    if target is not None:
+        target = check_int("target", target, minimum=0, maximum=vocab - 1)
+    return _graphs(model, prompts, [target], opts, named=isinstance(tokens, Prompts))[0]
+
+
+def trace_flows(
+    model: Any,
+    prompts: Prompts,
+    *,
+    target: Literal["prediction", "answer"] = "prediction",
+    batch_size: int = 64,
+    **options: Any,
+) -> list[FlowGraph]:
+    """:func:`trace_flow` on every prompt (keyword ``options`` as there) in batched forward
+    passes; ``target``: trace the model's top-1 or the prompt's answer.
+
+    Example:
+        >>> from iteration_heads import DataConfig, make_dataset, zoo
+        >>> from iteration_heads.pathways import iteration_prompts
+        >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=2))
+        >>> graphs = trace_flows(zoo.load("polynomial"), iteration_prompts(data.test, data.layout))
+        >>> len(graphs), graphs[0].heads()
+        (72, [(0, 0), (1, 0)])
+    """
+    if not isinstance(prompts, Prompts):
+        raise IterationHeadsError(f"prompts must be Prompts, got {type(prompts).__name__}")
+    if target not in ("prediction", "answer"):
+        raise IterationHeadsError(f"target={target!r}, expected 'prediction' or 'answer'")
+    targets = prompts.answer.tolist() if target == "answer" else [None] * len(prompts)
+    size = check_int("batch_size", batch_size, minimum=1)
+    return _graphs(model, prompts, targets, _Options(**options), size)

@@ -1,0 +1,449 @@
+"""The smallest circuit that keeps the model's answers (Dutta et al., TMLR 2024: knockout):
+keep the top-k heads of a ranking and mean-ablate every other head, i.e. replace its output
+(its slice of ``blocks.{layer}.attn.hook_z``) at every position by its mean there over a
+``reference`` batch (theirs: the "false ontology" prompts). The measure is **agreement**: the
+fraction of prompts whose argmax next token at the studied position is the full model's (not
+correctness; accuracy against the answer is reported too). :func:`ablation_check` is the causal
+check of named heads: ablating them should break the task, ablating as many random other heads
+should not. Variants (sets of kept heads) are stacked along the batch dimension; those that keep
+every head are the full model and are not run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from iteration_heads._results import Result, plain
+from iteration_heads._torch import Head, device_of, evaluating, head_names, z_hook
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.interventions.ablation import head_output_means
+from iteration_heads.interventions.batch import check_heads, check_token_ids, integer_tensor
+from iteration_heads.interventions.patching import SWEEP_BATCH
+from iteration_heads.passes import scored_logits
+from iteration_heads.pathways.prompts import Prompts
+
+MAX_DEFAULT_KS = 32
+"""Beyond this many heads the default sweep takes about this many evenly spaced values of k."""
+
+
+@dataclass(frozen=True, repr=False)
+class PruningCurve(Result):
+    """Agreement with the full model as a function of the number of top-ranked heads kept.
+
+    Attributes:
+        ks: The numbers of heads kept.
+        agreement, accuracy: Per k, the fraction of prompts whose argmax equals the full
+            model's / the answer.
+        random_agreement, random_accuracy: The same for k random heads kept ``[k, draw]``.
+        agreement_by_label: Label -> agreement per k.
+        predictions: The pruned model's argmax ``[k, n]``; ``full_predictions`` the full one's.
+        full_accuracy: The full model's accuracy.
+        ranking: Every head, the order heads are kept in.
+        labels: The label of every prompt; ``n_forward``: forward passes (reference and full
+            runs not counted); ``seed``: seeds the random draws.
+    """
+
+    ks: tuple[int, ...]
+    agreement: Float[Tensor, " k"]
+    accuracy: Float[Tensor, " k"]
+    random_agreement: Float[Tensor, "k draw"]
+    random_accuracy: Float[Tensor, "k draw"]
+    agreement_by_label: dict[str, Float[Tensor, " k"]]
+    predictions: Int[Tensor, "k n"]
+    full_predictions: Int[Tensor, " n"]
+    full_accuracy: float
+    ranking: tuple[Head, ...]
+    labels: tuple[str, ...]
+    n_forward: int
+    seed: int
+
+    @property
+    def random_mean(self) -> Float[Tensor, " k"]:
+        """Mean agreement of the random draws per k."""
+        return self.random_agreement.mean(-1)
+
+    @property
+    def random_std(self) -> Float[Tensor, " k"]:
+        """Standard deviation of the random draws' agreement per k (0 for one draw)."""
+        return self.random_agreement.std(-1, correction=int(self.random_agreement.shape[-1] > 1))
+
+    def smallest_circuit(self, threshold: float = 0.9) -> tuple[int, list[Head]] | None:
+        """The smallest k whose agreement is at least ``threshold``, and its heads (None if no
+        k of the sweep reaches it)."""
+        if not 0 <= threshold <= 1:
+            raise IterationHeadsError(f"threshold={threshold!r}, expected a number in [0, 1]")
+        for k, value in zip(self.ks, self.agreement.tolist(), strict=True):
+            if value >= threshold:
+                return k, list(self.ranking[:k])
+        return None
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per k: agreement, accuracy, and the random draws' mean and std."""
+        frame = {"k": self.ks, "agreement": self.agreement, "accuracy": self.accuracy}
+        frame |= {"random_mean": self.random_mean, "random_std": self.random_std}
+        return pd.DataFrame(plain(frame | {"random_accuracy": self.random_accuracy.mean(-1)}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (per-prompt predictions left out)."""
+        names = ["ks", "agreement", "accuracy", "random_agreement", "random_accuracy"]
+        names += ["agreement_by_label", "full_accuracy", "ranking", "n_forward", "seed"]
+        found = self.smallest_circuit()
+        return plain(
+            {name: getattr(self, name) for name in names}
+            | {"smallest_circuit_0.9": found and found[1], "n_prompts": len(self.labels)}
+        )
+
+    def format(self) -> str:
+        """The smallest circuit at 0.9 agreement, then the curve against random."""
+        found = self.smallest_circuit()
+        circuit = "none" if found is None else f"{found[0]} heads ({head_names(found[1])})"
+        return (
+            f"pruning curve on {len(self.labels)} prompts (full model accuracy "
+            f"{self.full_accuracy:.3f}); smallest circuit at 0.9 agreement: {circuit}\n"
+            + self.to_frame().to_string(index=False, float_format="{:.3f}".format)
+        )
+
+
+@dataclass(frozen=True, repr=False)
+class AblationCheck(Result):
+    """The causal check of named heads: ablating them against ablating as many random others.
+
+    Attributes:
+        heads: The named heads; ``random_heads``: the heads of every random draw.
+        agreement, accuracy: With the named heads mean-ablated.
+        random_agreement, random_accuracy: With each random draw ablated ``[draw]``.
+        agreement_by_label, random_agreement_by_label: The same per label.
+        full_accuracy: The full model's accuracy; ``labels``: the label of every prompt.
+    """
+
+    heads: tuple[Head, ...]
+    random_heads: tuple[tuple[Head, ...], ...]
+    agreement: float
+    accuracy: float
+    random_agreement: Float[Tensor, " draw"]
+    random_accuracy: Float[Tensor, " draw"]
+    agreement_by_label: dict[str, float]
+    random_agreement_by_label: dict[str, Float[Tensor, " draw"]]
+    full_accuracy: float
+    labels: tuple[str, ...]
+
+    @property
+    def exceeded(self) -> float:
+        """The fraction of random draws that keep more agreement than the named heads."""
+        return float((self.random_agreement > self.agreement).float().mean())
+
+    @property
+    def breaks_more_than_every(self) -> bool:
+        """Ablating the named heads breaks the task more than every random draw."""
+        return self.exceeded == 1.0
+
+    @property
+    def breaks_more_than_most(self) -> bool:
+        """... more than most (over half of the) random draws."""
+        return self.exceeded > 0.5
+
+    @property
+    def p_value(self) -> float:
+        """``(1 + draws with agreement <= named) / (1 + draws)``: a permutation p-value."""
+        low = int((self.random_agreement <= self.agreement).sum())
+        return (1 + low) / (1 + len(self.random_agreement))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        names = ["heads", "random_heads", "agreement", "accuracy", "random_agreement"]
+        names += ["random_accuracy", "agreement_by_label", "random_agreement_by_label"]
+        return plain(
+            {name: getattr(self, name) for name in (*names, "full_accuracy")}
+            | {"exceeded": self.exceeded, "p_value": self.p_value}
+        )
+
+    def format(self) -> str:
+        """The verdict, then agreement per label against the random draws' mean."""
+        r = self.random_agreement
+        most = "every random draw" if self.breaks_more_than_every else "most random draws"
+        does = "breaks" if self.breaks_more_than_most else "does not break"
+        verdict = f"{does} the task more than {most}"
+        lines = [
+            f"mean-ablating {head_names(self.heads)}: {verdict} ({self.exceeded:.0%} of "
+            f"{len(r)} draws keep more agreement, p = {self.p_value:.3f}): agreement "
+            f"{self.agreement:.3f}, accuracy {self.accuracy:.3f} (full {self.full_accuracy:.3f});"
+            f" random {len(self.heads)} heads: agreement {float(r.mean()):.3f} "
+            f"(min {float(r.min()):.3f}), accuracy {float(self.random_accuracy.mean()):.3f}"
+        ]
+        for label, value in self.agreement_by_label.items():
+            rand = self.random_agreement_by_label[label]
+            lines.append(f"  {label}: agreement {value:.3f}, random {float(rand.mean()):.3f}")
+        return "\n".join(lines)
+
+
+def pruning_curve(
+    model: Any,
+    prompts: Prompts,
+    ranking: Sequence[Head],
+    reference: Int[Tensor, "m pos"],
+    *,
+    ks: Sequence[int] | None = None,
+    n_random: int = 5,
+    seed: int = 0,
+    batch_size: int = SWEEP_BATCH,
+) -> PruningCurve:
+    """Agreement with the full model when only the top-k heads of ``ranking`` are kept and every
+    other head is mean-ablated over ``reference``, for each k of ``ks`` (default: every k, or
+    about 32 evenly spaced values beyond 32 heads), against ``n_random`` draws of k random
+    heads kept (seeded by ``seed``).
+
+    Raises:
+        IterationHeadsError: a ranking that does not hold every head of the model exactly once,
+            a reference narrower than the prompts, or a bad option.
+
+    Example:
+        >>> from iteration_heads import DataConfig, make_dataset, zoo
+        >>> from iteration_heads.pathways import iteration_prompts
+        >>> model = zoo.load("polynomial")
+        >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
+        >>> prompts = iteration_prompts(data.test, data.layout)
+        >>> curve = pruning_curve(model, prompts, [(1, 0), (0, 0)], data.train.tokens)
+        >>> curve.ks, curve.agreement[-1].item(), curve.smallest_circuit()[0]
+        ((0, 1, 2), 1.0, 2)
+    """
+    heads = _check_ranking(model, ranking)
+    n = len(heads)
+    ks = _check_ks(ks, n)
+    _check_int("n_random", n_random, 1)
+    _check_int("seed", seed, 0)
+    generator = torch.Generator().manual_seed(seed)
+    draws = [torch.randperm(n, generator=generator)[:k] for k in ks for _ in range(n_random)]
+    masks = [_mask(model, heads[:k]) for k in ks]
+    masks += [_mask(model, [heads[i] for i in draw]) for draw in draws]
+    run = _Run(model, prompts, reference, batch_size)
+    preds, passes = run.run(torch.stack(masks), True)
+    agree = (preds == run.full).float()
+    correct = (preds == prompts.answer).float()
+    nk = len(ks)
+    return PruningCurve(
+        ks=tuple(ks),
+        agreement=agree[:nk].mean(-1),
+        accuracy=correct[:nk].mean(-1),
+        random_agreement=agree[nk:].mean(-1).reshape(nk, n_random),
+        random_accuracy=correct[nk:].mean(-1).reshape(nk, n_random),
+        agreement_by_label=_by_label(agree[:nk], prompts.labels),
+        predictions=preds[:nk],
+        full_predictions=run.full,
+        full_accuracy=float((run.full == prompts.answer).float().mean()),
+        ranking=tuple(heads),
+        labels=tuple(prompts.labels),
+        n_forward=passes,
+        seed=seed,
+    )
+
+
+def ablation_check(
+    model: Any,
+    prompts: Prompts,
+    heads: Sequence[Head],
+    reference: Int[Tensor, "m pos"],
+    *,
+    n_random: int = 20,
+    seed: int = 0,
+    batch_size: int = SWEEP_BATCH,
+) -> AblationCheck:
+    """Mean-ablate exactly ``heads`` (over ``reference``, as :func:`pruning_curve` does), and in
+    ``n_random`` draws as many random heads among the others: agreement with the full model
+    and accuracy of each, per label. The named heads pass the causal check when ablating them
+    breaks the task more than every (or most) random draws.
+
+    Raises:
+        IterationHeadsError: a head that does not exist, fewer other heads than named ones, a
+            reference narrower than the prompts, or a bad option.
+
+    Example:
+        >>> from iteration_heads import DataConfig, make_dataset, zoo
+        >>> from iteration_heads.pathways import iteration_prompts
+        >>> model = zoo.load("polynomial")
+        >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
+        >>> prompts = iteration_prompts(data.test, data.layout)
+        >>> check = ablation_check(model, prompts, [(1, 0)], data.train.tokens, n_random=3)
+        >>> check.agreement < 0.5, check.random_heads[0]
+        (True, ((0, 0),))
+    """
+    every, named = _all_heads(model), check_heads(model, heads)
+    others = [h for h in every if h not in named]
+    if len(others) < len(named):
+        raise IterationHeadsError(
+            f"{len(named)} heads named but only {len(others)} other heads to draw from: "
+            "the random control needs as many"
+        )
+    _check_int("n_random", n_random, 1)
+    _check_int("seed", seed, 0)
+    generator = torch.Generator().manual_seed(seed)
+    picks = [torch.randperm(len(others), generator=generator) for _ in range(n_random)]
+    draws = [tuple(sorted(others[i] for i in p[: len(named)].tolist())) for p in picks]
+    ablated = [named, *draws]
+    masks = torch.stack([_mask(model, [h for h in every if h not in set(a)]) for a in ablated])
+    run = _Run(model, prompts, reference, batch_size)
+    preds, _ = run.run(masks, True)
+    agree, correct = (preds == run.full).float(), (preds == prompts.answer).float()
+    by_label = _by_label(agree, prompts.labels)
+    return AblationCheck(
+        heads=tuple(sorted(named)),
+        random_heads=tuple(draws),
+        agreement=float(agree[0].mean()),
+        accuracy=float(correct[0].mean()),
+        random_agreement=agree[1:].mean(-1),
+        random_accuracy=correct[1:].mean(-1),
+        agreement_by_label={label: float(v[0]) for label, v in by_label.items()},
+        random_agreement_by_label={label: v[1:] for label, v in by_label.items()},
+        full_accuracy=float((run.full == prompts.answer).float().mean()),
+        labels=tuple(prompts.labels),
+    )
+
+
+def pruned_logits(
+    model: Any,
+    prompts: Prompts,
+    keep: Sequence[Head],
+    reference: Int[Tensor, "m pos"],
+    *,
+    batch_size: int = SWEEP_BATCH,
+) -> Float[Tensor, "n vocab"]:
+    """The logits at ``prompts.position`` with every head but ``keep`` mean-ablated over
+    ``reference``: one point of :func:`pruning_curve`.
+
+    Example:
+        >>> from iteration_heads import DataConfig, make_dataset, zoo
+        >>> from iteration_heads.pathways import iteration_prompts
+        >>> model = zoo.load("polynomial")
+        >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
+        >>> prompts = iteration_prompts(data.test, data.layout)
+        >>> pruned_logits(model, prompts, [(1, 0)], data.train.tokens).shape
+        torch.Size([288, 16])
+    """
+    kept = check_heads(model, keep) if len(keep) else []
+    return _Run(model, prompts, reference, batch_size).run(_mask(model, kept)[None], False)[0][0]
+
+
+def _all_heads(model: Any) -> list[Head]:
+    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
+    return [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
+
+
+def _check_ranking(model: Any, ranking: Sequence[Head]) -> list[Head]:
+    if isinstance(ranking, str) or not isinstance(ranking, Sequence) or not ranking:
+        raise IterationHeadsError(f"ranking {ranking!r}: expected a list of (layer, head)")
+    check_heads(model, list(ranking))  # each one exists
+    heads = [(int(layer), int(head)) for layer, head in ranking]
+    every = _all_heads(model)
+    twice = sorted({h for h in heads if heads.count(h) > 1})
+    missing = [h for h in every if h not in heads]
+    if twice or missing:
+        raise IterationHeadsError(
+            f"ranking must hold each of the model's {len(every)} heads exactly once; "
+            + (f"{head_names(twice)} repeated" if twice else f"{head_names(missing)} missing")
+        )
+    return heads
+
+
+def _by_label(values: Tensor, labels: Sequence[str]) -> dict[str, Tensor]:
+    """Label -> the mean of ``values`` ``[variant, n]`` over that label's prompts."""
+    rows = {label: torch.tensor([x == label for x in labels]) for label in dict.fromkeys(labels)}
+    return {label: values[:, r].mean(-1) for label, r in rows.items()}
+
+
+def _check_ks(ks: Sequence[int] | None, n: int) -> list[int]:
+    if ks is None:
+        step = max(1, math.ceil(n / MAX_DEFAULT_KS))
+        return sorted({*range(0, n, step), n})
+    values = list(ks)
+    bad = [k for k in values if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n]
+    if bad or not values:
+        raise IterationHeadsError(f"ks {values!r}: expected a non-empty list of 0..{n}")
+    return sorted(set(values))
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise IterationHeadsError(f"{name}={value!r}, expected an integer >= {low}")
+
+
+def _mask(model: Any, kept: Sequence[Head]) -> Bool[Tensor, "layer head"]:
+    mask = torch.zeros(int(model.cfg.n_layers), int(model.cfg.n_heads), dtype=torch.bool)
+    for layer, head in kept:
+        mask[layer, head] = True
+    return mask
+
+
+class _Run:
+    """The prompts cut after their last studied position, the reference means, the full model's
+    argmax, and batched runs of variants (masks of kept heads)."""
+
+    def __init__(self, model: Any, prompts: Prompts, reference: Any, batch_size: int) -> None:
+        if not isinstance(prompts, Prompts):
+            raise IterationHeadsError(f"prompts must be Prompts, got {type(prompts).__name__}")
+        _check_int("batch_size", batch_size, 1)
+        reference = integer_tensor(reference, "reference")
+        width = prompts.clean.shape[1]
+        if reference.ndim != 2 or len(reference) < 1 or reference.shape[1] < width:
+            raise IterationHeadsError(
+                f"reference of shape {tuple(reference.shape)}: expected token ids [m >= 1, pos "
+                f">= {width}] (at least as wide as the prompts)"
+            )
+        d_vocab = getattr(model.cfg, "d_vocab", None)
+        if isinstance(d_vocab, int):
+            check_token_ids(prompts.clean, d_vocab, "prompt token")
+            check_token_ids(reference, d_vocab, "reference token")
+        self.model, self.batch_size, self.position = model, batch_size, prompts.position
+        self.full = torch.zeros(len(prompts), dtype=torch.long)  # set below
+        cut = int(prompts.position.max()) + 1  # causal: later positions change nothing studied
+        self.tokens = prompts.clean[:, :cut]
+        layers = list(range(int(model.cfg.n_layers)))
+        means = head_output_means(model, reference[:, :width], layers, batch_size)
+        self.means = {layer: m[0, :cut] for layer, m in means.items()}  # pos head d_head
+        every = torch.ones(1, len(layers), int(model.cfg.n_heads), dtype=torch.bool)
+        self.full = self.run(every, False)[0][0].argmax(-1)
+
+    def run(self, masks: Bool[Tensor, "v layer head"], argmax: bool) -> tuple[Tensor, int]:
+        """Logits ``[v, n, vocab]`` of every variant, or with ``argmax`` their argmax ``[v, n]``
+        (variants that keep every head are then the full model's, not run), and the passes."""
+        model, n = self.model, len(self.tokens)
+        unique, inverse = masks.flatten(1).unique(dim=0, return_inverse=True)
+        unique = unique.reshape(-1, *masks.shape[1:])
+        todo = [v for v in range(len(unique)) if not (argmax and bool(unique[v].all()))]
+        pairs = torch.tensor([(v, i) for v in todo for i in range(n)]).reshape(-1, 2)
+        done = self.full[None].repeat(len(unique), 1) if argmax else None
+        device, passes = device_of(model), 0
+        with evaluating(model):
+            for chunk in pairs.split(self.batch_size):
+                variant, seq = chunk[:, 0], chunk[:, 1]
+                keep = unique[variant]  # rows layer head
+                hooks = [
+                    (z_hook(lay), _ablate(keep[:, lay], mean)) for lay, mean in self.means.items()
+                ]
+                tokens = self.tokens[seq]
+                at = torch.zeros(tokens.shape, dtype=torch.bool)
+                at[torch.arange(len(seq)), self.position[seq]] = True
+                out = scored_logits(model, tokens.to(device), at, hooks=hooks).cpu()
+                out = out.argmax(-1) if argmax else out
+                if done is None:
+                    done = out.new_zeros((len(unique), n, *out.shape[1:]))
+                done[variant, seq] = out
+                passes += 1
+        assert done is not None
+        return done[inverse], passes
+
+
+def _ablate(keep: Tensor, mean: Tensor) -> Any:
+    """A ``hook_z`` hook: every row's heads not kept (``keep`` ``[rows, head]``) take ``mean``."""
+
+    def hook(z: Tensor, hook: Any) -> Tensor:
+        kept = keep.to(z.device)[:, None, :, None]
+        return torch.where(kept, z, mean[None, : z.shape[1]].to(z.device, z.dtype))
+
+    return hook
