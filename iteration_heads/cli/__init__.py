@@ -25,16 +25,23 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from iteration_heads import zoo
-from iteration_heads._io import RUN_FILE, read_json
+from iteration_heads._io import RUN_FILE, read_json, write_text
 from iteration_heads.cli import audit as audit_command
+from iteration_heads.cli import reproduce as reproduce_command
 from iteration_heads.detection import detect
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.experiments import EXPERIMENTS, get_experiment, reproduce
 from iteration_heads.experiments.ontology import ONTOLOGY_EXPERIMENT
-from iteration_heads.experiments.ontology_results import reproduce_ontology
-from iteration_heads.experiments.reproduction import write_summary
+from iteration_heads.experiments.ontology_results import ontology_page
+from iteration_heads.experiments.ontology_study import StudyOptions, study_ontology
 from iteration_heads.interventions import verify
-from iteration_heads.model import ModelConfig, build_model, data_config, load, model_config
+from iteration_heads.model import (
+    ModelConfig,
+    build_model,
+    data_config,
+    load,
+    model_config,
+    model_metadata,
+)
 from iteration_heads.tasks import DataConfig, TokenLayout, get_task, list_tasks, make_dataset
 from iteration_heads.training import (
     TrainConfig,
@@ -175,7 +182,11 @@ def _parser() -> argparse.ArgumentParser:
 
     audit_command.add_parser(sub)
 
-    p = sub.add_parser("report", help="one self-contained HTML report of a saved model or run")
+    p = sub.add_parser(
+        "report",
+        help="one self-contained HTML report of a saved model or run (an ontology model: its "
+        "pathway analyses)",
+    )
     p.add_argument("directory", type=Path, help="model or run directory")
     p.add_argument("-o", "--out", type=Path, default=Path("report.html"), help="HTML file")
     p.add_argument(
@@ -200,26 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once (one thread each)")
     p.set_defaults(func=_zoo)
 
-    p = sub.add_parser(
-        "reproduce",
-        help="reproduce the paper's experiments; results go to docs/results/",
-        description="Experiments: "
-        + "; ".join(f"{e.name}: {e.description}" for e in EXPERIMENTS.values())
-        + f"; {ONTOLOGY_EXPERIMENT}: {ONTOLOGY_DESCRIPTION}",
-    )
-    p.add_argument(
-        "experiments",
-        nargs="*",
-        metavar="EXPERIMENT",
-        help=f"one or more of {[*EXPERIMENTS, ONTOLOGY_EXPERIMENT]}, or all",
-    )
-    p.add_argument("--list", action="store_true", help="list the experiments and exit")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: each experiment's")
-    p.add_argument("--epochs", type=int, default=None, help="training budget (see each experiment)")
-    p.add_argument("--jobs", type=int, default=1, help="runs trained at once (one thread each)")
-    p.add_argument("--runs", type=Path, default=Path("runs/reproduce"), help="run cache")
-    p.add_argument("--out", type=Path, default=Path("docs/results"), help="results directory")
-    p.set_defaults(func=_reproduce)
+    reproduce_command.add_parser(sub)
     return parser
 
 
@@ -346,6 +338,19 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    model = load(args.directory)
+    if (model_metadata(model) or {}).get("task") == ONTOLOGY_EXPERIMENT:  # the pathways page
+        if args.task is not None or args.length is not None:
+            raise IterationHeadsError("--task and --length do not apply to an ontology model")
+        if args.n_probes < 8:
+            raise IterationHeadsError(f"--n-probes {args.n_probes}, expected an integer >= 8")
+        options = StudyOptions(
+            n_problems=args.n_probes // 8, n_reference=40, n_random=8, n_traced=10
+        )
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_text(args.out, ontology_page(study_ontology(model, options)))
+        print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, self-contained)")
+        return 0
     out = write_report(
         args.directory,
         args.out,
@@ -363,12 +368,6 @@ def _tasks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _folder_option(path: Path, option: str) -> None:
-    """A clear error when a folder option names something that is not a folder."""
-    if path.exists() and not path.is_dir():
-        raise IterationHeadsError(f"{option} {str(path)!r} is a file; expected a folder")
-
-
 def _zoo(args: argparse.Namespace) -> int:
     if args.build is None:
         if args.jobs != 1 or args.runs != Path("runs/reproduce"):
@@ -378,59 +377,6 @@ def _zoo(args: argparse.Namespace) -> int:
     for path in zoo.build(args.build or None, runs=args.runs, jobs=args.jobs):
         print(f"installed {path}")
     print(zoo.table())
-    return 0
-
-
-ONTOLOGY_DESCRIPTION = (
-    "Dutta et al.'s pathway analyses on the 4-layer ontology model, claim by claim "
-    "(trains it first if runs/ has no finished run)"
-)
-
-
-def _reproduce(args: argparse.Namespace) -> int:
-    if args.list or not args.experiments:
-        for e in EXPERIMENTS.values():
-            print(f"{e.name:<15} {e.description}")
-        print(f"{ONTOLOGY_EXPERIMENT:<15} {ONTOLOGY_DESCRIPTION}")
-        return 0
-    names = [*EXPERIMENTS, ONTOLOGY_EXPERIMENT] if args.experiments == ["all"] else args.experiments
-    for name in names:  # every name checked before anything runs
-        if name != ONTOLOGY_EXPERIMENT:
-            get_experiment(name)
-    study = ONTOLOGY_EXPERIMENT in names
-    names = [name for name in names if name != ONTOLOGY_EXPERIMENT]
-    if study and not names and (args.seeds or args.epochs is not None):
-        raise IterationHeadsError(
-            "--seeds and --epochs do not apply to ontology (one model, trained to its target)"
-        )
-    if args.jobs < 1:
-        raise IterationHeadsError(f"--jobs {args.jobs}, expected an integer >= 1")
-    if args.epochs is not None and args.epochs < 1:
-        raise IterationHeadsError(f"--epochs {args.epochs}, expected an integer >= 1")
-    bad_seeds = [seed for seed in args.seeds or [] if seed < 0]
-    if bad_seeds:
-        raise IterationHeadsError(f"--seeds {bad_seeds}, expected integers >= 0")
-    _folder_option(args.runs, "--runs")
-    _folder_option(args.out, "--out")
-    options = []
-    if args.seeds:
-        options.append("--seeds " + " ".join(map(str, args.seeds)))
-    if args.epochs is not None:
-        options.append(f"--epochs {args.epochs}")
-    options.append(f"--jobs {args.jobs}")
-    if names:
-        reproduce(
-            names,
-            seeds=args.seeds,
-            epochs=args.epochs,
-            jobs=args.jobs,
-            runs=args.runs,
-            out=args.out,
-            command_options=" ".join(options),
-        )
-    if study:
-        reproduce_ontology(args.runs, args.out)
-        write_summary(args.out)
     return 0
 
 

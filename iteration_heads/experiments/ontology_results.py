@@ -19,6 +19,7 @@ import torch
 
 from iteration_heads._io import WEIGHTS_FILE, read_json, versions, write_json
 from iteration_heads._results import plain
+from iteration_heads._torch import head_names
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.ontology import train_ontology
 from iteration_heads.experiments.ontology_study import (
@@ -189,17 +190,38 @@ def ontology_claims(study: OntologyStudy) -> list[Claim]:
         "yes" if early >= 0.5 else "no",
     ))  # fmt: skip
 
-    writers_check = study.checks.get("answer writers")
-    if writers_check is not None:
+    noising = {name.split(", ")[-1]: check for name, check in study.checks.items()
+               if name.startswith("noising: ")}  # fmt: skip
+    if noising:
+        broken = [label for label, check in noising.items() if check.breaks_more_than_every]
         claims.append(_claim(
-            "(ours) ablating the top answer writers breaks the answers more than ablating as "
-            "many random heads",
+            "(ours) the heads that head patching names for a subtask carry it: fed the corrupted "
+            "prompt (noising), they break that subtask more than as many random heads",
             "no random control",
-            writers_check.format().splitlines()[0],
-            "yes" if writers_check.breaks_more_than_most else "no",
-            "" if writers_check.breaks_more_than_most else
-            "the writers are redundant (parallel pathways): the others still write the answer, "
-            "while random sets hit the layer-0/1 heads every step needs",
+            "; ".join(
+                f"{label}: {head_names(c.heads)} noised, accuracy {c.accuracy:.3f} against "
+                f"{float(c.random_accuracy.mean()):.3f} (min {float(c.random_accuracy.min()):.3f})"
+                f" for {len(c.random_accuracy)} random sets"
+                for label, c in noising.items()
+            ),
+            "yes" if len(broken) == len(noising) else "partly" if broken else "no",
+            "" if len(broken) == len(noising) else
+            f"more than every random set for {', '.join(broken) or 'no subtask'}",
+        ))  # fmt: skip
+
+    ablated, noised = study.checks.get("answer writers"), study.checks.get("noised answer writers")
+    if ablated is not None and noised is not None:
+        claims.append(_claim(
+            "(ours) the top answer writers are needed: knocking them out breaks the answers more "
+            "than knocking out as many random heads",
+            "no random control",
+            f"{ablated.format().splitlines()[0]}; {noised.format().splitlines()[0]}",
+            "yes" if ablated.breaks_more_than_every and noised.breaks_more_than_every
+            else "partly" if noised.breaks_more_than_every else "no",
+            "" if ablated.breaks_more_than_every else
+            "fed the corrupted prompt they break the answer; mean-ablated they do not: the other "
+            "writers still write it (parallel pathways), while random sets hit the layer-0/1 heads "
+            "every step needs",
         ))  # fmt: skip
     return claims
 

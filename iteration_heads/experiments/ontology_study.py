@@ -23,6 +23,7 @@ from iteration_heads._torch import Head, evaluating
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.checkpoint import model_metadata
 from iteration_heads.pathways.flow import FlowGraph, trace_flow
+from iteration_heads.pathways.noising import noising_check
 from iteration_heads.pathways.prompts import Prompts, ontology_prompts, ontology_steps
 from iteration_heads.pathways.pruning import (
     AblationCheck,
@@ -363,24 +364,33 @@ def _checks(
     options: StudyOptions,
 ) -> dict[str, AblationCheck]:
     """Ablate what each analysis names (at most a quarter of the heads, the largest first, so
-    that random sets of the same size exist), against as many random heads."""
+    that random sets of the same size exist), against as many random heads; noise the heads
+    head patching names per subtask (the check that matches it)."""
     most = max(1, model.cfg.n_layers * model.cfg.n_heads // 4)
     named: dict[str, tuple[Prompts, list[Head]]] = {
         "answer writers": (prompts, writers.writers(share=0.5)[:most]),
     }
+    noised: dict[str, tuple[Prompts, list[Head]]] = {}
     for label in STUDIED_SUBTASKS:
         if label in prompts.labels:
             group = prompts.group(label)
             named[f"top 3 patching heads, {label}"] = (group, patching.top(3, label))
             named[f"answer writers, {label}"] = (group, writers.writers(label, share=0.5)[:most])
+            noised[f"noising: top 3 patching heads, {label}"] = (group, patching.top(3, label))
     table = flow.heads.sort_values("writer", ascending=False)
     table = table[table["writer"] >= 0.25]
     traced = [(int(la), int(h)) for la, h in zip(table["layer"], table["head"], strict=True)][:most]
     if traced:
         named["traced writers"] = (prompts, traced)
-    return {
+    checks = {
         name: ablation_check(model, group, chosen, reference, n_random=options.n_random,
                              seed=options.seed)
         for name, (group, chosen) in named.items()
         if chosen
     }  # fmt: skip
+    noised["noised answer writers"] = named["answer writers"]
+    for name, (group, chosen) in noised.items():
+        checks[name] = noising_check(
+            model, group, chosen, n_random=options.n_random, seed=options.seed
+        )
+    return checks

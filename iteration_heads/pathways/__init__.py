@@ -8,6 +8,8 @@ how information flows to the answer, and how much comes from each part of the pr
   logit-difference scores per subtask (:func:`head_patching`);
 * :mod:`~iteration_heads.pathways.pruning`: mean-ablation pruning curves against random heads,
   and the causal check of named heads (:func:`pruning_curve`, :func:`ablation_check`);
+* :mod:`~iteration_heads.pathways.noising`: the check that matches head patching, named heads
+  fed the corrupted prompt against random ones (:func:`noising_check`);
 * :mod:`~iteration_heads.pathways.writers`: direct logit attribution of every head onto the
   answer, split by the segment it reads (:func:`answer_writers`);
 * :mod:`~iteration_heads.pathways.rift`: the logit lens per layer, prior against in-context
@@ -19,6 +21,7 @@ how information flows to the answer, and how much comes from each part of the pr
 """
 
 from iteration_heads.pathways.flow import FlowEdge, FlowGraph, FlowNode, trace_flow, trace_flows
+from iteration_heads.pathways.noising import noising_check
 from iteration_heads.pathways.prompts import (
     ITERATION_SEGMENTS,
     ONTOLOGY_SEGMENTS,
@@ -79,6 +82,7 @@ __all__ = [
     "knockout_pattern",
     "lens_logits",
     "logit_lens",
+    "noising_check",
     "ontology_prompts",
     "ontology_steps",
     "pruned_logits",

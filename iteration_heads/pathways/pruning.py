@@ -29,6 +29,7 @@ from iteration_heads.interventions.batch import check_heads, check_token_ids, in
 from iteration_heads.interventions.patching import SWEEP_BATCH
 from iteration_heads.passes import scored_logits
 from iteration_heads.pathways.prompts import Prompts
+from iteration_heads.tasks.task import check_int
 
 MAX_DEFAULT_KS = 32
 """Beyond this many heads the default sweep takes about this many evenly spaced values of k."""
@@ -122,6 +123,7 @@ class AblationCheck(Result):
         random_agreement, random_accuracy: With each random draw ablated ``[draw]``.
         agreement_by_label, random_agreement_by_label: The same per label.
         full_accuracy: The full model's accuracy; ``labels``: the label of every prompt.
+        method: How the heads were knocked out (``"mean-ablating"``, ``"noising"``).
     """
 
     heads: tuple[Head, ...]
@@ -134,6 +136,7 @@ class AblationCheck(Result):
     random_agreement_by_label: dict[str, Float[Tensor, " draw"]]
     full_accuracy: float
     labels: tuple[str, ...]
+    method: str = "mean-ablating"
 
     @property
     def exceeded(self) -> float:
@@ -172,7 +175,7 @@ class AblationCheck(Result):
         does = "breaks" if self.breaks_more_than_most else "does not break"
         verdict = f"{does} the task more than {most}"
         lines = [
-            f"mean-ablating {head_names(self.heads)}: {verdict} ({self.exceeded:.0%} of "
+            f"{self.method} {head_names(self.heads)}: {verdict} ({self.exceeded:.0%} of "
             f"{len(r)} draws keep more agreement, p = {self.p_value:.3f}): agreement "
             f"{self.agreement:.3f}, accuracy {self.accuracy:.3f} (full {self.full_accuracy:.3f});"
             f" random {len(self.heads)} heads: agreement {float(r.mean()):.3f} "
@@ -217,8 +220,8 @@ def pruning_curve(
     heads = _check_ranking(model, ranking)
     n = len(heads)
     ks = _check_ks(ks, n)
-    _check_int("n_random", n_random, 1)
-    _check_int("seed", seed, 0)
+    check_int("n_random", n_random, minimum=1)
+    check_int("seed", seed, minimum=0)
     generator = torch.Generator().manual_seed(seed)
     draws = [torch.randperm(n, generator=generator)[:k] for k in ks for _ in range(n_random)]
     masks = [_mask(model, heads[:k]) for k in ks]
@@ -281,8 +284,8 @@ def ablation_check(
             f"{len(named)} heads named but only {len(others)} other heads to draw from: "
             "the random control needs as many"
         )
-    _check_int("n_random", n_random, 1)
-    _check_int("seed", seed, 0)
+    check_int("n_random", n_random, minimum=1)
+    check_int("seed", seed, minimum=0)
     generator = torch.Generator().manual_seed(seed)
     picks = [torch.randperm(len(others), generator=generator) for _ in range(n_random)]
     draws = [tuple(sorted(others[i] for i in p[: len(named)].tolist())) for p in picks]
@@ -368,11 +371,6 @@ def _check_ks(ks: Sequence[int] | None, n: int) -> list[int]:
     return sorted(set(values))
 
 
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise IterationHeadsError(f"{name}={value!r}, expected an integer >= {low}")
-
-
 def _mask(model: Any, kept: Sequence[Head]) -> Bool[Tensor, "layer head"]:
     mask = torch.zeros(int(model.cfg.n_layers), int(model.cfg.n_heads), dtype=torch.bool)
     for layer, head in kept:
@@ -387,7 +385,7 @@ class _Run:
     def __init__(self, model: Any, prompts: Prompts, reference: Any, batch_size: int) -> None:
         if not isinstance(prompts, Prompts):
             raise IterationHeadsError(f"prompts must be Prompts, got {type(prompts).__name__}")
-        _check_int("batch_size", batch_size, 1)
+        check_int("batch_size", batch_size, minimum=1)
         reference = integer_tensor(reference, "reference")
         width = prompts.clean.shape[1]
         if reference.ndim != 2 or len(reference) < 1 or reference.shape[1] < width:

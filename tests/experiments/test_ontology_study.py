@@ -63,7 +63,7 @@ def test_claims_are_assessed_and_the_results_written(study, tmp_path) -> None:
     page = (tmp_path / "ontology.html").read_text()
     assert 'src="plotly.min.js"' in page and "https://" not in page.split("<body>")[1][:200]
     assert (tmp_path / "plotly.min.js").is_file()
-    assert page.count("<h2>") == 7 and "skipped" not in page  # seven figures, none failed
+    assert page.count("<h2>") == 7 and 'class="note"' not in page  # seven figures, none failed
 
 
 def test_contradicting_prompts_and_the_prior_check(model) -> None:
@@ -99,3 +99,12 @@ def test_the_command_line_lists_the_study(capsys) -> None:
     assert "ontology " in capsys.readouterr().out
     assert main(["reproduce", "ontology", "--seeds", "1"]) == 2  # a usage error
     assert "--seeds and --epochs do not apply to ontology" in capsys.readouterr().err
+
+
+def test_the_report_of_an_ontology_model_is_its_pathways_page(tmp_path, capsys) -> None:
+    out = tmp_path / "report.html"
+    assert main(["report", "ontology", "-o", str(out), "--n-probes", "16"]) == 0
+    page = out.read_text()
+    assert page.count("<h2>") == 7 and 'class="note"' not in page and "plotly.js v" in page
+    assert main(["report", "ontology", "-o", str(out), "--task", "parity"]) == 2
+    assert "--task and --length do not apply" in capsys.readouterr().err

@@ -1,0 +1,96 @@
+"""``iteration-heads reproduce EXPERIMENT ...``: the paper's experiments (run specs, seeds, a
+shared run cache) and the multi-hop study ``ontology`` (Dutta et al.'s analyses)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.experiments import EXPERIMENTS, get_experiment, reproduce
+from iteration_heads.experiments.ontology import ONTOLOGY_EXPERIMENT
+from iteration_heads.experiments.ontology_results import reproduce_ontology
+from iteration_heads.experiments.reproduction import write_summary
+
+ONTOLOGY_DESCRIPTION = (
+    "Dutta et al.'s pathway analyses on the 4-layer ontology model, claim by claim "
+    "(trains it first if runs/ has no finished run)"
+)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``reproduce`` subcommand and its options."""
+    p = sub.add_parser(
+        "reproduce",
+        help="reproduce the paper's experiments; results go to docs/results/",
+        description="Experiments: "
+        + "; ".join(f"{e.name}: {e.description}" for e in EXPERIMENTS.values())
+        + f"; {ONTOLOGY_EXPERIMENT}: {ONTOLOGY_DESCRIPTION}",
+    )
+    p.add_argument(
+        "experiments",
+        nargs="*",
+        metavar="EXPERIMENT",
+        help=f"one or more of {[*EXPERIMENTS, ONTOLOGY_EXPERIMENT]}, or all",
+    )
+    p.add_argument("--list", action="store_true", help="list the experiments and exit")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: each experiment's")
+    p.add_argument("--epochs", type=int, default=None, help="training budget (see each experiment)")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once (one thread each)")
+    p.add_argument("--runs", type=Path, default=Path("runs/reproduce"), help="run cache")
+    p.add_argument("--out", type=Path, default=Path("docs/results"), help="results directory")
+    p.set_defaults(func=run)
+
+
+def folder_option(path: Path, option: str) -> None:
+    """A clear error when a folder option names something that is not a folder."""
+    if path.exists() and not path.is_dir():
+        raise IterationHeadsError(f"{option} {str(path)!r} is a file; expected a folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the ``reproduce`` subcommand."""
+    if args.list or not args.experiments:
+        for e in EXPERIMENTS.values():
+            print(f"{e.name:<15} {e.description}")
+        print(f"{ONTOLOGY_EXPERIMENT:<15} {ONTOLOGY_DESCRIPTION}")
+        return 0
+    names = [*EXPERIMENTS, ONTOLOGY_EXPERIMENT] if args.experiments == ["all"] else args.experiments
+    for name in names:  # every name checked before anything runs
+        if name != ONTOLOGY_EXPERIMENT:
+            get_experiment(name)
+    study = ONTOLOGY_EXPERIMENT in names
+    names = [name for name in names if name != ONTOLOGY_EXPERIMENT]
+    if study and not names and (args.seeds or args.epochs is not None):
+        raise IterationHeadsError(
+            "--seeds and --epochs do not apply to ontology (one model, trained to its target)"
+        )
+    if args.jobs < 1:
+        raise IterationHeadsError(f"--jobs {args.jobs}, expected an integer >= 1")
+    if args.epochs is not None and args.epochs < 1:
+        raise IterationHeadsError(f"--epochs {args.epochs}, expected an integer >= 1")
+    bad_seeds = [seed for seed in args.seeds or [] if seed < 0]
+    if bad_seeds:
+        raise IterationHeadsError(f"--seeds {bad_seeds}, expected integers >= 0")
+    folder_option(args.runs, "--runs")
+    folder_option(args.out, "--out")
+    options = []
+    if args.seeds:
+        options.append("--seeds " + " ".join(map(str, args.seeds)))
+    if args.epochs is not None:
+        options.append(f"--epochs {args.epochs}")
+    options.append(f"--jobs {args.jobs}")
+    if names:
+        reproduce(
+            names,
+            seeds=args.seeds,
+            epochs=args.epochs,
+            jobs=args.jobs,
+            runs=args.runs,
+            out=args.out,
+            command_options=" ".join(options),
+        )
+    if study:
+        reproduce_ontology(args.runs, args.out)
+        write_summary(args.out)
+    return 0

@@ -1,0 +1,143 @@
+"""The causal check that matches head patching: noise the named heads (their output in the
+clean run replaced, at every position, by the corrupted run's) against as many random heads.
+
+Head patching restores one head at a time into the corrupted run ("denoising"): it finds the
+heads that carry the corrupted name. Noising asks the converse on the clean run: with the named
+heads fed the corrupted prompt, does the answer break? Unlike mean ablation, a head whose
+output does not depend on the corrupted token is untouched by noising, so heads that only track
+the prompt's structure cannot fake an effect, and random heads are a fair control.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from iteration_heads._torch import Head, device_of, evaluating, z_hook
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.interventions.batch import check_heads
+from iteration_heads.interventions.patching import SWEEP_BATCH
+from iteration_heads.passes import scored_logits
+from iteration_heads.pathways.prompts import Prompts
+from iteration_heads.pathways.pruning import AblationCheck
+from iteration_heads.tasks.task import check_int
+
+
+def noising_check(
+    model: Any,
+    prompts: Prompts,
+    heads: Sequence[Head],
+    *,
+    n_random: int = 20,
+    seed: int = 0,
+    batch_size: int = SWEEP_BATCH,
+) -> AblationCheck:
+    """Noise exactly ``heads`` (clean run, their ``hook_z`` taken from the corrupted run at
+    every position), and in ``n_random`` seeded draws as many random other heads: agreement
+    with the clean model's top-1 and accuracy of each, per label.
+
+    Raises:
+        IterationHeadsError: prompts without corruption, a head that does not exist, fewer
+            other heads than named ones, or a bad option.
+
+    Example:
+        >>> from iteration_heads import DataConfig, make_dataset, zoo
+        >>> from iteration_heads.pathways import iteration_prompts
+        >>> model = zoo.load("polynomial")
+        >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
+        >>> check = noising_check(model, iteration_prompts(data.test, data.layout), [(1, 0)],
+        ...                       n_random=1)
+        >>> check.accuracy < 0.3 < check.random_accuracy.min().item()
+        True
+    """
+    if not isinstance(prompts, Prompts):
+        raise IterationHeadsError(f"prompts must be Prompts, got {type(prompts).__name__}")
+    corrupted = prompts.need_corrupted("a noising check")
+    check_int("n_random", n_random, minimum=1)
+    check_int("seed", seed, minimum=0)
+    check_int("batch_size", batch_size, minimum=1)
+    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
+    every = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
+    named = check_heads(model, heads)
+    others = [h for h in every if h not in named]
+    if len(others) < len(named):
+        raise IterationHeadsError(
+            f"{len(named)} heads named but only {len(others)} other heads to draw from: "
+            "the random control needs as many"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    picks = [torch.randperm(len(others), generator=generator) for _ in range(n_random)]
+    draws = [tuple(sorted(others[i] for i in p[: len(named)].tolist())) for p in picks]
+    masks = torch.zeros(1 + n_random, n_layers, n_heads, dtype=torch.bool)  # True: noised
+    for v, chosen in enumerate([named, *draws]):
+        for layer, head in chosen:
+            masks[v, layer, head] = True
+    cut = int(prompts.position.max()) + 1  # causal: later positions change nothing studied
+    device = device_of(model)
+    with evaluating(model):
+        names = {z_hook(layer) for layer in range(n_layers)}
+        full = model(prompts.clean[:, :cut].to(device))
+        rows = torch.arange(len(prompts))
+        clean_top = full[rows, prompts.position].argmax(-1).cpu()
+        _, noisy = model.run_with_cache(
+            corrupted[:, :cut].to(device), names_filter=names.__contains__
+        )
+        predictions = _noised_predictions(model, prompts, masks, noisy, cut, batch_size)
+    agree = (predictions == clean_top).float()
+    correct = (predictions == prompts.answer).float()
+    labels = sorted(set(prompts.labels))
+    by_label = {
+        label: agree[:, torch.tensor([x == label for x in prompts.labels])].mean(-1)
+        for label in labels
+    }
+    return AblationCheck(
+        heads=tuple(sorted(named)),
+        random_heads=tuple(draws),
+        agreement=float(agree[0].mean()),
+        accuracy=float(correct[0].mean()),
+        random_agreement=agree[1:].mean(-1),
+        random_accuracy=correct[1:].mean(-1),
+        agreement_by_label={label: float(v[0]) for label, v in by_label.items()},
+        random_agreement_by_label={label: v[1:] for label, v in by_label.items()},
+        full_accuracy=float((clean_top == prompts.answer).float().mean()),
+        labels=tuple(prompts.labels),
+        method="noising",
+    )
+
+
+def _noised_predictions(
+    model: Any, prompts: Prompts, masks: Tensor, noisy: Any, cut: int, batch_size: int
+) -> Tensor:
+    """Top-1 at each prompt's position ``[variant, n]`` with the heads of each mask noised."""
+    n = len(prompts)
+    pairs = torch.tensor([(v, i) for v in range(len(masks)) for i in range(n)])
+    out = torch.zeros(len(masks), n, dtype=torch.long)
+    device = device_of(model)
+    for chunk in pairs.split(batch_size):
+        variant, seq = chunk[:, 0], chunk[:, 1]
+        hooks = [
+            (z_hook(layer), _noise(masks[variant, layer], noisy[z_hook(layer)][seq.to(device)]))
+            for layer in range(masks.shape[1])
+            if bool(masks[variant, layer].any())
+        ]
+        tokens = prompts.clean[seq, :cut]
+        at = torch.zeros(tokens.shape, dtype=torch.bool)
+        at[torch.arange(len(seq)), prompts.position[seq]] = True
+        out[variant, seq] = (
+            scored_logits(model, tokens.to(device), at, hooks=hooks).argmax(-1).cpu()
+        )
+    return out
+
+
+def _noise(noised: Tensor, value: Tensor) -> Callable[[Tensor, Any], Tensor]:
+    """A ``hook_z`` hook: the heads ``noised`` ``[rows, head]`` take ``value`` ``[rows, pos,
+    head, d_head]``."""
+
+    def hook(z: Tensor, hook: Any) -> Tensor:
+        mask = noised.to(z.device)[:, None, :, None]
+        return torch.where(mask, value[:, : z.shape[1]].to(z.dtype), z)
+
+    return hook
