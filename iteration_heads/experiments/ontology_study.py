@@ -60,7 +60,7 @@ class StudyOptions:
 
     n_problems: int = 150  # fresh fictional problems whose CoT steps are studied
     n_reference: int = 150  # contradicting problems: the means of mean ablation
-    n_random: int = 20  # random head sets per causal check
+    n_random: int = 20  # random head sets per causal check (a quarter per k of a pruning curve)
     n_traced: int = 60  # prompts traced for the information-flow summary
     seed: int = 0  # draws the problems (offset from the training seeds) and the random heads
 
@@ -310,11 +310,11 @@ def study_ontology(model: Any, options: StudyOptions | None = None) -> OntologyS
         )
     }
     evaluations = {kind: evaluate_ontology(model, p) for kind, p in fresh.items()}
-    reference = make_ontology_problems(
+    false_ontology = make_ontology_problems(
         config.ontology, options.n_reference, seed=base + 5, kind="contradicting"
-    ).tokens
+    ).tokens  # the means of mean ablation, position by position
     prompts = solved_prompts(model, ontology_prompts(fresh["fictional"], STUDIED_SUBTASKS))
-    reference = _fit(reference, prompts.clean.shape[1])
+    reference = _fit(false_ontology, prompts.clean.shape[1])
     patching = head_patching(model, prompts)
     rankings = {
         "patching": patching.ranking(),
@@ -337,7 +337,7 @@ def study_ontology(model: Any, options: StudyOptions | None = None) -> OntologyS
     most = max(1, model.cfg.n_layers * model.cfg.n_heads // 4)
     contra_writers = answer_writers(model, contra).writers(share=0.5)[:most]
     prior_result = prior_check(
-        model, contra, prior, contra_writers, _fit(reference, contra.clean.shape[1]),
+        model, contra, prior, contra_writers, _fit(false_ontology, contra.clean.shape[1]),
         n_random=options.n_random, seed=options.seed,
     )  # fmt: skip
     return OntologyStudy(
