@@ -1,4 +1,4 @@
-"""Command line: ``iteration-heads train|eval|detect|audit|report|tasks|zoo|reproduce``.
+"""Command line: ``iteration-heads train|eval|detect|audit|report|tasks|zoo|reproduce|sweep``.
 
 Examples::
 
@@ -28,6 +28,7 @@ from iteration_heads import zoo
 from iteration_heads._io import RUN_FILE, read_json, write_text
 from iteration_heads.cli import audit as audit_command
 from iteration_heads.cli import reproduce as reproduce_command
+from iteration_heads.cli import sweep as sweep_command
 from iteration_heads.detection import detect
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.ontology import ONTOLOGY_EXPERIMENT
@@ -212,6 +213,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_zoo)
 
     reproduce_command.add_parser(sub)
+    sweep_command.add_parser(sub)
     return parser
 
 
