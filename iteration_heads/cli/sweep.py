@@ -22,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("spec", type=Path, help="the sweep spec (TOML)")
     p.add_argument("--dry-run", action="store_true", help="list the cells and exit")
     p.add_argument("--collect", action="store_true", help="only write the table of the cells")
+    p.add_argument("--retry-failed", action="store_true", help="train failed cells again")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once (one thread each)")
     p.add_argument("--runs", type=Path, default=Path("runs/sweeps"), help="run cache")
     p.add_argument("--out", type=Path, default=Path("runs/sweeps"), help="where the table goes")
@@ -39,6 +40,6 @@ def run(args: argparse.Namespace) -> int:
         print(dry_run(spec, args.runs))
         return 0
     if not args.collect:
-        run_sweep(spec, args.runs, jobs=args.jobs)
+        run_sweep(spec, args.runs, jobs=args.jobs, retry_failed=args.retry_failed)
     print(f"wrote {write_table(spec, args.runs, args.out)} and its .md")
     return 0

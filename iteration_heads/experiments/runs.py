@@ -248,8 +248,13 @@ def run_all(
     *,
     jobs: int = 1,
     log: Callable[[str], None] = print,
+    on_error: Callable[[RunSpec, BaseException], None] | None = None,
 ) -> None:
     """Train every spec not yet cached (sources first), ``jobs`` at a time, one thread each.
+
+    A run that raises stops everything, unless ``on_error`` is given: then it is called with
+    the spec and the error, and the other runs go on (runs fine-tuning a failed source fail
+    the same way).
 
     Example:
         >>> import tempfile
@@ -291,11 +296,22 @@ def run_all(
                     running[pool.submit(_worker, spec, str(runs))] = spec
                     del todo[key]
             if not running:
-                raise IterationHeadsError("a fine-tuning run's source could not be trained")
+                error = IterationHeadsError("a fine-tuning run's source could not be trained")
+                if on_error is None:
+                    raise error
+                for spec in todo.values():
+                    on_error(spec, error)
+                break
             complete, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in complete:
                 spec = running.pop(future)
-                future.result()
-                completed.add(spec.key())
                 done += 1
-                log(f"[{done}/{total}] {spec.result(runs).format()}")
+                failure = future.exception()
+                if failure is None:
+                    completed.add(spec.key())
+                    log(f"[{done}/{total}] {spec.result(runs).format()}")
+                elif on_error is None:
+                    raise failure
+                else:
+                    on_error(spec, failure)
+                    log(f"[{done}/{total}] {spec.name()} failed: {failure}")

@@ -40,7 +40,7 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10: the same parser, as a package
     import tomli as tomllib
 
-from iteration_heads._io import write_text
+from iteration_heads._io import read_json, write_json, write_text
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.runs import RunSpec, finished, run_all
 from iteration_heads.model.transformer import ModelConfig
@@ -209,17 +209,45 @@ def dry_run(spec: SweepSpec, runs: str | os.PathLike[str]) -> str:
     return "\n".join(lines)
 
 
+def error_file(cell: RunSpec, runs: str | os.PathLike[str]) -> Path:
+    """Where a failed cell's error is recorded: next to its run directory.
+
+    Example:
+        >>> error_file(cell_spec({"seed": 1}), "runs").name.endswith(".error.json")
+        True
+    """
+    directory = cell.directory(runs)
+    return directory.with_name(directory.name + ".error.json")
+
+
 def run_sweep(
-    spec: SweepSpec, runs: str | os.PathLike[str], *, jobs: int = 1, log: Any = print
+    spec: SweepSpec,
+    runs: str | os.PathLike[str],
+    *,
+    jobs: int = 1,
+    retry_failed: bool = False,
+    log: Any = print,
 ) -> None:
     """Train every unfinished cell of ``spec`` into the ``runs`` cache, ``jobs`` local
-    processes at a time (one thread each unless the spec sets ``train.threads``)."""
-    run_all(spec.cells(), runs, jobs=jobs, log=log)
+    processes at a time (one thread each unless the spec sets ``train.threads``). A cell that
+    fails does not stop the others: its error is recorded (:func:`error_file`) and the cell is
+    left alone on later runs unless ``retry_failed``."""
+    cells = [c for c in spec.cells() if retry_failed or not error_file(c, runs).is_file()]
+
+    def record(cell: RunSpec, error: BaseException) -> None:
+        message = f"{type(error).__name__}: {error}".splitlines()[0]
+        write_json(error_file(cell, runs), {"name": cell.name(), "error": message})
+
+    Path(runs).mkdir(parents=True, exist_ok=True)
+    run_all(cells, runs, jobs=jobs, log=log, on_error=record)
+    for cell in cells:
+        if finished(cell, runs):
+            error_file(cell, runs).unlink(missing_ok=True)
 
 
 def collect(spec: SweepSpec, runs: str | os.PathLike[str]) -> pd.DataFrame:
     """One row per cell, read from its run directory: the swept settings, ``status``
-    (``done`` or ``todo``), the final test accuracy, the last layer's iteration peakiness, the
+    (``done``, ``todo`` or ``failed``, with its ``error``), the final test accuracy, the last layer's iteration peakiness, the
     first epochs where accuracy and the head reached their targets, and the detection verdict.
 
     Example:
@@ -233,7 +261,12 @@ def collect(spec: SweepSpec, runs: str | os.PathLike[str]) -> pd.DataFrame:
         spec.settings(), [cell_spec(s) for s in spec.settings()], strict=True
     ):
         row: dict[str, Any] = {name: settings[name] for name in spec.axes if name in settings}
-        row |= {"name": cell.name(), "status": "done" if finished(cell, runs) else "todo"}
+        status = "done" if finished(cell, runs) else "todo"
+        failed = error_file(cell, runs)
+        if status == "todo" and failed.is_file():
+            status = "failed"
+            row["error"] = read_json(failed)["error"]
+        row |= {"name": cell.name(), "status": status}
         if row["status"] == "done":
             result = cell.result(runs)
             row |= {

@@ -74,3 +74,24 @@ def test_a_tiny_grid_trains_once_and_reads_back(tmp_path, capsys) -> None:
 
 def _as_dict(spec: SweepSpec) -> dict:
     return {"name": spec.name, "fixed": spec.fixed, "axes": spec.axes}
+
+
+def test_a_failing_cell_is_recorded_and_does_not_stop_the_others(tmp_path) -> None:
+    spec = SweepSpec.from_dict({
+        "name": "broken",
+        "fixed": {"data.task": "copy", "data.max_len": 3, "data.n_train": 32, "data.n_test": 32,
+                  "train.epochs": 1, "model.d_model": 16},
+        "axes": {"train.trainable": [["blocks.9.mlp"], ["blocks.1.mlp"]]},  # no block 9
+    })  # fmt: skip
+    runs = tmp_path / "runs"
+    run_sweep(spec, runs, jobs=2, log=lambda line: None)
+    table = collect(spec, runs)
+    assert sorted(table["status"]) == ["done", "failed"]
+    failed = table[table["status"] == "failed"]
+    assert "blocks.9.mlp" in failed["error"].iloc[0] and "\n" not in failed["error"].iloc[0]
+    assert failed["train.trainable"].iloc[0] == ["blocks.9.mlp"]
+    # a rerun leaves the failed cell alone; --retry-failed trains it again (and fails again)
+    run_sweep(spec, runs, log=lambda line: None)
+    messages: list[str] = []
+    run_sweep(spec, runs, retry_failed=True, log=messages.append)
+    assert any("failed" in m for m in messages)
