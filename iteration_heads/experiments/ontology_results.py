@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 import plotly.graph_objects as go
 import torch
+from plotly.offline import get_plotlyjs
 
-from iteration_heads._io import WEIGHTS_FILE, read_json, versions, write_json
+from iteration_heads._io import WEIGHTS_FILE, read_json, versions, write_json, write_text
 from iteration_heads._results import plain
 from iteration_heads._torch import head_names
 from iteration_heads.errors import IterationHeadsError
@@ -268,11 +269,10 @@ def write_ontology_results(
         "study": plain(study.to_dict()),
     }
     write_json(folder / "ontology.json", record)
-    (folder / "ontology.md").write_text(_markdown(record))
-    (folder / "ontology.html").write_text(ontology_page(study, claims, plotly="directory"))
-    if not (folder / "plotly.min.js").is_file():
-        go.Figure().write_html(folder / "_plotly.html", include_plotlyjs="directory")
-        (folder / "_plotly.html").unlink()
+    write_text(folder / "ontology.md", _markdown(record))
+    write_text(folder / "ontology.html", ontology_page(study, claims, plotly="directory"))
+    if not (folder / "plotly.min.js").is_file():  # the page's script, shared with the others
+        write_text(folder / "plotly.min.js", get_plotlyjs())
     return record
 
 

@@ -29,9 +29,10 @@ from iteration_heads.pathways.pruning import (
     AblationCheck,
     PruningCurve,
     ablation_check,
-    pruned_logits,
+    pruned_predictions,
     pruning_curve,
 )
+from iteration_heads.pathways.random_control import all_heads, random_head_sets
 from iteration_heads.pathways.restoration import HeadPatching, head_patching
 from iteration_heads.pathways.rift import LogitLens, logit_lens
 from iteration_heads.pathways.segments import (
@@ -231,15 +232,11 @@ def ablation_ranking(model: Any, prompts: Prompts, reference: Int[Tensor, "m pos
         ...                  data.train.tokens)
         [(1, 0), (0, 0)]
     """
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
-    full = pruned_logits(model, prompts, heads, reference).argmax(-1)
-    lost = []
-    for head in heads:
-        keep = [h for h in heads if h != head]
-        agree = pruned_logits(model, prompts, keep, reference).argmax(-1) == full
-        lost.append(1 - float(agree.float().mean()))
-    order = sorted(range(len(heads)), key=lambda i: -lost[i])
+    heads = all_heads(model)
+    keeps = [heads, *([h for h in heads if h != head] for head in heads)]
+    top = pruned_predictions(model, prompts, keeps, reference)
+    lost = (top[1:] != top[0]).float().mean(-1)  # agreement lost without each head
+    order = sorted(range(len(heads)), key=lambda i: -float(lost[i]))
     return [heads[i] for i in order]
 
 
@@ -265,20 +262,13 @@ def prior_check(
         >>> check.full
         0.0
     """
-    everything = [(la, h) for la in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
-    others = [h for h in everything if h not in heads]
-
-    def rate(ablated: list[Head]) -> float:
-        keep = [h for h in everything if h not in ablated]
-        predicted = pruned_logits(model, prompts, keep, reference).argmax(-1).cpu()
-        return float((predicted == prior).float().mean())
-
-    generator = torch.Generator().manual_seed(seed)
-    random = []
-    for _ in range(n_random):
-        draw = torch.randperm(len(others), generator=generator)[: len(heads)].tolist()
-        random.append(rate([others[i] for i in draw]))
-    return PriorCheck(tuple(heads), rate([]), rate(heads), tuple(random), len(prompts))
+    everything = all_heads(model)
+    named, draws = random_head_sets(model, heads, n_random=n_random, seed=seed)
+    ablated = [[], named, *draws]
+    keeps = [[h for h in everything if h not in set(a)] for a in ablated]
+    rates = (pruned_predictions(model, prompts, keeps, reference).cpu() == prior).float().mean(-1)
+    full, named, *random = rates.tolist()
+    return PriorCheck(tuple(heads), full, named, tuple(random), len(prompts))
 
 
 def study_ontology(model: Any, options: StudyOptions | None = None) -> OntologyStudy:

@@ -41,7 +41,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from iteration_heads._io import read_json, versions, write_json
+from iteration_heads._io import read_json, versions, write_json, write_text
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.claims import Experiment, Results, first_epochs, mean_spread
 from iteration_heads.experiments.controls import NO_COT, ONE_LAYER, SMALL_WIDTH
@@ -170,7 +170,7 @@ def write_results(
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / f"{experiment.name}.json", record)
-    (out / f"{experiment.name}.md").write_text(_markdown(record))
+    write_text(out / f"{experiment.name}.md", _markdown(record))
     _figure(experiment, results, out)
     return record
 
@@ -322,5 +322,5 @@ def write_summary(out: Path) -> Path:
         "command reuses finished runs and resumes interrupted ones.",
     ]
     path = out.parent / "results.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return path

@@ -10,6 +10,8 @@ how information flows to the answer, and how much comes from each part of the pr
   and the causal check of named heads (:func:`pruning_curve`, :func:`ablation_check`);
 * :mod:`~iteration_heads.pathways.noising`: the check that matches head patching, named heads
   fed the corrupted prompt against random ones (:func:`noising_check`);
+* :mod:`~iteration_heads.pathways.random_control`: the random heads both checks compare with,
+  and their result (:class:`AblationCheck`);
 * :mod:`~iteration_heads.pathways.writers`: direct logit attribution of every head onto the
   answer, split by the segment it reads (:func:`answer_writers`);
 * :mod:`~iteration_heads.pathways.rift`: the logit lens per layer, prior against in-context
@@ -31,11 +33,17 @@ from iteration_heads.pathways.prompts import (
     ontology_steps,
 )
 from iteration_heads.pathways.pruning import (
-    AblationCheck,
     PruningCurve,
     ablation_check,
     pruned_logits,
+    pruned_predictions,
     pruning_curve,
+)
+from iteration_heads.pathways.random_control import (
+    AblationCheck,
+    all_heads,
+    mean_by_label,
+    random_head_sets,
 )
 from iteration_heads.pathways.restoration import HeadPatching, head_patching
 from iteration_heads.pathways.rift import (
@@ -73,6 +81,7 @@ __all__ = [
     "Rift",
     "SegmentPathways",
     "ablation_check",
+    "all_heads",
     "answer_writers",
     "context_free_prior",
     "head_patching",
@@ -82,11 +91,14 @@ __all__ = [
     "knockout_pattern",
     "lens_logits",
     "logit_lens",
+    "mean_by_label",
     "noising_check",
     "ontology_prompts",
     "ontology_steps",
     "pruned_logits",
+    "pruned_predictions",
     "pruning_curve",
+    "random_head_sets",
     "rift_layer",
     "segment_pathways",
     "trace_flow",

@@ -18,11 +18,10 @@ from torch import Tensor
 
 from iteration_heads._torch import Head, device_of, evaluating, z_hook
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.interventions.batch import check_heads
 from iteration_heads.interventions.patching import SWEEP_BATCH
 from iteration_heads.passes import scored_logits
 from iteration_heads.pathways.prompts import Prompts
-from iteration_heads.pathways.pruning import AblationCheck
+from iteration_heads.pathways.random_control import AblationCheck, random_head_sets
 from iteration_heads.tasks.task import check_int
 
 
@@ -56,21 +55,9 @@ def noising_check(
     if not isinstance(prompts, Prompts):
         raise IterationHeadsError(f"prompts must be Prompts, got {type(prompts).__name__}")
     corrupted = prompts.need_corrupted("a noising check")
-    check_int("n_random", n_random, minimum=1)
-    check_int("seed", seed, minimum=0)
     check_int("batch_size", batch_size, minimum=1)
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
-    every = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
-    named = check_heads(model, heads)
-    others = [h for h in every if h not in named]
-    if len(others) < len(named):
-        raise IterationHeadsError(
-            f"{len(named)} heads named but only {len(others)} other heads to draw from: "
-            "the random control needs as many"
-        )
-    generator = torch.Generator().manual_seed(seed)
-    picks = [torch.randperm(len(others), generator=generator) for _ in range(n_random)]
-    draws = [tuple(sorted(others[i] for i in p[: len(named)].tolist())) for p in picks]
+    named, draws = random_head_sets(model, heads, n_random=n_random, seed=seed)
     masks = torch.zeros(1 + n_random, n_layers, n_heads, dtype=torch.bool)  # True: noised
     for v, chosen in enumerate([named, *draws]):
         for layer, head in chosen:
@@ -86,26 +73,7 @@ def noising_check(
             corrupted[:, :cut].to(device), names_filter=names.__contains__
         )
         predictions = _noised_predictions(model, prompts, masks, noisy, cut, batch_size)
-    agree = (predictions == clean_top).float()
-    correct = (predictions == prompts.answer).float()
-    labels = sorted(set(prompts.labels))
-    by_label = {
-        label: agree[:, torch.tensor([x == label for x in prompts.labels])].mean(-1)
-        for label in labels
-    }
-    return AblationCheck(
-        heads=tuple(sorted(named)),
-        random_heads=tuple(draws),
-        agreement=float(agree[0].mean()),
-        accuracy=float(correct[0].mean()),
-        random_agreement=agree[1:].mean(-1),
-        random_accuracy=correct[1:].mean(-1),
-        agreement_by_label={label: float(v[0]) for label, v in by_label.items()},
-        random_agreement_by_label={label: v[1:] for label, v in by_label.items()},
-        full_accuracy=float((clean_top == prompts.answer).float().mean()),
-        labels=tuple(prompts.labels),
-        method="noising",
-    )
+    return AblationCheck.of(named, draws, predictions, clean_top, prompts, method="noising")
 
 
 def _noised_predictions(

@@ -29,6 +29,12 @@ from iteration_heads.interventions.batch import check_heads, check_token_ids, in
 from iteration_heads.interventions.patching import SWEEP_BATCH
 from iteration_heads.passes import scored_logits
 from iteration_heads.pathways.prompts import Prompts
+from iteration_heads.pathways.random_control import (
+    AblationCheck,
+    all_heads,
+    mean_by_label,
+    random_head_sets,
+)
 from iteration_heads.tasks.task import check_int
 
 MAX_DEFAULT_KS = 32
@@ -113,80 +119,6 @@ class PruningCurve(Result):
         )
 
 
-@dataclass(frozen=True, repr=False)
-class AblationCheck(Result):
-    """The causal check of named heads: ablating them against ablating as many random others.
-
-    Attributes:
-        heads: The named heads; ``random_heads``: the heads of every random draw.
-        agreement, accuracy: With the named heads mean-ablated.
-        random_agreement, random_accuracy: With each random draw ablated ``[draw]``.
-        agreement_by_label, random_agreement_by_label: The same per label.
-        full_accuracy: The full model's accuracy; ``labels``: the label of every prompt.
-        method: How the heads were knocked out (``"mean-ablating"``, ``"noising"``).
-    """
-
-    heads: tuple[Head, ...]
-    random_heads: tuple[tuple[Head, ...], ...]
-    agreement: float
-    accuracy: float
-    random_agreement: Float[Tensor, " draw"]
-    random_accuracy: Float[Tensor, " draw"]
-    agreement_by_label: dict[str, float]
-    random_agreement_by_label: dict[str, Float[Tensor, " draw"]]
-    full_accuracy: float
-    labels: tuple[str, ...]
-    method: str = "mean-ablating"
-
-    @property
-    def exceeded(self) -> float:
-        """The fraction of random draws that keep more agreement than the named heads."""
-        return float((self.random_agreement > self.agreement).float().mean())
-
-    @property
-    def breaks_more_than_every(self) -> bool:
-        """Ablating the named heads breaks the task more than every random draw."""
-        return self.exceeded == 1.0
-
-    @property
-    def breaks_more_than_most(self) -> bool:
-        """... more than most (over half of the) random draws."""
-        return self.exceeded > 0.5
-
-    @property
-    def p_value(self) -> float:
-        """``(1 + draws with agreement <= named) / (1 + draws)``: a permutation p-value."""
-        low = int((self.random_agreement <= self.agreement).sum())
-        return (1 + low) / (1 + len(self.random_agreement))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary."""
-        names = ["heads", "random_heads", "agreement", "accuracy", "random_agreement"]
-        names += ["random_accuracy", "agreement_by_label", "random_agreement_by_label"]
-        return plain(
-            {name: getattr(self, name) for name in (*names, "full_accuracy")}
-            | {"exceeded": self.exceeded, "p_value": self.p_value}
-        )
-
-    def format(self) -> str:
-        """The verdict, then agreement per label against the random draws' mean."""
-        r = self.random_agreement
-        most = "every random draw" if self.breaks_more_than_every else "most random draws"
-        does = "breaks" if self.breaks_more_than_most else "does not break"
-        verdict = f"{does} the task more than {most}"
-        lines = [
-            f"{self.method} {head_names(self.heads)}: {verdict} ({self.exceeded:.0%} of "
-            f"{len(r)} draws keep more agreement, p = {self.p_value:.3f}): agreement "
-            f"{self.agreement:.3f}, accuracy {self.accuracy:.3f} (full {self.full_accuracy:.3f});"
-            f" random {len(self.heads)} heads: agreement {float(r.mean()):.3f} "
-            f"(min {float(r.min()):.3f}), accuracy {float(self.random_accuracy.mean()):.3f}"
-        ]
-        for label, value in self.agreement_by_label.items():
-            rand = self.random_agreement_by_label[label]
-            lines.append(f"  {label}: agreement {value:.3f}, random {float(rand.mean()):.3f}")
-        return "\n".join(lines)
-
-
 def pruning_curve(
     model: Any,
     prompts: Prompts,
@@ -237,7 +169,7 @@ def pruning_curve(
         accuracy=correct[:nk].mean(-1),
         random_agreement=agree[nk:].mean(-1).reshape(nk, n_random),
         random_accuracy=correct[nk:].mean(-1).reshape(nk, n_random),
-        agreement_by_label=_by_label(agree[:nk], prompts.labels),
+        agreement_by_label=mean_by_label(agree[:nk], prompts.labels),
         predictions=preds[:nk],
         full_predictions=run.full,
         full_accuracy=float((run.full == prompts.answer).float().mean()),
@@ -277,36 +209,13 @@ def ablation_check(
         >>> check.agreement < 0.5, check.random_heads[0]
         (True, ((0, 0),))
     """
-    every, named = _all_heads(model), check_heads(model, heads)
-    others = [h for h in every if h not in named]
-    if len(others) < len(named):
-        raise IterationHeadsError(
-            f"{len(named)} heads named but only {len(others)} other heads to draw from: "
-            "the random control needs as many"
-        )
-    check_int("n_random", n_random, minimum=1)
-    check_int("seed", seed, minimum=0)
-    generator = torch.Generator().manual_seed(seed)
-    picks = [torch.randperm(len(others), generator=generator) for _ in range(n_random)]
-    draws = [tuple(sorted(others[i] for i in p[: len(named)].tolist())) for p in picks]
+    named, draws = random_head_sets(model, heads, n_random=n_random, seed=seed)
+    every = all_heads(model)
     ablated = [named, *draws]
     masks = torch.stack([_mask(model, [h for h in every if h not in set(a)]) for a in ablated])
     run = _Run(model, prompts, reference, batch_size)
     preds, _ = run.run(masks, True)
-    agree, correct = (preds == run.full).float(), (preds == prompts.answer).float()
-    by_label = _by_label(agree, prompts.labels)
-    return AblationCheck(
-        heads=tuple(sorted(named)),
-        random_heads=tuple(draws),
-        agreement=float(agree[0].mean()),
-        accuracy=float(correct[0].mean()),
-        random_agreement=agree[1:].mean(-1),
-        random_accuracy=correct[1:].mean(-1),
-        agreement_by_label={label: float(v[0]) for label, v in by_label.items()},
-        random_agreement_by_label={label: v[1:] for label, v in by_label.items()},
-        full_accuracy=float((run.full == prompts.answer).float().mean()),
-        labels=tuple(prompts.labels),
-    )
+    return AblationCheck.of(named, draws, preds, run.full, prompts)
 
 
 def pruned_logits(
@@ -333,9 +242,29 @@ def pruned_logits(
     return _Run(model, prompts, reference, batch_size).run(_mask(model, kept)[None], False)[0][0]
 
 
-def _all_heads(model: Any) -> list[Head]:
-    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
-    return [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
+def pruned_predictions(
+    model: Any,
+    prompts: Prompts,
+    keeps: Sequence[Sequence[Head]],
+    reference: Int[Tensor, "m pos"],
+    *,
+    batch_size: int = SWEEP_BATCH,
+) -> Int[Tensor, "variant n"]:
+    """The top-1 at ``prompts.position`` for each set of kept heads in ``keeps`` (every other
+    head mean-ablated over ``reference``): many variants, the reference means computed once.
+
+    Example:
+        >>> from iteration_heads import DataConfig, make_dataset, zoo
+        >>> from iteration_heads.pathways import iteration_prompts
+        >>> model = zoo.load("polynomial")
+        >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
+        >>> prompts = iteration_prompts(data.test, data.layout)
+        >>> top = pruned_predictions(model, prompts, [[(1, 0)], [(0, 0), (1, 0)]], data.train.tokens)
+        >>> top.shape, bool((top[1] == prompts.answer).all())
+        (torch.Size([2, 288]), True)
+    """
+    masks = torch.stack([_mask(model, check_heads(model, k) if len(k) else []) for k in keeps])
+    return _Run(model, prompts, reference, batch_size).run(masks, True)[0]
 
 
 def _check_ranking(model: Any, ranking: Sequence[Head]) -> list[Head]:
@@ -343,7 +272,7 @@ def _check_ranking(model: Any, ranking: Sequence[Head]) -> list[Head]:
         raise IterationHeadsError(f"ranking {ranking!r}: expected a list of (layer, head)")
     check_heads(model, list(ranking))  # each one exists
     heads = [(int(layer), int(head)) for layer, head in ranking]
-    every = _all_heads(model)
+    every = all_heads(model)
     twice = sorted({h for h in heads if heads.count(h) > 1})
     missing = [h for h in every if h not in heads]
     if twice or missing:
@@ -352,12 +281,6 @@ def _check_ranking(model: Any, ranking: Sequence[Head]) -> list[Head]:
             + (f"{head_names(twice)} repeated" if twice else f"{head_names(missing)} missing")
         )
     return heads
-
-
-def _by_label(values: Tensor, labels: Sequence[str]) -> dict[str, Tensor]:
-    """Label -> the mean of ``values`` ``[variant, n]`` over that label's prompts."""
-    rows = {label: torch.tensor([x == label for x in labels]) for label in dict.fromkeys(labels)}
-    return {label: values[:, r].mean(-1) for label, r in rows.items()}
 
 
 def _check_ks(ks: Sequence[int] | None, n: int) -> list[int]:

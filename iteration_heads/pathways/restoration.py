@@ -38,6 +38,7 @@ from iteration_heads._torch import Head, device_of, evaluating, head_names, z_ho
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids
 from iteration_heads.interventions.patching import SWEEP_BATCH
+from iteration_heads.interventions.scores import standard_error
 from iteration_heads.passes import scored_logits
 from iteration_heads.pathways.prompts import Prompts
 
@@ -307,10 +308,9 @@ def _mean(values: Tensor) -> Tensor:
 
 
 def _stderr(values: Tensor) -> Tensor:
-    n = values.shape[-1]
-    if n < 2:
-        return torch.full(values.shape[:-1], 0.0 if n else math.nan, dtype=torch.float64)
-    return values.std(-1) / math.sqrt(n)
+    if values.shape[-1] == 0:  # a label whose prompts were all excluded
+        return torch.full(values.shape[:-1], math.nan, dtype=torch.float64)
+    return standard_error(values)
 
 
 def _kl(clean_lp: Tensor, logits: Tensor) -> Tensor:

@@ -19,6 +19,7 @@ from iteration_heads.pathways.pruning import (
     PruningCurve,
     ablation_check,
     pruned_logits,
+    pruned_predictions,
     pruning_curve,
 )
 from iteration_heads.pathways.restoration import head_patching
@@ -228,3 +229,14 @@ def test_bad_rankings_and_references_raise(polynomial, prompts, reference):
         ablation_check(polynomial, chosen, ok, reference)
     with pytest.raises(IterationHeadsError, match="does not exist"):
         ablation_check(polynomial, chosen, [(0, 3)], reference)
+
+
+def test_many_kept_sets_at_once_equal_one_at_a_time():
+    model = zoo.load("polynomial_3x2")
+    data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=4))
+    prompts = iteration_prompts(data.test, data.layout)
+    keeps = [[(0, 0), (1, 1), (2, 1)], [], [(2, 0)]]
+    together = pruned_predictions(model, prompts, keeps, data.train.tokens, batch_size=50)
+    for row, keep in zip(together, keeps, strict=True):
+        alone = pruned_logits(model, prompts, keep, data.train.tokens).argmax(-1)
+        assert torch.equal(row, alone)
