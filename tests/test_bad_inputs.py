@@ -43,6 +43,12 @@ import iteration_heads.training.budget as budget
 from iteration_heads import IterationHeadsError, Probes, get_task, list_tasks, save, zoo
 from iteration_heads.cli import main
 from iteration_heads.detection.detector import measure
+from iteration_heads.experiments import (
+    LocalExecutor,
+    SweepSpec,
+    estimate_cost,
+    make_executor,
+)
 from iteration_heads.experiments.ontology_study import study_ontology
 from iteration_heads.interventions import as_batch
 from iteration_heads.model import data_config, model_config
@@ -55,7 +61,7 @@ from iteration_heads.tasks import (
     make_ontology_problems,
 )
 from iteration_heads.tasks.ontology import walk_chain
-from iteration_heads.training import evaluate_ontology, trainable_parameters
+from iteration_heads.training import evaluate_ontology, train_seeds, trainable_parameters
 from iteration_heads.training.budget import check_memory
 from iteration_heads.viz import report_html, write_report
 
@@ -152,6 +158,7 @@ CASES: list[Case] = [
     api("TrainConfig", "negative momentum", "TrainConfig(optimizer='sgd', momentum=-0.5)"),
     api("TrainConfig", "empty batches", "TrainConfig(batch_size=0)"),
     api("TrainConfig", "dropout of 1.5", "TrainConfig(embedding_dropout=1.5)"),
+    api("TrainConfig", "zero step budget", "TrainConfig(max_steps=0)"),
     api("TrainConfig", "evaluation never", "TrainConfig(eval_every=0)"),
     api("TrainConfig", "negative checkpoint interval", "TrainConfig(checkpoint_every=-5)"),
     api("TrainConfig", "unknown optimizer", "TrainConfig(optimizer='adamw')"),
@@ -509,6 +516,43 @@ CASES: list[Case] = [
     cli("reproduce", "results folder is a file", "reproduce emergence --out afile"),
     cli("reproduce", "run cache is a file", "reproduce emergence --runs afile"),
     cli("reproduce", "seeds for the ontology study", "reproduce ontology --seeds 1"),
+    cli("reproduce", "a SLURM option for local runs", "reproduce emergence --partition gpu"),
+    cli(
+        "reproduce",
+        "half a GPU on SLURM",
+        "reproduce emergence --executor slurm --gpus-per-run 0.5",
+    ),
+    cli("reproduce", "unknown executor", "reproduce emergence --executor dask"),
+    # ---------------------------------------------------------------- sweeps
+    cli("sweep", "missing spec", "sweep missing.toml"),
+    cli("sweep", "spec that is not TOML", "sweep afile"),
+    api("sweep", "unknown field", "SweepSpec.from_dict({'axes': {'model.width': [8]}})"),
+    api("sweep", "empty axis", "SweepSpec.from_dict({'axes': {'seed': []}})"),
+    api(
+        "sweep",
+        "variant that sets an axis",
+        "SweepSpec.from_dict({'axes': {'seed': [0]}, 'variants': {'a': {'seed': 1}}})",
+    ),
+    api(
+        "sweep",
+        "rule naming an unknown variant",
+        "SweepSpec.from_dict({'variants': {'a': {}}, 'exclude': [{'variant': 'b'}]})",
+    ),
+    api(
+        "sweep",
+        "figure over seeds",
+        "SweepSpec.from_dict({'axes': {'seed': [0, 1]}, 'figure': {'x': 'seed', 'y': 'seed'}})",
+    ),
+    api("sweep", "invalid cell", "SweepSpec.from_dict({'axes': {'model.d_model': [0]}}).cells()"),
+    api("sweep", "unknown executor", "make_executor('dask')"),
+    api("sweep", "zero threads per run", "LocalExecutor(threads_per_run=0)"),
+    api("sweep", "estimate with no slot", "estimate_cost([], slots=0)"),
+    api(
+        "sweep",
+        "repeated seeds stacked",
+        "train_seeds(ModelConfig(d_model=16, max_len=3), DataConfig(task='copy', max_len=3), "
+        "TrainConfig(), [0, 0])",
+    ),
     # run directories (the crash, lock, disk-full and divergence cases: tests/training/test_crash_safety.py)
     cli("train", "run directory is a file", "train --out afile"),
     cli("train", "run directory holds a saved model", "train --out untrained"),
@@ -667,6 +711,11 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Out
         "evaluate_ontology": evaluate_ontology,
         "study_ontology": study_ontology,
         "wide": library_probes(n=8, max_len=8),
+        "SweepSpec": SweepSpec,
+        "make_executor": make_executor,
+        "LocalExecutor": LocalExecutor,
+        "estimate_cost": estimate_cost,
+        "train_seeds": train_seeds,
     }
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(work)

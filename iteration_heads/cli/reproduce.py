@@ -6,6 +6,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from iteration_heads.cli.executor_options import (
+    add_executor_options,
+    executor_from_args,
+    executor_options,
+)
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments import EXPERIMENTS, get_experiment, reproduce
 from iteration_heads.experiments.ontology import ONTOLOGY_EXPERIMENT
@@ -39,6 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once (one thread each)")
     p.add_argument("--runs", type=Path, default=Path("runs/reproduce"), help="run cache")
     p.add_argument("--out", type=Path, default=Path("docs/results"), help="results directory")
+    add_executor_options(p)
     p.set_defaults(func=run)
 
 
@@ -80,16 +86,20 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         options.append(f"--epochs {args.epochs}")
     options.append(f"--jobs {args.jobs}")
+    options.append(executor_options(args))
     if names:
-        reproduce(
-            names,
-            seeds=args.seeds,
-            epochs=args.epochs,
-            jobs=args.jobs,
-            runs=args.runs,
-            out=args.out,
-            command_options=" ".join(options),
-        )
+        with executor_from_args(args, args.jobs, args.runs) as executor:
+            reproduce(
+                names,
+                seeds=args.seeds,
+                epochs=args.epochs,
+                jobs=args.jobs,
+                executor=executor,
+                runs_per_job=args.runs_per_job,
+                runs=args.runs,
+                out=args.out,
+                command_options=" ".join(o for o in options if o),
+            )
     if study:
         reproduce_ontology(args.runs, args.out)
         write_summary(args.out)

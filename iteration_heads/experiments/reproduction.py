@@ -46,11 +46,13 @@ from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.claims import Experiment, Results, first_epochs, mean_spread
 from iteration_heads.experiments.controls import NO_COT, ONE_LAYER, SMALL_WIDTH
 from iteration_heads.experiments.emergence import EMERGENCE, PAPER_SIZE, POSITIONAL
+from iteration_heads.experiments.executors import Executor
 from iteration_heads.experiments.ontology import ONTOLOGY_EXPERIMENT
 from iteration_heads.experiments.parity import PARITY_SCRATCH, TRANSFER
 from iteration_heads.experiments.results import RunResult, format_list
-from iteration_heads.experiments.runs import RunSpec, run_all
+from iteration_heads.experiments.runs import RunSpec
 from iteration_heads.experiments.scaling import SCALING, THREE_BY_TWO
+from iteration_heads.experiments.scheduling import run_all
 from iteration_heads.training.metrics import ACCURACY_TARGET
 from iteration_heads.viz.curves import scaling_grid
 
@@ -94,12 +96,15 @@ def reproduce(
     seeds: Sequence[int] | None = None,
     epochs: int | None = None,
     jobs: int = 1,
+    executor: Executor | None = None,
+    runs_per_job: int = 1,
     runs: str | os.PathLike[str] = "runs/reproduce",
     out: str | os.PathLike[str] = "docs/results",
     command_options: str = "",
     log: Callable[[str], None] = print,
 ) -> dict[str, dict[str, Any]]:
-    """Run experiments (all their runs in one pool) and write their results under ``out``.
+    """Run experiments (all their runs through one executor: ``jobs`` local processes by
+    default, or a SLURM or Ray executor) and write their results under ``out``.
 
     Returns each experiment's results (as written to ``<out>/<name>.json``).
 
@@ -115,7 +120,7 @@ def reproduce(
     plans = {e.name: e.specs(seeds, epochs) for e in experiments}
     tick = time.perf_counter()
     every = [s for plan in plans.values() for specs in plan.values() for s in specs]
-    run_all(every, runs, jobs=jobs, log=log)
+    run_all(every, runs, jobs=jobs, executor=executor, runs_per_job=runs_per_job, log=log)
     elapsed = time.perf_counter() - tick
     outputs = {}
     for experiment in experiments:
@@ -321,6 +326,30 @@ def write_summary(out: Path) -> Path:
         "`emergence` runs it fine-tunes (shared with `emergence` and `positional`). Runs are cached in `runs/reproduce/`: re-running a "
         "command reuses finished runs and resumes interrupted ones.",
     ]
+    lines += sweep_section(out)
     path = out.parent / "results.md"
     write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def sweep_section(out: Path) -> list[str]:
+    """The lines listing the sweeps whose tables are in ``out`` (``iteration-heads sweep ...
+    --out out``), with their commands; none when there is none.
+
+    Example:
+        >>> import tempfile
+        >>> sweep_section(Path(tempfile.mkdtemp()))
+        []
+    """
+    pages = sorted(p for p in out.glob("*.md") if p.read_text().startswith("# Sweep `"))
+    if not pages:
+        return []
+    lines = ["", "## Sweeps", "", "| sweep | command | details |", "|---|---|---|"]
+    for page in pages:
+        command = next((line.removeprefix("Command: ") for line in page.read_text().splitlines()
+                        if line.startswith("Command: ")), "")  # fmt: skip
+        links = [f"[table and heatmaps](results/{page.name})"]
+        links += [f"[{kind}](results/{page.stem}.{kind})" for kind in ("html", "csv")
+                  if page.with_suffix(f".{kind}").is_file()]  # fmt: skip
+        lines.append(f"| {page.stem} | {command} | {', '.join(links)} |")
+    return lines

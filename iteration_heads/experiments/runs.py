@@ -23,11 +23,9 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iteration_heads._io import METADATA_FILE, RUN_FILE, read_json, write_json
 from iteration_heads.errors import IterationHeadsError
@@ -35,6 +33,9 @@ from iteration_heads.experiments.results import DETECT_FILE, WALL_FILE, RunResul
 from iteration_heads.model.transformer import ModelConfig
 from iteration_heads.tasks.data import DataConfig
 from iteration_heads.training.loop import TrainConfig
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ class RunSpec:
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
     def name(self) -> str:
-        """A readable name: task, CoT, width, Lmax, layers x heads, seed, epochs."""
+        """A readable name: task, CoT, width, Lmax, layers x heads, seed, and the budget
+        (epochs, or optimiser steps when ``max_steps`` is set)."""
         m, d = self.model, self.data
         parts = [
             d.task,
@@ -81,7 +83,9 @@ class RunSpec:
             parts.append(m.positional)
         if self.train.trainable:
             parts.append("only-" + "+".join(self.train.trainable))
-        parts += [f"s{self.train.seed}", f"e{self.train.epochs}"]
+        budget = self.train.max_steps
+        parts += [f"s{self.train.seed}", f"e{self.train.epochs}" if budget is None else
+                  f"steps{budget}"]  # fmt: skip
         name = "-".join(parts)
         return f"{name}-from-{self.source.name()}" if self.source else name
 
@@ -178,7 +182,7 @@ def run(spec: RunSpec, runs: str | os.PathLike[str]) -> RunResult:
         1.0
     """
     if not finished(spec, runs):
-        _train(spec, Path(runs))
+        train_run(spec, runs)
     return spec.result(runs)
 
 
@@ -192,10 +196,18 @@ def finished(spec: RunSpec, runs: str | os.PathLike[str]) -> bool:
     return (spec.directory(Path(runs)) / WALL_FILE).is_file()
 
 
-def _train(spec: RunSpec, runs: Path) -> None:
+def train_run(spec: RunSpec, runs: str | os.PathLike[str]) -> None:
+    """Train ``spec`` into its cache directory under ``runs`` at its thread count: from the
+    start, or from its last checkpoint when a run was interrupted; then :func:`finish_run`.
+
+    Example:
+        >>> import tempfile
+        >>> runs = tempfile.mkdtemp()
+        >>> train_run(copy_spec(), runs); finished(copy_spec(), runs)
+        True
+    """
     import torch
 
-    from iteration_heads.detection.detector import detect
     from iteration_heads.model.checkpoint import load
     from iteration_heads.model.transformer import build_model
     from iteration_heads.tasks.data import make_dataset
@@ -213,10 +225,22 @@ def _train(spec: RunSpec, runs: Path) -> None:
     resume = (directory / RUN_FILE).is_file()  # a started run always has a checkpoint
     if not resume and directory.exists():
         shutil.rmtree(directory)  # a start that never finished: start over
-    wall = read_json(directory / WALL_FILE)["seconds"] if (directory / WALL_FILE).is_file() else 0
     tick = time.perf_counter()
     data = make_dataset(spec.data, spec.model.layout)
     train(model, data, spec.train, out_dir=directory, resume=resume, progress=False)
+    finish_run(spec, runs, model, time.perf_counter() - tick)
+
+
+def finish_run(
+    spec: RunSpec, runs: str | os.PathLike[str], model: torch.nn.Module, seconds: float
+) -> None:
+    """Complete a trained run's cache directory: its spec in the metadata, ``detect.json``
+    (the detection of ``model``, its final model) and last ``wall.json`` (``seconds`` of
+    training added to any earlier ones), which marks the run finished."""
+    from iteration_heads.detection.detector import detect
+
+    directory = spec.directory(runs)
+    wall = read_json(directory / WALL_FILE)["seconds"] if (directory / WALL_FILE).is_file() else 0
     meta = read_json(directory / METADATA_FILE)
     meta["spec"] = spec.to_dict()
     if spec.source is not None:
@@ -234,84 +258,4 @@ def _train(spec: RunSpec, runs: Path) -> None:
             "layers": report.layers.to_dict(orient="records"),
         },
     )
-    write_json(directory / WALL_FILE, {"seconds": round(wall + time.perf_counter() - tick, 1)})
-
-
-def _worker(spec: RunSpec, runs: str) -> str:
-    _train(spec, Path(runs))  # sets torch's thread count from spec.train.threads
-    return spec.key()
-
-
-def run_all(
-    specs: Sequence[RunSpec],
-    runs: str | os.PathLike[str],
-    *,
-    jobs: int = 1,
-    log: Callable[[str], None] = print,
-    on_error: Callable[[RunSpec, BaseException], None] | None = None,
-) -> None:
-    """Train every spec not yet cached (sources first), ``jobs`` at a time, one thread each.
-
-    A run that raises stops everything, unless ``on_error`` is given: then it is called with
-    the spec and the error, and the other runs go on (runs fine-tuning a failed source fail
-    the same way).
-
-    Example:
-        >>> import tempfile
-        >>> runs = tempfile.mkdtemp()
-        >>> run_all([copy_spec()], runs, log=lambda line: None)
-        >>> finished(copy_spec(), runs)
-        True
-    """
-    runs = Path(runs)
-    todo: dict[str, RunSpec] = {}
-
-    def add(spec: RunSpec) -> None:
-        if spec.source is not None:
-            add(spec.source)
-        todo.setdefault(spec.key(), spec)
-
-    for spec in specs:
-        add(spec)
-    todo = {k: s for k, s in todo.items() if not finished(s, runs)}
-    pending = set(todo)  # keys to train in this call
-    total, done = len(todo), 0
-    if not todo:
-        return
-    log(f"{total} runs to train in {runs} ({jobs} at a time)")
-    running: dict[Future[str], RunSpec] = {}
-    completed: set[str] = set()
-
-    def ready(spec: RunSpec) -> bool:
-        return (
-            spec.source is None
-            or spec.source.key() not in pending
-            or spec.source.key() in completed
-        )
-
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        while todo or running:
-            for key, spec in list(todo.items()):
-                if len(running) < jobs and ready(spec):
-                    running[pool.submit(_worker, spec, str(runs))] = spec
-                    del todo[key]
-            if not running:
-                error = IterationHeadsError("a fine-tuning run's source could not be trained")
-                if on_error is None:
-                    raise error
-                for spec in todo.values():
-                    on_error(spec, error)
-                break
-            complete, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in complete:
-                spec = running.pop(future)
-                done += 1
-                failure = future.exception()
-                if failure is None:
-                    completed.add(spec.key())
-                    log(f"[{done}/{total}] {spec.result(runs).format()}")
-                elif on_error is None:
-                    raise failure
-                else:
-                    on_error(spec, failure)
-                    log(f"[{done}/{total}] {spec.name()} failed: {failure}")
+    write_json(directory / WALL_FILE, {"seconds": round(wall + seconds, 1)})

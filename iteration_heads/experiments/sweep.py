@@ -18,9 +18,19 @@ A spec::
     "model.d_model" = 16
     "data.max_len" = 6
 
+    [variants]             # optional: named bundles of settings, one more axis
+    "2 layers, CoT" = {}
+    "no CoT" = {"data.cot" = false}
+    [figure]               # optional: the heatmaps of --collect
+    x = "data.max_len"
+    y = "model.d_model"
+
 Field names are ``data.<DataConfig field>``, ``model.<ModelConfig field>``,
 ``train.<TrainConfig field>`` or ``seed`` (the seed of all three). ``model.max_len`` follows
 ``data.max_len`` unless set; every run uses one thread unless ``train.threads`` says otherwise.
+``train.max_steps`` budgets optimiser steps rather than epochs, so that cells over lengths or
+batch sizes get the same number of updates. A variant's settings override the fixed ones; rules
+may match ``variant`` by name.
 """
 
 from __future__ import annotations
@@ -29,20 +39,22 @@ import dataclasses
 import itertools
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10: the same parser, as a package
     import tomli as tomllib
 
-from iteration_heads._io import read_json, write_json, write_text
+from iteration_heads._io import write_json
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.experiments.runs import RunSpec, finished, run_all
+from iteration_heads.experiments.executors import Executor
+from iteration_heads.experiments.runs import RunSpec, finished
+from iteration_heads.experiments.scheduling import run_all
+from iteration_heads.experiments.sweep_cost import estimate_cost, format_seconds
 from iteration_heads.model.transformer import ModelConfig
 from iteration_heads.tasks.data import DataConfig
 from iteration_heads.training.loop import TrainConfig
@@ -50,8 +62,15 @@ from iteration_heads.training.loop import TrainConfig
 CONFIGS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 """The config each field prefix names."""
 
-SPEC_KEYS = ("name", "fixed", "axes", "exclude", "include")
+SPEC_KEYS = ("name", "fixed", "axes", "variants", "exclude", "include", "figure")
 """The top-level keys of a sweep spec."""
+
+FIGURE_KEYS = ("x", "y", "panel", "value")
+"""The keys of a spec's ``[figure]``: the two axes of the heatmaps, the column that makes one
+panel per value (default: ``variant`` when the spec has variants) and the value drawn."""
+
+VARIANT = "variant"
+"""The column (and rule field) that names a cell's variant."""
 
 
 def check_field(name: str) -> str:
@@ -65,13 +84,13 @@ def check_field(name: str) -> str:
         ...
         iteration_heads.errors.IterationHeadsError: unknown sweep field 'model.width'; model fields: [...]
     """
-    if name == "seed":
+    if name in ("seed", VARIANT):
         return name
     prefix, _, rest = name.partition(".")
     if prefix not in CONFIGS or not rest:
         raise IterationHeadsError(
-            f"unknown sweep field {name!r}; expected 'seed' or data.<field>, model.<field>, "
-            "train.<field>"
+            f"unknown sweep field {name!r}; expected 'seed', 'variant' or data.<field>, "
+            "model.<field>, train.<field>"
         )
     fields = [f.name for f in dataclasses.fields(CONFIGS[prefix])]
     if rest not in fields:
@@ -81,14 +100,19 @@ def check_field(name: str) -> str:
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A grid of runs: the product of ``axes`` over ``fixed`` settings, minus the cells that
-    match an ``exclude`` rule, plus the ``include`` cells.
+    """A grid of runs: the product of ``axes`` (and of named ``variants``) over ``fixed``
+    settings, minus the cells that match an ``exclude`` rule, plus the ``include`` cells.
+    ``figure`` names the heatmaps' axes (:data:`FIGURE_KEYS`).
 
     Example:
         >>> spec = SweepSpec.from_dict({"fixed": {"data.task": "copy"},
         ...                             "axes": {"model.d_model": [16, 32], "seed": [0, 1]}})
         >>> [cell.name() for cell in spec.cells()][:2]
         ['copy-cot-d16-L16-2x1-s0-e1000', 'copy-cot-d16-L16-2x1-s1-e1000']
+        >>> spec = SweepSpec.from_dict({"axes": {"seed": [0]},
+        ...                             "variants": {"cot": {}, "no cot": {"data.cot": False}}})
+        >>> [(s["variant"], cell_spec(s).data.cot) for s in spec.settings()]
+        [('cot', True), ('no cot', False)]
     """
 
     name: str = "sweep"
@@ -96,6 +120,8 @@ class SweepSpec:
     axes: dict[str, list[Any]] = field(default_factory=dict)
     exclude: tuple[dict[str, Any], ...] = ()
     include: tuple[dict[str, Any], ...] = ()
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    figure: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepSpec:
@@ -106,8 +132,10 @@ class SweepSpec:
         if unknown:
             raise IterationHeadsError(f"unknown sweep spec keys {unknown}; expected {SPEC_KEYS}")
         fixed, axes = data.get("fixed", {}), data.get("axes", {})
+        variants, figure = data.get("variants", {}), data.get("figure", {})
         rules = {"exclude": data.get("exclude", []), "include": data.get("include", [])}
-        for key, value in [("fixed", fixed), ("axes", axes)]:
+        for key, value in [("fixed", fixed), ("axes", axes), ("variants", variants),
+                           ("figure", figure)]:  # fmt: skip
             if not isinstance(value, dict):
                 raise IterationHeadsError(f"[{key}] must be a table of field = value")
         for name, values in axes.items():
@@ -116,15 +144,33 @@ class SweepSpec:
         for key, rule_list in rules.items():
             if not isinstance(rule_list, list) or not all(isinstance(r, dict) for r in rule_list):
                 raise IterationHeadsError(f"[[{key}]] must be tables of field = value")
-        for name in [*fixed, *axes, *(n for rs in rules.values() for r in rs for n in r)]:
+        for variant, bundle in variants.items():
+            if not isinstance(bundle, dict):
+                raise IterationHeadsError(f"variant {variant!r} must be a table of field = value")
+            clash = sorted(set(bundle) & {*axes, "seed", VARIANT})
+            if clash:
+                raise IterationHeadsError(f"variant {variant!r} sets axis fields {clash}")
+        names = [*fixed, *axes, *(n for b in variants.values() for n in b),
+                 *(n for rs in rules.values() for r in rs for n in r)]  # fmt: skip
+        for name in names:
             check_field(name)
+        for rule in (r for rs in rules.values() for r in rs):
+            if VARIANT in rule and rule[VARIANT] not in variants:
+                raise IterationHeadsError(
+                    f"rule {rule} names variant {rule[VARIANT]!r}; variants: {list(variants)}"
+                )
+        if VARIANT in [*fixed, *axes]:
+            raise IterationHeadsError("'variant' is set by [variants], not as a field")
         overlap = sorted(set(fixed) & set(axes))
         if overlap:
             raise IterationHeadsError(f"fields {overlap} are both fixed and an axis")
         name = data.get("name", "sweep")
         if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
             raise IterationHeadsError(f"name={name!r}, expected letters, digits, '-' or '_'")
-        return cls(name, dict(fixed), dict(axes), tuple(rules["exclude"]), tuple(rules["include"]))
+        spec = cls(name, dict(fixed), dict(axes), tuple(rules["exclude"]),
+                   tuple(rules["include"]), dict(variants), dict(figure))  # fmt: skip
+        spec.figure_axes()  # checked now, used by --collect
+        return spec
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> SweepSpec:
@@ -140,18 +186,80 @@ class SweepSpec:
             ) from None
         return cls.from_dict(data)
 
+    def on_device(self, device: str) -> SweepSpec:
+        """The spec with every run on ``device`` (``auto``: CUDA when this machine has it),
+        unless the spec chooses ``train.device`` itself. The device is part of a run's
+        configuration, so runs on a GPU and on the CPU are cached apart.
+
+        Example:
+            >>> spec = SweepSpec.from_dict({"axes": {"seed": [0]}}).on_device("cpu")
+            >>> spec.cells()[0].train.device
+            'cpu'
+        """
+        if device not in ("auto", "cpu", "cuda"):
+            raise IterationHeadsError(f"device={device!r}, expected 'auto', 'cpu' or 'cuda'")
+        chosen = [*self.fixed, *self.axes, *(n for b in self.variants.values() for n in b)]
+        if "train.device" in chosen:
+            return self
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cpu":  # the configs' default: cache keys as without this option
+            return self
+        return dataclasses.replace(self, fixed={**self.fixed, "train.device": device})
+
+    def columns(self) -> list[str]:
+        """The swept columns of its table: ``variant`` (if any), then the axes."""
+        return [VARIANT] * bool(self.variants) + list(self.axes)
+
+    def figure_axes(self) -> dict[str, str | None] | None:
+        """The heatmaps' ``x``, ``y``, ``panel`` and ``value`` (None: the spec draws none).
+
+        Example:
+            >>> SweepSpec.from_dict({"axes": {"seed": [0], "model.d_model": [8],
+            ...     "data.max_len": [4]}, "figure": {"x": "data.max_len", "y": "model.d_model"}}
+            ...     ).figure_axes()
+            {'x': 'data.max_len', 'y': 'model.d_model', 'panel': None, 'value': 'accuracy'}
+        """
+        if not self.figure:
+            return None
+        unknown = sorted(set(self.figure) - set(FIGURE_KEYS))
+        if unknown or not {"x", "y"} <= set(self.figure):
+            raise IterationHeadsError(
+                f"[figure] keys {sorted(self.figure)}: expected x and y, optionally panel and value"
+            )
+        axes = {key: self.figure.get(key) for key in ("x", "y", "panel")}
+        axes["panel"] = axes["panel"] or (VARIANT if self.variants else None)
+        for key, column in axes.items():
+            if column == "seed":
+                raise IterationHeadsError(
+                    f"[figure] {key} = 'seed': seeds are aggregated (mean, and the fraction "
+                    "that formed the head); choose another swept field"
+                )
+            if column is not None and column not in self.columns():
+                raise IterationHeadsError(
+                    f"[figure] {key} = {column!r} is not swept; expected one of {self.columns()}"
+                )
+        return {**axes, "value": self.figure.get("value", "accuracy")}
+
     def settings(self) -> list[dict[str, Any]]:
-        """Every cell's settings (fixed merged with one point of the axes), in axis order."""
+        """Every cell's settings (fixed, then its variant's, then one point of the axes), in
+        axis order; each names its ``variant`` when the spec has variants."""
+        bundles = {name: {VARIANT: name, **b} for name, b in self.variants.items()} or {"": {}}
         names = list(self.axes)
         points = [dict(zip(names, values, strict=True))
                   for values in itertools.product(*(self.axes[n] for n in names))]  # fmt: skip
-        kept = [
-            {**self.fixed, **point}
-            for point in points
-            if not any(all(point.get(k, self.fixed.get(k)) == v for k, v in rule.items())
-                       for rule in self.exclude)
-        ]  # fmt: skip
-        return kept + [{**self.fixed, **extra} for extra in self.include]
+        cells = [{**self.fixed, **bundle, **point}
+                 for bundle in bundles.values() for point in points]  # fmt: skip
+        kept = [cell for cell in cells
+                if not any(all(cell.get(k) == v for k, v in rule.items())
+                           for rule in self.exclude)]  # fmt: skip
+        extra = []
+        for rule in self.include:
+            bundle = bundles.get(rule.get(VARIANT, ""), {})
+            extra.append({**self.fixed, **bundle, **rule})
+        return kept + extra
 
     def cells(self) -> list[RunSpec]:
         """The run spec of every cell (duplicates removed), or the config error of the first
@@ -174,6 +282,8 @@ def cell_spec(settings: dict[str, Any]) -> RunSpec:
     """
     parts: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {"threads": 1}}
     for name, value in settings.items():
+        if name == VARIANT:
+            continue
         if name == "seed":
             for part in parts.values():
                 part["seed"] = value
@@ -192,8 +302,17 @@ def cell_spec(settings: dict[str, Any]) -> RunSpec:
         raise IterationHeadsError(f"sweep cell {settings}: {err}") from None
 
 
-def dry_run(spec: SweepSpec, runs: str | os.PathLike[str]) -> str:
-    """The cells of ``spec`` as text, each marked finished (in the ``runs`` cache) or to train.
+def dry_run(
+    spec: SweepSpec,
+    runs: str | os.PathLike[str],
+    *,
+    estimate: bool = False,
+    slots: int = 1,
+) -> str:
+    """The cells of ``spec`` as text, each marked finished (in the ``runs`` cache) or to
+    train; with ``estimate``, the cost of each cell to train and of the whole sweep with
+    ``slots`` runs at once, from throughput measured here
+    (:func:`~iteration_heads.experiments.sweep_cost.estimate_cost`).
 
     Example:
         >>> import tempfile
@@ -205,12 +324,20 @@ def dry_run(spec: SweepSpec, runs: str | os.PathLike[str]) -> str:
     done = [finished(cell, runs) for cell in cells]
     lines = [f"sweep {spec.name!r}: {len(cells)} cells, {sum(done)} finished, "
              f"{len(cells) - sum(done)} to train"]  # fmt: skip
-    lines += [f"  {'done' if d else 'todo'}  {c.name()}" for c, d in zip(cells, done, strict=True)]
+    costs: dict[str, str] = {}
+    if estimate:
+        todo = [c for c, d in zip(cells, done, strict=True) if not d]
+        cost = estimate_cost(todo, slots=slots)
+        costs = {key: f"  ~{format_seconds(seconds)}" for key, seconds in cost.seconds.items()}
+        lines.append(cost.summary())
+    lines += [f"  {'done' if d else 'todo'}  {c.name()}{costs.get(c.key(), '')}"
+              for c, d in zip(cells, done, strict=True)]  # fmt: skip
     return "\n".join(lines)
 
 
 def error_file(cell: RunSpec, runs: str | os.PathLike[str]) -> Path:
-    """Where a failed cell's error is recorded: next to its run directory.
+    """Where a failed cell's error is recorded: next to its run directory (its traceback is
+    in ``<run>.traceback.txt``).
 
     Example:
         >>> error_file(cell_spec({"seed": 1}), "runs").name.endswith(".error.json")
@@ -225,71 +352,29 @@ def run_sweep(
     runs: str | os.PathLike[str],
     *,
     jobs: int = 1,
+    executor: Executor | None = None,
+    runs_per_job: int = 1,
+    batch_seeds: bool = False,
     retry_failed: bool = False,
-    log: Any = print,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
 ) -> None:
-    """Train every unfinished cell of ``spec`` into the ``runs`` cache, ``jobs`` local
-    processes at a time (one thread each unless the spec sets ``train.threads``). A cell that
-    fails does not stop the others: its error is recorded (:func:`error_file`) and the cell is
-    left alone on later runs unless ``retry_failed``."""
+    """Train every unfinished cell of ``spec`` into the ``runs`` cache through ``executor``
+    (default: ``jobs`` local processes, one thread each unless the spec sets
+    ``train.threads``), ``runs_per_job`` cells per job, or with ``batch_seeds`` the seeds of
+    one configuration stacked in one process. A cell that fails does not stop the
+    others: its error is recorded (:func:`error_file`) and the cell is left alone on later
+    runs unless ``retry_failed``. Killed part-way, a rerun trains only the unfinished cells
+    (a cell killed mid-run resumes from its last checkpoint)."""
     cells = [c for c in spec.cells() if retry_failed or not error_file(c, runs).is_file()]
 
     def record(cell: RunSpec, error: BaseException) -> None:
-        message = f"{type(error).__name__}: {error}".splitlines()[0]
+        message = str(error).splitlines()[0]
         write_json(error_file(cell, runs), {"name": cell.name(), "error": message})
 
     Path(runs).mkdir(parents=True, exist_ok=True)
-    run_all(cells, runs, jobs=jobs, log=log, on_error=record)
+    run_all(cells, runs, jobs=jobs, executor=executor, runs_per_job=runs_per_job,
+            batch_seeds=batch_seeds, log=log, on_error=record, progress=progress)  # fmt: skip
     for cell in cells:
         if finished(cell, runs):
             error_file(cell, runs).unlink(missing_ok=True)
-
-
-def collect(spec: SweepSpec, runs: str | os.PathLike[str]) -> pd.DataFrame:
-    """One row per cell, read from its run directory: the swept settings, ``status``
-    (``done``, ``todo`` or ``failed``, with its ``error``), the final test accuracy, the last layer's iteration peakiness, the
-    first epochs where accuracy and the head reached their targets, and the detection verdict.
-
-    Example:
-        >>> import tempfile
-        >>> spec = SweepSpec.from_dict({"axes": {"seed": [0, 1]}, "fixed": {"data.task": "copy"}})
-        >>> collect(spec, tempfile.mkdtemp())[["seed", "status"]].values.tolist()
-        [[0, 'todo'], [1, 'todo']]
-    """
-    rows = []
-    for settings, cell in zip(
-        spec.settings(), [cell_spec(s) for s in spec.settings()], strict=True
-    ):
-        row: dict[str, Any] = {name: settings[name] for name in spec.axes if name in settings}
-        status = "done" if finished(cell, runs) else "todo"
-        failed = error_file(cell, runs)
-        if status == "todo" and failed.is_file():
-            status = "failed"
-            row["error"] = read_json(failed)["error"]
-        row |= {"name": cell.name(), "status": status}
-        if row["status"] == "done":
-            result = cell.result(runs)
-            row |= {
-                "accuracy": result.accuracy,
-                "iteration_peakiness": result.iteration_peakiness,
-                "first_epoch_accuracy": result.first_epoch("first_epoch_accuracy"),
-                "first_epoch_head": result.first_epoch("first_epoch_iteration_head"),
-                "has_circuit": result.has_circuit,
-                "epochs": result.epochs,
-            }
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def write_table(spec: SweepSpec, runs: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
-    """Write ``<out>/<name>.csv`` and ``<out>/<name>.md`` (atomically) from :func:`collect`."""
-    table = collect(spec, runs)
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_text(folder / f"{spec.name}.csv", table.to_csv(index=False))
-    header = "| " + " | ".join(map(str, table.columns)) + " |"
-    rule = "|" + "---|" * len(table.columns)
-    lines = ["| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |"
-             for row in table.itertuples(index=False)]  # fmt: skip
-    write_text(folder / f"{spec.name}.md", "\n".join([header, rule, *lines]) + "\n")
-    return folder / f"{spec.name}.csv"

@@ -2,6 +2,8 @@
 exactly, and the paper's metrics, which detection shares (docs/paper.md §4, §6).
 
 * :mod:`~iteration_heads.training.loop`: :func:`train` and :class:`TrainConfig`;
+* :mod:`~iteration_heads.training.batched`: :func:`train_seeds`, several seeds of one
+  configuration stacked in one process (``torch.func.vmap``), each equal to its separate run;
 * :mod:`~iteration_heads.training.run_dir`: the files of a run directory and its lock;
 * :mod:`~iteration_heads.training.resume`: crash-safe checkpoints to resume from;
 * :mod:`~iteration_heads.training.budget`: the memory a run needs, checked before it starts;
@@ -12,6 +14,7 @@ exactly, and the paper's metrics, which detection shares (docs/paper.md §4, §6
 """
 
 from iteration_heads._io import CHECKPOINT_DIR, HISTORY_FILE, RUN_FILE
+from iteration_heads.training.batched import train_seeds
 from iteration_heads.training.evaluation import Evaluation, evaluate
 from iteration_heads.training.loop import (
     TrainConfig,
@@ -57,5 +60,6 @@ __all__ = [
     "score_heads",
     "target_weights",
     "train",
+    "train_seeds",
     "trainable_parameters",
 ]

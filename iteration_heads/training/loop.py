@@ -70,6 +70,10 @@ class TrainConfig:
     # Submodules to train, by name (e.g. ("blocks.1.mlp",): the second MLP only, as in the
     # paper's transfer experiment); None trains every parameter that requires grad.
     trainable: tuple[str, ...] | None = None
+    # A budget in optimiser steps: the run ends after the epoch in which it reaches max_steps
+    # (or at ``epochs``, whichever comes first), so runs over different lengths or batch sizes
+    # get the same number of updates. None: ``epochs`` alone.
+    max_steps: int | None = None
 
     def __post_init__(self) -> None:
         ints = {"epochs": 0, "batch_size": 1, "eval_every": 1, "checkpoint_every": 0, "seed": 0}
@@ -87,8 +91,9 @@ class TrainConfig:
         }
         for name, value in numbers.items():
             object.__setattr__(self, name, value)
-        if self.threads is not None:
-            object.__setattr__(self, "threads", check_int("threads", self.threads, minimum=1))
+        for name in ("threads", "max_steps"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=1))
         object.__setattr__(self, "device", str(check_device(self.device)))
         check_bool("stop_at_target", self.stop_at_target)
         if self.trainable is not None:
@@ -109,7 +114,20 @@ class TrainConfig:
         data = asdict(self)
         if self.trainable is not None:
             data["trainable"] = list(self.trainable)
+        if self.max_steps is None:  # configs (and run cache keys) from before the step budget
+            del data["max_steps"]
         return data
+
+    def last_epoch(self, steps_per_epoch: int) -> int:
+        """The epoch a run ends at: ``epochs``, or earlier when ``max_steps`` is reached.
+
+        Example:
+            >>> TrainConfig(epochs=1000, max_steps=100).last_epoch(steps_per_epoch=32)
+            4
+        """
+        if self.max_steps is None:
+            return self.epochs
+        return min(self.epochs, math.ceil(self.max_steps / max(steps_per_epoch, 1)))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -225,7 +243,9 @@ def _train(
     seconds = {"train": 0.0, "eval": 0.0, "train_cpu": 0.0}
     if history:
         seconds = {k: history[-1].get(f"{k}_seconds", 0.0) for k in seconds}
-    bar = tqdm(range(start_epoch, config.epochs), disable=not progress, desc="train", unit="epoch")
+    per_epoch = steps_per_epoch(data.train, config.batch_size, config.batch_order)
+    last = config.last_epoch(per_epoch)
+    bar = tqdm(range(start_epoch, last), disable=not progress, desc="train", unit="epoch")
 
     def log(epoch: int, train_loss: float | None) -> None:
         tick = time.perf_counter()
@@ -233,6 +253,7 @@ def _train(
         seconds["eval"] += time.perf_counter() - tick
         record = {
             "epoch": epoch,
+            "step": epoch * per_epoch,
             "train_loss": train_loss,
             "train_seconds": round(seconds["train"], 3),
             "eval_seconds": round(seconds["eval"], 3),
@@ -281,7 +302,7 @@ def _train(
                 seconds["train_cpu"] += time.process_time() - cpu_tick
                 train_loss = round(total / max(batches, 1), 6)
                 done = epoch + 1
-                if done % config.eval_every == 0 or done == config.epochs:
+                if done % config.eval_every == 0 or done == last:
                     log(done, train_loss)
                 if (
                     run is not None
@@ -307,6 +328,22 @@ def _train(
     else:  # detect(model) and friends probe the task it was just trained on
         attach_metadata(model, metadata)
     return history
+
+
+def steps_per_epoch(split: Any, batch_size: int, order: BatchOrder = "shuffled") -> int:
+    """Optimiser steps in one epoch over ``split`` (the batches of ``split.batches``).
+
+    Example:
+        >>> from iteration_heads import DataConfig, make_dataset
+        >>> data = make_dataset(DataConfig(task="copy", max_len=4, n_train=64, n_test=8))
+        >>> steps_per_epoch(data.train, 100), steps_per_epoch(data.train, 100, "sorted")
+        (3, 4)
+    """
+    lengths = getattr(split, "lengths", None)
+    if order == "sorted" and lengths is not None:
+        counts = torch.unique(lengths, return_counts=True)[1]
+        return int(sum(math.ceil(int(c) / batch_size) for c in counts))
+    return math.ceil(len(split) / batch_size)
 
 
 ONTOLOGY_TRAIN_EVAL = 2000

@@ -118,11 +118,11 @@ def history_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
     if not history:
         return {}
 
-    def first(pred: Callable[[dict[str, Any]], bool]) -> int | None:
-        return next((r["epoch"] for r in history if pred(r["test"]["summary"])), None)
+    def first(pred: Callable[[dict[str, Any]], bool], key: str = "epoch") -> int | None:
+        return next((r.get(key) for r in history if pred(r["test"]["summary"])), None)
 
     last = history[-1]
-    return {
+    summary = {
         "epochs": last["epoch"],
         "test": last["test"]["summary"],
         "train": last["train"]["summary"],
@@ -132,6 +132,14 @@ def history_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
         "first_epoch_iteration_head": first(has_iteration_head),
         "first_epoch_both": first(at_target),
     }
+    if "step" in last:  # optimiser steps (histories written before steps were recorded lack them)
+        summary |= {
+            "steps": last["step"],
+            "first_step_accuracy": first(reaches_accuracy, "step"),
+            "first_step_iteration_head": first(has_iteration_head, "step"),
+            "first_step_both": first(at_target, "step"),
+        }
+    return summary
 
 
 RUN_FILES = {
@@ -294,9 +302,11 @@ def prepare_run(
                 f"cannot resume {str(run)!r}: its {key} config differs from this one"
             )
     saved_train = saved.get("train", {})
-    if {**saved_train, "epochs": None} != {**record["train"], "epochs": None}:
+    budget = {"epochs": None, "max_steps": None}  # a run may be extended
+    if {**saved_train, **budget} != {**record["train"], **budget}:
         raise IterationHeadsError(
-            f"cannot resume {str(run)!r}: its train config differs (other than epochs)"
+            f"cannot resume {str(run)!r}: its train config differs (other than epochs and "
+            "max_steps)"
         )
     if record["train"]["epochs"] < saved_train.get("epochs", 0):
         raise IterationHeadsError(
@@ -306,6 +316,6 @@ def prepare_run(
     epoch = load_checkpoint(run, model, optimizer)
     history = [r for r in read_jsonl(run / HISTORY_FILE) if r["epoch"] <= epoch]
     write_text(run / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in history))
-    if record["train"]["epochs"] != saved_train.get("epochs"):
+    if record["train"] != saved_train:
         write_json(run / RUN_FILE, {**record, "versions": versions()})
     return epoch, history

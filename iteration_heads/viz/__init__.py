@@ -10,6 +10,8 @@ Every function takes the library's own objects and returns a plotly ``Figure`` o
   :func:`ablation_chart`;
 * :mod:`~iteration_heads.viz.curves`: :func:`training_curves`, :func:`scaling_grid`;
 * :mod:`~iteration_heads.viz.export`: :func:`save_html`, :func:`save_png`;
+* :mod:`~iteration_heads.viz.sweep_figures`: :func:`aggregate_seeds`, :func:`sweep_heatmaps`,
+  :func:`heatmap_markdown` (the paper's heatmaps of a sweep's table, seeds aggregated);
 * pathway analyses: :mod:`~iteration_heads.viz.pathway_circuits` (:func:`head_patching_heatmap`,
   :func:`pruning_chart`), :mod:`~iteration_heads.viz.pathway_layers` (:func:`writers_chart`,
   :func:`logit_lens_chart`), :mod:`~iteration_heads.viz.pathway_flow` (:func:`flow_graph_chart`,
@@ -41,12 +43,14 @@ from iteration_heads.viz.html_report import report_html, write_report
 from iteration_heads.viz.pathway_circuits import head_patching_heatmap, pruning_chart
 from iteration_heads.viz.pathway_flow import flow_graph_chart, segment_chart
 from iteration_heads.viz.pathway_layers import logit_lens_chart, writers_chart
+from iteration_heads.viz.sweep_figures import aggregate_seeds, heatmap_markdown, sweep_heatmaps
 
 __all__ = [
     "EOI_COLOUR",
     "ITERATION_COLOUR",
     "AttentionView",
     "ablation_chart",
+    "aggregate_seeds",
     "attention_heatmap",
     "attention_view",
     "audit_report_html",
@@ -55,6 +59,7 @@ __all__ = [
     "find_chromium",
     "flow_graph_chart",
     "head_patching_heatmap",
+    "heatmap_markdown",
     "logit_lens_chart",
     "patching_heatmap",
     "pruning_chart",
@@ -64,6 +69,7 @@ __all__ = [
     "save_png",
     "scaling_grid",
     "segment_chart",
+    "sweep_heatmaps",
     "training_curves",
     "write_audit_report",
     "write_report",

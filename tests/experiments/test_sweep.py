@@ -9,7 +9,9 @@ import pytest
 
 from iteration_heads.cli import main
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.experiments.sweep import SweepSpec, collect, dry_run, run_sweep
+from iteration_heads.experiments.reproduction import sweep_section
+from iteration_heads.experiments.sweep import SweepSpec, cell_spec, dry_run, run_sweep
+from iteration_heads.experiments.sweep_results import collect, write_table
 
 TINY = Path(__file__).parents[2] / "examples" / "sweeps" / "tiny.toml"
 
@@ -95,3 +97,90 @@ def test_a_failing_cell_is_recorded_and_does_not_stop_the_others(tmp_path) -> No
     messages: list[str] = []
     run_sweep(spec, runs, retry_failed=True, log=messages.append)
     assert any("failed" in m for m in messages)
+
+
+def test_variants_are_one_more_axis_and_override_fixed_settings() -> None:
+    spec = SweepSpec.from_dict({
+        "fixed": {"data.task": "copy", "model.n_layers": 2},
+        "variants": {"cot": {}, "no cot": {"data.cot": False}, "1 layer": {"model.n_layers": 1}},
+        "axes": {"model.d_model": [16, 32], "seed": [0, 1], "data.max_len": [4]},
+        "exclude": [{"variant": "1 layer", "model.d_model": 32}],
+        "include": [{"variant": "no cot", "model.d_model": 8, "seed": 5}],
+        "figure": {"x": "model.d_model", "y": "data.max_len"},
+    })  # fmt: skip
+    settings = spec.settings()
+    assert len(settings) == 3 * 4 - 2 + 1 and spec.columns()[0] == "variant"
+    by_variant = {v: [cell_spec(s) for s in settings if s["variant"] == v]
+                  for v in ("cot", "no cot", "1 layer")}  # fmt: skip
+    assert all(c.data.cot and c.model.n_layers == 2 for c in by_variant["cot"])
+    assert all(not c.data.cot for c in by_variant["no cot"]) and len(by_variant["no cot"]) == 5
+    assert [c.model.d_model for c in by_variant["1 layer"]] == [16, 16]
+    assert all(c.model.n_layers == 1 for c in by_variant["1 layer"])
+    assert spec.figure_axes() == {"x": "model.d_model", "y": "data.max_len", "panel": "variant",
+                                  "value": "accuracy"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"variants": {"a": {"seed": 1}}, "axes": {"seed": [0]}}, "sets axis fields \\['seed'\\]"),
+        ({"variants": {"a": 3}}, "variant 'a' must be a table"),
+        ({"variants": {"a": {}}, "exclude": [{"variant": "b"}]}, "names variant 'b'"),
+        ({"axes": {"seed": [0]}, "figure": {"x": "seed"}}, "expected x and y"),
+        ({"axes": {"seed": [0]}, "figure": {"x": "seed", "y": "model.d_model"}},
+         "x = 'seed': seeds are aggregated"),
+        ({"axes": {"seed": [0], "data.max_len": [3]},
+          "figure": {"x": "data.max_len", "y": "model.d_model"}},
+         "y = 'model.d_model' is not swept"),
+        ({"fixed": {"variant": "a"}}, "set by \\[variants\\]"),
+    ],
+)  # fmt: skip
+def test_bad_variants_and_figures_get_one_line_errors(spec, message) -> None:
+    with pytest.raises(IterationHeadsError, match=message):
+        SweepSpec.from_dict(spec)
+
+
+def test_collect_writes_the_table_and_the_heatmaps_of_the_figure(tmp_path) -> None:
+    spec = SweepSpec.from_dict({
+        "name": "fig",
+        "fixed": {"data.task": "copy", "data.n_train": 32, "data.n_test": 32,
+                  "train.max_steps": 4, "train.epochs": 100, "train.eval_every": 1},
+        "variants": {"2 layers": {}, "1 layer": {"model.n_layers": 1}},
+        "axes": {"model.d_model": [16], "data.max_len": [3], "seed": [0, 1]},
+        "figure": {"x": "model.d_model", "y": "data.max_len"},
+    })  # fmt: skip
+    runs = tmp_path / "runs"
+    run_sweep(spec, runs, jobs=2, log=lambda line: None)
+    written = write_table(spec, runs, tmp_path / "out", command="iteration-heads sweep fig.toml")
+    assert [p.name for p in written] == ["fig.csv", "fig.md", "fig.html"]
+    assert sweep_section(tmp_path / "out")[-1] == (
+        "| fig | `iteration-heads sweep fig.toml` | [table and heatmaps](results/fig.md), "
+        "[html](results/fig.html), [csv](results/fig.csv) |"
+    )
+    table = collect(spec, runs)
+    assert table["steps"].tolist() == [4, 4, 4, 4]  # 32 sequences x 3 lengths in batches of 256
+    assert table["epochs"].tolist() == [4, 4, 4, 4]
+    page = (tmp_path / "out" / "fig.md").read_text()
+    assert "**variant=1 layer**" in page and "4 done cells" not in page
+    assert "4 done, 0 todo, 0 failed cells." in page
+    assert "Plotly.newPlot" in (tmp_path / "out" / "fig.html").read_text()
+    assert "plotly.js v" in (tmp_path / "out" / "fig.html").read_text()  # works offline
+    (tmp_path / "out" / "plotly.min.js").write_text("")  # as in docs/results/: shared
+    write_table(spec, runs, tmp_path / "out")
+    assert "plotly.js v" not in (tmp_path / "out" / "fig.html").read_text()
+
+
+def test_runs_go_to_the_gpu_only_when_there_is_one_or_the_spec_says() -> None:
+    import torch
+
+    spec = SweepSpec.from_dict({"axes": {"seed": [0]}})
+    keys = [c.key() for c in spec.cells()]
+    assert [c.key() for c in spec.on_device("cpu").cells()] == keys  # cache keys unchanged
+    chosen = SweepSpec.from_dict({"axes": {"seed": [0]}, "fixed": {"train.device": "cpu"}})
+    assert chosen.on_device("cuda") is chosen  # the spec's own choice wins
+    if not torch.cuda.is_available():
+        assert [c.key() for c in spec.on_device("auto").cells()] == keys
+        with pytest.raises(IterationHeadsError, match="cuda"):
+            spec.on_device("cuda").cells()
+    with pytest.raises(IterationHeadsError, match="device='tpu'"):
+        spec.on_device("tpu")

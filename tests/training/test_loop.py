@@ -198,3 +198,28 @@ def test_training_only_the_second_mlp_leaves_the_rest_and_requires_grad(tmp_path
     )
     with pytest.raises(IterationHeadsError, match="trainable submodule 'blocks.9.mlp' not found"):
         train(model, data, TrainConfig(epochs=1, trainable=("blocks.9.mlp",)), progress=False)
+
+
+def test_a_step_budget_gives_every_length_the_same_updates_and_can_be_extended(tmp_path):
+    steps = {}
+    for max_len in (3, 6):
+        data = tiny_data(max_len=max_len, n_train=32, n_test=16)
+        config = TrainConfig(epochs=1000, max_steps=12, eval_every=2, batch_size=32)
+        history = train(build_model(tiny_config(max_len=max_len)), data, config, progress=False)
+        per_epoch = max_len  # 32 sequences of each length, batches of 32
+        assert history[-1]["epoch"] == -(-12 // per_epoch)  # whole epochs, rounded up
+        assert [r["step"] for r in history] == [r["epoch"] * per_epoch for r in history]
+        steps[max_len] = history[-1]["step"]
+    assert steps == {3: 12, 6: 12}
+    assert history_summary(history)["steps"] == 12
+    assert "max_steps" not in TrainConfig().to_dict()  # older configs (and cache keys) unchanged
+    # a run may be resumed with a larger step budget, like a larger number of epochs
+    data = tiny_data(max_len=3, n_train=32, n_test=16)
+    short = TrainConfig(epochs=1000, max_steps=6, eval_every=1, batch_size=32)
+    train(build_model(tiny_config(max_len=3)), data, short, out_dir=tmp_path, progress=False)
+    longer = TrainConfig(epochs=1000, max_steps=9, eval_every=1, batch_size=32)
+    history = train(build_model(tiny_config(max_len=3)), data, longer, out_dir=tmp_path,
+                    resume=True, progress=False)  # fmt: skip
+    assert [r["step"] for r in history] == [0, 3, 6, 9]
+    with pytest.raises(IterationHeadsError, match="max_steps=0"):
+        TrainConfig(max_steps=0)

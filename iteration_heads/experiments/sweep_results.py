@@ -1,0 +1,140 @@
+"""A sweep's results, read from its run directories (never from the jobs that trained them):
+one tidy table with a row per cell, and the paper's heatmaps over two swept axes, one panel per
+variant, seeds aggregated as the mean and as the fraction of seeds that formed the head.
+
+Example:
+    >>> import tempfile
+    >>> from iteration_heads.experiments.sweep import SweepSpec
+    >>> spec = SweepSpec.from_dict({"axes": {"seed": [0, 1]}, "fixed": {"data.task": "copy"}})
+    >>> collect(spec, tempfile.mkdtemp())[["seed", "status"]].values.tolist()
+    [[0, 'todo'], [1, 'todo']]
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from iteration_heads._io import read_json, write_text
+from iteration_heads.experiments.runs import finished
+from iteration_heads.experiments.sweep import SweepSpec, cell_spec, error_file
+from iteration_heads.viz.page import HtmlPage
+from iteration_heads.viz.sweep_figures import heatmap_markdown, sweep_heatmaps
+
+RESULT_COLUMNS = (
+    "accuracy",
+    "iteration_peakiness",
+    "has_circuit",
+    "first_epoch_accuracy",
+    "first_epoch_head",
+    "first_step_head",
+    "epochs",
+    "steps",
+    "seconds",
+)
+"""What the table holds of a finished cell: final test accuracy and last-layer iteration
+peakiness, whether the detector found the circuit, the first evaluated epoch (and optimiser
+step) where accuracy and the iteration head reached their targets, the epochs and steps
+trained, and the wall-clock seconds."""
+
+
+def collect(spec: SweepSpec, runs: str | os.PathLike[str]) -> pd.DataFrame:
+    """One row per cell, read from its run directory: the swept settings (``variant`` first),
+    ``name``, ``status`` (``done``, ``todo`` or ``failed``, with its ``error``) and, for
+    finished cells, :data:`RESULT_COLUMNS`."""
+    rows = []
+    for settings in spec.settings():
+        cell = cell_spec(settings)
+        row: dict[str, Any] = {c: settings[c] for c in spec.columns() if c in settings}
+        status = "done" if finished(cell, runs) else "todo"
+        failed = error_file(cell, runs)
+        if status == "todo" and failed.is_file():
+            status = "failed"
+            row["error"] = read_json(failed)["error"]
+        row |= {"name": cell.name(), "status": status}
+        if status == "done":
+            result = cell.result(runs)
+            row |= {
+                "accuracy": result.accuracy,
+                "iteration_peakiness": result.iteration_peakiness,
+                "has_circuit": result.has_circuit,
+                "first_epoch_accuracy": result.first_epoch("first_epoch_accuracy"),
+                "first_epoch_head": result.first_epoch("first_epoch_iteration_head"),
+                "first_step_head": result.first_epoch("first_step_iteration_head"),
+                "epochs": result.epochs,
+                "steps": result.summary.get("steps"),
+                "seconds": result.wall_seconds,
+            }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A DataFrame as a markdown table (empty cells for missing values).
+
+    Example:
+        >>> print(markdown_table(pd.DataFrame({"seed": [0], "accuracy": [None]})))
+        | seed | accuracy |
+        |---|---|
+        | 0 |  |
+    """
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "---|" * len(table.columns)
+    lines = ["| " + " | ".join("" if _missing(v) else str(v) for v in row) + " |"
+             for row in table.itertuples(index=False)]  # fmt: skip
+    return "\n".join([header, rule, *lines])
+
+
+def _missing(value: Any) -> bool:
+    return not isinstance(value, (list, tuple, dict)) and bool(pd.isna(value))
+
+
+def write_table(
+    spec: SweepSpec,
+    runs: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    command: str = "",
+) -> list[Path]:
+    """Write ``<out>/<name>.csv`` and ``<out>/<name>.md`` (atomically) from :func:`collect`,
+    and, when the spec has a ``[figure]``, its heatmaps: as markdown grids at the top of the
+    ``.md``, and in ``<out>/<name>.html``, an offline page (plotly.js inlined, or read from a
+    ``plotly.min.js`` already in ``out``, as in ``docs/results/``). ``command``, if given, is
+    recorded on both pages. Returns the files written."""
+    table = collect(spec, runs)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [folder / f"{spec.name}.{suffix}" for suffix in ("csv", "md")]
+    write_text(written[0], table.to_csv(index=False))
+    parts = [f"# Sweep `{spec.name}`", ""]
+    parts += [f"Command: `{command}`", ""] if command else []
+    parts += [_status_line(table), ""]
+    axes = spec.figure_axes()
+    if axes is not None and (table["status"] == "done").any():
+        x, y, panel, value = (str(axes["x"]), str(axes["y"]), axes["panel"], str(axes["value"]))
+        figure = sweep_heatmaps(table, x=x, y=y, panel=panel, value=value,
+                                title=f"sweep {spec.name}")  # fmt: skip
+        shared = (folder / "plotly.min.js").is_file()
+        page = HtmlPage(f"sweep {spec.name}", plotly="directory" if shared else "inline")
+        page.add(f"<h1>Sweep {html.escape(spec.name)}</h1>")
+        page.add(f"<p>{html.escape(command)}</p>" if command else "")
+        page.add(f"<p>{html.escape(_status_line(table))}</p>")
+        page.figure(figure)
+        page.add(table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.3g}"))
+        written.append(folder / f"{spec.name}.html")
+        write_text(written[-1], page.html())
+        grids = heatmap_markdown(table, x=x, y=y, panel=panel, value=value)
+        parts += [f"Mean {value} over seeds, and the seeds where the iteration head formed:",
+                  "", grids, ""]  # fmt: skip
+    parts += ["## Runs", "", markdown_table(table), ""]
+    write_text(written[1], "\n".join(parts))
+    return written
+
+
+def _status_line(table: pd.DataFrame) -> str:
+    counts = table["status"].value_counts()
+    return ", ".join(f"{counts.get(s, 0)} {s}" for s in ("done", "todo", "failed")) + " cells."
