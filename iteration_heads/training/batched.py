@@ -46,6 +46,7 @@ from iteration_heads.training.loop import (
     TrainConfig,
     cot_loss,
     evaluation_records,
+    make_optimizer,
     steps_per_epoch,
     trainable_parameters,
 )
@@ -142,7 +143,9 @@ def train_seeds(
                 stack.enter_context(locked_run(m.run))
         for m in members:
             if m.run is not None:
-                optimizer = _optimizer(trainable_parameters(m.model, m.config.trainable), m.config)
+                optimizer = make_optimizer(
+                    trainable_parameters(m.model, m.config.trainable), m.config
+                )
                 prepare_run(m.run, m.model, optimizer, m.record, False)
         _train_stacked(members, model_config, train_config, progress)
     return [(m.model, m.history) for m in members]
@@ -191,15 +194,6 @@ def _check(mc: Any, dc: Any, tc: Any, seeds: Any, out_dirs: Any, progress: Any) 
     for folder in out_dirs:
         check_run_folder(Path(folder), False)
     return checked
-
-
-def _optimizer(params: Sequence[Tensor], config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimiser :func:`~iteration_heads.training.loop.train` makes for ``config``."""
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(
-        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
 
 
 def _member_logits(
@@ -255,7 +249,7 @@ class _Stack:
         }
         for name in self.trained:
             self.tensors[name].requires_grad_(True)
-        self.optimizer = _optimizer([self.tensors[n] for n in self.trained], config)
+        self.optimizer = make_optimizer([self.tensors[n] for n in self.trained], config)
 
     def keep(self, index: list[int]) -> None:
         """Keep the seeds at ``index`` (positions in the stack), with their optimiser state."""
@@ -263,7 +257,7 @@ class _Stack:
         self.tensors = {n: t.detach()[index].clone() for n, t in old.items()}
         for name in self.trained:
             self.tensors[name].requires_grad_(True)
-        self.optimizer = _optimizer([self.tensors[n] for n in self.trained], self.config)
+        self.optimizer = make_optimizer([self.tensors[n] for n in self.trained], self.config)
         for name in self.trained:
             state = old_state.get(old[name], {})
             self.optimizer.state[self.tensors[name]] = {
@@ -279,7 +273,7 @@ class _Stack:
             for name, stacked in self.tensors.items():
                 params[name].copy_(stacked[i])
         mine = trainable_parameters(member.model, member.config.trainable)
-        optimizer = _optimizer(mine, member.config)
+        optimizer = make_optimizer(mine, member.config)
         names = {id(t): n for n, t in params.items()}
         for p in mine:
             state = self.optimizer.state.get(self.tensors[names[id(p)]], {})

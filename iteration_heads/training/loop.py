@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -225,7 +225,7 @@ def _train(
     if any(p.device != device for p in model.parameters()):
         model.to(device)
     params = trainable_parameters(model, config.trainable)
-    optimizer = _make_optimizer(params, config)
+    optimizer = make_optimizer(params, config)
     record_base = {
         "model": mconfig.to_dict(),
         "data": data.config.to_dict(),
@@ -421,7 +421,14 @@ def trainable_parameters(
     return [p for p in model.parameters() if id(p) in chosen]
 
 
-def _make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(params: Sequence[torch.Tensor], config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser of ``config`` (Adam or SGD, its learning rate, momentum and weight decay)
+    over ``params``.
+
+    Example:
+        >>> make_optimizer([torch.zeros(2, requires_grad=True)], TrainConfig(lr=0.1))
+        Adam (...)
+    """
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.SGD(
