@@ -236,7 +236,19 @@ def finish_run(
 ) -> None:
     """Complete a trained run's cache directory: its spec in the metadata, ``detect.json``
     (the detection of ``model``, its final model) and last ``wall.json`` (``seconds`` of
-    training added to any earlier ones), which marks the run finished."""
+    training added to any earlier ones), which marks the run finished.
+
+    Example:
+        >>> import tempfile
+        >>> from iteration_heads import build_model, make_dataset
+        >>> from iteration_heads.training import train
+        >>> spec, runs = copy_spec(), tempfile.mkdtemp()
+        >>> model = build_model(spec.model)
+        >>> data = make_dataset(spec.data, spec.model.layout)
+        >>> _ = train(model, data, spec.train, out_dir=spec.directory(runs), progress=False)
+        >>> finish_run(spec, runs, model, seconds=1.0); spec.result(runs).wall_seconds
+        1.0
+    """
     from iteration_heads.detection.detector import detect
 
     directory = spec.directory(runs)

@@ -28,7 +28,8 @@ from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.runs import RunSpec
 from iteration_heads.model.transformer import build_model
 from iteration_heads.tasks.data import make_dataset
-from iteration_heads.training.loop import evaluation_records, steps_per_epoch, train
+from iteration_heads.training.evaluation import evaluation_records
+from iteration_heads.training.loop import steps_per_epoch, train
 
 PROBE_STEPS = 3
 """Optimiser steps timed per shape (after one step that is not timed)."""

@@ -23,7 +23,7 @@ from iteration_heads._io import read_json, write_text
 from iteration_heads.experiments.runs import finished
 from iteration_heads.experiments.sweep import SweepSpec, cell_spec, error_file
 from iteration_heads.viz.page import HtmlPage
-from iteration_heads.viz.sweep_figures import heatmap_markdown, sweep_heatmaps
+from iteration_heads.viz.sweep_figures import aggregate_seeds, heatmap_markdown, sweep_heatmaps
 
 RESULT_COLUMNS = (
     "accuracy",
@@ -130,6 +130,12 @@ def write_table(
         grids = heatmap_markdown(table, x=x, y=y, panel=panel, value=value)
         parts += [f"Mean {value} over seeds, and the seeds where the iteration head formed:",
                   "", grids, ""]  # fmt: skip
+    by = [c for c in spec.columns() if c != "seed"]
+    if "seed" in spec.axes and by and (table["status"] == "done").any():
+        seeds = aggregate_seeds(table, by).round(3)
+        parts += ["## Over seeds", "", "Final accuracy over seeds (`mean`, `std`, `min`, `max`), "
+                  "and the fraction of seeds where the detector found the circuit (`formed`):",
+                  "", markdown_table(seeds), ""]  # fmt: skip
     parts += ["## Runs", "", markdown_table(table), ""]
     write_text(written[1], "\n".join(parts))
     return written

@@ -15,11 +15,10 @@ exactly, and the paper's metrics, which detection shares (docs/paper.md §4, §6
 
 from iteration_heads._io import CHECKPOINT_DIR, HISTORY_FILE, RUN_FILE
 from iteration_heads.training.batched import train_seeds
-from iteration_heads.training.evaluation import Evaluation, evaluate
+from iteration_heads.training.evaluation import Evaluation, evaluate, evaluation_records
 from iteration_heads.training.loop import (
     TrainConfig,
     cot_loss,
-    evaluation_records,
     train,
     trainable_parameters,
 )

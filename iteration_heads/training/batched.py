@@ -42,11 +42,12 @@ from iteration_heads.model.transformer import ModelConfig, build_model
 from iteration_heads.tasks.data import IGNORE, DataConfig, Dataset, make_dataset
 from iteration_heads.tasks.layout import TokenLayout
 from iteration_heads.tasks.task import check_bool, check_int
+from iteration_heads.training.evaluation import evaluation_records
 from iteration_heads.training.loop import (
     TrainConfig,
     cot_loss,
-    evaluation_records,
     make_optimizer,
+    set_learning_rate,
     steps_per_epoch,
     trainable_parameters,
 )
@@ -329,6 +330,7 @@ def _step(
     logits_fn: Any,
     config: TrainConfig,
     device: torch.device,
+    step: int,
 ) -> list[float]:
     """One optimiser step of every active seed on its own batch (padded to one width: causal
     attention and ignored targets leave the real positions as they were); their losses."""
@@ -354,6 +356,8 @@ def _step(
     losses.sum().backward()  # each slice's gradient is its own mean loss's
     values = losses.tolist()
     if all(math.isfinite(value) for value in values):
+        if config.warmup_steps:
+            set_learning_rate(stack.optimizer, config.learning_rate(step))
         stack.optimizer.step()
     return values
 
@@ -392,7 +396,8 @@ def _train_stacked(
                 )
             totals, batches = [0.0] * len(active), 0
             for parts in zip(*streams, strict=True):
-                values = _step(stack, active, parts, logits_fn, config, device)
+                step = epoch * per_epoch + batches
+                values = _step(stack, active, parts, logits_fn, config, device, step)
                 for m, value in zip(active, values, strict=True):
                     if not math.isfinite(value):
                         raise IterationHeadsError(

@@ -16,13 +16,15 @@ from iteration_heads._results import Result
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.fast_forward import Weights, forward
 from iteration_heads.model.transformer import model_config
-from iteration_heads.tasks.data import IGNORE, Split
+from iteration_heads.tasks.data import IGNORE, Dataset, Split
+from iteration_heads.tasks.ontology_data import OntologyDataset, head_problems
 from iteration_heads.training.metrics import (
     SUMMARY_MIN_LEN,
     HeadScores,
     score_heads,
     target_weights,
 )
+from iteration_heads.training.ontology_evaluation import evaluate_ontology
 
 
 @dataclass(frozen=True, repr=False)
@@ -203,3 +205,29 @@ def evaluate(model: torch.nn.Module, split: Split, *, batch_size: int = 1024) ->
         eoi = score_heads(pad(eoi_w), valid, sorted_lengths, lengths)
         iteration = score_heads(pad(it_w), valid, sorted_lengths, lengths)
     return Evaluation(lengths, per_length(losses), per_length(correct), token_acc, eoi, iteration)
+
+
+ONTOLOGY_TRAIN_EVAL = 2000
+"""Training problems evaluated at each evaluation of an ontology run (the first ones)."""
+
+
+def evaluation_records(
+    model: torch.nn.Module, data: Dataset | OntologyDataset
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The test and train records of one evaluation. An ontology run's test record is its
+    held-out fictional split, with every other test split under ``"splits"``.
+
+    Example:
+        >>> from iteration_heads import DataConfig, ModelConfig, build_model, make_dataset
+        >>> data = make_dataset(DataConfig(task="copy", max_len=4, n_train=8, n_test=8))
+        >>> test, _ = evaluation_records(build_model(ModelConfig(d_model=32, max_len=4)), data)
+        >>> sorted(test["summary"])[:2]
+        ['accuracy', 'eoi_peakiness']
+    """
+    if isinstance(data, Dataset):
+        return evaluate(model, data.test).to_dict(), evaluate(model, data.train).to_dict()
+    tests = {kind: evaluate_ontology(model, p) for kind, p in data.tests.items()}
+    test = tests.pop("fictional").to_dict()
+    test["splits"] = {kind: result.summary() for kind, result in tests.items()}
+    train_eval = evaluate_ontology(model, head_problems(data.train_problems, ONTOLOGY_TRAIN_EVAL))
+    return test, train_eval.to_dict()

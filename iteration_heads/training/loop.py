@@ -25,11 +25,10 @@ from iteration_heads.model.checkpoint import attach_metadata, save
 from iteration_heads.model.fast_forward import Weights, forward
 from iteration_heads.model.transformer import check_device, model_config
 from iteration_heads.tasks.data import IGNORE, BatchOrder, Dataset
-from iteration_heads.tasks.ontology_data import OntologyDataset, head_problems
+from iteration_heads.tasks.ontology_data import OntologyDataset
 from iteration_heads.tasks.task import check_bool, check_choice, check_int, check_number
-from iteration_heads.training.evaluation import evaluate
+from iteration_heads.training.evaluation import evaluation_records
 from iteration_heads.training.metrics import reaches_accuracy
-from iteration_heads.training.ontology_evaluation import evaluate_ontology
 from iteration_heads.training.resume import checkpoints, save_checkpoint
 from iteration_heads.training.run_dir import (
     append_history,
@@ -74,9 +73,13 @@ class TrainConfig:
     # (or at ``epochs``, whichever comes first), so runs over different lengths or batch sizes
     # get the same number of updates. None: ``epochs`` alone.
     max_steps: int | None = None
+    # Linear warm-up of the learning rate over the first optimiser steps (0: none): step s uses
+    # lr * min(1, (s + 1) / warmup_steps).
+    warmup_steps: int = 0
 
     def __post_init__(self) -> None:
-        ints = {"epochs": 0, "batch_size": 1, "eval_every": 1, "checkpoint_every": 0, "seed": 0}
+        ints = {"epochs": 0, "batch_size": 1, "eval_every": 1, "checkpoint_every": 0, "seed": 0,
+                "warmup_steps": 0}  # fmt: skip
         for name, minimum in ints.items():
             object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=minimum))
         check_choice("optimizer", self.optimizer, ("adam", "sgd"))
@@ -116,7 +119,21 @@ class TrainConfig:
             data["trainable"] = list(self.trainable)
         if self.max_steps is None:  # configs (and run cache keys) from before the step budget
             del data["max_steps"]
+        if not self.warmup_steps:  # ... and before the warm-up
+            del data["warmup_steps"]
         return data
+
+    def learning_rate(self, step: int) -> float:
+        """The learning rate of optimiser step ``step`` (0-based): ``lr`` after the warm-up.
+
+        Example:
+            >>> config = TrainConfig(lr=1e-3, warmup_steps=4)
+            >>> [config.learning_rate(s) for s in (0, 1, 3, 10)]
+            [0.00025, 0.0005, 0.001, 0.001]
+        """
+        if not self.warmup_steps:
+            return self.lr
+        return self.lr * min(1.0, (step + 1) / self.warmup_steps)
 
     def last_epoch(self, steps_per_epoch: int) -> int:
         """The epoch a run ends at: ``epochs``, or earlier when ``max_steps`` is reached.
@@ -294,6 +311,10 @@ def _train(
                         raise _diverged(value, epoch + 1, batches + 1, config, run)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
+                    if config.warmup_steps:
+                        set_learning_rate(
+                            optimizer, config.learning_rate(epoch * per_epoch + batches)
+                        )
                     optimizer.step()
                     total += value
                     batches += 1
@@ -346,32 +367,6 @@ def steps_per_epoch(split: Any, batch_size: int, order: BatchOrder = "shuffled")
     return math.ceil(len(split) / batch_size)
 
 
-ONTOLOGY_TRAIN_EVAL = 2000
-"""Training problems evaluated at each evaluation of an ontology run (the first ones)."""
-
-
-def evaluation_records(
-    model: torch.nn.Module, data: Dataset | OntologyDataset
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The test and train records of one evaluation. An ontology run's test record is its
-    held-out fictional split, with every other test split under ``"splits"``.
-
-    Example:
-        >>> from iteration_heads import DataConfig, ModelConfig, build_model, make_dataset
-        >>> data = make_dataset(DataConfig(task="copy", max_len=4, n_train=8, n_test=8))
-        >>> test, _ = evaluation_records(build_model(ModelConfig(d_model=32, max_len=4)), data)
-        >>> sorted(test["summary"])[:2]
-        ['accuracy', 'eoi_peakiness']
-    """
-    if isinstance(data, Dataset):
-        return evaluate(model, data.test).to_dict(), evaluate(model, data.train).to_dict()
-    tests = {kind: evaluate_ontology(model, p) for kind, p in data.tests.items()}
-    test = tests.pop("fictional").to_dict()
-    test["splits"] = {kind: result.summary() for kind, result in tests.items()}
-    train_eval = evaluate_ontology(model, head_problems(data.train_problems, ONTOLOGY_TRAIN_EVAL))
-    return test, train_eval.to_dict()
-
-
 def _diverged(
     loss: float, epoch: int, batch: int, config: TrainConfig, run: Path | None
 ) -> IterationHeadsError:
@@ -419,6 +414,18 @@ def trainable_parameters(
     if not chosen:
         raise IterationHeadsError(f"trainable={trainable!r} selects no trainable parameter")
     return [p for p in model.parameters() if id(p) in chosen]
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set the learning rate of every parameter group of ``optimizer``.
+
+    Example:
+        >>> optimizer = make_optimizer([torch.zeros(1, requires_grad=True)], TrainConfig())
+        >>> set_learning_rate(optimizer, 0.5); optimizer.param_groups[0]["lr"]
+        0.5
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def make_optimizer(params: Sequence[torch.Tensor], config: TrainConfig) -> torch.optim.Optimizer:

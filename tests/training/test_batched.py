@@ -106,7 +106,7 @@ def test_another_seeds_masks_or_batch_order_would_not_match(batched):
         assert abs(other[1]["train_loss"] - mine) > 100 * TOL * mine
 
 
-def test_sgd_trainable_subset_step_budget_without_dropout_equals_separate_runs():
+def test_sgd_trainable_subset_step_budget_warmup_without_dropout_equals_separate_runs():
     config = replace(
         TC,
         optimizer="sgd",
@@ -115,6 +115,7 @@ def test_sgd_trainable_subset_step_budget_without_dropout_equals_separate_runs()
         trainable=("blocks.1.mlp",),
         epochs=4,
         max_steps=12,  # 8 batches per epoch: ends after epoch 2
+        warmup_steps=10,  # the learning rate rises over the first 10 steps
     )
     runs = train_seeds(MC, DC, config, [3, 4], progress=True)
     for seed, (model, history) in zip([3, 4], runs, strict=True):

@@ -223,3 +223,38 @@ def test_a_step_budget_gives_every_length_the_same_updates_and_can_be_extended(t
     assert [r["step"] for r in history] == [0, 3, 6, 9]
     with pytest.raises(IterationHeadsError, match="max_steps=0"):
         TrainConfig(max_steps=0)
+
+
+def test_warmup_raises_the_learning_rate_step_by_step_and_resumes_identically(tmp_path):
+    config = TrainConfig(epochs=4, eval_every=1, checkpoint_every=1, batch_size=32, lr=1e-2,
+                         warmup_steps=10)  # fmt: skip
+    assert "warmup_steps" not in TrainConfig().to_dict()  # older configs (and keys) unchanged
+    assert config.to_dict()["warmup_steps"] == 10
+    data = tiny_data(max_len=3, n_train=32, n_test=16)  # 3 steps per epoch
+    seen = []
+    model = build_model(tiny_config(max_len=3))
+    real_step = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.optim.Adam, "step", spy)
+        full = train(model, data, config, out_dir=tmp_path / "full", progress=False)
+    assert seen == pytest.approx([1e-2 * min(1, (s + 1) / 10) for s in range(12)])
+
+    # killed after epoch 2 (its checkpoint), resumed: the same steps at the same rates
+    def stop(record):
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(build_model(tiny_config(max_len=3)), data, config, out_dir=tmp_path / "part",
+              progress=False, callback=stop)  # fmt: skip
+    resumed = train(build_model(tiny_config(max_len=3)), data, config, out_dir=tmp_path / "part",
+                    resume=True, progress=False)  # fmt: skip
+    losses = [r["train_loss"] for r in resumed]
+    assert losses == [r["train_loss"] for r in full]
+    with pytest.raises(IterationHeadsError, match="warmup_steps=-1"):
+        TrainConfig(warmup_steps=-1)
