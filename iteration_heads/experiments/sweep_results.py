@@ -22,6 +22,7 @@ import pandas as pd
 from iteration_heads._io import read_json, write_text
 from iteration_heads.experiments.runs import finished
 from iteration_heads.experiments.sweep import SweepSpec, cell_spec, error_file
+from iteration_heads.experiments.sweep_cost import format_seconds
 from iteration_heads.viz.page import HtmlPage
 from iteration_heads.viz.sweep_figures import aggregate_seeds, heatmap_markdown, sweep_heatmaps
 
@@ -143,4 +144,8 @@ def write_table(
 
 def _status_line(table: pd.DataFrame) -> str:
     counts = table["status"].value_counts()
-    return ", ".join(f"{counts.get(s, 0)} {s}" for s in ("done", "todo", "failed")) + " cells."
+    line = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("done", "todo", "failed")) + " cells"
+    if "seconds" not in table:
+        return line + "."
+    seconds = float(table["seconds"].sum())
+    return line + f"; training time of the done cells: {format_seconds(seconds)} in all."

@@ -162,7 +162,7 @@ def test_collect_writes_the_table_and_the_heatmaps_of_the_figure(tmp_path) -> No
     assert table["epochs"].tolist() == [4, 4, 4, 4]
     page = (tmp_path / "out" / "fig.md").read_text()
     assert "**variant=1 layer**" in page and "4 done cells" not in page
-    assert "4 done, 0 todo, 0 failed cells." in page
+    assert "4 done, 0 todo, 0 failed cells; training time of the done cells: " in page
     over_seeds = page.split("## Over seeds")[1].split("## Runs")[0]
     assert "| variant | model.d_model | data.max_len | runs | seeds |" in over_seeds
     assert over_seeds.count("| 2 | 2 |") == 2  # each variant: 2 done runs of 2 seeds
