@@ -245,10 +245,10 @@ def local_slurm_cluster(
     slurmdbd and MariaDB so that ``sacct`` works (default: when they are installed). Skips the
     test when a program is missing or this is not root; raises if a daemon fails to start.
 
-    Example:
-        >>> with local_slurm_cluster(tmp_path) as cluster:  # doctest: +SKIP
-        ...     print(cluster.run("sinfo", "-h", "-N", "-o", "%t"))
-        idle
+    Example (in a slow test; ``tests/experiments/test_slurm_cluster.py`` runs it)::
+
+        with local_slurm_cluster(tmp_path) as cluster:
+            print(cluster.run("sinfo", "-h", "-N", "-o", "%t"))  # idle
     """
     missing = missing_programs()
     if missing:
