@@ -73,8 +73,12 @@ def steps(config):
 
 @pytest.fixture(scope="module")
 def batched():
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    return train_seeds(MC, DC, TC, SEEDS)
+    try:
+        yield train_seeds(MC, DC, TC, SEEDS)
+    finally:
+        torch.set_num_threads(threads)  # the other tests run at the suite's thread count
 
 
 def test_each_seed_equals_its_separate_run_with_dropout(batched):
