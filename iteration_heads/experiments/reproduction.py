@@ -348,7 +348,7 @@ def sweep_section(out: Path) -> list[str]:
     for page in pages:
         command = next((line.removeprefix("Command: ") for line in page.read_text().splitlines()
                         if line.startswith("Command: ")), "")  # fmt: skip
-        links = [f"[table and heatmaps](results/{page.name})"]
+        links = [f"[table](results/{page.name})"]
         links += [f"[{kind}](results/{page.stem}.{kind})" for kind in ("html", "csv")
                   if page.with_suffix(f".{kind}").is_file()]  # fmt: skip
         lines.append(f"| {page.stem} | {command} | {', '.join(links)} |")

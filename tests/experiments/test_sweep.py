@@ -154,7 +154,7 @@ def test_collect_writes_the_table_and_the_heatmaps_of_the_figure(tmp_path) -> No
     written = write_table(spec, runs, tmp_path / "out", command="iteration-heads sweep fig.toml")
     assert [p.name for p in written] == ["fig.csv", "fig.md", "fig.html"]
     assert sweep_section(tmp_path / "out")[-1] == (
-        "| fig | `iteration-heads sweep fig.toml` | [table and heatmaps](results/fig.md), "
+        "| fig | `iteration-heads sweep fig.toml` | [table](results/fig.md), "
         "[html](results/fig.html), [csv](results/fig.csv) |"
     )
     table = collect(spec, runs)
