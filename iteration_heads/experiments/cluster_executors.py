@@ -29,6 +29,7 @@ from iteration_heads.experiments.executors import (
     limit_threads,
     missing_extra,
 )
+from iteration_heads.tasks.task import check_int, check_number
 
 EXECUTORS = ("local", "ray", "slurm", "slurm-local")
 """The executors :func:`make_executor` knows (``slurm-local``: submitit's local executor,
@@ -48,8 +49,7 @@ class ResumableCall:
         self.function, self.threads = function, threads
 
     def __call__(self, *args: Any) -> Any:
-        limit_threads(self.threads)
-        return self.function(*args)
+        return call_with_threads(self.threads, self.function, *args)
 
     def checkpoint(self, *args: Any) -> Any:
         """What submitit runs after a requeue: this call again (the runs resume from disk)."""
@@ -93,11 +93,9 @@ class SlurmExecutor(Executor):
             raise missing_extra("slurm", "slurm") from None
         if cluster not in ("slurm", "local"):
             raise IterationHeadsError(f"cluster={cluster!r}, expected 'slurm' or 'local'")
-        for label, value in [("threads_per_run", threads_per_run), ("time_min", time_min)]:
-            if not isinstance(value, int) or value < 1:
-                raise IterationHeadsError(f"{label}={value!r}, expected an integer >= 1")
-        if slots is not None and (not isinstance(slots, int) or slots < 1):
-            raise IterationHeadsError(f"slots={slots!r}, expected an integer >= 1")
+        threads_per_run = check_int("threads_per_run", threads_per_run, minimum=1)
+        time_min = check_int("time_min", time_min, minimum=1)
+        slots = None if slots is None else check_int("slots", slots, minimum=1)
         self.name = "slurm" if cluster == "slurm" else "slurm-local"
         self.threads = threads_per_run
         local = max(available_cores() // threads_per_run, 1)
@@ -213,10 +211,9 @@ class RayExecutor(Executor):
             import ray
         except ImportError:
             raise missing_extra("ray", "ray") from None
-        if not isinstance(threads_per_run, int) or threads_per_run < 1:
-            raise IterationHeadsError(f"threads_per_run={threads_per_run!r}, expected >= 1")
-        if not gpus_per_run >= 0:
-            raise IterationHeadsError(f"gpus_per_run={gpus_per_run!r}, expected >= 0")
+        threads_per_run = check_int("threads_per_run", threads_per_run, minimum=1)
+        gpus_per_run = check_number("gpus_per_run", gpus_per_run, minimum=0)
+        slots = None if slots is None else check_int("slots", slots, minimum=1)
         self._ray, self._started = ray, False
         address = address or os.environ.get("RAY_ADDRESS")
         if not ray.is_initialized():

@@ -28,6 +28,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.tasks.task import check_int
 
 Call = tuple[Callable[..., Any], tuple[Any, ...]]
 """A function and its arguments: what an executor runs."""
@@ -151,10 +152,9 @@ class LocalExecutor(Executor):
 
     def __init__(self, jobs: int | None = None, *, threads_per_run: int = 1) -> None:
         cores = available_cores()
-        for label, value in [("threads_per_run", threads_per_run), ("jobs", jobs)]:
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise IterationHeadsError(f"{label}={value!r}, expected an integer >= 1")
-        jobs = jobs if jobs is not None else max(cores // threads_per_run, 1)
+        threads_per_run = check_int("threads_per_run", threads_per_run, minimum=1)
+        jobs = (max(cores // threads_per_run, 1) if jobs is None
+                else check_int("jobs", jobs, minimum=1))  # fmt: skip
         if jobs > 1 and jobs * threads_per_run > cores:
             raise IterationHeadsError(
                 f"jobs={jobs} with {threads_per_run} thread{'s' * (threads_per_run > 1)} per "

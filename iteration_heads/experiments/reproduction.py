@@ -341,12 +341,13 @@ def sweep_section(out: Path) -> list[str]:
         >>> sweep_section(Path(tempfile.mkdtemp()))
         []
     """
-    pages = sorted(p for p in out.glob("*.md") if p.read_text().startswith("# Sweep `"))
-    if not pages:
+    pages = {p: p.read_text() for p in sorted(out.glob("*.md"))}
+    sweeps = {p: text for p, text in pages.items() if text.startswith("# Sweep `")}
+    if not sweeps:
         return []
     lines = ["", "## Sweeps", "", "| sweep | command | details |", "|---|---|---|"]
-    for page in pages:
-        command = next((line.removeprefix("Command: ") for line in page.read_text().splitlines()
+    for page, text in sweeps.items():
+        command = next((line.removeprefix("Command: ") for line in text.splitlines()
                         if line.startswith("Command: ")), "")  # fmt: skip
         links = [f"[table](results/{page.name})"]
         links += [f"[{kind}](results/{page.stem}.{kind})" for kind in ("html", "csv")

@@ -35,6 +35,7 @@ from iteration_heads.experiments.runs import (
     finished,
     train_run,
 )
+from iteration_heads.tasks.task import check_int
 
 
 def train_cells(specs: Sequence[RunSpec], runs: str | os.PathLike[str]) -> dict[str, str]:
@@ -185,8 +186,7 @@ def run_all(
         True
     """
     runs = Path(runs)
-    if not isinstance(runs_per_job, int) or runs_per_job < 1:
-        raise IterationHeadsError(f"runs_per_job={runs_per_job!r}, expected an integer >= 1")
+    runs_per_job = check_int("runs_per_job", runs_per_job, minimum=1)
     todo: dict[str, RunSpec] = {}
 
     def add(spec: RunSpec) -> None:

@@ -28,6 +28,7 @@ from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.runs import RunSpec
 from iteration_heads.model.transformer import build_model
 from iteration_heads.tasks.data import make_dataset
+from iteration_heads.tasks.task import check_int
 from iteration_heads.training.evaluation import evaluation_records
 from iteration_heads.training.loop import steps_per_epoch, train
 
@@ -140,8 +141,7 @@ def shape_key(spec: RunSpec) -> str:
 
 def estimate_cost(cells: Sequence[RunSpec], *, slots: int = 1) -> CostEstimate:
     """The estimated cost of training ``cells`` (module docstring), ``slots`` at a time."""
-    if not isinstance(slots, int) or slots < 1:
-        raise IterationHeadsError(f"slots={slots!r}, expected an integer >= 1")
+    slots = check_int("slots", slots, minimum=1)
     tick = time.perf_counter()
     measured: dict[str, ShapeCost] = {}
     seconds = {}

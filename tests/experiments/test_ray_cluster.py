@@ -46,12 +46,12 @@ def test_a_sweep_attached_to_a_running_ray_cluster_gives_the_local_table(
                        if "--address='" in line)  # fmt: skip
         monkeypatch.setenv("RAY_ADDRESS", address)
         lines: list[str] = []
-        with make_executor("ray") as executor:  # attaches: the cluster's 2 CPUs, 2 at a time
-            run_sweep(spec, tmp_path / "ray", executor=executor, log=lines.append)
-        assert "(ray executor, 2 at a time)" in lines[0]
         import ray
 
-        assert not ray.is_initialized() or ray.get_runtime_context().gcs_address
+        with make_executor("ray") as executor:  # attaches: the cluster's 2 CPUs, 2 at a time
+            assert ray.get_runtime_context().gcs_address == address  # not a runtime of its own
+            run_sweep(spec, tmp_path / "ray", executor=executor, log=lines.append)
+        assert "(ray executor, 2 at a time)" in lines[0]
     finally:
         import ray
 
