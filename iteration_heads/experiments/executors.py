@@ -2,7 +2,7 @@
 cluster, behind one small interface in the shape of :mod:`concurrent.futures`.
 
 An executor takes calls (``submit_all``) and hands back futures; it says how many calls it
-runs at once (``slots``), and :func:`~iteration_heads.experiments.runs.run_all` never gives it
+runs at once (``slots``), and :func:`~iteration_heads.experiments.scheduling.run_all` never gives it
 more than that, because submitit's local executor and a bare process pool have no queue of
 their own. Results never travel through the futures: every run writes its directory, and
 what finished is read back from the files. The cluster engines are optional extras
