@@ -121,6 +121,9 @@ CASES: list[Case] = [
     api("ModelConfig", "unknown positional embedding", "ModelConfig(positional='rotary')"),
     api("ModelConfig", "unknown embedding init", "ModelConfig(embedding_init='xavier')"),
     api("ModelConfig", "string for a flag", "ModelConfig(biases='no')"),
+    api("ModelConfig", "unknown residual block", "ModelConfig(residual='post-LN')"),
+    api("ModelConfig", "renormalised block without a norm",
+        "ModelConfig(residual='renormalised', normalization=None)"),  # fmt: skip
     api("ModelConfig", "negative seed", "ModelConfig(seed=-1)"),
     api("ModelConfig", "layout by name", "ModelConfig(layout='default')"),
     api("ModelConfig", "misspelt field", "ModelConfig.from_dict({'d_modle': 64})"),
@@ -161,7 +164,7 @@ CASES: list[Case] = [
     api("TrainConfig", "zero step budget", "TrainConfig(max_steps=0)"),
     api("TrainConfig", "evaluation never", "TrainConfig(eval_every=0)"),
     api("TrainConfig", "negative checkpoint interval", "TrainConfig(checkpoint_every=-5)"),
-    api("TrainConfig", "unknown optimizer", "TrainConfig(optimizer='adamw')"),
+    api("TrainConfig", "unknown optimizer", "TrainConfig(optimizer='lion')"),
     api("TrainConfig", "unknown batch order", "TrainConfig(batch_order='random')"),
     api("TrainConfig", "zero threads", "TrainConfig(threads=0)"),
     api("TrainConfig", "negative threads", "TrainConfig(threads=-1)"),
@@ -339,6 +342,11 @@ CASES: list[Case] = [
         "sender that does not exist",
         "path_patch(model, split, split, sender=(7, 0), receiver=(1, 0))",
     ),
+    api(
+        "interventions",
+        "path patching a renormalised residual stream",
+        "path_patch(renormalised, split, split, sender=(0, 0), receiver=(1, 0))",
+    ),
     api("interventions", "unknown corruption", "corrupt(split, 'scramble', task='polynomial')"),
     # ---------------------------------------------------------------- loading
     api("loading", "missing folder", "load('nowhere')"),
@@ -471,7 +479,7 @@ CASES: list[Case] = [
     cli("train", "negative seed", "train --out run --seed -1"),
     cli("train", "unknown task", "train --out run --task addition"),
     cli("train", "unknown activation", "train --out run --activation tanh"),
-    cli("train", "unknown optimizer", "train --out run --optimizer adamw"),
+    cli("train", "unknown optimizer", "train --out run --optimizer lion"),
     cli("train", "unknown submodule", "train --out run --trainable blocks.9.mlp"),
     cli("train", "missing model to fine-tune", "train --out run --init-from nowhere"),
     cli(
@@ -696,6 +704,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Out
         "write_report": write_report,
         "IDENTITY": IDENTITY,
         "model": tiny_model(),
+        "renormalised": tiny_model(residual="renormalised"),
         "split": split,
         "tokens": split.tokens,
         "targets": split.targets,

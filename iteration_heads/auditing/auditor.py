@@ -28,7 +28,7 @@ from iteration_heads.interventions.verification import (
     Verification,
     ablation_check,
 )
-from iteration_heads.model.transformer import model_config
+from iteration_heads.model.transformer import additive_residual, model_config
 from iteration_heads.tasks.task import Task
 
 
@@ -41,7 +41,8 @@ class Audit(Result):
         ablation: Ablating the iteration heads against as many other heads (layer 2); None
             without iteration heads.
         route: The position route (layer 3); None without iteration heads, for one-layer
-            iteration heads, or when not asked for.
+            iteration heads, for a ``residual="renormalised"`` model (path patching needs an
+            additive residual stream), or when not asked for.
 
     Example:
         >>> from iteration_heads import load
@@ -178,7 +179,13 @@ def audit(
             set(eoi) | {(circuit.eoi_layer, h) for h in circuit.eoi_heads or range(n_heads)}
         )
     found_route = None
-    if route and report.iteration.layer >= 1 and probes.inputs is not None:
+    # path patching reads an additive residual stream: no route layer for a renormalised model
+    if (
+        route
+        and report.iteration.layer >= 1
+        and probes.inputs is not None
+        and additive_residual(model)
+    ):
         sample = probes.select(spread_over_lengths(probes.lengths, route_probes))
         found_route = position_route(model, sample, heads, eoi_heads=eoi, batch_size=batch_size)
     carriers = [] if found_route is None else found_route.heads()

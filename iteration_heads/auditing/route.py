@@ -43,6 +43,7 @@ from iteration_heads.detection.probes import Probes
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_heads
 from iteration_heads.interventions.paths import receiver_hooks
+from iteration_heads.model.transformer import check_additive_residual
 
 ROUTE_SHARE = 0.2
 """A component is part of the route when it carries at least this share of the effect."""
@@ -203,6 +204,7 @@ def position_route(
         >>> route.is_eoi_head, route.components[0]
         (True, 'L0H0')
     """
+    check_additive_residual(model, "the position route (path patching)")
     receivers = check_heads(model, list(iteration_heads))
     layers = {layer for layer, _ in receivers}
     if len(layers) != 1 or min(layers) < 1:

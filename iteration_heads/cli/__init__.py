@@ -129,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"training length (default {t.epochs}; with --resume, the run's own: a larger "
         "value extends it)",
     )
-    g.add_argument("--optimizer", choices=["adam", "sgd"], default=t.optimizer)
+    g.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default=t.optimizer)
     g.add_argument("--lr", type=float, default=t.lr)
     g.add_argument("--weight-decay", type=float, default=t.weight_decay)
     g.add_argument("--batch-size", type=int, default=t.batch_size)

@@ -32,6 +32,7 @@ from iteration_heads.interventions.scores import (
     metric_of,
     standard_error,
 )
+from iteration_heads.model.transformer import check_additive_residual
 
 
 @dataclass(frozen=True, repr=False)
@@ -139,6 +140,7 @@ def path_patch(
         >>> result.patched.shape
         torch.Size([24])
     """
+    check_additive_residual(model, "path patching")
     senders = check_heads(model, sender)
     receivers = check_heads(model, receiver)
     names = [inputs] if isinstance(inputs, str) else list(inputs)
@@ -214,6 +216,7 @@ def receiver_hooks(
         >>> bool(torch.allclose(same, model(tokens), atol=1e-5))
         True
     """
+    check_additive_residual(model, "path patching")
     hooks: list[tuple[str, Callable]] = []
     for layer in sorted({lay for lay, _ in receivers}):
         heads = [h for lay, h in receivers if lay == layer]

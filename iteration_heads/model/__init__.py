@@ -22,7 +22,9 @@ from iteration_heads.model.fast_forward import Weights, forward
 from iteration_heads.model.hf import load_hf_folder, wrap_hf_model
 from iteration_heads.model.transformer import (
     ModelConfig,
+    additive_residual,
     build_model,
+    check_additive_residual,
     count_parameters,
     model_config,
     paper_parameter_count,
@@ -34,8 +36,10 @@ __all__ = [
     "WEIGHTS_FILE",
     "ModelConfig",
     "Weights",
+    "additive_residual",
     "attach_metadata",
     "build_model",
+    "check_additive_residual",
     "count_parameters",
     "data_config",
     "forward",

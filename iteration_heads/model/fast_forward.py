@@ -87,10 +87,13 @@ def forward(
     if embedding_dropout > 0:
         x = F.dropout(x, embedding_dropout, training=True)
     act = _ACT[cfg.activation]
+    renormalised = cfg.residual == "renormalised"
     patterns: list[Tensor] = []
     for layer in range(cfg.n_layers):
         p = f"blocks.{layer}"
         h = weights.norm(f"{p}.ln1", x)
+        if renormalised:  # the skip path carries the normalised stream
+            x = h
         # one fused projection: (batch, pos, 3·heads·d_head) -> 3 × (batch, heads, pos, d_head)
         qkv = F.linear(
             h,
@@ -112,6 +115,8 @@ def forward(
         z = z.transpose(1, 2).reshape(batch, seq, cfg.n_heads * cfg.d_head)
         x = x + F.linear(z, weights[f"{p}.attn.o.weight"], weights[f"{p}.attn.o.bias"])
         h = weights.norm(f"{p}.ln2", x)
+        if renormalised:
+            x = h
         h = act(F.linear(h, weights[f"{p}.mlp.in.weight"], weights[f"{p}.mlp.in.bias"]))
         x = x + F.linear(h, weights[f"{p}.mlp.out.weight"], weights[f"{p}.mlp.out.bias"])
     x = weights.norm("ln_final", x)

@@ -4,10 +4,13 @@
 it into a TransformerLens ``TransformerBridge`` (via ``boot_native``). The native block is the
 standard pre-LN block with biases: *paper-like*, not identical to the authors' model, whose block
 renormalises the residual stream (``x = LN(x); x = x + attn(x); ...``) and has no biases.
+``ModelConfig(residual="renormalised", biases=False)`` builds the authors' block on the same
+bridge (:func:`renormalised_block_forward`).
 """
 
 from __future__ import annotations
 
+import types
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -23,6 +26,7 @@ from iteration_heads.tasks.task import check_bool, check_choice, check_int
 
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 NORMALIZATIONS = ("LN", "LNPre", "RMS", None)
+RESIDUALS = ("pre-LN", "renormalised")
 _CONFIG_ATTR = "_iteration_heads_config"
 
 
@@ -60,6 +64,10 @@ class ModelConfig:
     # False: every bias (linear layers and LayerNorms) is zero and frozen, as in the authors'
     # model, which has none; the TransformerLens model keeps the bias tensors.
     biases: bool = True
+    # "pre-LN": x = x + attn(LN1(x)); x = x + mlp(LN2(x)), TransformerLens's block. "renormalised":
+    # the authors' block, x = LN1(x); x = x + attn(x); x = LN2(x); x = x + mlp(x): the skip path
+    # carries the normalised stream (a post-LN transformer with a normalised embedding).
+    residual: Literal["pre-LN", "renormalised"] = "pre-LN"
     seed: int = 0  # seeds the initialisation
 
     def __post_init__(self) -> None:
@@ -84,6 +92,12 @@ class ModelConfig:
         check_choice("positional", self.positional, ("learned", "frozen"))
         check_choice("embedding_init", self.embedding_init, ("normal", "transformer_lens"))
         check_bool("biases", self.biases)
+        check_choice("residual", self.residual, RESIDUALS)
+        if self.residual == "renormalised" and self.normalization is None:
+            raise IterationHeadsError(
+                "residual='renormalised' with normalization=None: the renormalised block needs "
+                "a normalisation ('LN', 'LNPre' or 'RMS')"
+            )
 
     @property
     def d_head(self) -> int:
@@ -133,6 +147,8 @@ class ModelConfig:
         for name in ("d_vocab_", "n_ctx_"):  # configs of the layout's tasks stay as they were
             if data[name] is None:
                 del data[name]
+        if self.residual == "pre-LN":  # ... and so do configs from before the option
+            del data["residual"]
         return data
 
     @classmethod
@@ -201,6 +217,10 @@ def build_model(
             pos.copy_(torch.randn(pos.shape, generator=generator))
     if config.positional == "frozen":
         model.pos_embed.weight.requires_grad_(False)
+    if config.residual == "renormalised":
+        for block in model.blocks:
+            native = block.original_component
+            native.forward = types.MethodType(renormalised_block_forward, native)
     if not config.biases:
         for name, param in model.state_dict(keep_vars=True).items():
             if name.endswith(".bias") and isinstance(param, torch.nn.Parameter):
@@ -209,6 +229,72 @@ def build_model(
                 param.requires_grad_(False)
     setattr(model, _CONFIG_ATTR, config)
     return model.eval()
+
+
+def renormalised_block_forward(
+    block: Any,  # a TransformerLens NativeBlock (its ln1, attn, ln2, mlp are bridge components)
+    hidden_states: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor]:
+    """The authors' block, as the forward of a TransformerLens native block: ``x = ln1(x);
+    x = x + attn(x); x = ln2(x); x = x + mlp(x)``. :func:`build_model` installs it on every
+    block of a ``residual="renormalised"`` model; the block's own ``ln1``/``ln2`` (and their
+    hooks) renormalise, so ``hook_resid_pre`` is the block's input before renormalisation,
+    ``blocks.L.ln1.hook_out`` the renormalised stream, and ``hook_resid_mid`` the stream before
+    ``ln2``.
+
+    Example:
+        >>> model = build_model(ModelConfig(d_model=16, max_len=2, residual="renormalised"))
+        >>> _, cache = model.run_with_cache(torch.tensor([[0, 1, 2]]),
+        ...                                 names_filter=lambda n: "resid_pre" in n or "ln1" in n)
+        >>> x = cache["blocks.1.hook_resid_pre"]
+        >>> bool(torch.allclose(cache["blocks.1.ln1.hook_out"], model.blocks[1].ln1(x), atol=1e-6))
+        True
+    """
+    hidden_states = block.ln1(hidden_states)
+    attn_out, _pattern = block.attn(
+        hidden_states, attention_mask=attention_mask, position_ids=position_ids
+    )
+    hidden_states = block.ln2(hidden_states + attn_out)
+    return (hidden_states + block.mlp(hidden_states),)
+
+
+def additive_residual(model: torch.nn.Module) -> bool:
+    """Whether ``model``'s residual stream is the sum of its components' outputs: False only
+    for a model this library built with ``residual="renormalised"``.
+
+    Example:
+        >>> additive_residual(build_model(ModelConfig(d_model=16, max_len=2))), additive_residual(
+        ...     build_model(ModelConfig(d_model=16, max_len=2, residual="renormalised")))
+        (True, False)
+    """
+    config = getattr(model, _CONFIG_ATTR, None)
+    return not (isinstance(config, ModelConfig) and config.residual == "renormalised")
+
+
+def check_additive_residual(model: torch.nn.Module, analysis: str) -> None:
+    """Refuse an analysis that reads the residual stream as a sum of the components' outputs
+    (path patching, direct logit attribution) on a ``residual="renormalised"`` model, where each
+    block renormalises the stream so that an output reaches later layers rescaled. Models built
+    elsewhere (wrapped HuggingFace models) pass.
+
+    Example:
+        >>> check_additive_residual(build_model(ModelConfig(d_model=16, max_len=2)), "path patching")
+        >>> check_additive_residual(
+        ...     build_model(ModelConfig(d_model=16, max_len=2, residual="renormalised")),
+        ...     "path patching")
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: path patching reads the residual stream as a sum of the components' outputs; this model has residual='renormalised' (every block renormalises the stream), expected residual='pre-LN'
+    """
+    if not additive_residual(model):
+        raise IterationHeadsError(
+            f"{analysis} reads the residual stream as a sum of the components' outputs; this "
+            "model has residual='renormalised' (every block renormalises the stream), expected "
+            "residual='pre-LN'"
+        )
 
 
 def check_device(device: str | torch.device) -> torch.device:

@@ -35,6 +35,7 @@ from iteration_heads._torch import (
 )
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids
+from iteration_heads.model.transformer import check_additive_residual
 from iteration_heads.pathways.prompts import Prompts
 from iteration_heads.tasks.task import check_int
 
@@ -393,6 +394,7 @@ def trace_flow(
         >>> graph.heads(), graph.root.name
         ([(0, 0), (1, 0)], 'answer 7@14')
     """
+    check_additive_residual(model, "flow tracing (direct logit attribution)")
     opts = _Options(writers, sources, min_weight, min_share, max_depth, query_side, through_mlps)
     if isinstance(tokens, Prompts):
         index = check_int("index", index, minimum=-len(tokens), maximum=len(tokens) - 1)
@@ -431,6 +433,7 @@ def trace_flows(
         >>> len(graphs), graphs[0].heads()
         (72, [(0, 0), (1, 0)])
     """
+    check_additive_residual(model, "flow tracing (direct logit attribution)")
     if not isinstance(prompts, Prompts):
         raise IterationHeadsError(f"prompts must be Prompts, got {type(prompts).__name__}")
     if target not in ("prediction", "answer"):

@@ -48,6 +48,7 @@ from iteration_heads._torch import (
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids
 from iteration_heads.interventions.scores import standard_error
+from iteration_heads.model.transformer import check_additive_residual
 from iteration_heads.pathways.prompts import Prompts
 
 WRITERS_BATCH = 64
@@ -230,6 +231,7 @@ def answer_writers(
         >>> result.writers(), result.segment_names[int(result.segment_dla["all"][1, 0].argmax())]
         ([(0, 0), (1, 0)], 'input')
     """
+    check_additive_residual(model, "direct logit attribution")
     _check(model, prompts, batch_size)
     cfg = model.cfg
     n_layers, n_heads = int(cfg.n_layers), int(cfg.n_heads)

@@ -51,7 +51,7 @@ class TrainConfig:
     """
 
     epochs: int = 1000  # the paper trains 1000 epochs
-    optimizer: Literal["adam", "sgd"] = "adam"
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"  # adamw: decoupled weight decay
     lr: float = 3e-4
     weight_decay: float = 0.0
     momentum: float = 0.0  # SGD only
@@ -82,7 +82,7 @@ class TrainConfig:
                 "warmup_steps": 0}  # fmt: skip
         for name, minimum in ints.items():
             object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=minimum))
-        check_choice("optimizer", self.optimizer, ("adam", "sgd"))
+        check_choice("optimizer", self.optimizer, ("adam", "adamw", "sgd"))
         check_choice("batch_order", self.batch_order, ("shuffled", "sorted"))
         numbers = {
             "lr": check_number("lr", self.lr, minimum=0, open_min=True),
@@ -429,15 +429,20 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def make_optimizer(params: Sequence[torch.Tensor], config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimiser of ``config`` (Adam or SGD, its learning rate, momentum and weight decay)
-    over ``params``.
+    """The optimiser of ``config`` (Adam, AdamW or SGD, its learning rate, momentum and weight
+    decay) over ``params``. Adam and SGD add the weight decay to the gradient (L2); AdamW decays
+    the weights themselves, outside the adaptive step.
 
     Example:
         >>> make_optimizer([torch.zeros(2, requires_grad=True)], TrainConfig(lr=0.1))
         Adam (...)
+        >>> make_optimizer([torch.zeros(2, requires_grad=True)], TrainConfig(optimizer="adamw"))
+        AdamW (...)
     """
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.SGD(
         params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )

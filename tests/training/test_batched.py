@@ -220,3 +220,12 @@ def test_bad_run_folders_write_nothing(tmp_path):
             train_seeds(MC, DC, TC, [0, 1], out_dirs=folders)
         assert not fresh.exists()
         assert [p.name for p in busy.iterdir()] == ["notes.txt"]
+
+
+def test_adamw_with_weight_decay_equals_separate_runs():
+    config = replace(TC, optimizer="adamw", weight_decay=0.1, epochs=2)
+    runs = train_seeds(MC, DC, config, [5, 6], progress=False)
+    for seed, (model, history) in zip([5, 6], runs, strict=True):
+        ref_model, ref_history = separate(seed, config)
+        close(history, ref_history)
+        assert weight_gaps(ref_model, model)[0] < TOL

@@ -258,3 +258,22 @@ def test_warmup_raises_the_learning_rate_step_by_step_and_resumes_identically(tm
     assert losses == [r["train_loss"] for r in full]
     with pytest.raises(IterationHeadsError, match="warmup_steps=-1"):
         TrainConfig(warmup_steps=-1)
+
+
+def test_adamw_decays_the_weights_outside_the_adaptive_step_and_adam_adds_l2_to_the_gradient():
+    from iteration_heads.training.loop import make_optimizer
+
+    def one_step(optimizer_name):
+        weight = torch.tensor([2.0, -4.0], requires_grad=True)
+        config = TrainConfig(optimizer=optimizer_name, lr=0.1, weight_decay=0.5)
+        optimizer = make_optimizer([weight], config)
+        weight.grad = torch.zeros(2)  # no loss gradient: only the decay acts
+        optimizer.step()
+        return weight.detach()
+
+    # AdamW: w <- w (1 - lr·wd), and a zero gradient gives a zero Adam step
+    assert torch.allclose(one_step("adamw"), torch.tensor([2.0, -4.0]) * (1 - 0.1 * 0.5), atol=1e-6)
+    # Adam: the gradient becomes wd·w, whose first normalised step is lr·sign(w)
+    assert torch.allclose(one_step("adam"), torch.tensor([2.0 - 0.1, -4.0 + 0.1]), atol=1e-6)
+    with pytest.raises(IterationHeadsError, match="optimizer 'lion', expected one of"):
+        TrainConfig(optimizer="lion")

@@ -1,0 +1,108 @@
+"""The authors' renormalised block (ModelConfig(residual="renormalised")): the bridge, its hooks,
+the training forward and the analyses agree on what it computes."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import tiny_config, tiny_data
+
+from iteration_heads import IterationHeadsError, TrainConfig, build_model, detect, train
+from iteration_heads.interventions import path_patch
+from iteration_heads.model import Weights, additive_residual, forward, load, model_config, save
+
+NORMALIZATIONS = ["LN", "LNPre", "RMS"]
+
+
+def perturbed(config):
+    """A model whose norms and biases are not at their initial values (so a forward that skipped
+    a weight, or applied a norm twice, would show)."""
+    model = build_model(config)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.requires_grad and ("ln" in name or name.endswith(".bias")):
+                param.add_(0.3 * torch.randn(param.shape, generator=generator))
+    return model
+
+
+def by_hand(model, tokens):
+    """The authors' block written out from the state dict: x = LN1(x); x = x + attn(x);
+    x = LN2(x); x = x + mlp(x); logits = unembed(LN_final(x))."""
+    cfg, w = model_config(model), model.state_dict()
+
+    def norm(prefix, x):
+        if cfg.normalization == "LN":
+            return F.layer_norm(x, (x.shape[-1],), w[f"{prefix}.weight"], w[f"{prefix}.bias"], 1e-5)
+        if cfg.normalization == "RMS":
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * w[f"{prefix}.weight"]
+        return F.layer_norm(x, (x.shape[-1],), eps=1e-5)
+
+    seq = tokens.shape[1]
+    x = w["embed.weight"][tokens] + w["pos_embed.weight"][:seq]
+    causal = torch.ones(seq, seq, dtype=torch.bool).triu(1)
+    for layer in range(cfg.n_layers):
+        p = f"blocks.{layer}"
+        x = norm(f"{p}.ln1", x)
+        q, k, v = (x @ w[f"{p}.attn.{n}.weight"].T + w[f"{p}.attn.{n}.bias"] for n in "qkv")
+        scores = (q @ k.transpose(-1, -2) / cfg.d_head**0.5).masked_fill(causal, float("-inf"))
+        attn = scores.softmax(-1) @ v
+        x = x + attn @ w[f"{p}.attn.o.weight"].T + w[f"{p}.attn.o.bias"]
+        x = norm(f"{p}.ln2", x)
+        hidden = F.gelu(x @ w[f"{p}.mlp.in.weight"].T + w[f"{p}.mlp.in.bias"])
+        x = x + hidden @ w[f"{p}.mlp.out.weight"].T + w[f"{p}.mlp.out.bias"]
+    return norm("ln_final", x) @ w["unembed.weight"].T + w["unembed.bias"]
+
+
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+def test_bridge_training_forward_and_hand_computation_agree(normalization):
+    config = tiny_config(residual="renormalised", normalization=normalization, seed=2)
+    model = perturbed(config)
+    tokens = torch.randint(0, config.d_vocab, (3, config.n_ctx))
+    bridge = model(tokens)
+    trained, patterns = forward(Weights.of(model, config), tokens, return_patterns=True)
+    assert torch.allclose(bridge, by_hand(model, tokens), atol=1e-5)
+    assert torch.allclose(trained, bridge, atol=1e-5)
+    # the same weights in the pre-LN block compute something else
+    standard = build_model(tiny_config(normalization=normalization, seed=2))
+    standard.load_state_dict(model.state_dict())
+    assert (standard(tokens) - bridge).abs().max() > 0.1
+    # the bridge's hooks see the renormalised block: patterns, and the stream before each norm
+    names = ["blocks.1.attn.hook_pattern", "blocks.0.ln1.hook_out", "blocks.0.hook_attn_out",
+             "blocks.0.hook_resid_mid", "blocks.0.hook_resid_pre", "hook_embed", "hook_pos_embed"]  # fmt: skip
+    _, cache = model.run_with_cache(tokens, names_filter=names)
+    assert torch.allclose(cache["blocks.1.attn.hook_pattern"], patterns[1], atol=1e-6)
+    renormalised = cache["blocks.0.ln1.hook_out"]
+    attn_out = cache["blocks.0.hook_attn_out"]
+    assert torch.allclose(cache["blocks.0.hook_resid_mid"], renormalised + attn_out, atol=1e-5)
+    assert torch.allclose(cache["blocks.0.hook_resid_pre"], cache["hook_embed"] +
+                          cache["hook_pos_embed"], atol=1e-6)  # fmt: skip
+
+
+def test_round_trip_training_and_detection(tmp_path):
+    config = tiny_config(residual="renormalised", biases=False)
+    assert model_config(build_model(config)).to_dict()["residual"] == "renormalised"
+    assert "residual" not in tiny_config().to_dict()  # older configs keep their keys
+    data = tiny_data("copy", n_train=512, n_test=256)
+    model = build_model(config)
+    recipe = TrainConfig(epochs=12, eval_every=4, batch_size=64, lr=1e-3)
+    history = train(model, data, recipe, progress=False)
+    assert history[-1]["test"]["summary"]["accuracy"] == 1.0
+    save(model, tmp_path / "m")
+    loaded = load(tmp_path / "m")
+    tokens = data.test.tokens[:4]
+    assert torch.equal(loaded(tokens), model(tokens))
+    assert not additive_residual(loaded)
+    report = detect(loaded, task="copy")  # attention-only analyses run as on any model
+    assert "layer" in report.format()
+
+
+def test_additive_analyses_refuse_with_one_line_and_bad_configs():
+    model = build_model(tiny_config(residual="renormalised"))
+    data = tiny_data(max_len=6, n_train=8, n_test=8).test
+    data = data.select(data.lengths >= 2)
+    with pytest.raises(IterationHeadsError, match=r"^path patching reads the residual stream"):
+        path_patch(model, data, data, sender=(0, 0), receiver=(1, 0))
+    with pytest.raises(IterationHeadsError, match="residual 'post-LN', expected one of"):
+        tiny_config(residual="post-LN")
+    with pytest.raises(IterationHeadsError, match="needs a normalisation"):
+        tiny_config(residual="renormalised", normalization=None)
