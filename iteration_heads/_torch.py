@@ -4,12 +4,14 @@ the device of its weights, and the names of the hooks read and written (one plac
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from iteration_heads.errors import IterationHeadsError
 
 Head = tuple[int, int]
 """``(layer, head)``."""
@@ -141,3 +143,38 @@ def rotate_half(q: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     r = cos.shape[-1]
     half = torch.cat([-q[..., r // 2 : r], q[..., : r // 2]], -1)
     return torch.cat([q[..., :r] * cos + half * sin, q[..., r:]], -1)
+
+
+def check_heads(model: Any, heads: Sequence[Head] | Head) -> list[Head]:
+    """``heads`` as a sorted list of ``(layer, head)``, or a clear error naming the bad one.
+
+    Example:
+        >>> from iteration_heads import ModelConfig, build_model
+        >>> check_heads(build_model(ModelConfig(d_model=32, max_len=4)), [(1, 0), (0, 0)])
+        [(0, 0), (1, 0)]
+    """
+    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
+    if isinstance(heads, str) or not isinstance(heads, Iterable):
+        raise IterationHeadsError(
+            f"heads {heads!r}: expected a (layer, head) pair of ints or a list of them"
+        )
+    if isinstance(heads, tuple) and len(heads) == 2 and all(isinstance(v, int) for v in heads):
+        heads = [heads]  # type: ignore[list-item]
+    result = []
+    for spec in heads:
+        if not (
+            isinstance(spec, Sequence)
+            and len(spec) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in spec)
+        ):
+            raise IterationHeadsError(f"head {spec!r}: expected a (layer, head) pair of ints")
+        layer, head = spec
+        if not (0 <= layer < n_layers and 0 <= head < n_heads):
+            raise IterationHeadsError(
+                f"head (layer={layer}, head={head}) does not exist: the model has layers "
+                f"0..{n_layers - 1} and heads 0..{n_heads - 1}"
+            )
+        result.append((layer, head))
+    if not result:
+        raise IterationHeadsError("no head given: expected at least one (layer, head)")
+    return sorted(set(result))

@@ -122,8 +122,11 @@ CASES: list[Case] = [
     api("ModelConfig", "unknown embedding init", "ModelConfig(embedding_init='xavier')"),
     api("ModelConfig", "string for a flag", "ModelConfig(biases='no')"),
     api("ModelConfig", "unknown residual block", "ModelConfig(residual='post-LN')"),
-    api("ModelConfig", "renormalised block without a norm",
-        "ModelConfig(residual='renormalised', normalization=None)"),  # fmt: skip
+    api(
+        "ModelConfig",
+        "renormalised block without a norm",
+        "ModelConfig(residual='renormalised', normalization=None)",
+    ),
     api("ModelConfig", "negative seed", "ModelConfig(seed=-1)"),
     api("ModelConfig", "layout by name", "ModelConfig(layout='default')"),
     api("ModelConfig", "misspelt field", "ModelConfig.from_dict({'d_modle': 64})"),

@@ -32,6 +32,7 @@ from torch import Tensor
 from iteration_heads._results import Result
 from iteration_heads._torch import (
     Head,
+    check_heads,
     device_of,
     evaluating,
     mlp_out_hook,
@@ -41,7 +42,6 @@ from iteration_heads._torch import (
 )
 from iteration_heads.detection.probes import Probes
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.interventions.batch import check_heads
 from iteration_heads.interventions.paths import receiver_hooks
 from iteration_heads.model.transformer import check_additive_residual
 

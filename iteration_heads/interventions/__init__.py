@@ -16,13 +16,14 @@ leaves the model as it found it (mode and hooks), also after an error.
 * :mod:`~iteration_heads.interventions.verification`: :func:`verify`.
 """
 
+from iteration_heads._torch import check_heads
 from iteration_heads.interventions.ablation import (
     ABLATION_KINDS,
     ablate,
     ablation_effect,
     head_outputs,
 )
-from iteration_heads.interventions.batch import Batch, Data, as_batch, check_heads
+from iteration_heads.interventions.batch import Batch, Data, as_batch
 from iteration_heads.interventions.corruptions import CORRUPTION_KINDS, corrupt
 from iteration_heads.interventions.patching import ActivationPatching, activation_patching
 from iteration_heads.interventions.paths import PathPatching, path_patch

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from iteration_heads._torch import (
     Head,
+    check_heads,
     device_of,
     evaluating,
     head_names,
@@ -36,7 +37,6 @@ from iteration_heads.interventions.batch import (
     BATCH_SIZE,
     Data,
     as_batch,
-    check_heads,
     check_kind,
     check_positions,
     check_token_ids,

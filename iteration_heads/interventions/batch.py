@@ -4,7 +4,7 @@ probes, a split or plain tensors), and checked head and position arguments.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +12,6 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from iteration_heads._torch import Head
 from iteration_heads.detection.probes import Probes, spread_over_lengths
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.transformer import model_config
@@ -191,41 +190,6 @@ def check_token_ids(ids: Tensor, d_vocab: int, what: str = "token") -> None:
         raise IterationHeadsError(
             f"{what} id {low if low < 0 else high} outside the model's vocabulary [0, {d_vocab})"
         )
-
-
-def check_heads(model: Any, heads: Sequence[Head] | Head) -> list[Head]:
-    """``heads`` as a sorted list of ``(layer, head)``, or a clear error naming the bad one.
-
-    Example:
-        >>> from iteration_heads import ModelConfig, build_model
-        >>> check_heads(build_model(ModelConfig(d_model=32, max_len=4)), [(1, 0), (0, 0)])
-        [(0, 0), (1, 0)]
-    """
-    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
-    if isinstance(heads, str) or not isinstance(heads, Iterable):
-        raise IterationHeadsError(
-            f"heads {heads!r}: expected a (layer, head) pair of ints or a list of them"
-        )
-    if isinstance(heads, tuple) and len(heads) == 2 and all(isinstance(v, int) for v in heads):
-        heads = [heads]  # type: ignore[list-item]
-    result = []
-    for spec in heads:
-        if not (
-            isinstance(spec, Sequence)
-            and len(spec) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in spec)
-        ):
-            raise IterationHeadsError(f"head {spec!r}: expected a (layer, head) pair of ints")
-        layer, head = spec
-        if not (0 <= layer < n_layers and 0 <= head < n_heads):
-            raise IterationHeadsError(
-                f"head (layer={layer}, head={head}) does not exist: the model has layers "
-                f"0..{n_layers - 1} and heads 0..{n_heads - 1}"
-            )
-        result.append((layer, head))
-    if not result:
-        raise IterationHeadsError("no head given: expected at least one (layer, head)")
-    return sorted(set(result))
 
 
 def check_positions(positions: int | Sequence[int] | None, width: int | None) -> list[int] | None:

@@ -28,7 +28,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from iteration_heads._torch import Head, device_of, evaluating, resid_pre_hook, z_hook
+from iteration_heads._torch import Head, check_heads, device_of, evaluating, resid_pre_hook, z_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.ablation import (
     ABLATION_KINDS,
@@ -39,7 +39,6 @@ from iteration_heads.interventions.ablation import (
 from iteration_heads.interventions.batch import (
     BATCH_SIZE,
     Batch,
-    check_heads,
     check_kind,
     scored_widths,
 )

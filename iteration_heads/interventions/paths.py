@@ -16,6 +16,7 @@ from torch import Tensor
 from iteration_heads._results import Result
 from iteration_heads._torch import (
     Head,
+    check_heads,
     device_of,
     evaluating,
     head_names,
@@ -24,7 +25,7 @@ from iteration_heads._torch import (
 )
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.ablation import head_outputs
-from iteration_heads.interventions.batch import Data, check_heads, paired
+from iteration_heads.interventions.batch import Data, paired
 from iteration_heads.interventions.scores import (
     Metric,
     Scores,

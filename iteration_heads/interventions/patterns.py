@@ -16,13 +16,12 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from iteration_heads._torch import Head, head_names, pattern_hook
+from iteration_heads._torch import Head, check_heads, head_names, pattern_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import (
     BATCH_SIZE,
     Data,
     as_batch,
-    check_heads,
     check_kind,
     integer_tensor,
 )

@@ -16,13 +16,13 @@ import torch
 from torch import Tensor
 
 from iteration_heads._results import Result
-from iteration_heads._torch import Head, device_of, evaluating, pattern_hook, z_hook
+from iteration_heads._torch import Head, check_heads, device_of, evaluating, pattern_hook, z_hook
 from iteration_heads.detection.detector import detect
 from iteration_heads.detection.probes import Probes
 from iteration_heads.detection.report import DetectionReport
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.ablation import head_outputs
-from iteration_heads.interventions.batch import Data, as_batch, check_heads
+from iteration_heads.interventions.batch import Data, as_batch
 from iteration_heads.interventions.corruptions import corrupt
 from iteration_heads.model.checkpoint import model_metadata
 from iteration_heads.tasks.data import Split

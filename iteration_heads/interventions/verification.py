@@ -13,13 +13,13 @@ import pandas as pd
 import torch
 
 from iteration_heads._results import Result
-from iteration_heads._torch import Head, head_names
+from iteration_heads._torch import Head, check_heads, head_names
 from iteration_heads.detection.detector import detect
 from iteration_heads.detection.positions import spread_over_lengths
 from iteration_heads.detection.report import DetectionReport
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.ablation import AblationKind
-from iteration_heads.interventions.batch import BATCH_SIZE, Data, as_batch, check_heads
+from iteration_heads.interventions.batch import BATCH_SIZE, Data, as_batch
 from iteration_heads.interventions.many_ablations import ablation_sets
 from iteration_heads.interventions.scores import Scores, run_scored
 

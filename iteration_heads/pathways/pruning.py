@@ -22,10 +22,10 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from iteration_heads._results import Result, plain
-from iteration_heads._torch import Head, device_of, evaluating, head_names, z_hook
+from iteration_heads._torch import Head, check_heads, device_of, evaluating, head_names, z_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.ablation import head_output_means
-from iteration_heads.interventions.batch import check_heads, check_token_ids, integer_tensor
+from iteration_heads.interventions.batch import check_token_ids, integer_tensor
 from iteration_heads.interventions.patching import SWEEP_BATCH
 from iteration_heads.passes import scored_logits
 from iteration_heads.pathways.prompts import Prompts

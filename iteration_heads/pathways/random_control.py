@@ -14,9 +14,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from iteration_heads._results import Result, plain
-from iteration_heads._torch import Head, head_names
+from iteration_heads._torch import Head, check_heads, head_names
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.interventions.batch import check_heads
 from iteration_heads.pathways.prompts import Prompts
 from iteration_heads.tasks.task import check_int
 

@@ -22,10 +22,9 @@ from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from iteration_heads._torch import Head, device_of, evaluating, pattern_hook
+from iteration_heads._torch import Head, check_heads, device_of, evaluating, pattern_hook
 from iteration_heads.detection.probes import Probes
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.interventions.batch import check_heads
 from iteration_heads.model.transformer import model_config
 
 ProbeLike = Probes | Tensor | Sequence[int] | None

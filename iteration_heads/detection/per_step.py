@@ -1,0 +1,142 @@
+"""Where one head looks at every step of the chain of thought: the weight its query before
+``s_t`` puts on ``x_t`` (the iteration target) and, when that is low, the key it reads instead.
+
+An iteration head puts nearly all its weight on ``x_t`` at every step. A model that solves the
+task with an *alternative circuit* (high accuracy, iteration peakiness below the rule) usually
+does so at most steps and reads something else at a few: EoI (which carries ``x_L``), the first
+token (an attention sink), an earlier state. :func:`step_attention` names, per probe length and
+step, the key with the largest mean weight, by role: ``x_j``, ``s_j``, ``EoI``, ``first``
+(position 0) or ``other``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+
+from iteration_heads._results import Result
+from iteration_heads._torch import Head, check_heads, device_of, evaluating, pattern_hook
+from iteration_heads.detection.probes import Probes
+from iteration_heads.errors import IterationHeadsError
+
+ON_TARGET = 0.5
+"""A step whose weight on ``x_t`` is below this reads its state from elsewhere."""
+
+
+@dataclass(frozen=True, repr=False)
+class StepAttention(Result):
+    """Per probe length ``L`` and step ``t``: the head's mean weight on ``x_t`` and the key it
+    weights most (its role and mean weight), over the probes of that length.
+
+    Example:
+        >>> table = pd.DataFrame([{"length": 2, "step": 1, "on_input": 0.9, "top_key": "x_1",
+        ...                        "top_weight": 0.9}])
+        >>> StepAttention((1, 0), table).off_target()
+        []
+    """
+
+    head: Head
+    table: pd.DataFrame  # length, step, on_input, top_key, top_weight
+
+    def off_target(self, threshold: float = ON_TARGET) -> list[tuple[int, int, str, float]]:
+        """``(L, t, top key, its weight)`` of the steps whose weight on ``x_t`` is below
+        ``threshold``."""
+        rows = self.table[self.table.on_input < threshold]
+        return [
+            (int(r.length), int(r.step), str(r.top_key), round(float(r.top_weight), 2))
+            for r in rows.itertuples()
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        return {"head": list(self.head), "steps": self.table.to_dict("records")}
+
+    def format(self) -> str:
+        """One line per length: the weight on ``x_t`` at each step, then the off-target steps."""
+        layer, head = self.head
+        lines = [f"L{layer}H{head}: weight on x_t at each step t (per length L)"]
+        for length, rows in self.table.groupby("length"):
+            weights = " ".join(f"{w:.2f}" for w in rows.on_input)
+            lines.append(f"  L={length}: {weights}")
+        off = self.off_target()
+        if off:
+            shown = "; ".join(f"L={n} t={t}: {key} ({w:.2f})" for n, t, key, w in off)
+            lines.append(f"  elsewhere (weight on x_t < {ON_TARGET}): {shown}")
+        else:
+            lines.append(f"  every step puts >= {ON_TARGET} on x_t")
+        return "\n".join(lines)
+
+
+def key_role(probes: Probes, index: int, position: int) -> str:
+    """The role of ``position`` in probe ``index``: ``x_j``, ``s_j``, ``EoI``, ``first``
+    (position 0, when it is none of those) or ``other``.
+
+    Example:
+        >>> probes = Probes(torch.zeros(1, 7, dtype=torch.long), lengths=2)
+        >>> [key_role(probes, 0, p) for p in range(7)]
+        ['first', 'x_1', 'x_2', 'EoI', 's_1', 's_2', 'other']
+    """
+    n = int(probes.lengths[index])
+    inputs = probes.input_positions[index, :n].tolist()
+    states = probes.state_positions[index, :n].tolist()
+    if position in inputs:
+        return f"x_{inputs.index(position) + 1}"
+    if position in states:
+        return f"s_{states.index(position) + 1}"
+    if position == int(probes.eoi[index]):
+        return "EoI"
+    return "first" if position == 0 else "other"
+
+
+@torch.no_grad()
+def step_attention(
+    model: Any, probes: Probes, head: Head, *, batch_size: int = 256
+) -> StepAttention:
+    """Where ``head`` looks from the query before each state ``s_t``, per probe length.
+
+    Args:
+        model: A TransformerLens model.
+        probes: Sequences and their positions (:class:`~iteration_heads.detection.probes.Probes`).
+        head: ``(layer, head)``.
+        batch_size: Most probes per forward pass.
+
+    Example:
+        >>> from iteration_heads import ModelConfig, build_model
+        >>> model = build_model(ModelConfig(d_model=32, max_len=4))
+        >>> found = step_attention(model, Probes.from_model(model, task="copy", n=32), (1, 0))
+        >>> sorted(set(found.table.length)), list(found.table.columns)
+        ([1, 2, 3, 4], ['length', 'step', 'on_input', 'top_key', 'top_weight'])
+    """
+    if not isinstance(probes, Probes):
+        raise IterationHeadsError(f"probes must be a Probes, got {type(probes).__name__}")
+    ((layer, index),) = check_heads(model, [head])
+    name, device = pattern_hook(layer), device_of(model)
+    patterns = []
+    with evaluating(model):
+        for start in range(0, len(probes), batch_size):
+            tokens = probes.tokens[start : start + batch_size].to(device)
+            _, cache = model.run_with_cache(tokens, names_filter=lambda n: n == name)
+            patterns.append(cache[name][:, index].float().cpu())
+    pattern = torch.cat(patterns)  # [probe, query, key]
+    rows = []
+    for length in sorted(set(probes.lengths.tolist())):
+        members = (probes.lengths == length).nonzero().flatten().tolist()
+        for t in range(length):
+            queries = probes.query_positions[members, t]
+            read = pattern[members, queries]  # [probe, key]
+            on_input = read[torch.arange(len(members)), probes.input_positions[members, t]]
+            mean = read.mean(0)
+            top = int(mean.argmax())
+            rows.append(
+                {
+                    "length": length,
+                    "step": t + 1,
+                    "on_input": float(on_input.mean()),
+                    "top_key": key_role(probes, members[0], top),
+                    "top_weight": float(mean[top]),
+                }
+            )
+    return StepAttention((layer, index), pd.DataFrame(rows))
