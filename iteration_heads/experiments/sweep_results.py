@@ -27,20 +27,39 @@ from iteration_heads.viz.page import HtmlPage
 from iteration_heads.viz.sweep_figures import aggregate_seeds, heatmap_markdown, sweep_heatmaps
 
 RESULT_COLUMNS = (
+    "outcome",
     "accuracy",
     "iteration_peakiness",
     "has_circuit",
     "first_epoch_accuracy",
     "first_epoch_head",
     "first_step_head",
+    "first_epoch_target",
     "epochs",
     "steps",
     "seconds",
 )
-"""What the table holds of a finished cell: final test accuracy and last-layer iteration
-peakiness, whether the detector found the circuit, the first evaluated epoch (and optimiser
-step) where accuracy and the iteration head reached their targets, the epochs and steps
-trained, and the wall-clock seconds."""
+"""What the table holds of a finished cell: its :func:`outcome`, final test accuracy and
+last-layer iteration peakiness, whether the detector found the circuit, the first evaluated
+epoch (and optimiser step) where accuracy and the iteration head reached their targets (and
+where both did at once), the epochs and steps trained, and the wall-clock seconds."""
+
+OUTCOMES = ("head", "alternative circuit", "not learned")
+"""A finished run's outcome: it reached target (test accuracy >= 0.99 and last-layer iteration
+peakiness >= 0.9 at one evaluation); it reached the accuracy target but never with the head (an
+alternative circuit for some steps); or neither."""
+
+
+def outcome(first_epoch_target: int | None, first_epoch_accuracy: int | None) -> str:
+    """One of :data:`OUTCOMES`, from the first epochs at target and at the accuracy target.
+
+    Example:
+        >>> outcome(40, 30), outcome(None, 30), outcome(None, None)
+        ('head', 'alternative circuit', 'not learned')
+    """
+    if first_epoch_target is not None:
+        return OUTCOMES[0]
+    return OUTCOMES[1] if first_epoch_accuracy is not None else OUTCOMES[2]
 
 
 def collect(spec: SweepSpec, runs: str | os.PathLike[str]) -> pd.DataFrame:
@@ -59,13 +78,17 @@ def collect(spec: SweepSpec, runs: str | os.PathLike[str]) -> pd.DataFrame:
         row |= {"name": cell.name(), "status": status}
         if status == "done":
             result = cell.result(runs)
+            target = result.first_epoch("first_epoch_both")
+            accurate = result.first_epoch("first_epoch_accuracy")
             row |= {
+                "outcome": outcome(target, accurate),
                 "accuracy": result.accuracy,
                 "iteration_peakiness": result.iteration_peakiness,
                 "has_circuit": result.has_circuit,
-                "first_epoch_accuracy": result.first_epoch("first_epoch_accuracy"),
+                "first_epoch_accuracy": accurate,
                 "first_epoch_head": result.first_epoch("first_epoch_iteration_head"),
                 "first_step_head": result.first_epoch("first_step_iteration_head"),
+                "first_epoch_target": target,
                 "epochs": result.epochs,
                 "steps": result.summary.get("steps"),
                 "seconds": result.wall_seconds,
@@ -134,9 +157,16 @@ def write_table(
     by = [c for c in spec.columns() if c != "seed"]
     if "seed" in spec.axes and by and (table["status"] == "done").any():
         seeds = aggregate_seeds(table, by).round(3)
+        done = table[table["status"] == "done"]
+        if "outcome" in done:  # the runs at target, and those solved without the head
+            for kind, column in (("head", "at_target"), ("alternative circuit", "alternative")):
+                counts = done.assign(hit=done["outcome"] == kind).groupby(by, dropna=False)["hit"]
+                seeds = seeds.merge(counts.sum().astype(int).rename(column).reset_index(), on=by)
         parts += ["## Over seeds", "", "Final accuracy over seeds (`mean`, `std`, `min`, `max`), "
-                  "and the fraction of seeds where the detector found the circuit (`formed`):",
-                  "", markdown_table(seeds), ""]  # fmt: skip
+                  "the fraction of seeds where the detector found the circuit (`formed`), and the "
+                  "runs that reached target (`at_target`: accuracy >= 0.99 and iteration "
+                  "peakiness >= 0.9 at one evaluation) or solved the task without the head "
+                  "(`alternative`):", "", markdown_table(seeds), ""]  # fmt: skip
     parts += ["## Runs", "", markdown_table(table), ""]
     write_text(written[1], "\n".join(parts))
     return written

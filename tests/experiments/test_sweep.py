@@ -160,12 +160,17 @@ def test_collect_writes_the_table_and_the_heatmaps_of_the_figure(tmp_path) -> No
     table = collect(spec, runs)
     assert table["steps"].tolist() == [4, 4, 4, 4]  # 32 sequences x 3 lengths in batches of 256
     assert table["epochs"].tolist() == [4, 4, 4, 4]
+    # 4 steps learn nothing; the outcome follows the first epochs at target and at accuracy
+    assert table["outcome"].tolist() == ["not learned"] * 4
+    assert table["first_epoch_target"].isna().all() and table["first_epoch_accuracy"].isna().all()
     page = (tmp_path / "out" / "fig.md").read_text()
     assert "**variant=1 layer**" in page and "4 done cells" not in page
     assert "4 done, 0 todo, 0 failed cells; training time of the done cells: " in page
     over_seeds = page.split("## Over seeds")[1].split("## Runs")[0]
     assert "| variant | model.d_model | data.max_len | runs | seeds |" in over_seeds
     assert over_seeds.count("| 2 | 2 |") == 2  # each variant: 2 done runs of 2 seeds
+    assert "| formed | formed_count | at_target | alternative |" in over_seeds
+    assert over_seeds.count("| 0 | 0 | 0 |") == 2  # no run formed, reached target or solved
     assert "Plotly.newPlot" in (tmp_path / "out" / "fig.html").read_text()
     assert "plotly.js v" in (tmp_path / "out" / "fig.html").read_text()  # works offline
     (tmp_path / "out" / "plotly.min.js").write_text("")  # as in docs/results/: shared
