@@ -112,12 +112,15 @@ EMERGENCE = Experiment(
     (
         Claim(
             "CoT + 2 layers learns polynomial iteration (d 64, Lmax 8)",
-            "authors' code: ≥ 0.99 at ~epoch 140, 1.00 at 150",
+            "authors' code, torch seeds 0, 1, 2: accuracy 1.00, 0.26, 0.40 at epoch 200 "
+            "(≥ 0.99 on 1/3 seeds, seed 0 at epoch 140)",
             assess_learns,
         ),
         Claim(
             "an iteration head forms (EoI head in layer 1, iteration head in layer 2)",
-            "layer-2 peakiness 0.98–0.99 at every length; layer-1 EoI peakiness ≈ 0.65",
+            "paper: layer-2 peakiness 0.98–0.99 at every length; layer-1 EoI peakiness ≈ 0.65. "
+            "Authors' code, torch seeds 0, 1, 2 at epoch 200: layer-2 peakiness 0.99, 0.36, 0.66; "
+            "layer-1 EoI peakiness 0.66, 0.09, 0.23 (a clean head on 1/3 seeds)",
             assess_head_forms,
         ),
     ),
