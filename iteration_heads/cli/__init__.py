@@ -29,7 +29,7 @@ from iteration_heads._io import RUN_FILE, read_json, write_text
 from iteration_heads.cli import audit as audit_command
 from iteration_heads.cli import reproduce as reproduce_command
 from iteration_heads.cli import sweep as sweep_command
-from iteration_heads.detection import detect
+from iteration_heads.detection import Probes, detect, step_attention
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.ontology import ONTOLOGY_EXPERIMENT
 from iteration_heads.experiments.ontology_results import ontology_page
@@ -177,6 +177,12 @@ def _parser() -> argparse.ArgumentParser:
         "--verify",
         action="store_true",
         help="also check the circuit causally: ablate it, and as many other heads (verify())",
+    )
+    p.add_argument(
+        "--steps",
+        action="store_true",
+        help="also show where every head looks at each step: its weight on x_t, and the key it "
+        "reads instead (alternative circuits; step_attention())",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_detect)
@@ -326,16 +332,27 @@ def _detect(args: argparse.Namespace) -> int:
     model = load(args.directory)
     report = detect(model, n_probes=args.n_probes)
     checked = verify(model, report, n=args.n_probes) if args.verify else None
+    steps = []
+    if args.steps:
+        probes = Probes.from_model(model, n=args.n_probes)
+        heads = range(int(model.cfg.n_heads))
+        steps = [step_attention(model, probes, (layer, head))
+                 for layer in range(int(model.cfg.n_layers)) for head in heads]  # fmt: skip
     if args.json:
         record = json.loads(report.to_json())
         if checked is not None:
             record["verification"] = checked.to_dict()
+        if steps:
+            record["steps"] = [found.to_dict() for found in steps]
         print(json.dumps(record, indent=2, default=str))
     else:
         print(report.format())
         if checked is not None:
             print()
             print(checked.format())
+        for found in steps:
+            print()
+            print(found.format())
     return 0
 
 

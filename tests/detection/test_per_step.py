@@ -64,3 +64,17 @@ def test_key_roles_and_bad_inputs():
         step_attention(model, probes, (2, 0))
     with pytest.raises(IterationHeadsError, match="probes must be a Probes, got list"):
         step_attention(model, [[0, 1]], (1, 0))
+
+
+def test_cli_detect_steps_prints_and_serialises_every_head(capsys):
+    import json
+
+    from iteration_heads.cli import main
+
+    assert main(["detect", "polynomial", "--n-probes", "64", "--steps"]) == 0
+    text = capsys.readouterr().out
+    assert "L0H0: weight on x_t at each step t" in text and "L1H0: weight on x_t" in text
+    assert main(["detect", "polynomial", "--n-probes", "64", "--steps", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert [s["head"] for s in record["steps"]] == [[0, 0], [1, 0]]
+    assert min(row["on_input"] for row in record["steps"][1]["steps"]) > 0.8
