@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,11 +109,13 @@ def write_alternative_circuits(
     *,
     name: str = "alternative-circuits",
     command: str = "",
+    labels: Sequence[str] | None = None,
     n_probes: int = 1024,
 ) -> list[Path]:
     """Write ``out/<name>.md`` (every run's step table) and ``out/<name>.html`` (the same with
     each run's attention maps on one probe of its longest length); returns both paths. Pages
-    next to a shared ``plotly.min.js`` (as in ``docs/results/``) reference it.
+    next to a shared ``plotly.min.js`` (as in ``docs/results/``) reference it. ``labels`` name
+    the runs' sections (default: the run directories' names).
 
     Example:
         >>> import tempfile
@@ -130,7 +132,13 @@ def write_alternative_circuits(
     folder = Path(out)
     if not folder.is_dir():
         raise IterationHeadsError(f"out={str(out)!r} is not a directory")
+    if labels is not None and len(labels) != len(runs):
+        raise IterationHeadsError(f"{len(labels)} labels for {len(runs)} runs; expected one each")
     found = [run_circuit(run, n_probes=n_probes) for run in runs]
+    if labels is not None:
+        found = [
+            replace(circuit, name=str(label)) for circuit, label in zip(found, labels, strict=True)
+        ]
     title = "Alternative circuits: where each head looks, step by step"
     intro = (
         f"For each step t of the chain of thought (per input length L), the mean attention weight "

@@ -33,8 +33,11 @@ def test_the_steps_the_last_layer_leaves_are_matched_with_the_head_that_reads_x_
 
 
 def test_pages_and_bad_inputs(tmp_path):
-    md, page = write_alternative_circuits([POLYNOMIAL], tmp_path, command="cmd", n_probes=64)
+    md, page = write_alternative_circuits(
+        [POLYNOMIAL], tmp_path, command="cmd", labels=["the zoo's model"], n_probes=64
+    )
     text = md.read_text()
+    assert "### the zoo's model" in text and "<h2>the zoo&#x27;s model</h2>" in page.read_text()
     assert "Command: `cmd`" in text and "every step puts >= 0.5 on x_t" in text
     assert page.read_text().count("plotly.js v") == 1  # inlined once: no shared copy here
     (tmp_path / "plotly.min.js").write_text("// shared")
@@ -43,6 +46,8 @@ def test_pages_and_bad_inputs(tmp_path):
     before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(IterationHeadsError, match="expected a non-empty list of run directories"):
         write_alternative_circuits(str(POLYNOMIAL), tmp_path)
+    with pytest.raises(IterationHeadsError, match="2 labels for 1 runs; expected one each"):
+        write_alternative_circuits([POLYNOMIAL], tmp_path, labels=["a", "b"])
     with pytest.raises(IterationHeadsError, match="is not a directory"):
         write_alternative_circuits([POLYNOMIAL], tmp_path / "missing")
     assert sorted(p.name for p in tmp_path.iterdir()) == before
