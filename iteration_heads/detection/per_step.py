@@ -11,6 +11,7 @@ step, the key with the largest mean weight, by role: ``x_j``, ``s_j``, ``EoI``, 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +29,9 @@ ON_TARGET = 0.5
 
 @dataclass(frozen=True, repr=False)
 class StepAttention(Result):
-    """Per probe length ``L`` and step ``t``: the head's mean weight on ``x_t`` and the key it
-    weights most (its role and mean weight), over the probes of that length.
+    """Per probe length ``L`` and step ``t``: the head's mean weight on ``x_t``, and the role of
+    the key it weights most on most probes of that length (``top_key``) with the mean weight of
+    that key on those probes (``top_weight``).
 
     Example:
         >>> table = pd.DataFrame([{"length": 2, "step": 1, "on_input": 0.9, "top_key": "x_1",
@@ -128,15 +130,18 @@ def step_attention(
             queries = probes.query_positions[members, t]
             read = pattern[members, queries]  # [probe, key]
             on_input = read[torch.arange(len(members)), probes.input_positions[members, t]]
-            mean = read.mean(0)
-            top = int(mean.argmax())
+            # each probe's most weighted key, by role (positions may differ between probes)
+            weights, keys = read.max(-1)
+            roles = [key_role(probes, b, int(k)) for b, k in zip(members, keys, strict=True)]
+            top = Counter(roles).most_common(1)[0][0]
+            chosen = torch.tensor([role == top for role in roles])
             rows.append(
                 {
                     "length": length,
                     "step": t + 1,
                     "on_input": float(on_input.mean()),
-                    "top_key": key_role(probes, members[0], top),
-                    "top_weight": float(mean[top]),
+                    "top_key": top,
+                    "top_weight": float(weights[chosen].mean()),
                 }
             )
     return StepAttention((layer, index), pd.DataFrame(rows))

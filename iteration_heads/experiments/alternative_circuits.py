@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from iteration_heads._io import write_text
+from iteration_heads._io import HISTORY_FILE, write_text
 from iteration_heads._torch import Head
 from iteration_heads.detection.per_step import ON_TARGET, StepAttention, step_attention
 from iteration_heads.detection.probes import Probes
@@ -98,7 +98,7 @@ def run_circuit(run: str | os.PathLike[str], *, n_probes: int = 1024) -> RunCirc
             >= ON_TARGET
         ]
         covered.append((length, step, readers[0] if readers else None))
-    history = read_history(folder) if (folder / "history.jsonl").is_file() else []
+    history = read_history(folder) if (folder / HISTORY_FILE).is_file() else []
     summary = history[-1]["test"]["summary"] if history else {}
     return RunCircuit(folder.name, summary, heads, covered)
 
