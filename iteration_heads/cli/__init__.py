@@ -29,7 +29,7 @@ from iteration_heads._io import RUN_FILE, read_json, write_text
 from iteration_heads.cli import audit as audit_command
 from iteration_heads.cli import reproduce as reproduce_command
 from iteration_heads.cli import sweep as sweep_command
-from iteration_heads.detection import Probes, detect, step_attention
+from iteration_heads.detection import Probes, detect, steps_by_head
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.ontology import ONTOLOGY_EXPERIMENT
 from iteration_heads.experiments.ontology_results import ontology_page
@@ -52,6 +52,7 @@ from iteration_heads.training import (
     trainable_parameters,
 )
 from iteration_heads.training.budget import check_memory
+from iteration_heads.training.loop import OPTIMIZERS
 from iteration_heads.training.run_dir import check_run_folder
 from iteration_heads.viz import write_report
 
@@ -129,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"training length (default {t.epochs}; with --resume, the run's own: a larger "
         "value extends it)",
     )
-    g.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default=t.optimizer)
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=t.optimizer)
     g.add_argument("--lr", type=float, default=t.lr)
     g.add_argument("--weight-decay", type=float, default=t.weight_decay)
     g.add_argument("--batch-size", type=int, default=t.batch_size)
@@ -334,10 +335,7 @@ def _detect(args: argparse.Namespace) -> int:
     checked = verify(model, report, n=args.n_probes) if args.verify else None
     steps = []
     if args.steps:
-        probes = Probes.from_model(model, n=args.n_probes)
-        heads = range(int(model.cfg.n_heads))
-        steps = [step_attention(model, probes, (layer, head))
-                 for layer in range(int(model.cfg.n_layers)) for head in heads]  # fmt: skip
+        steps = list(steps_by_head(model, Probes.from_model(model, n=args.n_probes)).values())
     if args.json:
         record = json.loads(report.to_json())
         if checked is not None:

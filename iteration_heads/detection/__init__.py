@@ -12,7 +12,7 @@
 """
 
 from iteration_heads.detection.detector import detect
-from iteration_heads.detection.per_step import StepAttention, step_attention
+from iteration_heads.detection.per_step import StepAttention, step_attention, steps_by_head
 from iteration_heads.detection.probes import Probes, spread_over_lengths
 from iteration_heads.detection.report import Circuit, DetectionReport, IterationHeads
 from iteration_heads.detection.scoring import (
@@ -37,4 +37,5 @@ __all__ = [
     "detect",
     "spread_over_lengths",
     "step_attention",
+    "steps_by_head",
 ]

@@ -12,11 +12,14 @@ step, the key with the largest mean weight, by role: ``x_j``, ``s_j``, ``EoI``, 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from iteration_heads._results import Result
 from iteration_heads._torch import Head, check_heads, device_of, evaluating, pattern_hook
@@ -93,7 +96,6 @@ def key_role(probes: Probes, index: int, position: int) -> str:
     return "first" if position == 0 else "other"
 
 
-@torch.no_grad()
 def step_attention(
     model: Any, probes: Probes, head: Head, *, batch_size: int = 256
 ) -> StepAttention:
@@ -112,17 +114,49 @@ def step_attention(
         >>> sorted(set(found.table.length)), list(found.table.columns)
         ([1, 2, 3, 4], ['length', 'step', 'on_input', 'top_key', 'top_weight'])
     """
+    ((layer, index),) = check_heads(model, [head])
+    return steps_by_head(model, probes, [(layer, index)], batch_size=batch_size)[(layer, index)]
+
+
+@torch.no_grad()
+def steps_by_head(
+    model: Any,
+    probes: Probes,
+    heads: Sequence[Head] | None = None,
+    *,
+    batch_size: int = 256,
+) -> dict[Head, StepAttention]:
+    """:func:`step_attention` of several heads (None: every head) from one pass over the probes.
+
+    Example:
+        >>> from iteration_heads import ModelConfig, build_model
+        >>> model = build_model(ModelConfig(d_model=32, max_len=4))
+        >>> sorted(steps_by_head(model, Probes.from_model(model, task="copy", n=8)))
+        [(0, 0), (1, 0)]
+    """
     if not isinstance(probes, Probes):
         raise IterationHeadsError(f"probes must be a Probes, got {type(probes).__name__}")
-    ((layer, index),) = check_heads(model, [head])
-    name, device = pattern_hook(layer), device_of(model)
-    patterns = []
+    if heads is None:
+        n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
+        heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
+    chosen = check_heads(model, list(heads))
+    names = {pattern_hook(layer) for layer, _ in chosen}
+    device = device_of(model)
+    batches: list[dict[Head, Tensor]] = []
     with evaluating(model):
         for start in range(0, len(probes), batch_size):
             tokens = probes.tokens[start : start + batch_size].to(device)
-            _, cache = model.run_with_cache(tokens, names_filter=lambda n: n == name)
-            patterns.append(cache[name][:, index].float().cpu())
-    pattern = torch.cat(patterns)  # [probe, query, key]
+            _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+            batches.append({(lay, h): cache[pattern_hook(lay)][:, h].float().cpu()
+                            for lay, h in chosen})  # fmt: skip
+    return {
+        head: StepAttention(head, _step_table(probes, torch.cat([b[head] for b in batches])))
+        for head in chosen
+    }
+
+
+def _step_table(probes: Probes, pattern: Float[Tensor, "probe query key"]) -> pd.DataFrame:
+    """The rows of a :class:`StepAttention` from one head's attention on every probe."""
     rows = []
     for length in sorted(set(probes.lengths.tolist())):
         members = (probes.lengths == length).nonzero().flatten().tolist()
@@ -134,14 +168,14 @@ def step_attention(
             weights, keys = read.max(-1)
             roles = [key_role(probes, b, int(k)) for b, k in zip(members, keys, strict=True)]
             top = Counter(roles).most_common(1)[0][0]
-            chosen = torch.tensor([role == top for role in roles])
+            picked = torch.tensor([role == top for role in roles])
             rows.append(
                 {
                     "length": length,
                     "step": t + 1,
                     "on_input": float(on_input.mean()),
                     "top_key": top,
-                    "top_weight": float(weights[chosen].mean()),
+                    "top_weight": float(weights[picked].mean()),
                 }
             )
-    return StepAttention((layer, index), pd.DataFrame(rows))
+    return pd.DataFrame(rows)

@@ -19,7 +19,7 @@ from typing import Any
 
 from iteration_heads._io import HISTORY_FILE, write_text
 from iteration_heads._torch import Head
-from iteration_heads.detection.per_step import ON_TARGET, StepAttention, step_attention
+from iteration_heads.detection.per_step import ON_TARGET, StepAttention, steps_by_head
 from iteration_heads.detection.probes import Probes
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.checkpoint import load
@@ -37,9 +37,9 @@ class RunCircuit:
         name: The run directory's name.
         summary: Its last evaluation (``accuracy``, ``iteration_peakiness`` per layer, ...).
         heads: Every head's :class:`~iteration_heads.detection.per_step.StepAttention`.
-        covered: For each step where the last layer's head reads elsewhere, ``(L, t, head)``
-            with the head that puts >= 0.5 on ``x_t`` there, or None (models with one head per
-            layer; empty otherwise).
+        covered: For each step where the iteration head (the last layer's head that reads
+            ``x_t`` most) reads elsewhere, ``(L, t, head)`` with another head that puts >= 0.5
+            on ``x_t`` there, or None.
     """
 
     name: str
@@ -61,7 +61,7 @@ class RunCircuit:
             taken = [f"L={n} t={t}: {'nobody' if h is None else f'L{h[0]}H{h[1]}'}"
                      for n, t, h in self.covered]  # fmt: skip
             lines += [
-                f"Steps the last layer leaves, and who reads `x_t` there: {'; '.join(taken)}.",
+                f"Steps the iteration head leaves, and who reads `x_t` there: {'; '.join(taken)}.",
                 "",
             ]
         lines += ["```", *(found.format() for found in self.heads.values()), "```", ""]
@@ -78,25 +78,20 @@ def run_circuit(run: str | os.PathLike[str], *, n_probes: int = 1024) -> RunCirc
         >>> found.covered, sorted(found.heads)
         ([], [(0, 0), (1, 0)])
     """
-    folder = Path(run)
-    model = load(folder)
-    config = model_config(model)
-    probes = Probes.from_model(model, n=n_probes)
-    heads = {
-        (layer, head): step_attention(model, probes, (layer, head))
-        for layer in range(config.n_layers)
-        for head in range(config.n_heads)
-    }
-    last = max(heads)[0]
+    return _circuit(Path(run), load(run), n_probes)
+
+
+def _circuit(folder: Path, model: Any, n_probes: int) -> RunCircuit:
+    """:func:`run_circuit` of a model already loaded from ``folder``."""
+    heads = steps_by_head(model, Probes.from_model(model, n=n_probes))
+    last = max(layer for layer, _ in heads)
+    # the iteration head: the last layer's head that reads x_t most, over every step
+    best = max((h for h in heads if h[0] == last), key=lambda h: heads[h].table.on_input.mean())
+    on_input = {head: found.table.set_index(["length", "step"]).on_input
+                for head, found in heads.items()}  # fmt: skip
     covered = []
-    for length, step, _key, _weight in heads[(last, 0)].off_target() if config.n_heads == 1 else []:
-        readers = [
-            head
-            for head, found in heads.items()
-            if head[0] != last
-            and float(found.table.query(f"length == {length} and step == {step}").on_input.iloc[0])
-            >= ON_TARGET
-        ]
+    for length, step, _key, _weight in heads[best].off_target():
+        readers = [h for h in heads if h != best and on_input[h][(length, step)] >= ON_TARGET]
         covered.append((length, step, readers[0] if readers else None))
     history = read_history(folder) if (folder / HISTORY_FILE).is_file() else []
     summary = history[-1]["test"]["summary"] if history else {}
@@ -134,7 +129,9 @@ def write_alternative_circuits(
         raise IterationHeadsError(f"out={str(out)!r} is not a directory")
     if labels is not None and len(labels) != len(runs):
         raise IterationHeadsError(f"{len(labels)} labels for {len(runs)} runs; expected one each")
-    found = [run_circuit(run, n_probes=n_probes) for run in runs]
+    models = [load(run) for run in runs]
+    found = [_circuit(Path(run), model, n_probes)
+             for run, model in zip(runs, models, strict=True)]  # fmt: skip
     if labels is not None:
         found = [
             replace(circuit, name=str(label)) for circuit, label in zip(found, labels, strict=True)
@@ -151,8 +148,7 @@ def write_alternative_circuits(
     page = HtmlPage(title, plotly="directory" if shared else "inline")
     page.add(f"<h1>{html.escape(title)}</h1><p>{html.escape(command)}</p>")
     page.add(f"<p>{html.escape(intro)}</p>")
-    for circuit, run in zip(found, runs, strict=True):
-        model = load(run)
+    for circuit, model in zip(found, models, strict=True):
 
         def build(circuit: RunCircuit = circuit, model: Any = model) -> None:
             page.add(f"<pre>{html.escape(circuit.markdown())}</pre>")

@@ -39,6 +39,8 @@ from iteration_heads.training.run_dir import (
     run_metadata,
 )
 
+OPTIMIZERS = ("adam", "adamw", "sgd")  # adamw: Adam with decoupled weight decay
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -51,7 +53,7 @@ class TrainConfig:
     """
 
     epochs: int = 1000  # the paper trains 1000 epochs
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"  # adamw: decoupled weight decay
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"  # one of OPTIMIZERS
     lr: float = 3e-4
     weight_decay: float = 0.0
     momentum: float = 0.0  # SGD only
@@ -82,7 +84,7 @@ class TrainConfig:
                 "warmup_steps": 0}  # fmt: skip
         for name, minimum in ints.items():
             object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=minimum))
-        check_choice("optimizer", self.optimizer, ("adam", "adamw", "sgd"))
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("batch_order", self.batch_order, ("shuffled", "sorted"))
         numbers = {
             "lr": check_number("lr", self.lr, minimum=0, open_min=True),
@@ -439,10 +441,9 @@ def make_optimizer(params: Sequence[torch.Tensor], config: TrainConfig) -> torch
         >>> make_optimizer([torch.zeros(2, requires_grad=True)], TrainConfig(optimizer="adamw"))
         AdamW (...)
     """
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    adaptive = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(config.optimizer)
+    if adaptive is not None:
+        return adaptive(params, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.SGD(
         params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )

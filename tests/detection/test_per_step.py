@@ -78,3 +78,17 @@ def test_cli_detect_steps_prints_and_serialises_every_head(capsys):
     record = json.loads(capsys.readouterr().out)
     assert [s["head"] for s in record["steps"]] == [[0, 0], [1, 0]]
     assert min(row["on_input"] for row in record["steps"][1]["steps"]) > 0.8
+
+
+def test_one_pass_over_every_head_equals_one_head_at_a_time(polynomial):
+    from iteration_heads.detection import steps_by_head
+
+    model, probes = polynomial
+    every = steps_by_head(model, probes, batch_size=100)
+    assert sorted(every) == [(0, 0), (1, 0)]
+    for head, found in every.items():
+        alone = step_attention(model, probes, head)
+        assert found.table.drop(columns="top_weight").equals(alone.table.drop(columns="top_weight"))
+        assert (found.table.top_weight - alone.table.top_weight).abs().max() < 1e-6
+    with pytest.raises(IterationHeadsError, match="no head given"):
+        steps_by_head(model, probes, [])

@@ -12,7 +12,7 @@ from iteration_heads.experiments.alternative_circuits import run_circuit, write_
 POLYNOMIAL = Path(iteration_heads.zoo.__file__).parent / "polynomial"
 
 
-def planted(model, probes, head):
+def planted_one(head):
     """Layer 1 reads EoI at L=2, t=2 and the first token at L=2, t=1; layer 0 reads x_2 at
     L=2, t=2 and nothing useful at t=1."""
     layer = head[0]
@@ -24,8 +24,12 @@ def planted(model, probes, head):
     return StepAttention(head, pd.DataFrame(rows))
 
 
+def planted(model, probes, heads=None):
+    return {head: planted_one(head) for head in [(0, 0), (1, 0)]}
+
+
 def test_the_steps_the_last_layer_leaves_are_matched_with_the_head_that_reads_x_t(monkeypatch):
-    monkeypatch.setattr(alternative_circuits, "step_attention", planted)
+    monkeypatch.setattr(alternative_circuits, "steps_by_head", planted)
     found = run_circuit(POLYNOMIAL, n_probes=16)
     assert found.covered == [(2, 1, None), (2, 2, (0, 0))]
     assert "L=2 t=1: nobody; L=2 t=2: L0H0" in found.markdown()
@@ -51,3 +55,19 @@ def test_pages_and_bad_inputs(tmp_path):
     with pytest.raises(IterationHeadsError, match="is not a directory"):
         write_alternative_circuits([POLYNOMIAL], tmp_path / "missing")
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_with_two_heads_a_layer_the_iteration_head_is_the_one_that_reads_x_t_most(monkeypatch):
+    def table(head, on_inputs):
+        rows = [{"length": 2, "step": t, "on_input": on, "top_key": "EoI", "top_weight": 1 - on}
+                for t, on in enumerate(on_inputs, start=1)]  # fmt: skip
+        return StepAttention(head, pd.DataFrame(rows))
+
+    planted = {(0, 0): [0.0, 0.0], (1, 0): [0.9, 0.0], (1, 1): [0.1, 0.95]}
+    monkeypatch.setattr(
+        alternative_circuits,
+        "steps_by_head",
+        lambda model, probes, heads=None: {h: table(h, ons) for h, ons in planted.items()},
+    )
+    # L1H1 reads x_t most (mean 0.525 against 0.45); it leaves t = 1 to L1H0
+    assert run_circuit(POLYNOMIAL, n_probes=16).covered == [(2, 1, (1, 0))]

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from helpers import tiny_config, tiny_data
 
-from iteration_heads import IterationHeadsError, TrainConfig, build_model, detect, train
+from iteration_heads import IterationHeadsError, Probes, TrainConfig, build_model, detect, train
 from iteration_heads.interventions import path_patch
 from iteration_heads.model import Weights, additive_residual, forward, load, model_config, save
 
@@ -92,8 +92,11 @@ def test_round_trip_training_and_detection(tmp_path):
     tokens = data.test.tokens[:4]
     assert torch.equal(loaded(tokens), model(tokens))
     assert not additive_residual(loaded)
-    report = detect(loaded, task="copy")  # attention-only analyses run as on any model
-    assert "layer" in report.format()
+    # detection reads the bridge's patterns; training scored the plain forward's: they agree
+    report = detect(loaded, Probes.from_split(data.test))
+    logged = history[-1]["test"]["summary"]["iteration_peakiness"]
+    assert report.heads["iteration_peakiness"].tolist() == pytest.approx(logged, abs=1e-6)
+    assert logged[1] == 1.0  # the copy head reads x_t at every step
 
 
 def test_additive_analyses_refuse_with_one_line_and_bad_configs():
@@ -106,3 +109,18 @@ def test_additive_analyses_refuse_with_one_line_and_bad_configs():
         tiny_config(residual="post-LN")
     with pytest.raises(IterationHeadsError, match="needs a normalisation"):
         tiny_config(residual="renormalised", normalization=None)
+
+
+def test_the_audit_leaves_out_the_route_of_a_renormalised_model():
+    from dataclasses import replace
+
+    from iteration_heads import audit, zoo
+
+    model = zoo.load("polynomial")
+    full = audit(model, n_probes=64)
+    assert full.route is not None and full.has_iteration_heads
+    # the same weights labelled renormalised: the route (path patching) is left out, the rest runs
+    model._iteration_heads_config = replace(model_config(model), residual="renormalised")
+    renormalised = audit(model, n_probes=64)
+    assert renormalised.route is None
+    assert renormalised.has_iteration_heads and renormalised.ablation is not None
