@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -9,10 +14,11 @@
 # ---
 
 # %% [markdown]
-# # Every intervention, on the `polynomial` model
+# # Every intervention, on the paper's model
 #
 # Ablation, planted patterns, activation patching, path patching and the position-shift
-# experiment, each on the zoo's `polynomial` model (EoI head L0H0 -> iteration head L1H0). Every
+# experiment, each on the zoo's `polynomial_paper` model: the paper's 2 layers x 1 head, where
+# each role of the circuit is one head (EoI head L0H0 -> iteration head L1H0). Every
 # intervention edits a head's output (`blocks.{l}.attn.hook_z`) or its pattern
 # (`blocks.{l}.attn.hook_pattern`) through TransformerLens hooks, which are removed afterwards.
 # Scores are on the chain of thought only: **accuracy** = fraction of sequences with every state
@@ -23,7 +29,7 @@
 import iteration_heads as ih
 from iteration_heads import zoo
 
-model = zoo.load("polynomial")
+model = zoo.load("polynomial_paper")
 data = ih.make_dataset(ih.DataConfig(task="polynomial", max_len=8, n_train=1, n_test=64))
 test = data.test  # 64 test sequences per length 1..8 (512 in all)
 EOI_HEAD, ITERATION_HEAD = (0, 0), (1, 0)

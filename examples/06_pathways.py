@@ -21,7 +21,8 @@
 # circuit keeps the answers, where the answer-writing heads sit, where the in-context answer
 # overtakes the model's prior (the "rift"), and from which part of the prompt the answer comes.
 # Here the same analyses run on the zoo's `ontology` model (4 layers x 4 heads, trained here in
-# about ten minutes on 2 CPU cores), then, unchanged, on the paper's two-layer `polynomial` model.
+# about ten minutes on 2 CPU cores), then, unchanged, on the paper's two-layer model
+# (`polynomial_paper`, one head per layer).
 
 # %%
 import torch
@@ -123,7 +124,7 @@ viz.flow_graph_chart(graph, names=list(problems.vocab.names))
 # patching and tracing recover the EoI head L0H0 -> iteration head L1H0.
 
 # %%
-paper_model = zoo.load("polynomial")
+paper_model = zoo.load("polynomial_paper")
 data = make_dataset(DataConfig(task="polynomial", max_len=8, n_train=1, n_test=8))
 steps = pw.iteration_prompts(data.test, data.layout)
 print(pw.head_patching(paper_model, steps).format())

@@ -45,7 +45,14 @@ from iteration_heads.tasks import (
     make_dataset,
     register_task,
 )
-from iteration_heads.training import Evaluation, TrainConfig, evaluate, train
+from iteration_heads.training import (
+    Evaluation,
+    TrainConfig,
+    evaluate,
+    recipe_model_config,
+    recipe_train_config,
+    train,
+)
 
 __version__ = "0.1.0"
 
@@ -85,6 +92,8 @@ __all__ = [
     "pathways",
     "pattern_effect",
     "position_shift",
+    "recipe_model_config",
+    "recipe_train_config",
     "register_task",
     "save",
     "train",

@@ -29,13 +29,40 @@ def test_train_then_eval(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["task"] == "parity" and result["lengths"] == [1, 2, 3, 4, 5]
     assert len(result["sequence_accuracy"]) == 5
-    assert [(h["layer"], h["head"]) for h in result["heads"]] == [(0, 0), (1, 0)]
+    # the library's recipe: two heads per layer, Adam 1e-3 with a 200-step warm-up
+    assert [(h["layer"], h["head"]) for h in result["heads"]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    record = json.loads((out / "run.json").read_text())
+    assert record["model"]["n_heads"] == 2
+    assert (record["train"]["lr"], record["train"]["warmup_steps"]) == (1e-3, 200)
     assert set(result["heads"][0]["iteration"]) == {"mean", "peakiness", "invariance"}
     assert main(["eval", str(out)]) == 0
     table = capsys.readouterr().out
     assert "L0H0 eoi/iter" in table and "seq acc" in table
     # resume with more epochs
     assert main(["train", "--out", str(out), "--resume", "--epochs", "3", "--quiet"]) == 0
+
+
+def test_fine_tuning_defaults_to_the_papers_optimiser(tmp_path):
+    out = tmp_path / "ft"
+    args = [
+        "train",
+        "--task",
+        "parity",
+        "--max-len",
+        "8",
+        "--init-from",
+        "polynomial",
+        "--epochs",
+        "1",
+    ]
+    assert main([*args, "--n-train", "16", "--n-test", "8", "--out", str(out), "--quiet"]) == 0
+    train = json.loads((out / "run.json").read_text())["train"]
+    assert train["lr"] == 3e-4 and "warmup_steps" not in train  # Adam 3e-4, no warm-up
+    again = tmp_path / "ft2"
+    options = ["--lr", "1e-3", "--warmup-steps", "5", "--out", str(again), "--quiet"]
+    assert main([*args, "--n-train", "16", "--n-test", "8", *options]) == 0
+    train = json.loads((again / "run.json").read_text())["train"]
+    assert (train["lr"], train["warmup_steps"]) == (1e-3, 5)
 
 
 def test_errors_are_reported_not_raised(tmp_path, capsys):

@@ -18,7 +18,7 @@ from iteration_heads.model import data_config
 
 @pytest.fixture(scope="module")
 def model():
-    return ih.load("polynomial")
+    return ih.load("polynomial_paper")
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +70,10 @@ def test_evaluation_text_and_json_are_its_own(model, split, capsys) -> None:
     per_head = result.to_dict(per_head=True)
     assert [h["layer"] for h in per_head["heads"]] == [0, 1]
     assert "eoi" not in per_head and "eoi" in result.to_dict()
-    assert main(["eval", "polynomial", "--json"]) == 0
+    assert main(["eval", "polynomial_paper", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["task"] == "polynomial" and len(record["heads"]) == 2
-    assert main(["eval", "polynomial"]) == 0
+    assert main(["eval", "polynomial_paper"]) == 0
     assert (
         capsys.readouterr().out.splitlines()[-1]
         == ih.evaluate(model, ih.make_dataset(data_config(model)).test).format().splitlines()[-1]

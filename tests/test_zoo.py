@@ -18,6 +18,7 @@ ITERATIVE = [name for name in SHIPPED if name not in zoo.ONTOLOGY_MODELS]
 def test_every_shipped_model_is_small_and_complete():
     assert SHIPPED == [
         "polynomial",
+        "polynomial_paper",
         "parity_transfer",
         "copy",
         "polynomial_nocot",
@@ -71,6 +72,22 @@ def test_shipped_model_detection_verdict(name):
         assert len(report.found("eoi")) + len(report.found("iteration")) > 2, report.verdict
 
 
+def test_the_recipe_and_the_papers_settings_ship_side_by_side():
+    recipe, paper = (zoo.load(name) for name in ("polynomial", "polynomial_paper"))
+    assert (model_config(recipe).n_heads, model_config(paper).n_heads) == (2, 1)
+    train = {
+        name: model_metadata(zoo.load(name))["train"] for name in ("polynomial", "polynomial_paper")
+    }
+    assert (train["polynomial"]["lr"], train["polynomial"]["warmup_steps"]) == (1e-3, 200)
+    assert (
+        train["polynomial_paper"]["lr"] == 3e-4 and "warmup_steps" not in train["polynomial_paper"]
+    )
+    # both form the circuit; the recipe's seed 0 does it three times sooner
+    assert zoo.info("polynomial")["epochs"] * 3 <= zoo.info("polynomial_paper")["epochs"]
+    report = detect(recipe, n_probes=512)
+    assert report.found("eoi") and report.found("iteration"), report.verdict
+
+
 def test_info_records_how_each_model_was_made():
     for name in SHIPPED:
         entry = zoo.info(name)
@@ -78,7 +95,7 @@ def test_info_records_how_each_model_was_made():
         assert entry["seed"] == 0 and entry["epochs"] >= 1
         history = (zoo.path(name) / "history.jsonl").read_text().splitlines()
         assert json.loads(history[-1])["epoch"] == entry["epochs"]
-    assert zoo.info("parity_transfer")["source"] == "polynomial-cot-d64-L8-2x1-s0-e200"
+    assert zoo.info("parity_transfer")["source"] == "polynomial-cot-d64-L8-2x2-s0-e200"
     assert zoo.info("parity_transfer")["task"] == "parity"
 
 
@@ -117,7 +134,7 @@ def test_cli_lists_the_zoo_and_accepts_shipped_names(capsys):
     out = capsys.readouterr().out
     assert all(name in out for name in SHIPPED)
     assert main(["detect", "polynomial", "--n-probes", "128"]) == 0
-    assert "iteration circuit: EoI head L0H0" in capsys.readouterr().out
+    assert "iteration circuit: EoI head L0H1" in capsys.readouterr().out
 
 
 def test_cli_fine_tunes_a_shipped_model(tmp_path, capsys):

@@ -46,7 +46,7 @@ class Audit(Result):
 
     Example:
         >>> from iteration_heads import load
-        >>> result = audit(load("polynomial"), n_probes=256)
+        >>> result = audit(load("polynomial_paper"), n_probes=256)
         >>> result.has_iteration_heads, result.used, result.route.is_eoi_head
         (True, True, True)
         >>> print(result.verdict)  # doctest: +ELLIPSIS

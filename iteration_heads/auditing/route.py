@@ -164,7 +164,7 @@ def components_before(model: Any, layer: int) -> list[Component]:
 
     Example:
         >>> from iteration_heads import load
-        >>> [c.label for c in components_before(load("polynomial"), 1)]
+        >>> [c.label for c in components_before(load("polynomial_paper"), 1)]
         ['embeddings', 'L0H0', 'L0 MLP']
     """
     found: list[Component] = []
@@ -198,7 +198,7 @@ def position_route(
 
     Example:
         >>> from iteration_heads import Probes, load
-        >>> model = load("polynomial")
+        >>> model = load("polynomial_paper")
         >>> route = position_route(model, Probes.from_model(model, n=128), [(1, 0)],
         ...                        eoi_heads=[(0, 0)])
         >>> route.is_eoi_head, route.components[0]

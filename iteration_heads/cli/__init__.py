@@ -48,6 +48,8 @@ from iteration_heads.training import (
     TrainConfig,
     evaluate,
     history_summary,
+    recipe_model_config,
+    recipe_train_config,
     train,
     trainable_parameters,
 )
@@ -99,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
     )
-    m, d, t = ModelConfig(), DataConfig(), TrainConfig()
+    m, d, t = recipe_model_config(), DataConfig(), recipe_train_config()
     g = p.add_argument_group("data")
     g.add_argument("--task", default=d.task, help=f"registered task ({', '.join(list_tasks())})")
     g.add_argument("--max-len", type=int, default=d.max_len)
@@ -115,7 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("model")
     g.add_argument("--d-model", type=int, default=m.d_model)
     g.add_argument("--n-layers", type=int, default=m.n_layers)
-    g.add_argument("--n-heads", type=int, default=m.n_heads)
+    g.add_argument(
+        "--n-heads", type=int, default=m.n_heads, help=f"heads per layer (the recipe: {m.n_heads})"
+    )
     g.add_argument("--d-mlp", type=int, default=None, help="default 4·d_model")
     g.add_argument("--activation", default=m.activation)
     g.add_argument("--positional", choices=["learned", "frozen"], default=m.positional)
@@ -131,7 +135,20 @@ def _parser() -> argparse.ArgumentParser:
         "value extends it)",
     )
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=t.optimizer)
-    g.add_argument("--lr", type=float, default=t.lr)
+    g.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"learning rate (default {t.lr}, the recipe; with --init-from {TrainConfig.lr}, the "
+        "paper's fine-tuning)",
+    )
+    g.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=None,
+        help=f"optimiser steps of linear learning-rate warm-up (default {t.warmup_steps}, the "
+        "recipe; with --init-from 0)",
+    )
     g.add_argument("--weight-decay", type=float, default=t.weight_decay)
     g.add_argument("--batch-size", type=int, default=t.batch_size)
     g.add_argument("--batch-order", choices=["shuffled", "sorted"], default=t.batch_order)
@@ -259,10 +276,13 @@ def _train(args: argparse.Namespace) -> int:
             embedding_init=args.embedding_init,
             seed=args.seed,
         )
+        # a new model trains with the library's recipe, a fine-tuned one with the paper's Adam
+        defaults = TrainConfig() if args.init_from is not None else recipe_train_config()
         tconfig = TrainConfig(
             epochs=TrainConfig.epochs if args.epochs is None else args.epochs,
             optimizer=args.optimizer,
-            lr=args.lr,
+            lr=defaults.lr if args.lr is None else args.lr,
+            warmup_steps=defaults.warmup_steps if args.warmup_steps is None else args.warmup_steps,
             weight_decay=args.weight_decay,
             batch_size=args.batch_size,
             batch_order=args.batch_order,

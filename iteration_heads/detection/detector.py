@@ -159,7 +159,7 @@ class Measurement:
 
         Example:
             >>> from iteration_heads import load
-            >>> model = load("polynomial")
+            >>> model = load("polynomial_paper")
             >>> measured = measure(model, Probes.from_model(model, n=64))
             >>> measured.state_sensitivity(model)
             1.0
@@ -184,7 +184,7 @@ def measure(
     Example:
         >>> from iteration_heads import load
         >>> from iteration_heads.detection.verdict import find_circuit
-        >>> model = load("polynomial")
+        >>> model = load("polynomial_paper")
         >>> find_circuit(measure(model, Probes.from_model(model, n=128)).scoring).describe("eoi")
         'EoI head L0H0 (peakiness 0.60)'
     """

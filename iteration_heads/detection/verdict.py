@@ -233,7 +233,7 @@ def find_circuit(s: Scoring) -> Circuit | None:
     Example:
         >>> from iteration_heads import Probes, load
         >>> from iteration_heads.detection.detector import measure
-        >>> model = load("polynomial")
+        >>> model = load("polynomial_paper")
         >>> circuit = find_circuit(measure(model, Probes.from_model(model, n=128)).scoring)
         >>> circuit.eoi_layer, circuit.iteration_layer, circuit.attention_found
         (0, 1, True)

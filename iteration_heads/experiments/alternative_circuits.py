@@ -74,7 +74,7 @@ def run_circuit(run: str | os.PathLike[str], *, n_probes: int = 1024) -> RunCirc
     Example:
         >>> from pathlib import Path
         >>> import iteration_heads.zoo
-        >>> found = run_circuit(Path(iteration_heads.zoo.__file__).parent / "polynomial", n_probes=64)
+        >>> found = run_circuit(Path(iteration_heads.zoo.__file__).parent / "polynomial_paper", n_probes=64)
         >>> found.covered, sorted(found.heads)
         ([], [(0, 0), (1, 0)])
     """

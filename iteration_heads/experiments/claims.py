@@ -55,7 +55,7 @@ class Experiment:
     description: str
     build: Callable[[tuple[int, ...], int | None], dict[str, list[RunSpec]]]
     claims: tuple[Claim, ...]
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     figure: str = "curves"
 
     def specs(

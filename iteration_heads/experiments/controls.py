@@ -3,7 +3,7 @@ iteration is not learned (docs/paper.md §7).
 
 Example:
     >>> NO_COT.specs(seeds=(0,))["no CoT"][0].name()
-    'polynomial-nocot-d64-L8-2x1-s0-e150'
+    'polynomial-nocot-d64-L8-2x2-s0-e150'
 """
 
 from __future__ import annotations

@@ -228,7 +228,7 @@ def ablation_ranking(model: Any, prompts: Prompts, reference: Int[Tensor, "m pos
         >>> from iteration_heads import DataConfig, make_dataset, zoo
         >>> from iteration_heads.pathways import iteration_prompts
         >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
-        >>> ablation_ranking(zoo.load("polynomial"), iteration_prompts(data.test, data.layout),
+        >>> ablation_ranking(zoo.load("polynomial_paper"), iteration_prompts(data.test, data.layout),
         ...                  data.train.tokens)
         [(1, 0), (0, 0)]
     """

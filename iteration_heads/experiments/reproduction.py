@@ -26,7 +26,7 @@ Example:
     ['emergence', 'paper-size', 'no-cot']
     >>> spec = EXPERIMENTS["no-cot"].specs(seeds=(0,))["no CoT"][0]
     >>> spec.data.cot, spec.train.epochs, spec.name()
-    (False, 150, 'polynomial-nocot-d64-L8-2x1-s0-e150')
+    (False, 150, 'polynomial-nocot-d64-L8-2x2-s0-e150')
 """
 
 from __future__ import annotations
@@ -48,12 +48,18 @@ from iteration_heads.experiments.controls import NO_COT, ONE_LAYER, SMALL_WIDTH
 from iteration_heads.experiments.emergence import EMERGENCE, PAPER_SIZE, POSITIONAL
 from iteration_heads.experiments.executors import Executor
 from iteration_heads.experiments.ontology import ONTOLOGY_EXPERIMENT
-from iteration_heads.experiments.parity import PARITY_SCRATCH, TRANSFER
+from iteration_heads.experiments.parity import FAIR_PARITY, PARITY_SCRATCH, TRANSFER
 from iteration_heads.experiments.results import RunResult, format_list
 from iteration_heads.experiments.runs import RunSpec
 from iteration_heads.experiments.scaling import SCALING, THREE_BY_TWO
 from iteration_heads.experiments.scheduling import run_all
+from iteration_heads.training.loop import TrainConfig
 from iteration_heads.training.metrics import ACCURACY_TARGET
+from iteration_heads.training.recipe import (
+    RECIPE_HEADS_PER_LAYER,
+    RECIPE_LR,
+    RECIPE_WARMUP_STEPS,
+)
 from iteration_heads.viz.curves import scaling_grid
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -66,6 +72,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         SMALL_WIDTH,
         PARITY_SCRATCH,
         TRANSFER,
+        FAIR_PARITY,
         SCALING,
         THREE_BY_TWO,
         POSITIONAL,
@@ -278,6 +285,37 @@ def _figure(experiment: Experiment, results: Results, out: Path) -> None:
     fig.write_html(out / f"{experiment.name}.html", include_plotlyjs="directory", full_html=True)
 
 
+def setting(record: dict[str, Any]) -> str:
+    """The model and optimiser an experiment's from-scratch runs used, read from their specs:
+    the library's recipe or the paper's settings (``—`` when the record has no run specs).
+
+    Example:
+        >>> from iteration_heads.experiments.runs import paper_spec, polynomial_spec
+        >>> def record(spec):
+        ...     return {"arms": {"a": [{"spec": spec.to_dict()}]}}
+        >>> setting(record(polynomial_spec(0))), setting(record(paper_spec(0)))
+        ('2 × 2, Adam 1e-3, warm-up 200 (the recipe)', "2 × 1, Adam 3e-4 (the paper's)")
+    """
+    specs = [r["spec"] for rs in record["arms"].values() for r in rs if r.get("spec")]
+    scratch = [s for s in specs if s.get("source") is None]
+    if not scratch:
+        return "—"
+    model, train = scratch[0]["model"], scratch[0]["train"]
+    heads = f"{model['n_layers']} × {model['n_heads']}"
+    warmup = train.get("warmup_steps", 0)
+    mantissa, exponent = f"{train['lr']:e}".split("e")
+    lr = f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"  # 0.0003 -> 3e-4
+    optimiser = f"Adam {lr}" + (f", warm-up {warmup}" if warmup else "")
+    recipe = (train["lr"], warmup, model["n_heads"]) == (
+        RECIPE_LR,
+        RECIPE_WARMUP_STEPS,
+        RECIPE_HEADS_PER_LAYER,
+    )
+    paper = (train["lr"], warmup, model["n_heads"]) == (TrainConfig.lr, 0, 1)
+    label = " (the recipe)" if recipe else " (the paper's)" if paper else ""
+    return f"{heads}, {optimiser}{label}"
+
+
 def write_summary(out: Path) -> Path:
     """Rewrite ``docs/results.md`` (next to ``out``) from every ``<out>/<experiment>.json``."""
     names = [*EXPERIMENTS, ONTOLOGY_EXPERIMENT]  # the multi-hop study writes the same record
@@ -290,7 +328,10 @@ def write_summary(out: Path) -> Path:
         "Every row comes from `iteration-heads reproduce EXPERIMENT` ([the paper](paper.md) §7); the "
         "per-run tables, JSON and curves are in `docs/results/`. Paper column: what the paper "
         "states or what the authors' code measured on this kind of machine. "
-        "Values are mean ± standard deviation (min–max) over seeds.",
+        "Values are mean ± standard deviation (min–max) over seeds. The setting column of the "
+        "commands table says which model and optimiser each experiment trained with: the "
+        "library's recipe (docs/guide/training.md), or the paper's settings where an experiment "
+        "has not been rerun since the recipe became the default.",
         "",
         "| claim | paper | ours | holds? |",
         "|---|---|---|---|",
@@ -307,13 +348,15 @@ def write_summary(out: Path) -> Path:
         "",
         "## Commands and time on 2 CPU cores",
         "",
-        "| experiment | command | seeds | one-thread training time | on 2 cores (--jobs 2) | details |",
-        "|---|---|---|---|---|---|",
+        "| experiment | setting | command | seeds | one-thread training time | on 2 cores "
+        "(--jobs 2) | details |",
+        "|---|---|---|---|---|---|---|",
     ]
     for record in records:
         name = record["experiment"]
         lines.append(
-            f"| {name} | `{record['command']}` | {', '.join(map(str, record['seeds']))} | "
+            f"| {name} | {setting(record)} | `{record['command']}` | "
+            f"{', '.join(map(str, record['seeds']))} | "
             f"{record['run_seconds_one_thread'] / 60:.1f} min | ≈ {two_core_minutes(record)} min | "
             f"[table](results/{name}.md), [curves](results/{name}.html), "
             f"[json](results/{name}.json) |"

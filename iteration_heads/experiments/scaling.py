@@ -3,7 +3,7 @@
 
 Example:
     >>> len(SCALING.specs()), THREE_BY_TWO.seeds
-    (9, (0,))
+    (9, (0, 1, 2))
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def assess_spread(results: Results) -> Assessment:
 
 THREE_BY_TWO = Experiment(
     "three-by-two",
-    "3 layers x 2 heads (d 64, Lmax 8), up to 200 epochs, one seed.",
+    "3 layers x 2 heads (d 64, Lmax 8), up to 200 epochs, three seeds.",
     three_by_two_arms,
     (
         Claim(
@@ -214,5 +214,5 @@ THREE_BY_TWO = Experiment(
             assess_spread,
         ),
     ),
-    seeds=(0,),
+    seeds=(0, 1, 2),
 )

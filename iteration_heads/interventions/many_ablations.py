@@ -73,7 +73,7 @@ def ablation_sets(
     Example:
         >>> from iteration_heads import load
         >>> from iteration_heads.interventions.batch import as_batch
-        >>> model = load("polynomial")
+        >>> model = load("polynomial_paper")
         >>> batch = as_batch(model, n=256)
         >>> clean, (both, second) = ablation_sets(model, batch, [[(0, 0), (1, 0)], [(1, 0)]])
         >>> clean.mean("accuracy"), second.mean("accuracy") < 0.05  # L1H0 is the iteration head

@@ -390,7 +390,7 @@ def trace_flow(
         >>> from iteration_heads.pathways import iteration_prompts
         >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
         >>> prompts = iteration_prompts(data.test, data.layout)
-        >>> graph = trace_flow(zoo.load("polynomial"), prompts, index=-3)
+        >>> graph = trace_flow(zoo.load("polynomial_paper"), prompts, index=-3)
         >>> graph.heads(), graph.root.name
         ([(0, 0), (1, 0)], 'answer 7@14')
     """
@@ -429,7 +429,7 @@ def trace_flows(
         >>> from iteration_heads import DataConfig, make_dataset, zoo
         >>> from iteration_heads.pathways import iteration_prompts
         >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=2))
-        >>> graphs = trace_flows(zoo.load("polynomial"), iteration_prompts(data.test, data.layout))
+        >>> graphs = trace_flows(zoo.load("polynomial_paper"), iteration_prompts(data.test, data.layout))
         >>> len(graphs), graphs[0].heads()
         (72, [(0, 0), (1, 0)])
     """

@@ -45,7 +45,7 @@ def noising_check(
     Example:
         >>> from iteration_heads import DataConfig, make_dataset, zoo
         >>> from iteration_heads.pathways import iteration_prompts
-        >>> model = zoo.load("polynomial")
+        >>> model = zoo.load("polynomial_paper")
         >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
         >>> check = noising_check(model, iteration_prompts(data.test, data.layout), [(1, 0)],
         ...                       n_random=1)

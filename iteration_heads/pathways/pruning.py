@@ -142,7 +142,7 @@ def pruning_curve(
     Example:
         >>> from iteration_heads import DataConfig, make_dataset, zoo
         >>> from iteration_heads.pathways import iteration_prompts
-        >>> model = zoo.load("polynomial")
+        >>> model = zoo.load("polynomial_paper")
         >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
         >>> prompts = iteration_prompts(data.test, data.layout)
         >>> curve = pruning_curve(model, prompts, [(1, 0), (0, 0)], data.train.tokens)
@@ -202,7 +202,7 @@ def ablation_check(
     Example:
         >>> from iteration_heads import DataConfig, make_dataset, zoo
         >>> from iteration_heads.pathways import iteration_prompts
-        >>> model = zoo.load("polynomial")
+        >>> model = zoo.load("polynomial_paper")
         >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
         >>> prompts = iteration_prompts(data.test, data.layout)
         >>> check = ablation_check(model, prompts, [(1, 0)], data.train.tokens, n_random=3)
@@ -232,7 +232,7 @@ def pruned_logits(
     Example:
         >>> from iteration_heads import DataConfig, make_dataset, zoo
         >>> from iteration_heads.pathways import iteration_prompts
-        >>> model = zoo.load("polynomial")
+        >>> model = zoo.load("polynomial_paper")
         >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
         >>> prompts = iteration_prompts(data.test, data.layout)
         >>> pruned_logits(model, prompts, [(1, 0)], data.train.tokens).shape
@@ -256,7 +256,7 @@ def pruned_predictions(
     Example:
         >>> from iteration_heads import DataConfig, make_dataset, zoo
         >>> from iteration_heads.pathways import iteration_prompts
-        >>> model = zoo.load("polynomial")
+        >>> model = zoo.load("polynomial_paper")
         >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
         >>> prompts = iteration_prompts(data.test, data.layout)
         >>> top = pruned_predictions(model, prompts, [[(1, 0)], [(0, 0), (1, 0)]], data.train.tokens)

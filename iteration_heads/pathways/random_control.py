@@ -40,7 +40,7 @@ def random_head_sets(
 
     Example:
         >>> from iteration_heads import zoo
-        >>> random_head_sets(zoo.load("polynomial"), [(1, 0)], n_random=2, seed=0)
+        >>> random_head_sets(zoo.load("polynomial_paper"), [(1, 0)], n_random=2, seed=0)
         ([(1, 0)], [((0, 0),), ((0, 0),)])
     """
     named = check_heads(model, heads)

@@ -217,7 +217,7 @@ def head_patching(
     Example:
         >>> from iteration_heads import DataConfig, make_dataset, zoo
         >>> from iteration_heads.pathways import iteration_prompts
-        >>> model = zoo.load("polynomial")
+        >>> model = zoo.load("polynomial_paper")
         >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
         >>> result = head_patching(model, iteration_prompts(data.test, data.layout))
         >>> result.ranking()[0], result.values.shape

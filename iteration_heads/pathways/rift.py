@@ -248,7 +248,7 @@ def lens_logits(
 
     Example:
         >>> from iteration_heads import zoo
-        >>> logits, names = lens_logits(zoo.load("polynomial"), torch.zeros(2, 5, dtype=torch.long),
+        >>> logits, names = lens_logits(zoo.load("polynomial_paper"), torch.zeros(2, 5, dtype=torch.long),
         ...                             torch.tensor([1, 4]))
         >>> logits.shape, names
         (torch.Size([3, 2, 16]), ('0_pre', '1_pre', 'final_post'))
@@ -292,7 +292,7 @@ def logit_lens(
     Example:
         >>> from iteration_heads import DataConfig, make_dataset, zoo
         >>> from iteration_heads.pathways import iteration_prompts
-        >>> model = zoo.load("polynomial")
+        >>> model = zoo.load("polynomial_paper")
         >>> data = make_dataset(DataConfig(max_len=8, n_train=4, n_test=4))
         >>> prompts = iteration_prompts(data.test, data.layout)
         >>> lens = logit_lens(model, prompts, prior=context_free_prior(model, prompts))
@@ -348,7 +348,7 @@ def context_free_prior(
         >>> from iteration_heads import DataConfig, make_dataset, zoo
         >>> from iteration_heads.pathways import iteration_prompts
         >>> data = make_dataset(DataConfig(max_len=8, n_train=4, n_test=4))
-        >>> prior = context_free_prior(zoo.load("polynomial"), iteration_prompts(data.test,
+        >>> prior = context_free_prior(zoo.load("polynomial_paper"), iteration_prompts(data.test,
         ...                            data.layout))
         >>> prior.shape
         torch.Size([144])

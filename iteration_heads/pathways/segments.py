@@ -96,7 +96,7 @@ def trace_many(
         >>> from iteration_heads import DataConfig, make_dataset, zoo
         >>> from iteration_heads.pathways import iteration_prompts
         >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=2))
-        >>> summary = trace_many(zoo.load("polynomial"), iteration_prompts(data.test, data.layout))
+        >>> summary = trace_many(zoo.load("polynomial_paper"), iteration_prompts(data.test, data.layout))
         >>> summary.heads[["name", "majority"]].values.tolist()
         [['L0H0', 'input'], ['L1H0', 'input']]
     """
@@ -230,7 +230,7 @@ def knockout_hooks(model: Any, mask: Bool[Tensor, "batch query key"]) -> list[tu
 
     Example:
         >>> from iteration_heads import zoo
-        >>> len(knockout_hooks(zoo.load("polynomial"), torch.zeros(1, 19, 19, dtype=torch.bool)))
+        >>> len(knockout_hooks(zoo.load("polynomial_paper"), torch.zeros(1, 19, 19, dtype=torch.bool)))
         2
     """
 
@@ -274,7 +274,7 @@ def segment_pathways(
         >>> from iteration_heads.pathways import iteration_prompts
         >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=2))
         >>> prompts = iteration_prompts(data.test, data.layout)
-        >>> result = segment_pathways(zoo.load("polynomial"), prompts)
+        >>> result = segment_pathways(zoo.load("polynomial_paper"), prompts)
         >>> table = result.to_frame()
         >>> table.loc[table["label"] == "all", ["cut", "accuracy"]].round(2).values.tolist()
         [['input', 0.14], ['chain of thought', 1.0]]

@@ -225,7 +225,7 @@ def answer_writers(
     Example:
         >>> from iteration_heads import DataConfig, make_dataset, zoo
         >>> from iteration_heads.pathways import iteration_prompts
-        >>> model = zoo.load("polynomial")
+        >>> model = zoo.load("polynomial_paper")
         >>> data = make_dataset(DataConfig(max_len=8, n_train=4, n_test=4))
         >>> result = answer_writers(model, iteration_prompts(data.test, data.layout))
         >>> result.writers(), result.segment_names[int(result.segment_dla["all"][1, 0].argmax())]

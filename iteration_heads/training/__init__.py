@@ -2,6 +2,8 @@
 exactly, and the paper's metrics, which detection shares (docs/paper.md §4, §6).
 
 * :mod:`~iteration_heads.training.loop`: :func:`train` and :class:`TrainConfig`;
+* :mod:`~iteration_heads.training.recipe`: the library's recipe (two heads per layer, Adam 1e-3
+  with a 200-step warm-up), :func:`recipe_model_config` and :func:`recipe_train_config`;
 * :mod:`~iteration_heads.training.batched`: :func:`train_seeds`, several seeds of one
   configuration stacked in one process (``torch.func.vmap``), each equal to its separate run;
 * :mod:`~iteration_heads.training.run_dir`: the files of a run directory and its lock;
@@ -34,6 +36,13 @@ from iteration_heads.training.metrics import (
     target_weights,
 )
 from iteration_heads.training.ontology_evaluation import OntologyEvaluation, evaluate_ontology
+from iteration_heads.training.recipe import (
+    RECIPE_HEADS_PER_LAYER,
+    RECIPE_LR,
+    RECIPE_WARMUP_STEPS,
+    recipe_model_config,
+    recipe_train_config,
+)
 from iteration_heads.training.run_dir import history_summary, read_history
 
 __all__ = [
@@ -42,6 +51,9 @@ __all__ = [
     "HISTORY_FILE",
     "PEAKINESS_TARGET",
     "PEAK_THRESHOLD",
+    "RECIPE_HEADS_PER_LAYER",
+    "RECIPE_LR",
+    "RECIPE_WARMUP_STEPS",
     "RUN_FILE",
     "SUMMARY_MIN_LEN",
     "Evaluation",
@@ -56,6 +68,8 @@ __all__ = [
     "history_summary",
     "reaches_accuracy",
     "read_history",
+    "recipe_model_config",
+    "recipe_train_config",
     "score_heads",
     "target_weights",
     "train",

@@ -37,7 +37,7 @@ class Evaluation(Result):
     Example:
         >>> from iteration_heads import load, make_dataset
         >>> from iteration_heads.model import data_config
-        >>> model = load("polynomial")
+        >>> model = load("polynomial_paper")
         >>> result = evaluate(model, make_dataset(data_config(model)).test)
         >>> print(result.format().splitlines()[-1])  # doctest: +ELLIPSIS
         accuracy (L>=4) 1.000; best peakiness per layer (...): EoI [0.6..., ...], iteration [..., 1.0]

@@ -236,7 +236,7 @@ def route_chart(route: PositionRoute) -> go.Figure:
     Example:
         >>> from iteration_heads import Probes, load
         >>> from iteration_heads.auditing import position_route
-        >>> model = load("polynomial")
+        >>> model = load("polynomial_paper")
         >>> route = position_route(model, Probes.from_model(model, n=64), [(1, 0)],
         ...                        eoi_heads=[(0, 0)])
         >>> route_chart(route).data[0].x[0]
@@ -280,7 +280,7 @@ def input_patching(
 
     Example:
         >>> from iteration_heads import Probes, load
-        >>> model = load("polynomial")
+        >>> model = load("polynomial_paper")
         >>> caption, fig = input_patching(model, Probes.from_model(model, n=64), n=8)
         >>> caption.startswith("Activation patching on 8 probes of length 8"), fig.data[0].x[1]
         (True, 'x1 (1)')

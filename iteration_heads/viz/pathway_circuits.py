@@ -33,7 +33,7 @@ def head_patching_heatmap(result: HeadPatching, *, metric: str = "kl") -> go.Fig
         >>> from iteration_heads.pathways import iteration_prompts
         >>> from iteration_heads.pathways.restoration import head_patching
         >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
-        >>> result = head_patching(zoo.load("polynomial"), iteration_prompts(data.test, data.layout))
+        >>> result = head_patching(zoo.load("polynomial_paper"), iteration_prompts(data.test, data.layout))
         >>> fig = head_patching_heatmap(result)
         >>> fig.data[-1].name, fig.data[-1].z[1][0] > 0.9
         ('all', True)
@@ -118,7 +118,7 @@ def pruning_chart(curve: PruningCurve, *, threshold: float = 0.9) -> go.Figure:
         >>> from iteration_heads.pathways.pruning import pruning_curve
         >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
         >>> prompts = iteration_prompts(data.test, data.layout)
-        >>> curve = pruning_curve(zoo.load("polynomial"), prompts, [(1, 0), (0, 0)], data.train.tokens)
+        >>> curve = pruning_curve(zoo.load("polynomial_paper"), prompts, [(1, 0), (0, 0)], data.train.tokens)
         >>> [trace.name for trace in pruning_chart(curve).data]
         ['random + std', 'random - std', 'random heads (mean)', 'ranked heads', 'smallest circuit: 2 heads']
     """

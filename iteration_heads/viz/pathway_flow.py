@@ -42,7 +42,7 @@ def flow_graph_chart(
         >>> import torch
         >>> from iteration_heads import zoo
         >>> from iteration_heads.pathways.flow import trace_flow
-        >>> graph = trace_flow(zoo.load("polynomial"), torch.tensor([15, 3, 2, 11, 3, 7]))
+        >>> graph = trace_flow(zoo.load("polynomial_paper"), torch.tensor([15, 3, 2, 11, 3, 7]))
         >>> flow_graph_chart(graph).data[-1].name
         'nodes'
     """
@@ -138,7 +138,7 @@ def segment_chart(result: SegmentPathways) -> go.Figure:
         >>> from iteration_heads.pathways.segments import segment_pathways
         >>> data = make_dataset(DataConfig(max_len=4, n_train=8, n_test=2))
         >>> prompts = iteration_prompts(data.test, data.layout)
-        >>> result = segment_pathways(zoo.load("polynomial"), prompts)
+        >>> result = segment_pathways(zoo.load("polynomial_paper"), prompts)
         >>> [trace.name for trace in segment_chart(result).data][::2]
         ['input', 'chain of thought', 'clean accuracy']
     """

@@ -31,7 +31,7 @@ def writers_chart(result: AnswerWriters, *, label: str = "all", share: float = 0
         >>> from iteration_heads.pathways import iteration_prompts
         >>> from iteration_heads.pathways.writers import answer_writers
         >>> data = make_dataset(DataConfig(max_len=8, n_train=4, n_test=2))
-        >>> result = answer_writers(zoo.load("polynomial"), iteration_prompts(data.test, data.layout))
+        >>> result = answer_writers(zoo.load("polynomial_paper"), iteration_prompts(data.test, data.layout))
         >>> [trace.name for trace in writers_chart(result).data][:3]
         ['DLA', 'writer heads', 'from input']
     """

@@ -9,7 +9,9 @@ split. ``history.jsonl`` is its training history (see :func:`~iteration_heads.tr
 =====================  ====================================================================
 name                   model
 =====================  ====================================================================
-``polynomial``         polynomial iteration with CoT, d 64, Lmax 8: the paper's circuit
+``polynomial``         polynomial iteration with CoT, d 64, Lmax 8, the library's recipe
+                       (2 layers x 2 heads): the paper's circuit
+``polynomial_paper``   the same with the paper's model and optimiser (2 layers x 1 head)
 ``parity_transfer``    ``polynomial`` fine-tuned on parity (all weights, 10 epochs)
 ``copy``               copy task (control: a positional head, no EoI head, state unused)
 ``polynomial_nocot``   polynomial iteration without CoT (does not learn; no circuit)
@@ -23,10 +25,10 @@ reproduction cache (``runs/reproduce``), so a model that an experiment already t
 Example:
     >>> from iteration_heads import zoo
     >>> zoo.names()
-    ['polynomial', 'parity_transfer', 'copy', 'polynomial_nocot', 'polynomial_3x2', 'ontology']
+    ['polynomial', 'polynomial_paper', 'parity_transfer', 'copy', 'polynomial_nocot', 'polynomial_3x2', 'ontology']
     >>> model = zoo.load("polynomial")
-    >>> zoo.info("polynomial")["test_accuracy"]
-    1.0
+    >>> zoo.info("polynomial")["test_accuracy"] >= 0.99
+    True
 """
 
 from __future__ import annotations
@@ -47,7 +49,13 @@ from iteration_heads._io import (
     write_json,
 )
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.experiments import EXPERIMENTS, copy_spec, run_all, train_ontology
+from iteration_heads.experiments import (
+    EXPERIMENTS,
+    copy_spec,
+    paper_spec,
+    run_all,
+    train_ontology,
+)
 from iteration_heads.model import checkpoint
 
 
@@ -61,8 +69,13 @@ class ZooEntry:
 
 ENTRIES: dict[str, ZooEntry] = {
     "polynomial": ZooEntry(
-        "polynomial iteration with CoT (d 64, Lmax 8, 2 layers x 1 head): EoI head L0H0 -> "
-        "iteration head L1H0",
+        "polynomial iteration with CoT (d 64, Lmax 8), the library's recipe (2 layers x 2 heads, "
+        "Adam 1e-3 with warm-up): EoI head L0H1 -> iteration heads L1H0 and L1H1",
+        True,
+    ),
+    "polynomial_paper": ZooEntry(
+        "polynomial iteration with CoT (d 64, Lmax 8), the paper's model and optimiser (2 layers "
+        "x 1 head, Adam 3e-4): EoI head L0H0 -> iteration head L1H0",
         True,
     ),
     "parity_transfer": ZooEntry(
@@ -220,7 +233,7 @@ def recipes() -> dict[str, Any]:
 
     Example:
         >>> recipes()["parity_transfer"].source.name()
-        'polynomial-cot-d64-L8-2x1-s0-e200'
+        'polynomial-cot-d64-L8-2x2-s0-e200'
     """
 
     def arm(experiment: str, label: str) -> Any:
@@ -228,6 +241,7 @@ def recipes() -> dict[str, Any]:
 
     return {
         "polynomial": arm("emergence", "CoT, 2 layers"),
+        "polynomial_paper": paper_spec(0),
         "parity_transfer": arm("transfer", "all weights"),
         "copy": copy_spec(0),
         "polynomial_nocot": arm("no-cot", "no CoT"),

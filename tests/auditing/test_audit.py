@@ -91,7 +91,7 @@ def test_spread_iteration_heads_without_an_eoi_head_are_found_used_and_routed(
 
 
 def test_the_paper_circuit_is_routed_through_its_eoi_head() -> None:
-    model = ih.load("polynomial")
+    model = ih.load("polynomial_paper")
     result = ih.audit(model, n_probes=256)
     assert result.used and result.route.is_eoi_head and result.route.components[0] == "L0H0"
     assert result.report.has_iteration_circuit

@@ -213,7 +213,7 @@ def test_partial_iteration_patterns_are_recognised(options, expected, role):
 
 
 def test_head_detector_score_is_transformer_lens_mul_on_the_cot_rows():
-    model = load(ZOO / "polynomial")
+    model = load(ZOO / "polynomial_paper")
     probes = library_probes(12, min_len=4)
     report = detect(model, probes)
     _, cache = model.run_with_cache(
@@ -283,7 +283,7 @@ def test_random_models_are_not_flagged(name, seed, sharpen):
 
 
 def test_polynomial_model_is_flagged_with_the_peakiness_training_logged():
-    model = load(ZOO / "polynomial")
+    model = load(ZOO / "polynomial_paper")
     report = detect(model)  # the whole test split, as training's evaluation
     assert report.has_iteration_circuit, report.verdict
     assert report.found("eoi") == [(0, 0)] and report.found("iteration") == [(1, 0)]
@@ -401,7 +401,7 @@ def test_mode_and_hooks_are_left_as_found():
 
 
 def test_report_table_json_repr_and_html():
-    report = detect(load(ZOO / "polynomial"), n_probes=400)
+    report = detect(load(ZOO / "polynomial_paper"), n_probes=400)
     assert isinstance(report, DetectionReport)
     columns = {
         f"{k}_{m}"
@@ -427,7 +427,7 @@ def test_report_table_json_repr_and_html():
 
 
 def test_cli_detect(capsys):
-    directory = str(ZOO / "polynomial")
+    directory = str(ZOO / "polynomial_paper")
     assert main(["detect", directory, "--n-probes", "200"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("iteration circuit:") and "iter peak" in out

@@ -15,7 +15,7 @@ ZOO = Path(iteration_heads.zoo.__file__).parent
 
 @pytest.fixture(scope="module")
 def polynomial():
-    model = load(ZOO / "polynomial")
+    model = load(ZOO / "polynomial_paper")
     return model, Probes.from_model(model, n=256)
 
 
@@ -71,10 +71,10 @@ def test_cli_detect_steps_prints_and_serialises_every_head(capsys):
 
     from iteration_heads.cli import main
 
-    assert main(["detect", "polynomial", "--n-probes", "64", "--steps"]) == 0
+    assert main(["detect", "polynomial_paper", "--n-probes", "64", "--steps"]) == 0
     text = capsys.readouterr().out
     assert "L0H0: weight on x_t at each step t" in text and "L1H0: weight on x_t" in text
-    assert main(["detect", "polynomial", "--n-probes", "64", "--steps", "--json"]) == 0
+    assert main(["detect", "polynomial_paper", "--n-probes", "64", "--steps", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert [s["head"] for s in record["steps"]] == [[0, 0], [1, 0]]
     assert min(row["on_input"] for row in record["steps"][1]["steps"]) > 0.8

@@ -9,7 +9,7 @@ from iteration_heads.detection.per_step import StepAttention
 from iteration_heads.experiments import alternative_circuits
 from iteration_heads.experiments.alternative_circuits import run_circuit, write_alternative_circuits
 
-POLYNOMIAL = Path(iteration_heads.zoo.__file__).parent / "polynomial"
+POLYNOMIAL = Path(iteration_heads.zoo.__file__).parent / "polynomial_paper"
 
 
 def planted_one(head):

@@ -82,7 +82,7 @@ def test_contradicting_prompts_and_the_prior_check(model) -> None:
 
 def test_other_models_and_bad_options_are_refused(model) -> None:
     with pytest.raises(IterationHeadsError, match="expected an ontology model"):
-        study_ontology(zoo.load("polynomial"), SMALL)
+        study_ontology(zoo.load("polynomial_paper"), SMALL)
     with pytest.raises(IterationHeadsError, match="n_problems"):
         StudyOptions(n_problems=0)
     with pytest.raises(IterationHeadsError, match="options must be StudyOptions"):

@@ -62,16 +62,18 @@ def test_every_paper_claim_has_an_experiment():
         "small-width",
         "parity-scratch",
         "transfer",
+        "parity-16",
         "scaling",
         "three-by-two",
         "positional",
     ]
     claims = [c.text for e in EXPERIMENTS.values() for c in e.claims]
-    assert len(claims) == 13
-    # headline claims run over at least 3 seeds
-    for name in ("emergence", "no-cot", "one-layer", "parity-scratch", "transfer", "positional"):
-        for specs in EXPERIMENTS[name].specs().values():
-            assert sorted(s.train.seed for s in specs) == [0, 1, 2]
+    assert len(claims) == 14
+    # every claim runs over at least 5 seeds, but the costly ones over 3 and the grid over 1
+    fewer = {"parity-16": [0, 1, 2], "three-by-two": [0, 1, 2], "scaling": [0]}
+    for name, experiment in EXPERIMENTS.items():
+        for specs in experiment.specs().values():
+            assert sorted(s.train.seed for s in specs) == fewer.get(name, [0, 1, 2, 3, 4]), name
 
 
 def test_specs_share_runs_across_experiments():
@@ -82,6 +84,39 @@ def test_specs_share_runs_across_experiments():
     assert [s.key() for s in emergence] == [s.key() for s in sources if s is not None]
     frozen = EXPERIMENTS["positional"].specs()["frozen"][0]
     assert frozen.key() != emergence[0].key() and "frozen" in frozen.name()
+
+
+def test_the_fair_parity_test_fine_tunes_the_paper_size_runs():
+    paper_size = EXPERIMENTS["paper-size"].specs()["d 128, Lmax 16"]
+    fair = EXPERIMENTS["parity-16"].specs()
+    assert [s.key() for s in fair["source (polynomial)"]] == [s.key() for s in paper_size[:3]]
+    for tuned, scratch in zip(
+        fair["transfer (all weights)"], fair["parity from scratch"], strict=True
+    ):
+        assert tuned.source is not None and tuned.source.model == scratch.model
+        assert (tuned.data.task, scratch.data.task, scratch.data.max_len) == ("parity",) * 2 + (16,)
+
+
+def test_fair_parity_claim_compares_transfer_and_scratch_seed_by_seed():
+    from iteration_heads.experiments.parity import assess_fair_parity
+
+    def run(seed, first, epochs=30, accuracy=1.0):
+        curve = [{"epoch": e, "accuracy": a} for e, a in ((0, 0.0), (1, 0.5), (2, 1.0))]
+        summary = {"epochs": epochs, "first_epoch_accuracy": first,
+                   "test": {"accuracy": accuracy, "iteration_peakiness": [0.1, 0.95]}}  # fmt: skip
+        return RunResult(seed, summary, curve=curve)
+
+    sources = [run(0, 20), run(1, 20)]
+    tuned = [run(0, 2, epochs=4), run(1, 2, epochs=4)]
+    never = [run(0, None, accuracy=0.3), run(1, None, accuracy=0.4)]
+    results = {"source (polynomial)": sources, "transfer (all weights)": tuned}
+    ours, holds, why = assess_fair_parity({**results, "parity from scratch": never})
+    assert holds == "yes" and "Lmax 16" in why
+    assert "accuracy 0.35 ± 0.07 (0.30–0.40) after 30, 30 epochs" in ours
+    assert "first at epoch —, —" in ours and "after 1 epoch 0.50" in ours
+    # a seed whose scratch run learned parity sooner than its transfer breaks the claim there
+    quick = [run(0, 1), run(1, None, accuracy=0.4)]
+    assert assess_fair_parity({**results, "parity from scratch": quick})[1] == "partly (1/2 seeds)"
 
 
 def test_mean_spread():
@@ -162,6 +197,8 @@ def test_reproduce_end_to_end_writes_results_md(tmp_path):
     text = (tmp_path / "docs" / "results.md").read_text()
     assert "| without CoT the task is not learned | 0.09 after 150 epochs" in text
     assert "`iteration-heads reproduce no-cot --seeds 0 --epochs 1`" in text
+    # the commands table names the setting the runs trained with
+    assert "| no-cot | 2 × 2, Adam 1e-3, warm-up 200 (the recipe) | `iteration-heads" in text
 
 
 def test_reproduce_rejects_bad_input(tmp_path):

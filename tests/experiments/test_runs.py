@@ -6,6 +6,7 @@ from iteration_heads.experiments import (
     RunResult,
     copy_spec,
     finished,
+    paper_spec,
     polynomial_spec,
     run,
     run_all,
@@ -17,11 +18,21 @@ from iteration_heads.experiments.results import format_list
 def test_spec_names_and_keys_follow_the_configuration():
     a, b = polynomial_spec(0), polynomial_spec(0, positional="frozen")
     assert a.key() == polynomial_spec(0).key() and a.key() != b.key()
-    assert a.name() == "polynomial-cot-d64-L8-2x1-s0-e200"
-    assert b.name() == "polynomial-cot-d64-L8-2x1-frozen-s0-e200"
+    assert a.name() == "polynomial-cot-d64-L8-2x2-s0-e200"
+    assert b.name() == "polynomial-cot-d64-L8-2x2-frozen-s0-e200"
     child = transfer_spec(a, epochs=10, trainable=None)
-    assert child.name() == "parity-cot-d64-L8-2x1-s0-e10-from-" + a.name()
+    assert child.name() == "parity-cot-d64-L8-2x2-s0-e10-from-" + a.name()
     assert child.key() != transfer_spec(b, epochs=10, trainable=None).key()
+
+
+def test_the_paper_spec_is_the_shipped_paper_model_and_the_old_default():
+    # the paper's settings hash to the key of the runs made before the recipe was the default
+    spec = paper_spec(0)
+    assert (spec.model.n_heads, spec.train.lr, spec.train.warmup_steps) == (1, 3e-4, 0)
+    assert "warmup_steps" not in spec.to_dict()["train"]
+    assert "residual" not in spec.to_dict()["model"]
+    assert spec.name() == "polynomial-cot-d64-L8-2x1-s0-e200"
+    assert spec.key() != polynomial_spec(0).key()
 
 
 def test_run_reads_back_a_finished_run_without_training(tmp_path):

@@ -116,7 +116,7 @@ def test_the_audit_leaves_out_the_route_of_a_renormalised_model():
 
     from iteration_heads import audit, zoo
 
-    model = zoo.load("polynomial")
+    model = zoo.load("polynomial_paper")
     full = audit(model, n_probes=64)
     assert full.route is not None and full.has_iteration_heads
     # the same weights labelled renormalised: the route (path patching) is left out, the rest runs

@@ -33,7 +33,7 @@ NAMES = {"ln_final.hook_scale"} | {
 
 @pytest.fixture(scope="module")
 def model():
-    return zoo.load("polynomial")
+    return zoo.load("polynomial_paper")
 
 
 @pytest.fixture(scope="module")

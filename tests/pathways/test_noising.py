@@ -58,7 +58,7 @@ def test_batched_noising_equals_hand_made_hooks(which, steps) -> None:
 
 
 def test_the_iteration_head_carries_the_input_and_the_eoi_head_does_not(steps) -> None:
-    model = zoo.load("polynomial")
+    model = zoo.load("polynomial_paper")
     iteration = noising_check(model, steps, [(1, 0)], n_random=1)
     eoi = noising_check(model, steps, [(0, 0)], n_random=1)
     assert iteration.accuracy < 0.3 and iteration.breaks_more_than_every
@@ -67,7 +67,7 @@ def test_the_iteration_head_carries_the_input_and_the_eoi_head_does_not(steps) -
 
 
 def test_bad_input_is_refused(steps) -> None:
-    model = zoo.load("polynomial")
+    model = zoo.load("polynomial_paper")
     with pytest.raises(IterationHeadsError, match="needs corrupted prompts"):
         noising_check(model, dataclasses.replace(steps, corrupted=None), [(1, 0)])
     with pytest.raises(IterationHeadsError, match="only 0 other heads"):

@@ -44,7 +44,7 @@ def reference(data):
 
 @pytest.fixture(scope="module")
 def polynomial():
-    return zoo.load("polynomial")
+    return zoo.load("polynomial_paper")
 
 
 @pytest.fixture(scope="module")

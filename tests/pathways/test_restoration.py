@@ -24,7 +24,7 @@ TOL = 1e-6
 
 @pytest.fixture(scope="module")
 def polynomial():
-    return zoo.load("polynomial")
+    return zoo.load("polynomial_paper")
 
 
 @pytest.fixture(scope="module")

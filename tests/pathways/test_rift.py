@@ -32,7 +32,7 @@ def random_prompts(n: int = 9, width: int = 12, vocab: int = 16, seed: int = 0) 
 
 @pytest.fixture(scope="module")
 def polynomial():
-    return zoo.load("polynomial")
+    return zoo.load("polynomial_paper")
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from iteration_heads.pathways.segments import (
 
 @pytest.fixture(scope="module")
 def model():
-    return zoo.load("polynomial")
+    return zoo.load("polynomial_paper")
 
 
 @pytest.fixture(scope="module")

@@ -167,9 +167,9 @@ def near(pixels: np.ndarray, colour: str, tolerance: int = 40) -> int:
 def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("pages")
-    model = load(ZOO / "polynomial")
+    model = load(ZOO / "polynomial_paper")
     return {
-        "report": write_report(ZOO / "polynomial", tmp / "report.html", n_probes=128),
+        "report": write_report(ZOO / "polynomial_paper", tmp / "report.html", n_probes=128),
         "view": attention_view(model).save(tmp / "view.html"),
         "heatmap": save_html(attention_heatmap(model), tmp / "heatmap.html"),
     }

@@ -95,7 +95,7 @@ def remote_resources(page: str) -> list[str]:
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:
     torch.set_num_threads(1)
-    return load(ZOO / "polynomial")
+    return load(ZOO / "polynomial_paper")
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +290,7 @@ def test_scaling_grid_averages_seeds(tmp_path: Path) -> None:
 
 
 def test_scaling_grid_reads_model_directories() -> None:
-    fig = scaling_grid([ZOO / "polynomial", ZOO / "copy"])
+    fig = scaling_grid([ZOO / "polynomial_paper", ZOO / "copy"])
     assert fig.data[0].z[0][0] == pytest.approx(1.0, abs=0.01)
     assert fig.data[2].z[0][0] > 0.9  # iteration peakiness
 
@@ -346,7 +346,7 @@ def test_png_export_says_what_to_install(monkeypatch) -> None:
 
 def test_report_of_a_model_directory(tmp_path: Path) -> None:
     model_only = tmp_path / "model"
-    shutil.copytree(ZOO / "polynomial", model_only)
+    shutil.copytree(ZOO / "polynomial_paper", model_only)
     (model_only / "history.jsonl").unlink()
     page = report_html(model_only, n_probes=128)
     assert page.count("plotly.js v") == 1  # inlined once, shared by every figure
@@ -361,7 +361,7 @@ def test_report_of_a_model_directory(tmp_path: Path) -> None:
 
 def test_report_of_a_run_directory_has_curves(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    shutil.copytree(ZOO / "polynomial", run)
+    shutil.copytree(ZOO / "polynomial_paper", run)
     records = history_records([0, 10, 20])
     (run / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     page = report_html(run, n_probes=64)
@@ -370,7 +370,7 @@ def test_report_of_a_run_directory_has_curves(tmp_path: Path) -> None:
 
 
 def test_report_of_a_shipped_model_shows_its_training_curves() -> None:
-    page = report_html(ZOO / "polynomial", n_probes=64)
+    page = report_html(ZOO / "polynomial_paper", n_probes=64)
     assert "Training dynamics" in page and page.count("Plotly.newPlot") == 5
 
 

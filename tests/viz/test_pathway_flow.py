@@ -14,7 +14,7 @@ from iteration_heads.viz.pathway_flow import KIND_COLOURS, flow_graph_chart, seg
 
 @pytest.fixture(scope="module")
 def model():
-    return zoo.load("polynomial")
+    return zoo.load("polynomial_paper")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from iteration_heads.viz.pathway_layers import logit_lens_chart, writers_chart
 
 @pytest.fixture(scope="module")
 def results():
-    model = zoo.load("polynomial")
+    model = zoo.load("polynomial_paper")
     data = make_dataset(DataConfig(max_len=8, n_train=4, n_test=2))
     prompts = iteration_prompts(data.test, data.layout)
     prior = context_free_prior(model, prompts)
