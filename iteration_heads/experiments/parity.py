@@ -212,6 +212,8 @@ TRANSFER = Experiment(
 
 FAIR_SCRATCH_EPOCHS = 30
 """Budget of parity from scratch at d 128, Lmax 16 (the paper: about 1000 epochs to learn)."""
+SCRATCH_LEARNED = 0.9
+"""Accuracy from scratch that counts as learned, so not slow, in the fair parity test."""
 FAIR_TRANSFER_EPOCHS = 4
 """Fine-tuning epochs of the fair transfer (the paper: 1.00 after 4)."""
 
@@ -281,11 +283,24 @@ def assess_fair_parity(results: Results) -> Assessment:
         f"{mean_spread([r.accuracy for r in tuned])}, layer-2 iteration peakiness "
         f"{mean_spread([r.iteration_peakiness for r in tuned])}"
     )
+    learned = [r for r in scratch if r.accuracy >= SCRATCH_LEARNED]
+    longest = [r.per_length["sequence_accuracy"][-1] for r in learned if r.per_length]
+    verdict = holds(faster, len(tuned))
     why = (
         "at Lmax 16 most test inputs are new (2^L inputs per length, 1024 trained on), so "
         "parity cannot be fitted by memory as at Lmax 8"
     )
-    return ours, holds(faster, len(tuned)), why
+    if faster == len(tuned) and learned:
+        verdict = "partly: transfer is faster, but parity from scratch is not slow"
+        why = (
+            f"{len(learned)}/{len(scratch)} seeds reach accuracy ≥ {SCRATCH_LEARNED} from scratch "
+            f"within {scratch[0].epochs} epochs, with layer-2 iteration peakiness "
+            f"{mean_spread([r.iteration_peakiness for r in learned])} (no clean head) and "
+            f"accuracy {mean_spread(longest)} at L = 16, where 1024 of 65,536 inputs are "
+            "trained on: the model generalises without the iteration head (the paper: about "
+            "1000 epochs)"
+        )
+    return ours, verdict, why
 
 
 FAIR_PARITY = Experiment(
