@@ -149,6 +149,20 @@ def test_claims_report_partial_results_honestly():
     assert holds == "partly (1/2 seeds)" and why
 
 
+def test_one_layer_claim_tells_chance_from_partly_learned():
+    from iteration_heads.experiments.controls import assess_one_layer
+
+    lengths = {"lengths": [1, 2, 3], "sequence_accuracy": [1.0, 0.75, 0.26]}
+    chance = [fake(s, 0.07, 0.1, per_length=lengths) for s in range(2)]
+    assert assess_one_layer({"arm": chance})[1] == "yes"
+    partly = [fake(0, 0.45, 0.5, per_length=lengths), fake(1, 0.07, 0.1, per_length=lengths)]
+    ours, holds, why = assess_one_layer({"arm": partly})
+    assert holds == "partly: not learned, but far above chance"
+    assert "seed 0: per length [1.00, 0.75, 0.26]" in why and "0.26 ± 0.27" in ours
+    _, holds, _ = assess_one_layer({"arm": [fake(0, 1.0, 1.0), fake(1, 0.07, 0.1)]})
+    assert holds == "partly (1/2 seeds)"
+
+
 def test_spread_claim_needs_more_than_two_heads():
     spread = {"arm": [fake(0, 1.0, 0.9, heads=((0, 0), (0, 1), (1, 0), (1, 1)))]}
     assert assess_spread(spread)[1] == "yes"
