@@ -124,7 +124,8 @@ def test_fair_parity_claim_compares_transfer_and_scratch_seed_by_seed():
     _, holds, why = assess_fair_parity({**results, "parity from scratch": nearly})
     assert holds == "partly: transfer is faster, but parity from scratch is not slow"
     assert why.startswith("1/2 seeds reach accuracy ≥ 0.9 from scratch within 30 epochs")
-    assert "peakiness 0.95 (no clean head) and accuracy 0.99 at L = 16" in why
+    assert "peakiness of 0.95 (detect finds a circuit split over heads in 0)" in why
+    assert "and accuracy 0.99 at L = 16" in why
 
 
 def test_mean_spread():
