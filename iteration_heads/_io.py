@@ -192,8 +192,10 @@ def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 
 def checked_output(path: str | os.PathLike[str]) -> Path:
-    """An output file's path, its folder created; a clear error for a directory or a folder
-    that cannot be created or written (checked before any work is done).
+    """An output file's path, checked before any work is done and without touching the disk: a
+    clear error for a directory, for a file where a folder must be, or for a folder that cannot
+    be written. Missing folders are created when the file is written
+    (:func:`write_output_text`).
 
     Example:
         >>> checked_output("/")
@@ -204,13 +206,34 @@ def checked_output(path: str | os.PathLike[str]) -> Path:
     out = Path(path)
     if out.is_dir():
         raise IterationHeadsError(f"output path {str(out)!r} is a directory; expected a file name")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise IterationHeadsError(f"cannot create the folder of {str(out)!r}: {err}") from None
-    if not os.access(out.parent, os.W_OK):
-        raise IterationHeadsError(f"cannot write into {str(out.parent)!r}")
+    existing = out.parent.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise IterationHeadsError(
+            f"cannot create the folder of {str(out)!r}: {str(existing)!r} is a file"
+        )
+    if not os.access(existing, os.W_OK):
+        raise IterationHeadsError(f"cannot write into {str(existing)!r}")
     return out
+
+
+def write_output_text(path: Path, text: str) -> None:
+    """:func:`write_text` into ``path``, creating its missing folders first (for outputs checked
+    by :func:`checked_output`).
+
+    Example:
+        >>> import tempfile
+        >>> out = Path(tempfile.mkdtemp()) / "new" / "a.txt"
+        >>> write_output_text(out, "x")
+        >>> out.read_text()
+        'x'
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(path, err) from None
+    write_text(path, text)
 
 
 def read_json(path: Path) -> Any:

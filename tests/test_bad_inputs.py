@@ -506,6 +506,13 @@ CASES: list[Case] = [
     cli("audit", "symbol token not a number", "audit polynomial --symbol-tokens 1,x"),
     cli("audit", "zero max length", "audit polynomial --max-len 0"),
     cli("audit", "report is a folder", "audit polynomial --report adir"),
+    cli("audit", "report inside a file", "audit polynomial --report afile/audit.html"),
+    cli("audit", "missing model, report in a new folder", "audit nowhere --report new/audit.html"),
+    cli(
+        "audit",
+        "bad length, figure in a new folder",
+        "audit polynomial --max-len 0 --figure n/c.html",
+    ),
     cli("report", "output is a folder", "report polynomial -o adir"),
     cli("report", "output inside a file", "report polynomial -o afile/report.html"),
     cli("report", "unwritable folder", "report polynomial -o /proc/self/report.html"),

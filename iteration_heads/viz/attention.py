@@ -22,7 +22,7 @@ from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from iteration_heads._io import write_text
+from iteration_heads._io import write_output_text
 from iteration_heads._torch import Head, check_heads, device_of, evaluating, pattern_hook
 from iteration_heads.detection.probes import Probes
 from iteration_heads.errors import IterationHeadsError
@@ -193,10 +193,10 @@ class AttentionView:
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write :meth:`to_html` to ``path`` atomically (a crash leaves the old file or the new);
-        returns the path."""
+        """Write :meth:`to_html` to ``path`` atomically (a crash leaves the old file or the new),
+        creating missing folders; returns the path."""
         out = Path(path)
-        write_text(out, self.to_html())
+        write_output_text(out, self.to_html())
         return out
 
 

@@ -9,7 +9,7 @@ import html
 import os
 from pathlib import Path
 
-from iteration_heads._io import checked_output, write_text
+from iteration_heads._io import checked_output, write_output_text
 from iteration_heads.auditing.auditor import Audit
 from iteration_heads.auditing.sources import Subject
 from iteration_heads.viz.attention import attention_heatmap, attention_view
@@ -112,5 +112,5 @@ def write_audit_report(subject: Subject, result: Audit, path: str | os.PathLike[
         True
     """
     out = checked_output(path)
-    write_text(out, audit_report_html(subject, result))
+    write_output_text(out, audit_report_html(subject, result))
     return out

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from iteration_heads._io import write_output_text
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.viz.attention import AttentionView
 
 
 def save_html(obj: go.Figure | AttentionView, path: str | os.PathLike[str]) -> Path:
-    """Write a figure or attention view as one self-contained HTML file (no CDN).
+    """Write a figure or attention view as one self-contained HTML file (no CDN), atomically,
+    creating missing folders.
 
     Example:
         >>> import tempfile
@@ -27,7 +29,7 @@ def save_html(obj: go.Figure | AttentionView, path: str | os.PathLike[str]) -> P
     if isinstance(obj, AttentionView):
         return obj.save(out)
     if isinstance(obj, go.Figure):
-        obj.write_html(out, include_plotlyjs=True, full_html=True)
+        write_output_text(out, obj.to_html(include_plotlyjs=True, full_html=True))
         return out
     raise IterationHeadsError(
         f"save_html takes a plotly Figure or an AttentionView, got {type(obj).__name__}"
