@@ -534,6 +534,8 @@ CASES: list[Case] = [
     cli("reproduce", "results folder is a file", "reproduce emergence --out afile"),
     cli("reproduce", "run cache is a file", "reproduce emergence --runs afile"),
     cli("reproduce", "seeds for the ontology study", "reproduce ontology --seeds 1"),
+    cli("reproduce", "extend without earlier results", "reproduce no-cot --seeds 5 --extend"),
+    cli("reproduce", "extend the scaling grid", "reproduce scaling --seeds 5 --extend"),
     cli("reproduce", "a SLURM option for local runs", "reproduce emergence --partition gpu"),
     cli(
         "reproduce",

@@ -13,6 +13,7 @@ from iteration_heads.cli.executor_options import (
 )
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments import EXPERIMENTS, get_experiment, reproduce
+from iteration_heads.experiments.extending import earlier_runs
 from iteration_heads.experiments.ontology import ONTOLOGY_EXPERIMENT
 from iteration_heads.experiments.ontology_results import reproduce_ontology
 from iteration_heads.experiments.reproduction import write_summary
@@ -44,6 +45,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once (one thread each)")
     p.add_argument("--runs", type=Path, default=Path("runs/reproduce"), help="run cache")
     p.add_argument("--out", type=Path, default=Path("docs/results"), help="results directory")
+    p.add_argument(
+        "--extend",
+        action="store_true",
+        help="keep the other seeds of the results already in --out (runs trained earlier, "
+        "perhaps elsewhere): e.g. --seeds 3 4 --extend adds two seeds to results over 0-2",
+    )
     add_executor_options(p)
     p.set_defaults(func=run)
 
@@ -67,9 +74,10 @@ def run(args: argparse.Namespace) -> int:
             get_experiment(name)
     study = ONTOLOGY_EXPERIMENT in names
     names = [name for name in names if name != ONTOLOGY_EXPERIMENT]
-    if study and not names and (args.seeds or args.epochs is not None):
+    if study and not names and (args.seeds or args.epochs is not None or args.extend):
         raise IterationHeadsError(
-            "--seeds and --epochs do not apply to ontology (one model, trained to its target)"
+            "--seeds, --epochs and --extend do not apply to ontology (one model, trained to its "
+            "target)"
         )
     if args.jobs < 1:
         raise IterationHeadsError(f"--jobs {args.jobs}, expected an integer >= 1")
@@ -80,11 +88,16 @@ def run(args: argparse.Namespace) -> int:
         raise IterationHeadsError(f"--seeds {bad_seeds}, expected integers >= 0")
     folder_option(args.runs, "--runs")
     folder_option(args.out, "--out")
+    if args.extend:  # checked before an executor starts
+        for name in names:
+            earlier_runs(get_experiment(name), args.out, args.seeds, args.epochs)
     options = []
     if args.seeds:
         options.append("--seeds " + " ".join(map(str, args.seeds)))
     if args.epochs is not None:
         options.append(f"--epochs {args.epochs}")
+    if args.extend:
+        options.append("--extend")
     options.append(f"--jobs {args.jobs}")
     options.append(executor_options(args))
     if names:
@@ -99,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
                 runs=args.runs,
                 out=args.out,
                 command_options=" ".join(o for o in options if o),
+                extend=args.extend,
             )
     if study:
         reproduce_ontology(args.runs, args.out)

@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 import plotly.graph_objects as go
 import torch
-from plotly.offline import get_plotlyjs
 
 from iteration_heads._io import WEIGHTS_FILE, read_json, versions, write_json, write_text
 from iteration_heads._results import plain
@@ -30,7 +29,7 @@ from iteration_heads.experiments.ontology_study import (
     study_ontology,
 )
 from iteration_heads.model.checkpoint import load
-from iteration_heads.viz.page import HtmlPage
+from iteration_heads.viz.page import HtmlPage, write_shared_plotly
 from iteration_heads.viz.pathway_circuits import head_patching_heatmap, pruning_chart
 from iteration_heads.viz.pathway_flow import flow_graph_chart, segment_chart
 from iteration_heads.viz.pathway_layers import logit_lens_chart, writers_chart
@@ -271,8 +270,7 @@ def write_ontology_results(
     write_json(folder / "ontology.json", record)
     write_text(folder / "ontology.md", _markdown(record))
     write_text(folder / "ontology.html", ontology_page(study, claims, plotly="directory"))
-    if not (folder / "plotly.min.js").is_file():  # the page's script, shared with the others
-        write_text(folder / "plotly.min.js", get_plotlyjs())
+    write_shared_plotly(folder)  # the page's script, shared with the others
     return record
 
 

@@ -47,6 +47,7 @@ from iteration_heads.experiments.claims import Experiment, Results, first_epochs
 from iteration_heads.experiments.controls import NO_COT, ONE_LAYER, SMALL_WIDTH
 from iteration_heads.experiments.emergence import EMERGENCE, PAPER_SIZE, POSITIONAL
 from iteration_heads.experiments.executors import Executor
+from iteration_heads.experiments.extending import earlier_runs, merge_runs
 from iteration_heads.experiments.ontology import ONTOLOGY_EXPERIMENT
 from iteration_heads.experiments.parity import FAIR_PARITY, PARITY_SCRATCH, TRANSFER
 from iteration_heads.experiments.results import RunResult, format_list
@@ -61,6 +62,7 @@ from iteration_heads.training.recipe import (
     RECIPE_WARMUP_STEPS,
 )
 from iteration_heads.viz.curves import scaling_grid
+from iteration_heads.viz.page import write_shared_plotly
 
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
@@ -108,10 +110,13 @@ def reproduce(
     runs: str | os.PathLike[str] = "runs/reproduce",
     out: str | os.PathLike[str] = "docs/results",
     command_options: str = "",
+    extend: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, dict[str, Any]]:
     """Run experiments (all their runs through one executor: ``jobs`` local processes by
-    default, or a SLURM or Ray executor) and write their results under ``out``.
+    default, or a SLURM or Ray executor) and write their results under ``out``. With ``extend``
+    the results also hold the other seeds of ``<out>/<name>.json``
+    (:func:`~iteration_heads.experiments.extending.earlier_runs`, checked before training).
 
     Returns each experiment's results (as written to ``<out>/<name>.json``).
 
@@ -125,6 +130,7 @@ def reproduce(
     if jobs < 1:
         raise IterationHeadsError(f"jobs={jobs}: expected >= 1")
     plans = {e.name: e.specs(seeds, epochs) for e in experiments}
+    earlier = {e.name: earlier_runs(e, out, seeds, epochs) if extend else {} for e in experiments}
     tick = time.perf_counter()
     every = [s for plan in plans.values() for specs in plan.values() for s in specs]
     run_all(every, runs, jobs=jobs, executor=executor, runs_per_job=runs_per_job, log=log)
@@ -139,6 +145,7 @@ def reproduce(
             command=f"iteration-heads reproduce {experiment.name} {command_options}".strip(),
             jobs=jobs,
             elapsed=elapsed,
+            earlier=earlier[experiment.name],
         )
         log(f"wrote {Path(out) / experiment.name}.{{json,md,html}}")
     write_summary(Path(out))
@@ -154,9 +161,12 @@ def write_results(
     command: str,
     jobs: int,
     elapsed: float,
+    earlier: Results | None = None,
 ) -> dict[str, Any]:
-    """Write ``<out>/<experiment>.json``, ``.md`` and ``.html`` from the cached runs."""
+    """Write ``<out>/<experiment>.json``, ``.md`` and ``.html`` from the cached runs, and the
+    ``earlier`` runs of other seeds (read from an earlier record)."""
     results: Results = {arm: [s.result(runs) for s in specs] for arm, specs in plan.items()}
+    results = merge_runs(results, earlier or {})
     claims = []
     for claim in experiment.claims:
         ours, holds, why = claim.assess(results)
@@ -282,7 +292,10 @@ def _figure(experiment: Experiment, results: Results, out: Path) -> None:
     fig.update_layout(
         title=f"{experiment.name} (docs/results/{experiment.name}.md)", height=420, width=1200
     )
-    fig.write_html(out / f"{experiment.name}.html", include_plotlyjs="directory", full_html=True)
+    write_text(
+        out / f"{experiment.name}.html", fig.to_html(include_plotlyjs="directory", full_html=True)
+    )
+    write_shared_plotly(out)
 
 
 def setting(record: dict[str, Any]) -> str:

@@ -117,9 +117,11 @@ def polynomial_spec(
     positional: str = "learned",
     epochs: int = 200,
     stop_at_target: bool = True,
+    max_steps: int | None = None,
 ) -> RunSpec:
     """The library's recipe (:mod:`~iteration_heads.training.recipe`: two heads per layer, Adam
-    1e-3 with a 200-step warm-up) for one seed; one thread per run.
+    1e-3 with a 200-step warm-up) for one seed; one thread per run. ``max_steps`` bounds the
+    budget in optimiser steps as well as in epochs.
 
     Example:
         >>> spec = polynomial_spec(1, d_model=16)
@@ -136,7 +138,13 @@ def polynomial_spec(
             positional=positional,
             seed=seed,
         ),
-        recipe_train_config(epochs=epochs, stop_at_target=stop_at_target, seed=seed, threads=1),
+        recipe_train_config(
+            epochs=epochs,
+            stop_at_target=stop_at_target,
+            max_steps=max_steps,
+            seed=seed,
+            threads=1,
+        ),
     )
 
 

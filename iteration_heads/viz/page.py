@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
 
+from iteration_heads._io import write_text
 from iteration_heads.errors import IterationHeadsError
 
 STYLE = """
@@ -21,6 +24,22 @@ th { background: #f3f3f3; } .configs { display: flex; gap: 24px; flex-wrap: wrap
 .verdict { font-weight: bold; }
 """
 """The pages' stylesheet (inlined)."""
+
+
+def write_shared_plotly(folder: Path) -> Path:
+    """Write ``folder/plotly.min.js`` (atomically) unless it is there: the script that pages
+    written with ``include_plotlyjs="directory"`` (or ``HtmlPage(plotly="directory")``) load.
+
+    Example:
+        >>> import tempfile
+        >>> path = write_shared_plotly(Path(tempfile.mkdtemp()))
+        >>> path.name, path.stat().st_size > 1_000_000
+        ('plotly.min.js', True)
+    """
+    path = folder / "plotly.min.js"
+    if not path.is_file():
+        write_text(path, get_plotlyjs())
+    return path
 
 
 class HtmlPage:

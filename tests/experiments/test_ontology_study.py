@@ -98,7 +98,7 @@ def test_the_command_line_lists_the_study(capsys) -> None:
     assert main(["reproduce", "--list"]) == 0
     assert "ontology " in capsys.readouterr().out
     assert main(["reproduce", "ontology", "--seeds", "1"]) == 2  # a usage error
-    assert "--seeds and --epochs do not apply to ontology" in capsys.readouterr().err
+    assert "--seeds, --epochs and --extend do not apply to ontology" in capsys.readouterr().err
 
 
 def test_the_report_of_an_ontology_model_is_its_pathways_page(tmp_path, capsys) -> None:

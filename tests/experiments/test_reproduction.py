@@ -70,8 +70,8 @@ def test_every_paper_claim_has_an_experiment():
     ]
     claims = [c.text for e in EXPERIMENTS.values() for c in e.claims]
     assert len(claims) == 14
-    # every claim runs over at least 5 seeds, but the costly ones over 3 and the grid over 1
-    fewer = {"parity-16": [0, 1, 2], "three-by-two": [0, 1, 2], "scaling": [0]}
+    # every claim runs over at least 5 seeds, but the costly ones over 3
+    fewer = {"parity-16": [0, 1, 2], "three-by-two": [0, 1, 2]}
     for name, experiment in EXPERIMENTS.items():
         for specs in experiment.specs().values():
             assert sorted(s.train.seed for s in specs) == fewer.get(name, [0, 1, 2, 3, 4]), name
@@ -228,6 +228,31 @@ def test_reproduce_end_to_end_writes_results_md(tmp_path):
     assert "| no-cot | 2 × 2, Adam 1e-3, warm-up 200 (the recipe) | `iteration-heads" in text
 
 
+def test_extend_adds_seeds_to_written_results_without_retraining(tmp_path):
+    out, runs = tmp_path / "results", tmp_path / "runs"
+    first = reproduce(["no-cot"], seeds=[0], epochs=1, runs=runs, out=out, log=lambda line: None)
+    # the run cache is gone (another machine): seed 1 is added to the written results
+    second = reproduce(
+        ["no-cot"], seeds=[1], epochs=1, runs=tmp_path / "elsewhere", out=out, extend=True,
+        command_options="--seeds 1 --epochs 1 --extend", log=lambda line: None,
+    )["no-cot"]  # fmt: skip
+    assert second["seeds"] == [0, 1]
+    assert second["arms"]["no CoT"][0] == first["no-cot"]["arms"]["no CoT"][0]
+    assert second["arms"]["no CoT"][1]["seed"] == 1
+    assert "after 1 epochs" in second["claims"][0]["ours"]
+    assert "--extend" in json.loads((out / "no-cot.json").read_text())["command"]
+    # a run kept from the record must match the spec the experiment gives its seed now
+    written = (out / "no-cot.json").read_bytes()
+    with pytest.raises(IterationHeadsError, match="no CoT, seed 0 of .* other settings"):
+        reproduce(["no-cot"], seeds=[2], epochs=2, runs=runs, out=out, extend=True)
+    assert (out / "no-cot.json").read_bytes() == written
+    assert not any("-s2-" in p.name for p in runs.iterdir())  # nothing trained
+    with pytest.raises(IterationHeadsError, match="no earlier results"):
+        reproduce(["one-layer"], seeds=[2], epochs=1, runs=runs, out=out, extend=True)
+    with pytest.raises(IterationHeadsError, match="scaling draws its figure"):
+        reproduce(["scaling"], seeds=[2], epochs=1, runs=runs, out=out, extend=True)
+
+
 def test_reproduce_rejects_bad_input(tmp_path):
     with pytest.raises(IterationHeadsError, match="unknown experiment 'nope'"):
         reproduce(["nope"], runs=tmp_path)
@@ -270,12 +295,21 @@ def test_scaling_claim_reads_the_grid():
         "f": cell(64, 8, 1.0),
     }
     ours, holds, why = assess_scaling(grid)
-    assert holds == "yes" and ours.startswith("3/6 cells reach 0.99")
-    assert "d 32 / Lmax 4 fails where a longer Lmax succeeds" in why
+    assert holds == "yes" and ours.startswith("3/6 cells reach 0.99 on every seed")
+    assert "d 16 / Lmax 4: 0/1 (0.00)" in ours
+    assert "a longer Lmax at the same width is solved on more seeds than d 32 / Lmax 4" in why
     ours, holds, _ = assess_alternative(grid)
-    assert holds == "yes" and "d 32 / Lmax 8 (0.80)" in ours
+    assert holds == "yes" and "d 32 / Lmax 8, seed 0 (0.80)" in ours
     grid["f"] = cell(64, 8, 0.2)
-    assert assess_scaling(grid)[1] == "partly"
+    _, holds, why = assess_scaling(grid)
+    assert holds == "partly" and "the widest cells fail on some seeds: d 64 / Lmax 8" in why
+    grid["f"] = cell(64, 8, 1.0)
+    grid["b"] = [*cell(16, 8, 1.0), *cell(16, 8, 1.0)]  # d 16 solves Lmax 8 on more seeds than d 32
+    grid["d"] = [*cell(32, 8, 1.0), *cell(32, 8, 0.0)]
+    _, holds, why = assess_scaling(grid)
+    assert (
+        holds == "partly" and "a narrower model is solved on more seeds than d 32 / Lmax 8" in why
+    )
 
 
 def test_positional_claim_compares_seed_by_seed():
