@@ -11,7 +11,8 @@ reproduction that writes docs/results.md (docs/paper.md §7).
 * :mod:`~iteration_heads.experiments.reproduction`: :data:`EXPERIMENTS`, :func:`reproduce`;
 * :mod:`~iteration_heads.experiments.ontology`: the multi-hop model (:func:`train_ontology`);
 * sweeps: :mod:`~iteration_heads.experiments.sweep` (:class:`SweepSpec`, :func:`run_sweep`),
-  :mod:`~iteration_heads.experiments.sweep_results` (:func:`collect`, :func:`write_table`),
+  :mod:`~iteration_heads.experiments.sweep_results` (:func:`collect`, :func:`collect_curves`,
+  :func:`write_table`),
   :mod:`~iteration_heads.experiments.sweep_cost` (:func:`estimate_cost`);
 * where runs train: :mod:`~iteration_heads.experiments.executors` (:class:`Executor`,
   :class:`LocalExecutor`) and :mod:`~iteration_heads.experiments.cluster_executors`
@@ -46,7 +47,7 @@ from iteration_heads.experiments.runs import (
 from iteration_heads.experiments.scheduling import run_all
 from iteration_heads.experiments.sweep import SweepSpec, run_sweep
 from iteration_heads.experiments.sweep_cost import estimate_cost
-from iteration_heads.experiments.sweep_results import collect, write_table
+from iteration_heads.experiments.sweep_results import collect, collect_curves, write_table
 
 __all__ = [
     "EXPERIMENTS",
@@ -62,6 +63,7 @@ __all__ = [
     "SlurmExecutor",
     "SweepSpec",
     "collect",
+    "collect_curves",
     "copy_spec",
     "estimate_cost",
     "finished",

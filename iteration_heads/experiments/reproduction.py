@@ -408,5 +408,7 @@ def sweep_section(out: Path) -> list[str]:
         links = [f"[table](results/{page.name})"]
         links += [f"[{kind}](results/{page.stem}.{kind})" for kind in ("html", "csv")
                   if page.with_suffix(f".{kind}").is_file()]  # fmt: skip
+        if page.with_suffix(".curves.csv").is_file():
+            links.append(f"[curves](results/{page.stem}.curves.csv)")
         lines.append(f"| {page.stem} | {command} | {', '.join(links)} |")
     return lines

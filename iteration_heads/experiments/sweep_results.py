@@ -97,6 +97,33 @@ def collect(spec: SweepSpec, runs: str | os.PathLike[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def collect_curves(spec: SweepSpec, runs: str | os.PathLike[str]) -> pd.DataFrame:
+    """Every evaluation of every finished cell, one row each: the swept settings, ``name``,
+    ``epoch``, ``train_loss``, test ``accuracy``, and the EoI and iteration peakiness of each
+    layer (``eoi_peakiness_0``, ``iteration_peakiness_1``, ...).
+
+    Example:
+        >>> import tempfile
+        >>> from iteration_heads.experiments.sweep import SweepSpec
+        >>> spec = SweepSpec.from_dict({"axes": {"seed": [0]}, "fixed": {"data.task": "copy"}})
+        >>> collect_curves(spec, tempfile.mkdtemp()).empty
+        True
+    """
+    rows = []
+    for settings in spec.settings():
+        cell = cell_spec(settings)
+        if not finished(cell, runs):
+            continue
+        swept = {c: settings[c] for c in spec.columns() if c in settings}
+        for point in cell.result(runs).curve:
+            row = {**swept, "name": cell.name(), "epoch": point["epoch"],
+                   "train_loss": point["train_loss"], "accuracy": point["accuracy"]}  # fmt: skip
+            for kind in ("eoi_peakiness", "iteration_peakiness"):
+                row |= {f"{kind}_{layer}": v for layer, v in enumerate(point[kind] or [])}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def markdown_table(table: pd.DataFrame) -> str:
     """A DataFrame as a markdown table (empty cells for missing values).
 
@@ -125,6 +152,7 @@ def write_table(
     command: str = "",
 ) -> list[Path]:
     """Write ``<out>/<name>.csv`` and ``<out>/<name>.md`` (atomically) from :func:`collect`,
+    ``<out>/<name>.curves.csv`` (every evaluation of every finished run, :func:`collect_curves`)
     and, when the spec has a ``[figure]``, its heatmaps: as markdown grids at the top of the
     ``.md``, and in ``<out>/<name>.html``, an offline page (plotly.js inlined, or read from a
     ``plotly.min.js`` already in ``out``, as in ``docs/results/``). ``command``, if given, is
@@ -132,11 +160,22 @@ def write_table(
     table = collect(spec, runs)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    written = [folder / f"{spec.name}.{suffix}" for suffix in ("csv", "md")]
+    written = [folder / f"{spec.name}.csv"]
     write_text(written[0], table.to_csv(index=False))
+    curves = collect_curves(spec, runs)
+    if not curves.empty:
+        written.append(folder / f"{spec.name}.curves.csv")
+        write_text(written[-1], curves.to_csv(index=False))
+    markdown = folder / f"{spec.name}.md"
+    written.append(markdown)
     parts = [f"# Sweep `{spec.name}`", ""]
     parts += [f"Command: `{command}`", ""] if command else []
     parts += [_status_line(table), ""]
+    if not curves.empty:
+        parts += [
+            f"Every evaluation of every run: [{spec.name}.curves.csv]({spec.name}.curves.csv).",
+            "",
+        ]
     axes = spec.figure_axes()
     if axes is not None and (table["status"] == "done").any():
         x, y, panel, value = (str(axes["x"]), str(axes["y"]), axes["panel"], str(axes["value"]))
@@ -168,7 +207,7 @@ def write_table(
                   "peakiness >= 0.9 at one evaluation) or solved the task without the head "
                   "(`alternative`):", "", markdown_table(seeds), ""]  # fmt: skip
     parts += ["## Runs", "", markdown_table(table), ""]
-    write_text(written[1], "\n".join(parts))
+    write_text(markdown, "\n".join(parts))
     return written
 
 

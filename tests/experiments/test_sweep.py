@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from iteration_heads.cli import main
@@ -152,11 +153,18 @@ def test_collect_writes_the_table_and_the_heatmaps_of_the_figure(tmp_path) -> No
     runs = tmp_path / "runs"
     run_sweep(spec, runs, jobs=2, log=lambda line: None)
     written = write_table(spec, runs, tmp_path / "out", command="iteration-heads sweep fig.toml")
-    assert [p.name for p in written] == ["fig.csv", "fig.md", "fig.html"]
+    assert [p.name for p in written] == ["fig.csv", "fig.curves.csv", "fig.md", "fig.html"]
     assert sweep_section(tmp_path / "out")[-1] == (
         "| fig | `iteration-heads sweep fig.toml` | [table](results/fig.md), "
-        "[html](results/fig.html), [csv](results/fig.csv) |"
+        "[html](results/fig.html), [csv](results/fig.csv), [curves](results/fig.curves.csv) |"
     )
+    # every evaluation of every run: 4 runs, evaluated every epoch for 4 epochs (and at 0)
+    curves = pd.read_csv(tmp_path / "out" / "fig.curves.csv")
+    assert curves.groupby("name").epoch.apply(list).tolist() == [[0, 1, 2, 3, 4]] * 4
+    assert {"variant", "seed", "train_loss", "accuracy", "iteration_peakiness_1"} <= set(curves)
+    two_layers = curves[curves.variant == "2 layers"]
+    assert two_layers.iteration_peakiness_1.notna().all()
+    assert curves[curves.variant == "1 layer"].iteration_peakiness_1.isna().all()
     table = collect(spec, runs)
     assert table["steps"].tolist() == [4, 4, 4, 4]  # 32 sequences x 3 lengths in batches of 256
     assert table["epochs"].tolist() == [4, 4, 4, 4]
