@@ -343,8 +343,9 @@ def write_summary(out: Path) -> Path:
         "states or what the authors' code measured on this kind of machine. "
         "Values are mean ± standard deviation (min–max) over seeds. The setting column of the "
         "commands table says which model and optimiser each experiment trained with: the "
-        "library's recipe (docs/guide/training.md), or the paper's settings where an experiment "
-        "has not been rerun since the recipe became the default.",
+        "library's recipe ([training guide](guide/training.md)) or the paper's settings. Where "
+        "runs solve the task without a clean iteration head, [where alternative circuits occur]"
+        "(guide/training.md#where-alternative-circuits-occur) shows where each head looks.",
         "",
         "| claim | paper | ours | holds? |",
         "|---|---|---|---|",
