@@ -133,7 +133,6 @@ def assess_scaling(results: Results) -> Assessment:
         notes.append(
             "a longer Lmax at the same width is solved on more seeds than "
             + ", ".join(f"d {d} / Lmax {L}" for d, L in shorter_worse)
-            + f" (with the same budget of {GRID_STEPS} optimiser steps)"
         )
     verdict = "partly" if unsolved_wide or narrower_better else "yes"
     return ours, verdict, "; ".join(notes)
