@@ -321,5 +321,4 @@ FAIR_PARITY = Experiment(
             assess_fair_parity,
         ),
     ),
-    seeds=(0, 1, 2),
 )
