@@ -62,7 +62,7 @@ def low_width() -> None:
     chosen = table[table.outcome == "alternative circuit"]
     contrast = table[table.outcome == "head"].groupby("model.d_model").head(1)
     rows = [*chosen.itertuples(index=False), *contrast.itertuples(index=False)]
-    by_name = {cell_spec(s).name(): cell_spec(s) for s in spec.settings()}
+    by_name = {cell.name(): cell for cell in map(cell_spec, spec.settings())}
     write_alternative_circuits(
         [by_name[row.name].directory(RUNS_ROOT) for row in rows],
         "docs/results",
@@ -79,12 +79,11 @@ def low_width() -> None:
 def scaling() -> None:
     """Every run of the scaling grid that solved the task without the head."""
     runs = "runs/reproduce"
+    every = [spec for specs in SCALING.specs().values() for spec in specs]
     chosen = [
-        spec
-        for specs in SCALING.specs().values()
-        for spec in specs
-        if spec.result(runs).solved and not spec.result(runs).has_head
-    ]
+        spec for spec, result in zip(every, [s.result(runs) for s in every], strict=True)
+        if result.solved and not result.has_head
+    ]  # fmt: skip
     write_alternative_circuits(
         [spec.directory(runs) for spec in chosen],
         "docs/results",
