@@ -1,0 +1,1 @@
+"""Bad-input cases by area (see base.py)."""

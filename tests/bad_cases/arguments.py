@@ -1,0 +1,7 @@
+"""Bad-input cases: arguments (see base.py)."""
+
+from __future__ import annotations
+
+from bad_cases.base import Case
+
+CASES: list[Case] = []
