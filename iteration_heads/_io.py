@@ -10,6 +10,8 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from iteration_heads.errors import IterationHeadsError
@@ -83,28 +86,67 @@ def _sync_folder(folder: Path) -> None:
         os.close(handle)
 
 
-def write_error(path: Path, err: OSError) -> IterationHeadsError:
-    """The one-line error for a failed write (a full disk, a read-only folder, ...).
+def _megabytes(size: int) -> str:
+    if size >= 1_000_000:
+        return f"{size / 1e6:.1f} MB"
+    return f"{size / 1e3:.0f} kB" if size >= 1_000 else f"{size} bytes"
+
+
+def free_space(path: Path) -> int | None:
+    """Bytes free on the file system of ``path`` (its nearest existing folder); None when
+    unknown.
+
+    Example:
+        >>> free_space(Path(".")) > 0
+        True
+    """
+    folder = path.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def write_error(path: Path, err: OSError, needed: int | None = None) -> IterationHeadsError:
+    """The one-line error for a failed write (a full disk, a read-only folder, ...); on a full
+    disk it says how much free space the file needs (``needed`` bytes) and how much there is.
 
     Example:
         >>> import errno
         >>> str(write_error(Path("run/model.safetensors"), OSError(errno.ENOSPC, "No space left on device")))
         "cannot write 'run/model.safetensors': No space left on device (free some space and run again; what was written before is intact)"
+        >>> str(write_error(Path("/no/such/file"), OSError(errno.ENOSPC, "No space left on device"), 2_500_000))  # doctest: +ELLIPSIS
+        "cannot write '/no/such/file': No space left on device (it needs 2.5 MB of free space, ... are free; free some space and run again; what was written before is intact)"
     """
     reason = err.strerror or str(err)
-    hint = (
-        " (free some space and run again; what was written before is intact)"
-        if err.errno == errno.ENOSPC
-        else ""
-    )
-    return IterationHeadsError(f"cannot write {str(path)!r}: {reason}{hint}")
+    hint = ""
+    if err.errno == errno.ENOSPC:
+        hint = " (free some space and run again; what was written before is intact)"
+        if needed is not None:
+            free = free_space(path)
+            shown = "an unknown amount" if free is None else _megabytes(free)
+            hint = f" (it needs {_megabytes(needed)} of free space, {shown} are free; {hint[2:]}"
+    return IterationHeadsError(f"cannot write {str(path)!r}: {' '.join(reason.split())}{hint}")
 
 
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+def _os_error(err: Exception) -> OSError:
+    """An error of a writer that is not an OSError (safetensors' SafetensorError wraps the
+    operating system's) as the OSError it reports."""
+    code = re.search(r"os error (\d+)|code: (\d+)", str(err))
+    if code:
+        number = int(code.group(1) or code.group(2))
+        return OSError(number, os.strerror(number))
+    return OSError(errno.EIO, str(err))
+
+
+def atomic_write(path: Path, write: Callable[[Path], object], size: int | None = None) -> None:
     """Write ``path`` atomically: ``write(tmp)`` fills a temporary file in the same folder, which
     is flushed to disk (fsync) and renamed over ``path``. A crash at any instant leaves the old
     file or the new one, never a mix; a failed write (a full disk) leaves the old file and no
-    temporary file, and raises one line (:func:`write_error`).
+    temporary file, and raises one line (:func:`write_error`, which says how much free space
+    the file needs: about ``size`` bytes).
 
     Example:
         >>> import tempfile
@@ -116,7 +158,7 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     try:
         handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:
-        raise write_error(path, err) from None
+        raise write_error(path, err, size) from None
     os.close(handle)
     tmp = Path(name)
     try:
@@ -127,7 +169,8 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         os.replace(tmp, path)
         _sync_folder(path.parent)
     except OSError as err:
-        raise write_error(path, err) from None
+        tmp.unlink(missing_ok=True)  # first: the free space reported is without it
+        raise write_error(path, err, size) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -149,7 +192,7 @@ def append_line(path: Path, line: str) -> None:
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as err:
-        raise write_error(path, err) from None
+        raise write_error(path, err, len(line.encode("utf-8")) + 1) from None
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -161,8 +204,7 @@ def write_json(path: Path, data: Any) -> None:
         >>> write_json(path, {"epoch": 3}); read_json(path)
         {'epoch': 3}
     """
-    text = json.dumps(data, indent=2) + "\n"
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_text(path: Path, text: str) -> None:
@@ -174,7 +216,8 @@ def write_text(path: Path, text: str) -> None:
         >>> write_text(path, "<p>hi</p>"); path.read_text()
         '<p>hi</p>'
     """
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    encoded = text.encode("utf-8")
+    atomic_write(path, lambda tmp: tmp.write_bytes(encoded), len(encoded))
 
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
@@ -188,7 +231,15 @@ def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
         [1.0, 1.0]
     """
     contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(contiguous, str(tmp)))
+
+    def write(tmp: Path) -> None:
+        try:
+            save_file(contiguous, str(tmp))
+        except SafetensorError as err:  # a full disk, as safetensors reports it
+            raise _os_error(err) from None
+
+    size = sum(v.numel() * v.element_size() + 100 + len(k) for k, v in contiguous.items())
+    atomic_write(path, write, size)
 
 
 def checked_output(path: str | os.PathLike[str]) -> Path:
@@ -248,12 +299,20 @@ def read_json(path: Path) -> Any:
     if not path.is_file():
         raise IterationHeadsError(f"missing file {str(path)!r}")
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise IterationHeadsError(f"corrupt JSON in {str(path)!r}: {err}") from err
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as err:  # bad JSON or text, too deep, too long a number
+        raise IterationHeadsError(f"corrupt JSON in {str(path)!r}: {_reason(err)}") from None
+    except OSError as err:
+        raise IterationHeadsError(f"cannot read {str(path)!r}: {err.strerror or err}") from None
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
+def _reason(err: BaseException) -> str:
+    if isinstance(err, RecursionError):
+        return "nested too deeply"
+    return " ".join(str(err).split())[:200]
+
+
+def read_jsonl(path: Path) -> list[Any]:
     """The records of a JSON-lines file (``history.jsonl``), with a clear error for a bad line.
 
     Example:
@@ -266,29 +325,44 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         A torn last line (no newline: a crash in the middle of a write) is dropped with a
         warning; a bad line anywhere else is an error.
     """
+    return [record for _, record in read_jsonl_lines(path)]
+
+
+def read_jsonl_lines(path: Path) -> list[tuple[int, Any]]:
+    """:func:`read_jsonl` with the line number of each record (blank lines are skipped).
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "h.jsonl"
+        >>> _ = path.write_text('{"epoch": 0}\\n\\n{"epoch": 10}\\n')
+        >>> read_jsonl_lines(path)
+        [(1, {'epoch': 0}), (3, {'epoch': 10})]
+    """
     if not path.is_file():
         raise IterationHeadsError(f"missing file {str(path)!r}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise IterationHeadsError(f"corrupt text in {str(path)!r}: {err}") from None
+    except OSError as err:
+        raise IterationHeadsError(f"cannot read {str(path)!r}: {err.strerror or err}") from None
     lines = text.splitlines()
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as err:
+            records.append((number, json.loads(line)))
+        except (ValueError, RecursionError) as err:
             if number == len(lines) and not text.endswith("\n"):  # torn by a crash
                 warnings.warn(
                     f"{path}: dropped a torn last line (a crash in the middle of a write)",
-                    stacklevel=2,
+                    stacklevel=3,
                 )
                 break
             raise IterationHeadsError(
-                f"corrupt JSON in {str(path)!r}, line {number}: {err}"
-            ) from err
+                f"corrupt JSON in {str(path)!r}, line {number}: {_reason(err)}"
+            ) from None
     return records
 
 

@@ -4,8 +4,8 @@ the device of its weights, and the names of the hooks read and written (one plac
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import torch
@@ -30,13 +30,139 @@ def evaluating(model: torch.nn.Module) -> Iterator[None]:
         (False, True)
     """
     modes = [(module, module.training) for module in model.modules()]
-    model.eval()
+
+    def restore() -> None:
+        for module, mode in modes:
+            module.training = mode
+
     try:
+        model.eval()  # inside the try: an interrupt half-way through still restores every mode
         with torch.no_grad():
             yield
     finally:
-        for module, mode in modes:
-            module.training = mode
+        run_to_the_end(restore)
+
+
+def run_to_the_end(cleanup: Callable[[], None], tries: int = 8) -> None:
+    """Run an idempotent ``cleanup`` to its end even when an exception (a ``KeyboardInterrupt``)
+    lands in it: it is run again, and the first such exception re-raised once it has finished.
+
+    Example:
+        >>> calls = []
+        >>> def cleanup():
+        ...     calls.append(1)
+        ...     if len(calls) == 1:
+        ...         raise KeyboardInterrupt
+        >>> try:
+        ...     run_to_the_end(cleanup)
+        ... except KeyboardInterrupt:
+        ...     print(len(calls))
+        2
+    """
+    pending: BaseException | None = None
+    for _ in range(tries):
+        try:
+            cleanup()
+        except BaseException as err:
+            pending = pending or err
+            continue
+        break
+    if pending is not None:
+        raise pending
+
+
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+)
+
+
+class attached_hooks(AbstractContextManager[Any]):
+    """Forward hooks ``[(name, fn)]`` attached through the model's ``hooks`` context, and every
+    hook point left as found after the block, whatever happens: on an exception, a
+    ``KeyboardInterrupt`` included, landing anywhere (half-way through attaching a list of
+    hooks, in a hook, in the removal), each hook point's hooks are put back to what they were
+    on entry. With no hooks it only guards (e.g. around ``run_with_cache``).
+
+    Example:
+        >>> from iteration_heads import ModelConfig, build_model
+        >>> model = build_model(ModelConfig(d_model=32, max_len=4))
+        >>> def stop(x, hook):
+        ...     raise KeyboardInterrupt
+        >>> try:
+        ...     with attached_hooks(model, [("blocks.0.hook_resid_pre", stop)]):
+        ...         model(torch.zeros(1, 3, dtype=torch.long))
+        ... except KeyboardInterrupt:
+        ...     pass
+        >>> sum(len(p.fwd_hooks) + len(p._forward_hooks) for p in model.hook_dict.values())
+        0
+    """
+
+    def __init__(self, model: Any, hooks: Sequence[tuple[Any, Callable[..., Any]]] = ()) -> None:
+        self.model = model
+        self.hooks = list(hooks)
+        self.saved: list[tuple[Any, dict[str, Any]]] = []
+        self.inner: AbstractContextManager[Any] | None = None
+
+    def __enter__(self) -> Any:
+        points = {id(p): p for p in getattr(self.model, "hook_dict", {}).values()}.values()
+        level = getattr(self.model, "context_level", None)
+        self.saved = [(p, _hook_state(p)) for p in points]
+        self.level = level
+        try:
+            if self.hooks:
+                inner = self.model.hooks(fwd_hooks=self.hooks)
+                self.inner = inner
+                inner.__enter__()
+        except BaseException:
+            inner, self.inner = self.inner, None
+            try:
+                if inner is not None:
+                    inner.__exit__(None, None, None)
+            except BaseException:
+                pass
+            run_to_the_end(self._restore)
+            raise
+        return self.model
+
+    def __exit__(self, *exc: Any) -> None:
+        inner, self.inner = self.inner, None
+        try:
+            if inner is not None:
+                inner.__exit__(*exc)
+        finally:
+            run_to_the_end(self._restore)
+
+    def _restore(self) -> None:
+        for point, state in self.saved:
+            for name in _HOOK_DICTS:
+                hooks = getattr(point, name, None)
+                if isinstance(hooks, dict):
+                    for key in [k for k in hooks if k not in state[name]]:
+                        del hooks[key]
+            for name in ("fwd_hooks", "bwd_hooks"):
+                if isinstance(state.get(name), list):
+                    setattr(point, name, list(state[name]))
+        if self.level is not None:
+            self.model.context_level = self.level
+
+
+def _hook_state(point: Any) -> dict[str, Any]:
+    """The hooks of a hook point: the keys of torch's hook dictionaries and TransformerLens's
+    handle lists."""
+    state: dict[str, Any] = {}
+    for name in _HOOK_DICTS:
+        hooks = getattr(point, name, None)
+        state[name] = set(hooks) if isinstance(hooks, dict) else set()
+    for name in ("fwd_hooks", "bwd_hooks"):
+        handles = getattr(point, name, None)
+        state[name] = list(handles) if isinstance(handles, list) else None
+    return state
 
 
 def device_of(model: torch.nn.Module) -> torch.device:
@@ -178,3 +304,19 @@ def check_heads(model: Any, heads: Sequence[Head] | Head) -> list[Head]:
     if not result:
         raise IterationHeadsError("no head given: expected at least one (layer, head)")
     return sorted(set(result))
+
+
+def cached_run(model: Any, inputs: Any, **options: Any) -> tuple[Any, Any]:
+    """``model.run_with_cache(inputs, **options)`` with every hook point left as found, also
+    when interrupted (:class:`attached_hooks`).
+
+    Example:
+        >>> from iteration_heads import ModelConfig, build_model
+        >>> model = build_model(ModelConfig(d_model=32, max_len=4))
+        >>> tokens = torch.zeros(1, 3, dtype=torch.long)
+        >>> _, cache = cached_run(model, tokens, names_filter=lambda n: n == "hook_embed")
+        >>> list(cache.keys())
+        ['hook_embed']
+    """
+    with attached_hooks(model):
+        return model.run_with_cache(inputs, **options)

@@ -14,7 +14,13 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from iteration_heads._torch import FINAL_NORM_HOOK, device_of, evaluating
+from iteration_heads._torch import (
+    FINAL_NORM_HOOK,
+    attached_hooks,
+    device_of,
+    evaluating,
+    run_to_the_end,
+)
 from iteration_heads.errors import IterationHeadsError
 
 FORWARD_OVERHEAD_FLOPS = 3e9
@@ -102,8 +108,12 @@ def _patched_blocks(model: Any, start: int, returns: str) -> Iterator[None]:
             component.forward = pass_through
         yield
     finally:
-        for component in patched:
-            vars(component).pop("forward", None)
+
+        def restore() -> None:
+            for component in patched:
+                vars(component).pop("forward", None)
+
+        run_to_the_end(restore)
 
 
 def _skipping(model: Any) -> str | None:
@@ -113,10 +123,11 @@ def _skipping(model: Any) -> str | None:
     if not isinstance(first, torch.nn.Module):
         return None
     outputs: list[Any] = []
-    handle = first.register_forward_hook(lambda module, args, output: outputs.append(output))
     resid = torch.randn(2, 3, int(model.cfg.d_model), generator=torch.Generator().manual_seed(0))
     resid = resid.to(device_of(model))
+    before = set(first._forward_hooks)
     try:
+        handle = first.register_forward_hook(lambda module, args, output: outputs.append(output))
         with evaluating(model):
             expected = model(resid, start_at_layer=1)
             handle.remove()
@@ -132,8 +143,17 @@ def _skipping(model: Any) -> str | None:
     except Exception:  # any failure: run such a model the usual way
         return None
     finally:
-        handle.remove()
+        # also a hook registered by a call that an interrupt cut short (no handle returned)
+        run_to_the_end(lambda: _drop_hooks_since(first, before))
     return returns if torch.allclose(fast, expected, atol=1e-5, rtol=1e-4) else None
+
+
+def _drop_hooks_since(module: torch.nn.Module, before: set[int]) -> None:
+    """Remove the forward hooks registered on ``module`` since its keys were ``before``."""
+    for name in ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called"):
+        hooks = getattr(module, name, {})
+        for key in [k for k in hooks if k not in before]:
+            del hooks[key]
 
 
 def blocks_skipped(model: Any, start: int) -> AbstractContextManager[None]:
@@ -199,7 +219,7 @@ def final_residual(
 
     skipped = blocks_skipped(model, start_at_layer or 0)  # may run its check: before the hooks
     try:
-        with model.hooks(fwd_hooks=[*hooks, (FINAL_NORM_HOOK, stop)]), skipped:
+        with attached_hooks(model, [*hooks, (FINAL_NORM_HOOK, stop)]), skipped:
             model(inputs, **options)
     except _FinalResidual:
         pass
@@ -236,6 +256,6 @@ def scored_logits(
     if resid is None:
         options = {} if start_at_layer is None else {"start_at_layer": start_at_layer}
         skipped = blocks_skipped(model, start_at_layer or 0)
-        with model.hooks(fwd_hooks=list(hooks)), skipped:
+        with attached_hooks(model, list(hooks)), skipped:
             return model(inputs, **options)[scored]
     return model.unembed(resid[scored])

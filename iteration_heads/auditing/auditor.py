@@ -17,19 +17,29 @@ from typing import Any, Literal
 
 from iteration_heads._results import Result
 from iteration_heads.auditing.route import PositionRoute, position_route
+from iteration_heads.auditing.solving import (
+    chance_accuracy,
+    check_token_layout,
+    check_vocabulary,
+    needed_accuracy,
+    probe_accuracy,
+)
 from iteration_heads.detection.detector import detect
 from iteration_heads.detection.probes import Probes, spread_over_lengths
 from iteration_heads.detection.report import DetectionReport
 from iteration_heads.detection.scoring import MIN_STATE_SENSITIVITY
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.interventions.ablation import AblationKind
+from iteration_heads.interventions.ablation import ABLATION_KINDS, AblationKind
 from iteration_heads.interventions.verification import (
     MAX_CONTROLS,
     Verification,
     ablation_check,
 )
 from iteration_heads.model.transformer import additive_residual, model_config
-from iteration_heads.tasks.task import Task
+from iteration_heads.tasks.task import Task, check_int
+
+EXIT_UNSOLVED = 3
+"""``iteration-heads audit`` exits with this status when the model does not solve its probes."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -43,6 +53,13 @@ class Audit(Result):
         route: The position route (layer 3); None without iteration heads, for one-layer
             iteration heads, for a ``residual="renormalised"`` model (path patching needs an
             additive residual stream), or when not asked for.
+        probe_accuracy: Token accuracy of the model on the chain of thought of its probes.
+        sequence_accuracy: Fraction of probes whose whole chain of thought is right.
+        chance: Token accuracy by chance
+            (:func:`~iteration_heads.auditing.solving.chance_accuracy`).
+            Below :func:`~iteration_heads.auditing.solving.needed_accuracy` of it, the model
+            does not solve its probes: the verdict says so and concludes nothing about heads
+            (no ablation, no route).
 
     Example:
         >>> from iteration_heads import load
@@ -56,6 +73,17 @@ class Audit(Result):
     report: DetectionReport
     ablation: Verification | None
     route: PositionRoute | None
+    probe_accuracy: float | None = None
+    sequence_accuracy: float | None = None
+    chance: float | None = None
+
+    @property
+    def solves_probes(self) -> bool:
+        """Whether the model solves its probes (token accuracy at least halfway from chance to
+        1); True when not measured."""
+        if self.probe_accuracy is None or self.chance is None:
+            return True
+        return self.probe_accuracy >= needed_accuracy(self.chance)
 
     @property
     def has_iteration_heads(self) -> bool:
@@ -76,7 +104,14 @@ class Audit(Result):
 
     @property
     def verdict(self) -> str:
-        """One line, three layers."""
+        """One line, three layers; or, first of all, that the model does not solve its probes."""
+        if not self.solves_probes:
+            return (
+                f"the model does not solve these probes: accuracy {self.probe_accuracy:.2f} "
+                f"(whole chains {self.sequence_accuracy:.2f}) against {self.chance:.2f} by chance, "
+                f"{needed_accuracy(self.chance or 0.0):.2f} needed — check the layout (token ids, "
+                "BOS/EoS/task tokens, template) and the task; no conclusion about iteration heads"
+            )
         if self.report.iteration is None:
             return f"no iteration heads ({self.report.verdict})"
         parts = [f"iteration heads: {self.report.iteration.describe()}"]
@@ -95,6 +130,13 @@ class Audit(Result):
         """JSON-ready dictionary: the verdict, each layer, and the detection report."""
         return {
             "verdict": self.verdict,
+            "solves_probes": self.solves_probes,
+            "probe_accuracy": {
+                "token_accuracy": self.probe_accuracy,
+                "sequence_accuracy": self.sequence_accuracy,
+                "chance": self.chance,
+                "needed": None if self.chance is None else needed_accuracy(self.chance),
+            },
             "iteration_heads": {
                 "found": self.has_iteration_heads,
                 "heads": None if self.report.iteration is None else self.report.iteration.to_dict(),
@@ -111,7 +153,13 @@ class Audit(Result):
 
     def format(self) -> str:
         """The verdict, then each layer's measurements."""
-        lines = [self.verdict, "", "1. iteration heads (attention):", self.report.format()]
+        lines = [self.verdict]
+        if self.probe_accuracy is not None:
+            lines.append(
+                f"probe accuracy {self.probe_accuracy:.2f} (whole chains "
+                f"{self.sequence_accuracy:.2f}; chance {self.chance:.2f})"
+            )
+        lines += ["", "1. iteration heads (attention):", self.report.format()]
         if self.ablation is not None:
             lines += ["", "2. used (ablation against other heads):", self.ablation.format()]
         if self.route is not None:
@@ -148,11 +196,32 @@ def audit(
         route_probes: At most this many probes for the route.
         batch_size: Probes per forward pass.
 
-    Cost: detection (two passes), the ablation (about four passes: the clean run, the
-    iteration heads, and 20 control sets on 32 probes each; see
+    First the probes: a token layout in which two roles share an id is refused, and the
+    model's accuracy on them is measured; where it does not solve them (:attr:`Audit.solves_probes`)
+    the audit stops after detection, and its verdict says so.
+
+    Raises:
+        IterationHeadsError: for a bad argument (counts are ints >= 1, ``max_controls`` >= 0),
+            probes without targets, colliding token layouts or token ids outside the vocabulary.
+
+    Cost: one pass for the accuracy, detection (two passes), the ablation (about four passes:
+    the clean run, the iteration heads, and 20 control sets on 32 probes each; see
     :func:`~iteration_heads.interventions.verification.ablation_check`), and for the route two
     passes plus one per component before the iteration heads.
     """
+    if n_probes is not None:
+        check_int("n_probes", n_probes, minimum=1)
+    check_int("max_controls", max_controls, minimum=0)
+    if control_probes is not None and control_probes != "auto":
+        check_int("control_probes", control_probes, minimum=1)
+    check_int("route_probes", route_probes, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
+    if kind not in ABLATION_KINDS:
+        raise IterationHeadsError(f"kind={kind!r}, expected one of {', '.join(ABLATION_KINDS)}")
+    if not isinstance(route, bool):
+        raise IterationHeadsError(f"route={route!r}, expected True or False")
+    if probes is not None and not isinstance(probes, Probes):
+        raise IterationHeadsError(f"probes must be Probes, got {type(probes).__name__}")
     if probes is None:
         try:
             model_config(model)
@@ -162,14 +231,14 @@ def audit(
                 "Probes.from_task(...) or Probes.from_text(...) in the model's own writing"
             ) from None
         probes = Probes.from_model(model, task=task, n=n_probes)
+    check_token_layout(probes.encoding, None if probes.task is None else probes.task.n_symbols)
+    check_vocabulary(model, probes)
+    accuracy, whole = probe_accuracy(model, probes, batch_size=batch_size)
+    measured = {"probe_accuracy": accuracy, "sequence_accuracy": whole}
+    measured["chance"] = chance_accuracy(probes)
     report = detect(model, probes, batch_size=batch_size)
-    if report.iteration is None:
-        return Audit(report, None, None)
-    if probes.targets is None:
-        raise IterationHeadsError(
-            "auditing needs probes with targets (to ablate): build them with Probes.from_task, "
-            "Probes.from_text or Probes(..., targets=...)"
-        )
+    if report.iteration is None or not Audit(report, None, None, **measured).solves_probes:
+        return Audit(report, None, None, **measured)
     n_heads = int(model.cfg.n_heads)
     heads = report.iteration.names(n_heads)
     eoi = report.found("eoi")
@@ -201,4 +270,4 @@ def audit(
         control_probes=control_probes,
         batch_size=batch_size,
     )
-    return Audit(report, ablation, found_route)
+    return Audit(report, ablation, found_route, **measured)

@@ -23,6 +23,7 @@ from iteration_heads.detection.detector import detect
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import as_batch
 from iteration_heads.interventions.scores import run_scored
+from iteration_heads.tasks.task import check_int
 
 STEP = re.compile(r"checkpoint-(\d+)$")
 
@@ -96,10 +97,24 @@ def checkpoint_folders(
         epoch = None
         if (path / "trainer_state.json").is_file():
             state = read_json(path / "trainer_state.json")
+            if not isinstance(state, dict):
+                raise IterationHeadsError(
+                    f"{str(path / 'trainer_state.json')!r} holds no JSON object"
+                )
             step = state.get("global_step", step)
             epoch = state.get("epoch")
+            bad = step is not None and (isinstance(step, bool) or not isinstance(step, int))
+            if bad or (epoch is not None and not isinstance(epoch, int | float)):
+                raise IterationHeadsError(
+                    f"{str(path / 'trainer_state.json')!r}: global_step {step!r} and epoch "
+                    f"{epoch!r}: expected an integer and a number"
+                )
         elif (path / METADATA_FILE).is_file():
-            epoch = read_json(path / METADATA_FILE).get("summary", {}).get("epochs")
+            metadata = read_json(path / METADATA_FILE)
+            summary = metadata.get("summary") if isinstance(metadata, dict) else None
+            epoch = summary.get("epochs") if isinstance(summary, dict) else None
+            if isinstance(epoch, bool) or not isinstance(epoch, int | float | None):
+                epoch = None
         if step is None and epoch is None:
             continue
         found.append((path, step, None if epoch is None else float(epoch)))
@@ -127,6 +142,9 @@ def audit_checkpoints(
         >>> result.formed_at["checkpoint"], list(result.table["has_iteration_heads"])
         ('checkpoint-1280', [False, False, False, True, True])
     """
+    check_int("n_probes", n_probes, minimum=1)
+    if max_len is not None:
+        check_int("max_len", max_len, minimum=1)
     rows = []
     probes = None  # built once, from the first checkpoint: every checkpoint gets the same
     for path, step, epoch in checkpoint_folders(folder):

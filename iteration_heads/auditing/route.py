@@ -32,6 +32,8 @@ from torch import Tensor
 from iteration_heads._results import Result
 from iteration_heads._torch import (
     Head,
+    attached_hooks,
+    cached_run,
     check_heads,
     device_of,
     evaluating,
@@ -44,6 +46,7 @@ from iteration_heads.detection.probes import Probes
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.paths import receiver_hooks
 from iteration_heads.model.transformer import check_additive_residual
+from iteration_heads.tasks.task import check_int
 
 ROUTE_SHARE = 0.2
 """A component is part of the route when it carries at least this share of the effect."""
@@ -167,6 +170,7 @@ def components_before(model: Any, layer: int) -> list[Component]:
         >>> [c.label for c in components_before(load("polynomial_paper"), 1)]
         ['embeddings', 'L0H0', 'L0 MLP']
     """
+    check_int("layer", layer, minimum=0, maximum=int(model.cfg.n_layers))
     found: list[Component] = []
     embed = tuple(n for n in ("hook_embed", "hook_pos_embed") if n in model.hook_dict)
     if embed:
@@ -204,6 +208,9 @@ def position_route(
         >>> route.is_eoi_head, route.components[0]
         (True, 'L0H0')
     """
+    check_int("batch_size", batch_size, minimum=1)
+    if not isinstance(probes, Probes):
+        raise IterationHeadsError(f"probes must be Probes, got {type(probes).__name__}")
     check_additive_residual(model, "the position route (path patching)")
     receivers = check_heads(model, list(iteration_heads))
     layers = {layer for layer, _ in receivers}
@@ -240,8 +247,8 @@ def position_route(
             rows = slice(start, start + batch_size)
             chunk = clean.select(rows)
             a, b = chunk.tokens.to(device), shorter.tokens[rows].to(device)
-            _, cache_a = model.run_with_cache(a, names_filter=lambda n: n in names)
-            _, cache_b = model.run_with_cache(b, names_filter=lambda n: n in names)
+            _, cache_a = cached_run(model, a, names_filter=lambda n: n in names)
+            _, cache_b = cached_run(model, b, names_filter=lambda n: n in names)
             mask = _query_mask(chunk).to(device)[..., None]
             deltas = {
                 "clean": None,
@@ -292,8 +299,8 @@ def _weight_on_target(
 ) -> Tensor:
     """The iteration heads' mean attention from each query of ``s_t`` onto ``x_t``."""
     name = pattern_hook(layer)
-    with model.hooks(fwd_hooks=hooks):
-        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n == name)
+    with attached_hooks(model, hooks):
+        _, cache = cached_run(model, tokens, names_filter=lambda n: n == name)
     pattern = cache[name][:, heads].float().mean(1).cpu()  # batch query key
     step = torch.arange(probes.query_positions.shape[1])[None, :]
     valid = step < probes.lengths[:, None]

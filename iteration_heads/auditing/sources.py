@@ -13,12 +13,13 @@ from typing import Any
 import torch
 
 from iteration_heads._io import CONFIG_FILE, METADATA_FILE, read_json
+from iteration_heads.auditing.solving import check_token_layout
 from iteration_heads.detection.encoding import TextEncoding, TokenEncoding
 from iteration_heads.detection.probes import Encoding, Probes
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.checkpoint import load, model_directory
 from iteration_heads.model.hf import load_hf_folder
-from iteration_heads.tasks.task import Task, get_task
+from iteration_heads.tasks.task import Task, check_int, get_task
 
 MAX_PROBE_LEN = 16
 """The longest probes an audit picks by itself (the paper's Lmax); the context may cap it."""
@@ -45,6 +46,17 @@ class TaskWriting:
     eos_token: int | None = None
     task_token: int | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("eoi_token", "bos_token", "eos_token", "task_token"):
+            check_int(name, getattr(self, name), minimum=0, none=True)
+        if self.symbol_tokens is not None:
+            if not isinstance(self.symbol_tokens, tuple | list):
+                raise IterationHeadsError(
+                    f"symbol_tokens={self.symbol_tokens!r}, expected a tuple of token ids"
+                )
+            for i, token in enumerate(self.symbol_tokens):
+                check_int(f"symbol_tokens[{i}]", token, minimum=0)
+
     def encoding(self, tokenizer: Any) -> Encoding:
         """The encoding this describes (a text template needs the model's ``tokenizer``)."""
         if self.template is not None and self.symbol_tokens is not None:
@@ -55,9 +67,11 @@ class TaskWriting:
                     "a text template needs the model's tokenizer, and the folder holds none: "
                     "save the tokenizer with the model, or give --symbol-tokens and --eoi-token"
                 )
-            return TextEncoding(
+            text = TextEncoding(
                 tokenizer, self.template, self.eoi_text, self.separator, self.symbols
             )
+            check_token_layout(text, get_task(self.task).n_symbols)
+            return text
         if self.symbol_tokens is None or self.eoi_token is None:
             raise IterationHeadsError(
                 "say how the model writes the task: a text template (--template, with its "
@@ -69,9 +83,11 @@ class TaskWriting:
                 f"{len(self.symbol_tokens)} symbol tokens for task {self.task!r}, which has "
                 f"{n_symbols} symbols (0..{n_symbols - 1})"
             )
-        return TokenEncoding(
+        encoding = TokenEncoding(
             self.symbol_tokens, self.eoi_token, self.eos_token, self.bos_token, self.task_token
         )
+        check_token_layout(encoding)
+        return encoding
 
 
 def longest_fitting(encoding: Encoding, task: Task, n_ctx: int, limit: int = MAX_PROBE_LEN) -> int:
@@ -85,6 +101,8 @@ def longest_fitting(encoding: Encoding, task: Task, n_ctx: int, limit: int = MAX
         >>> longest_fitting(encoding, get_task("polynomial"), 19)  # BOS x_1..x_8 EoI s_1..s_8 EoS
         8
     """
+    n_ctx = check_int("n_ctx", n_ctx, minimum=1)
+    limit = check_int("limit", limit, minimum=1)
     generator = torch.Generator().manual_seed(0)
     best = 0
     for length in range(1, limit + 1):
@@ -148,10 +166,12 @@ def open_subject(
         ...
         iteration_heads.errors.IterationHeadsError: model directory 'no/such/folder' does not exist and is not the name of a shipped model (...)
     """
-    if max_len is not None and max_len < 1:
-        raise IterationHeadsError(f"max_len={max_len}: expected >= 1")
-    if n_probes < 1:
-        raise IterationHeadsError(f"n_probes={n_probes}: expected >= 1")
+    if max_len is not None:
+        check_int("max_len", max_len, minimum=1)
+    check_int("n_probes", n_probes, minimum=1)
+    check_int("seed", seed, minimum=0)
+    if writing is not None and not isinstance(writing, TaskWriting):
+        raise IterationHeadsError(f"writing must be a TaskWriting, got {type(writing).__name__}")
     folder = model_directory(path)
     if not (folder / CONFIG_FILE).is_file():
         raise IterationHeadsError(

@@ -25,10 +25,16 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from iteration_heads import zoo
-from iteration_heads._io import RUN_FILE, read_json, write_text
+from iteration_heads._io import write_text
 from iteration_heads.cli import audit as audit_command
 from iteration_heads.cli import reproduce as reproduce_command
 from iteration_heads.cli import sweep as sweep_command
+from iteration_heads.cli.train_resume import (
+    check_resume_options,
+    given_options,
+    interrupted,
+    one_line_warnings,
+)
 from iteration_heads.detection import Probes, detect, steps_by_head
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.ontology import ONTOLOGY_EXPERIMENT
@@ -55,7 +61,7 @@ from iteration_heads.training import (
 )
 from iteration_heads.training.budget import check_memory
 from iteration_heads.training.loop import OPTIMIZERS
-from iteration_heads.training.run_dir import check_run_folder
+from iteration_heads.training.run_dir import check_resumable, check_run_folder, read_run_record
 from iteration_heads.viz import write_report
 
 
@@ -71,7 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     try:
         args = _parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         return int(args.func(args) or 0)
+    except KeyboardInterrupt as err:  # Ctrl-C: one line (what was kept), no traceback
+        detail = " ".join(str(err).split())
+        print(f"iteration-heads: interrupted{': ' + detail if detail else ''}", file=sys.stderr)
+        return 130
     except IterationHeadsError as err:
         print(f"iteration-heads: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
@@ -178,7 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, default=None)
     g.add_argument("--device", default=t.device)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_train, train_parser=p)
 
     p = sub.add_parser("eval", help="per-length accuracy and attention metrics of a saved model")
     p.add_argument("directory", type=Path, help="model or run directory")
@@ -243,12 +254,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     check_run_folder(args.out, args.resume)  # before anything is built or written
-    if args.resume:
-        saved = read_json(args.out / RUN_FILE)
-        if not isinstance(saved, dict) or not {"model", "data", "train"} <= set(saved):
-            raise IterationHeadsError(
-                f"{str(args.out / RUN_FILE)!r} is not a run record (model, data, train)"
-            )
+    if args.resume:  # options that differ from the run's, then the run's own files
+        saved = read_run_record(args.out)
+        TrainConfig.from_dict(saved["train"])
+        check_resume_options(args.out, given_options(args.train_parser, args.argv), saved)
+        check_resumable(args.out)
         mconfig = ModelConfig.from_dict(saved["model"])
         dconfig = DataConfig.from_dict(saved["data"])
         epochs = saved["train"].get("epochs") if args.epochs is None else args.epochs
@@ -314,9 +324,13 @@ def _train(args: argparse.Namespace) -> int:
         model = build_model(mconfig, device=tconfig.device)
     trainable_parameters(model, tconfig.trainable)  # names checked before the run starts
     data = make_dataset(dconfig, mconfig.layout)
-    history = train(
-        model, data, tconfig, out_dir=args.out, resume=args.resume, progress=not args.quiet
-    )
+    try:
+        with one_line_warnings():
+            history = train(
+                model, data, tconfig, out_dir=args.out, resume=args.resume, progress=not args.quiet
+            )
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(interrupted(args.out)) from None
     summary = history_summary(history)
     print(f"saved to {args.out}")
     print(_format_summary(summary))

@@ -9,7 +9,13 @@ import json
 from pathlib import Path
 
 from iteration_heads._io import CONFIG_FILE, checked_output
-from iteration_heads.auditing import TaskWriting, audit, audit_checkpoints, open_subject
+from iteration_heads.auditing import (
+    EXIT_UNSOLVED,
+    TaskWriting,
+    audit,
+    audit_checkpoints,
+    open_subject,
+)
 from iteration_heads.auditing.sources import parse_ints, parse_words
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.checkpoint import model_directory
@@ -50,9 +56,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``iteration-heads audit`` with parsed arguments."""
-    if args.n_probes < 1:
-        raise IterationHeadsError(f"--n-probes {args.n_probes}: expected >= 1")
+    """Run ``iteration-heads audit`` with parsed arguments.
+
+    Exit status: 0 with a verdict; 3 (:data:`~iteration_heads.auditing.EXIT_UNSOLVED`) when the
+    model does not solve its probes (the verdict then says so and concludes nothing about
+    heads); 2 for bad input.
+    """
+    for option, value in (("--n-probes", args.n_probes), ("--max-len", args.max_len)):
+        if value is not None and value < 1:
+            raise IterationHeadsError(f"{option} {value}: expected >= 1")
     report = None if args.report is None else checked_output(args.report)  # before any work
     figure = None if args.figure is None else checked_output(args.figure)
     writing = TaskWriting(
@@ -80,4 +92,4 @@ def run(args: argparse.Namespace) -> int:
     if report is not None:
         out = write_audit_report(subject, found, report)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, self-contained)")
-    return 0
+    return 0 if found.solves_probes else EXIT_UNSOLVED

@@ -4,6 +4,7 @@ processes (default), SLURM through submitit, or Ray."""
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from iteration_heads.errors import IterationHeadsError
@@ -63,8 +64,10 @@ def executor_from_args(args: argparse.Namespace, jobs: int | None, runs: Path) -
         value = getattr(args, option)
         if value < 1:
             raise IterationHeadsError(f"--{option.replace('_', '-')} {value}, expected >= 1")
-    if args.gpus_per_run < 0:
-        raise IterationHeadsError(f"--gpus-per-run {args.gpus_per_run}, expected >= 0")
+    if not math.isfinite(args.gpus_per_run) or args.gpus_per_run < 0:
+        raise IterationHeadsError(f"--gpus-per-run {args.gpus_per_run}, expected a number >= 0")
+    if args.mem_gb is not None and (not math.isfinite(args.mem_gb) or args.mem_gb <= 0):
+        raise IterationHeadsError(f"--mem-gb {args.mem_gb}, expected a number > 0")
     cluster_only = {"partition": args.partition, "mem_gb": args.mem_gb}
     if args.executor == "local":
         given = [k for k, v in {**cluster_only, "ray_address": args.ray_address}.items() if v]

@@ -5,6 +5,9 @@ Ray, and its table and heatmaps."""
 from __future__ import annotations
 
 import argparse
+import shlex
+import signal
+import sys
 from pathlib import Path
 
 from iteration_heads.cli.executor_options import (
@@ -15,6 +18,7 @@ from iteration_heads.cli.executor_options import (
 from iteration_heads.cli.reproduce import folder_option
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.executors import available_cores
+from iteration_heads.experiments.runs import finished
 from iteration_heads.experiments.sweep import SweepSpec, dry_run, run_sweep
 from iteration_heads.experiments.sweep_results import write_table
 
@@ -61,7 +65,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the ``sweep`` subcommand."""
+    """Run the ``sweep`` subcommand. Ctrl-C (or SIGTERM) stops the jobs and prints one line:
+    what finished and the command that resumes; the exit status is 130 (143)."""
     spec = SweepSpec.from_toml(args.spec).on_device(args.device)
     if args.jobs is not None and args.jobs < 1:
         raise IterationHeadsError(f"--jobs {args.jobs}, expected an integer >= 1")
@@ -73,21 +78,59 @@ def run(args: argparse.Namespace) -> int:
         slots = args.jobs or max(available_cores() // args.threads_per_run, 1)
         print(dry_run(spec, args.runs, estimate=args.estimate, slots=slots))
         return 0
-    if not args.collect:
-        with executor_from_args(args, args.jobs, args.runs) as executor:
-            run_sweep(
-                spec,
-                args.runs,
-                executor=executor,
-                runs_per_job=args.runs_per_job,
-                batch_seeds=args.batch_seeds,
-                retry_failed=args.retry_failed,
-                progress=not args.no_progress,
-            )
-    options = [str(args.spec), f"--jobs {args.jobs}" if args.jobs else "",
-               executor_options(args), "--batch-seeds" if args.batch_seeds else "",
-               f"--out {args.out}"]  # fmt: skip
-    command = "iteration-heads sweep " + " ".join(o for o in options if o)
-    written = write_table(spec, args.runs, args.out, command=command)
+    command = sweep_command(args)
+    signals: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
+    received: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        if not args.collect:
+            with executor_from_args(args, args.jobs, args.runs) as executor:
+                run_sweep(
+                    spec,
+                    args.runs,
+                    executor=executor,
+                    runs_per_job=args.runs_per_job,
+                    batch_seeds=args.batch_seeds,
+                    retry_failed=args.retry_failed,
+                    progress=not args.no_progress,
+                )
+        written = write_table(spec, args.runs, args.out, command=command)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot cut the line
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        cells = spec.cells()
+        done = sum(finished(cell, args.runs) for cell in cells)
+        name = "SIGTERM" if received == [signal.SIGTERM] else "interrupted"
+        print(f"iteration-heads: {name}: {done} of {len(cells)} cells finished (a cell cut "
+              f"short resumes from its checkpoint); resume with: {command}",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return signals.get(received[0] if received else signal.SIGINT, 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print("wrote " + ", ".join(str(path) for path in written))
     return 0
+
+
+def sweep_command(args: argparse.Namespace) -> str:
+    """The command line that runs this sweep again (recorded with its table; printed to resume
+    it after Ctrl-C).
+
+    Example:
+        >>> args = argparse.Namespace(spec=Path("s.toml"), jobs=2, executor="local",
+        ...     threads_per_run=1, runs_per_job=1, batch_seeds=False, retry_failed=False,
+        ...     device="auto", runs=Path("runs"), out=Path("out"))
+        >>> sweep_command(args)
+        'iteration-heads sweep s.toml --jobs 2 --runs runs --out out'
+    """
+    options = [shlex.quote(str(args.spec)), f"--jobs {args.jobs}" if args.jobs else "",
+               executor_options(args), "--batch-seeds" if args.batch_seeds else "",
+               "--retry-failed" if args.retry_failed else "",
+               f"--device {args.device}" if args.device != "auto" else "",
+               f"--runs {shlex.quote(str(args.runs))}",
+               f"--out {shlex.quote(str(args.out))}"]  # fmt: skip
+    return "iteration-heads sweep " + " ".join(o for o in options if o)

@@ -56,7 +56,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from iteration_heads._torch import device_of, evaluating, pattern_hook
+from iteration_heads._torch import attached_hooks, device_of, evaluating, pattern_hook
 from iteration_heads.detection.probes import Probes
 from iteration_heads.detection.report import DetectionReport
 from iteration_heads.detection.scoring import (
@@ -70,7 +70,7 @@ from iteration_heads.detection.verdict import build_report, find_circuit, find_i
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.transformer import model_config
 from iteration_heads.passes import FORWARD_OVERHEAD_FLOPS, final_residual, plan_passes
-from iteration_heads.tasks.task import Task
+from iteration_heads.tasks.task import Task, check_int
 from iteration_heads.training.metrics import SUMMARY_MIN_LEN
 
 LOGITS_BUDGET = 2**26
@@ -119,6 +119,9 @@ def detect(
         >>> report.verdict  # doctest: +ELLIPSIS
         'no iteration circuit: largest peakiness EoI ... iteration ...'
     """
+    check_int("n_probes", n_probes, minimum=1, none=True)
+    check_int("min_len", min_len, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
     _pattern_hooks(model)  # a model that is not a TransformerLens one: say so first
     probes = _resolve_probes(model, probes, task, n_probes)
     measured = measure(model, probes, min_len=min_len, batch_size=batch_size)
@@ -315,7 +318,7 @@ def _forward(
     predicted = torch.full(tokens.shape, -1, dtype=torch.long, device=tokens.device)
     resid = final_residual(model, tokens, hooks=hooks)
     if resid is None:
-        with model.hooks(fwd_hooks=hooks):
+        with attached_hooks(model, hooks):
             predicted[queries] = model(tokens)[queries].argmax(-1)
     else:
         predicted[queries] = model.unembed(resid[queries]).argmax(-1)

@@ -22,9 +22,17 @@ from jaxtyping import Float
 from torch import Tensor
 
 from iteration_heads._results import Result
-from iteration_heads._torch import Head, check_heads, device_of, evaluating, pattern_hook
+from iteration_heads._torch import (
+    Head,
+    cached_run,
+    check_heads,
+    device_of,
+    evaluating,
+    pattern_hook,
+)
 from iteration_heads.detection.probes import Probes
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.tasks.task import check_int
 
 ON_TARGET = 0.5
 """A step whose weight on ``x_t`` is below this reads its state from elsewhere."""
@@ -114,6 +122,7 @@ def step_attention(
         >>> sorted(set(found.table.length)), list(found.table.columns)
         ([1, 2, 3, 4], ['length', 'step', 'on_input', 'top_key', 'top_weight'])
     """
+    check_int("batch_size", batch_size, minimum=1)
     ((layer, index),) = check_heads(model, [head])
     return steps_by_head(model, probes, [(layer, index)], batch_size=batch_size)[(layer, index)]
 
@@ -134,6 +143,7 @@ def steps_by_head(
         >>> sorted(steps_by_head(model, Probes.from_model(model, task="copy", n=8)))
         [(0, 0), (1, 0)]
     """
+    check_int("batch_size", batch_size, minimum=1)
     if not isinstance(probes, Probes):
         raise IterationHeadsError(f"probes must be a Probes, got {type(probes).__name__}")
     if heads is None:
@@ -146,7 +156,7 @@ def steps_by_head(
     with evaluating(model):
         for start in range(0, len(probes), batch_size):
             tokens = probes.tokens[start : start + batch_size].to(device)
-            _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+            _, cache = cached_run(model, tokens, names_filter=lambda n: n in names)
             batches.append({(lay, h): cache[pattern_hook(lay)][:, h].float().cpu()
                             for lay, h in chosen})  # fmt: skip
     return {

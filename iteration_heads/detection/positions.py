@@ -9,6 +9,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.tasks.task import check_int
 
 
 def step_positions(value: Tensor, lengths: Tensor, name: str) -> Tensor:
@@ -57,6 +58,8 @@ def per_sequence(value: Tensor | int, n: int, name: str) -> Tensor:
         >>> per_sequence(3, 2, "eoi")
         tensor([3, 3])
     """
+    if not isinstance(value, Tensor):  # a Python number: named as given
+        check_int(name, value)
     tensor = torch.as_tensor(value)
     if tensor.dtype.is_floating_point or tensor.dtype == torch.bool:
         raise IterationHeadsError(f"{name} must hold integer positions, got dtype {tensor.dtype}")
@@ -78,6 +81,8 @@ def spread_over_lengths(lengths: Int[Tensor, " batch"], n: int, seed: int = 0) -
         >>> lengths[spread_over_lengths(lengths, 3)].tolist()  # one sequence of each length
         [1, 2, 3]
     """
+    check_int("n", n, minimum=1)
+    check_int("seed", seed)
     if n < 1:
         raise IterationHeadsError(f"n={n} probes, expected >= 1")
     values = sorted(set(lengths.tolist()))

@@ -175,13 +175,13 @@ class DetectionReport(Result):
         return self.heads
 
     def found(self, kind: str) -> list[tuple[int, int]]:
-        """``(layer, head)`` of every head that passes the rule for ``kind``."""
-        if kind not in ("eoi", "iteration"):
-            raise IterationHeadsError(f"kind {kind!r}, expected 'eoi' or 'iteration'")
-        rows = self.heads[self.heads["role"].str.contains(kind)]
-        return [
-            (int(layer), int(head)) for layer, head in zip(rows["layer"], rows["head"], strict=True)
-        ]
+        """``(layer, head)`` of every head that passes the rule for ``kind`` alone."""
+        return passing(self.heads, self.layers, kind)[0]
+
+    def found_summed(self, kind: str) -> list[int]:
+        """The layers whose summed heads pass the rule for ``kind`` while none of their heads
+        passes alone. With :meth:`found`, everything the verdict may name (one criterion)."""
+        return passing(self.heads, self.layers, kind)[1]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary of everything (NaN becomes None)."""
@@ -195,6 +195,8 @@ class DetectionReport(Result):
                 "state_sensitivity": self.state_sensitivity,
                 "eoi_heads": self.found("eoi"),
                 "iteration_heads": self.found("iteration"),
+                "eoi_summed_layers": self.found_summed("eoi"),
+                "iteration_summed_layers": self.found_summed("iteration"),
                 "partial": list(self.partial),
                 "probes": self.probes,
                 "thresholds": self.thresholds,
@@ -240,6 +242,52 @@ class DetectionReport(Result):
             items = "".join(f"<li>{html.escape(p)}</li>" for p in self.partial)
             parts.append(f"<p>Partial patterns:</p><ul>{items}</ul>")
         return "<div>" + "".join(parts) + "</div>"
+
+
+def passing(
+    heads: pd.DataFrame, layers: pd.DataFrame, kind: str
+) -> tuple[list[tuple[int, int]], list[int]]:
+    """The one criterion behind a report's lists and its verdict: the ``(layer, head)`` that pass
+    the rule for ``kind`` alone, and the layers whose summed heads pass while none of their
+    heads does (``role`` columns of the heads and layers tables).
+
+    Example:
+        >>> heads = pd.DataFrame({"layer": [0, 0, 1, 1], "head": [0, 1, 0, 1],
+        ...                       "role": ["", "", "iteration", ""]})
+        >>> layers = pd.DataFrame({"layer": [0, 1], "role": ["eoi", "iteration"]})
+        >>> passing(heads, layers, "eoi"), passing(heads, layers, "iteration")
+        (([], [0]), ([(1, 0)], []))
+    """
+    if kind not in ("eoi", "iteration"):
+        raise IterationHeadsError(f"kind {kind!r}, expected 'eoi' or 'iteration'")
+    rows = heads[heads["role"].str.contains(kind)]
+    alone = [(int(a), int(b)) for a, b in zip(rows["layer"], rows["head"], strict=True)]
+    with_heads = {layer for layer, _ in alone}
+    summed = sorted(
+        int(layer)
+        for layer in layers.loc[layers["role"].str.contains(kind), "layer"]
+        if int(layer) not in with_heads
+    )
+    return alone, summed
+
+
+def describe_found(kind: str, heads: list[tuple[int, int]], summed: list[int]) -> list[str]:
+    """``"EoI head L0H1"``-style names of heads passing alone and of summed layers, by layer.
+
+    Example:
+        >>> describe_found("eoi", [(0, 0), (0, 1), (2, 1)], [1])
+        ['EoI heads L0H0+L0H1', 'EoI layer 1, heads summed', 'EoI head L2H1']
+    """
+    label = "EoI" if kind == "eoi" else "iteration"
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(layer, []).append(head)
+    names = {
+        layer: f"{label} head{'s' if len(hs) > 1 else ''} " + "+".join(f"L{layer}H{h}" for h in hs)
+        for layer, hs in by_layer.items()
+    }
+    names.update({layer: f"{label} layer {layer}, heads summed" for layer in summed})
+    return [names[layer] for layer in sorted(names)]
 
 
 def ranges(values: list[int]) -> str:

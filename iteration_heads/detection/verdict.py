@@ -10,7 +10,14 @@ import pandas as pd
 import torch
 
 from iteration_heads.detection.probes import Probes
-from iteration_heads.detection.report import Circuit, DetectionReport, IterationHeads, ranges
+from iteration_heads.detection.report import (
+    Circuit,
+    DetectionReport,
+    IterationHeads,
+    describe_found,
+    passing,
+    ranges,
+)
 from iteration_heads.detection.scoring import (
     BASELINE_MARGIN,
     KINDS,
@@ -277,47 +284,80 @@ def _verdict(
     n_layers: int,
     n_partial: int,
 ) -> str:
+    """The one-line verdict. Every head or summed layer it names as passing the rule comes from
+    :func:`~iteration_heads.detection.report.passing`, as the report's lists do, and every one
+    of those is named (the ones beyond the main claim after "also passing the rule")."""
+    found = {kind: passing(heads, layers, kind) for kind in KINDS}
+    named: set[tuple[str, int, int | None]] = set()
+
+    def claim(kind: str, layer: int, passing_heads: tuple[int, ...], summed: bool) -> None:
+        if summed or not passing_heads:
+            named.add((kind, layer, None))
+        named.update((kind, layer, h) for h in passing_heads)
+
+    main = _main_verdict(circuit, iteration, sensitivity, heads, found, n_layers, claim)
+    extra: list[str] = []
+    for kind in KINDS:
+        alone, summed = found[kind]
+        extra += describe_found(
+            kind,
+            [(a, b) for a, b in alone if (kind, a, b) not in named],
+            [layer for layer in summed if (kind, layer, None) not in named],
+        )
+    also = f"; also passing the rule: {', '.join(extra)}" if extra else ""
     suffix = f"; {n_partial} partial pattern(s), see .partial" if n_partial else ""
+    return main + also + suffix
+
+
+def _main_verdict(
+    circuit: Circuit | None,
+    iteration: IterationHeads | None,
+    sensitivity: float | None,
+    heads: pd.DataFrame,
+    found: dict[str, tuple[list[tuple[int, int]], list[int]]],
+    n_layers: int,
+    claim: Any,
+) -> str:
     state = "not measured" if sensitivity is None else f"{sensitivity:.2f}"
     if iteration is not None and (circuit is None or not circuit.attention_found):
+        claim("iteration", iteration.layer, iteration.heads, iteration.summed)
         if sensitivity is not None and sensitivity >= MIN_STATE_SENSITIVITY:
             return (
                 f"iteration heads without an EoI head: {iteration.describe()} read the current "
                 f"state (sensitivity {state}); the position reaches them another way "
-                "(iteration_heads.audit names the route)" + suffix
+                "(iteration_heads.audit names the route)"
             )
         return (
             f"no iteration circuit: {iteration.describe()} fetch x_t, but the predictions "
             f"ignore the current state (sensitivity {state}), and no EoI head precedes them"
-            + suffix
         )
     if circuit is not None and circuit.attention_found:
+        claim("eoi", circuit.eoi_layer, circuit.eoi_heads, circuit.eoi_summed)
+        claim(
+            "iteration", circuit.iteration_layer, circuit.iteration_heads, circuit.iteration_summed
+        )
         pair = f"{circuit.describe('eoi')} -> {circuit.describe('iteration')}"
-        state = "not measured" if sensitivity is None else f"{sensitivity:.2f}"
         if circuit.found:
             return f"iteration circuit: {pair}; state sensitivity {state}"
         return (
             f"no iteration circuit: {pair} fetch x_t, but the predictions ignore the current "
-            f"state (sensitivity {state}): a positional read-out, as for copying" + suffix
+            f"state (sensitivity {state}): a positional read-out, as for copying"
         )
-
-    def layers_with(kind: str) -> list[int]:
-        return sorted(
-            {int(x) for x in heads.loc[heads["role"].str.contains(kind), "layer"]}
-            | {int(x) for x in layers.loc[layers["role"].str.contains(kind), "layer"]}
-        )
-
-    eoi_layers, it_layers = layers_with("eoi"), layers_with("iteration")
     if n_layers < 2:
-        reason = "one layer cannot host the two-step circuit"
-    elif it_layers:
-        reason = f"iteration heads in layer(s) {it_layers} but no EoI head in an earlier layer"
-    elif eoi_layers:
-        reason = f"EoI heads in layer(s) {eoi_layers} but no iteration head in a later layer"
-    else:
-        best = [heads.loc[heads[f"{k}_peakiness"].idxmax()] for k in KINDS]
-        reason = "largest peakiness " + ", ".join(
-            f"{label} {row[f'{k}_peakiness']:.2f} (L{int(row['layer'])}H{int(row['head'])})"
-            for label, k, row in zip(("EoI", "iteration"), KINDS, best, strict=True)
-        )
-    return f"no iteration circuit: {reason}{suffix}"
+        return "no iteration circuit: one layer cannot host the two-step circuit"
+    for kind, missing in (
+        ("iteration", "no EoI head in an earlier layer"),
+        ("eoi", "no iteration head in a later layer"),
+    ):
+        alone, summed = found[kind]
+        if alone or summed:
+            for layer, head in alone:
+                claim(kind, layer, (head,), False)
+            for layer in summed:
+                claim(kind, layer, (), True)
+            return f"no iteration circuit: {', '.join(describe_found(kind, alone, summed))} but {missing}"
+    best = [heads.loc[heads[f"{k}_peakiness"].idxmax()] for k in KINDS]
+    return "no iteration circuit: largest peakiness " + ", ".join(
+        f"{label} {row[f'{k}_peakiness']:.2f} (L{int(row['layer'])}H{int(row['head'])})"
+        for label, k, row in zip(("EoI", "iteration"), KINDS, best, strict=True)
+    )

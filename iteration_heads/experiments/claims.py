@@ -10,8 +10,10 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.results import RunResult
 from iteration_heads.experiments.runs import RunSpec
+from iteration_heads.tasks.task import check_int
 
 Results = dict[str, list[RunResult]]
 """An experiment's results: arm label -> one result per seed."""
@@ -58,6 +60,12 @@ class Experiment:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     figure: str = "curves"
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.seeds, tuple | list) or not self.seeds:
+            raise IterationHeadsError(f"seeds={self.seeds!r}, expected a non-empty tuple of ints")
+        for i, seed in enumerate(self.seeds):
+            check_int(f"seeds[{i}]", seed, minimum=0)
+
     def specs(
         self, seeds: Sequence[int] | None = None, epochs: int | None = None
     ) -> dict[str, list[RunSpec]]:
@@ -74,6 +82,7 @@ def mean_spread(values: Sequence[float], digits: int = 2) -> str:
         >>> mean_spread([0.5])
         '0.50'
     """
+    check_int("digits", digits, minimum=0)
     values = [float(v) for v in values]
     if any(math.isnan(v) for v in values):
         return "—"

@@ -87,15 +87,20 @@ class SlurmExecutor(Executor):
         poll_seconds: float = 1.0,
         **options: Any,
     ) -> None:
-        try:
-            import submitit
-        except ImportError:
-            raise missing_extra("slurm", "slurm") from None
         if cluster not in ("slurm", "local"):
             raise IterationHeadsError(f"cluster={cluster!r}, expected 'slurm' or 'local'")
         threads_per_run = check_int("threads_per_run", threads_per_run, minimum=1)
         time_min = check_int("time_min", time_min, minimum=1)
         slots = None if slots is None else check_int("slots", slots, minimum=1)
+        gpus_per_run = check_int("gpus_per_run", gpus_per_run, minimum=0)
+        max_requeues = check_int("max_requeues", max_requeues, minimum=0)
+        poll_seconds = check_number("poll_seconds", poll_seconds, minimum=0, open_min=True)
+        if mem_gb is not None:
+            mem_gb = check_number("mem_gb", mem_gb, minimum=0, open_min=True)
+        try:
+            import submitit
+        except ImportError:
+            raise missing_extra("slurm", "slurm") from None
         self.name = "slurm" if cluster == "slurm" else "slurm-local"
         self.threads = threads_per_run
         local = max(available_cores() // threads_per_run, 1)
@@ -207,13 +212,14 @@ class RayExecutor(Executor):
         gpus_per_run: float = 0.0,
         local_cpus: int | None = None,
     ) -> None:
+        threads_per_run = check_int("threads_per_run", threads_per_run, minimum=1)
+        gpus_per_run = check_number("gpus_per_run", gpus_per_run, minimum=0)
+        slots = None if slots is None else check_int("slots", slots, minimum=1)
+        local_cpus = check_int("local_cpus", local_cpus, minimum=1, none=True)
         try:
             import ray
         except ImportError:
             raise missing_extra("ray", "ray") from None
-        threads_per_run = check_int("threads_per_run", threads_per_run, minimum=1)
-        gpus_per_run = check_number("gpus_per_run", gpus_per_run, minimum=0)
-        slots = None if slots is None else check_int("slots", slots, minimum=1)
         self._ray, self._started = ray, False
         address = address or os.environ.get("RAY_ADDRESS")
         if not ray.is_initialized():

@@ -62,7 +62,11 @@ def limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-PRELOAD = ["iteration_heads.experiments.runs", "iteration_heads.detection.detector"]
+PRELOAD = [
+    "iteration_heads.experiments.fork_server",
+    "iteration_heads.experiments.runs",
+    "iteration_heads.detection.detector",
+]
 """What the local workers' fork server imports once, so that each worker starts in a fraction
 of a second instead of importing torch and TransformerLens anew."""
 
@@ -93,6 +97,12 @@ def start_worker(threads: int, sweep: int | None = None) -> None:
         '1'
     """
     limit_threads(threads)
+    from tqdm import tqdm
+
+    # tqdm's default lock is a named semaphore of multiprocessing: a worker ended by stop()
+    # would leave it for the resource tracker to report as leaked. A worker needs no more than
+    # a lock of its own threads.
+    tqdm.set_lock(threading.RLock())
     if sweep is not None:
         threading.Thread(target=_end_with, args=(sweep,), daemon=True).start()
 
@@ -122,6 +132,11 @@ class Executor(ABC):
     def shutdown(self) -> None:  # noqa: B027 (nothing to release by default)
         """Release the workers (and a runtime the executor started)."""
 
+    def stop(self) -> None:
+        """Stop now (Ctrl-C, an error): drop the calls not started and end those running,
+        whose runs resume from their checkpoints next time. By default, :meth:`shutdown`."""
+        self.shutdown()
+
     def describe(self) -> str:
         """One line for logs: the engine and how many runs it takes at once."""
         return f"{self.name} executor, {self.slots} at a time"
@@ -129,8 +144,11 @@ class Executor(ABC):
     def __enter__(self) -> Executor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
+    def __exit__(self, kind: object, *exc: object) -> None:
+        if kind is None:
+            self.shutdown()
+        else:  # leaving on an exception (Ctrl-C included): do not wait for the jobs
+            self.stop()
 
 
 class LocalExecutor(Executor):
@@ -162,12 +180,14 @@ class LocalExecutor(Executor):
             )
         self.slots, self.threads = jobs, threads_per_run
         self._pool: ProcessPoolExecutor | None = None
+        self._known: set[Any] = set()  # this process's children before the pool started
 
     def submit_all(self, calls: Sequence[Call]) -> list[Future[Any]]:
         """Start every call in a worker process. Workers are forked from a server process that
         imported the library once (not from this one, so no state leaks from it), or spawned
         where the platform has no fork server."""
         if self._pool is None:
+            self._known = set(multiprocessing.active_children())
             self._pool = ProcessPoolExecutor(
                 max_workers=self.slots,
                 mp_context=worker_context(),
@@ -176,11 +196,28 @@ class LocalExecutor(Executor):
             )
         return [self._pool.submit(fn, *args) for fn, args in calls]
 
-    def shutdown(self) -> None:
-        """Stop the worker processes."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def stop(self) -> None:
+        """End the worker processes at once (SIGTERM; every file they write is atomic, and a
+        run resumes from its last checkpoint), then release the pool.
+
+        Example:
+            >>> executor = LocalExecutor(jobs=1)
+            >>> futures = executor.submit_all([(time.sleep, (60,))])
+            >>> tick = time.perf_counter(); executor.stop(); time.perf_counter() - tick < 10
+            True
+        """
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        # the pool's workers, and any that a Ctrl-C caught before the pool recorded it
+        processes = {*(getattr(pool, "_processes", None) or {}).values()}
+        processes |= set(multiprocessing.active_children()) - self._known
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=10)
+        pool.shutdown(wait=True, cancel_futures=True)
 
     def describe(self) -> str:
         """One line for logs."""

@@ -54,6 +54,7 @@ from iteration_heads.experiments.results import RunResult, format_list
 from iteration_heads.experiments.runs import RunSpec
 from iteration_heads.experiments.scaling import SCALING, THREE_BY_TWO
 from iteration_heads.experiments.scheduling import run_all
+from iteration_heads.tasks.task import check_int
 from iteration_heads.training.loop import TrainConfig
 from iteration_heads.training.metrics import ACCURACY_TARGET
 from iteration_heads.training.recipe import (
@@ -126,9 +127,14 @@ def reproduce(
         ...
         iteration_heads.errors.IterationHeadsError: unknown experiment 'nope'; choose from [...]
     """
+    jobs = check_int("jobs", jobs, minimum=1)
+    check_int("runs_per_job", runs_per_job, minimum=1)
+    check_int("epochs", epochs, minimum=1, none=True)
+    if seeds is not None and (isinstance(seeds, str) or not isinstance(seeds, Sequence)):
+        raise IterationHeadsError(f"seeds={seeds!r}, expected a list of integers >= 0 or None")
+    for i, seed in enumerate(seeds or ()):
+        check_int(f"seeds[{i}]", seed, minimum=0)
     experiments = [get_experiment(n) for n in names]
-    if jobs < 1:
-        raise IterationHeadsError(f"jobs={jobs}: expected >= 1")
     plans = {e.name: e.specs(seeds, epochs) for e in experiments}
     earlier = {e.name: earlier_runs(e, out, seeds, epochs) if extend else {} for e in experiments}
     tick = time.perf_counter()

@@ -8,7 +8,7 @@ Example:
     >>> view.close(); lines
     ['[1/2] run a: accuracy 1.000', '[2/2] run b failed: x']
     >>> view.counts()
-    {'done': 1, 'running': 0, 'failed': 1, 'todo': 0}
+    {'done': 1, 'running': 0, 'failed': 1, 'elsewhere': 0, 'todo': 0}
 """
 
 from __future__ import annotations
@@ -26,16 +26,17 @@ class RunProgress:
         self, total: int, *, enabled: bool = True, log: Callable[[str], None] = print
     ) -> None:
         self.total, self.log = total, log
-        self.done = self.failures = self.active = 0
+        self.done = self.failures = self.active = self.away = 0
         self._bar = tqdm(total=total, disable=not enabled, unit="run", desc="runs", leave=True)
 
     def counts(self) -> dict[str, int]:
         """Runs done, running, failed and not started."""
-        ended = self.done + self.failures
+        ended = self.done + self.failures + self.away
         return {
             "done": self.done,
             "running": self.active,
             "failed": self.failures,
+            "elsewhere": self.away,
             "todo": self.total - ended - self.active,
         }
 
@@ -54,13 +55,18 @@ class RunProgress:
         self.failures += 1
         self._end(line)
 
+    def elsewhere(self, line: str) -> None:
+        """One more run is left to another process that holds it; ``line`` says which."""
+        self.away += 1
+        self._end(line)
+
     def close(self) -> None:
         """Close the bar."""
         self._bar.close()
 
     def _end(self, line: str) -> None:
         self.active = max(self.active - 1, 0)
-        text = f"[{self.done + self.failures}/{self.total}] {line}"
+        text = f"[{self.done + self.failures + self.away}/{self.total}] {line}"
         if self._bar.disable:
             self.log(text)
         else:

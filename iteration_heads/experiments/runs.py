@@ -21,13 +21,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iteration_heads._io import METADATA_FILE, RUN_FILE, read_json, write_json
+from filelock import FileLock, Timeout
+
+from iteration_heads._io import (
+    LOCK_FILE,
+    LOCK_HOLDER_FILE,
+    METADATA_FILE,
+    RUN_FILE,
+    read_json,
+    write_error,
+    write_json,
+)
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.results import DETECT_FILE, WALL_FILE, RunResult
 from iteration_heads.model.transformer import ModelConfig
@@ -249,9 +260,92 @@ def finished(spec: RunSpec, runs: str | os.PathLike[str]) -> bool:
     return (spec.directory(Path(runs)) / WALL_FILE).is_file()
 
 
+class RunningElsewhere(IterationHeadsError):
+    """A run directory whose lock another process holds: the run is training (or starting, or
+    finishing) there, so it is neither trained nor touched here. ``holder`` says who."""
+
+    holder: str = "another process"
+
+
+def run_holder(directory: str | os.PathLike[str]) -> str | None:
+    """Who holds the lock of the run ``directory`` (``process 12 on host since ...``), or None
+    when no process does. Nothing is created.
+
+    Example:
+        >>> import tempfile
+        >>> run_holder(tempfile.mkdtemp()) is None
+        True
+    """
+    directory = Path(directory)
+    if not (directory / LOCK_FILE).is_file():
+        return None  # a holder keeps the file open (filelock never removes it on Unix)
+    try:
+        with claimed(directory):
+            return None
+    except RunningElsewhere as err:
+        return err.holder
+
+
+@contextmanager
+def claimed(directory: Path) -> Iterator[None]:
+    """Hold the lock of the run ``directory`` (created if needed) for a short step of this
+    module (cleaning, deciding to resume, finishing); :class:`RunningElsewhere` when another
+    process holds it. Training takes the lock again itself
+    (:func:`~iteration_heads.training.run_dir.locked_run`).
+
+    Example:
+        >>> import tempfile
+        >>> run = Path(tempfile.mkdtemp())
+        >>> with claimed(run):
+        ...     run_holder(run)
+        'another process'
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(directory, err) from None
+    lock = FileLock(str(directory / LOCK_FILE), timeout=0, thread_local=False, is_singleton=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            holder = read_json(directory / LOCK_HOLDER_FILE)
+            who = f"process {holder['pid']} on {holder['host']} since {holder['since']}"
+        except (IterationHeadsError, KeyError, TypeError):
+            who = "another process"
+        error = RunningElsewhere(f"run {str(directory)!r} is running elsewhere ({who})")
+        error.holder = who
+        raise error from None
+    except OSError as err:
+        raise write_error(directory / LOCK_FILE, err) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def remove_temporaries(folder: Path) -> None:
+    """Delete the temporary files that writes killed part-way left in ``folder`` (``*.tmp``,
+    not in sub-folders). Call it only holding the lock that guards what ``folder`` holds.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / ".wall.json.x1.tmp").write_text("{")
+        >>> remove_temporaries(folder); list(folder.iterdir())
+        []
+    """
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.name.endswith(".tmp") and path.is_file():
+                path.unlink(missing_ok=True)
+
+
 def train_run(spec: RunSpec, runs: str | os.PathLike[str]) -> None:
     """Train ``spec`` into its cache directory under ``runs`` at its thread count: from the
     start, or from its last checkpoint when a run was interrupted; then :func:`finish_run`.
+    Nothing in the directory is touched unless this process holds its lock: a run that another
+    process holds is :class:`RunningElsewhere`.
 
     Example:
         >>> import tempfile
@@ -267,6 +361,11 @@ def train_run(spec: RunSpec, runs: str | os.PathLike[str]) -> None:
     from iteration_heads.training.loop import train
 
     directory = spec.directory(runs)
+    with claimed(directory):  # decided under the lock: finished, resumed or started afresh
+        if finished(spec, runs):
+            return
+        remove_temporaries(directory)
+        resume = (directory / RUN_FILE).is_file()  # a started run always has a checkpoint
     torch.set_num_threads(spec.train.threads or 1)
     if spec.source is not None:
         source_dir = spec.source.directory(runs)
@@ -275,13 +374,24 @@ def train_run(spec: RunSpec, runs: str | os.PathLike[str]) -> None:
         model = load(source_dir)
     else:
         model = build_model(spec.model)
-    resume = (directory / RUN_FILE).is_file()  # a started run always has a checkpoint
-    if not resume and directory.exists():
-        shutil.rmtree(directory)  # a start that never finished: start over
     tick = time.perf_counter()
     data = make_dataset(spec.data, spec.model.layout)
-    train(model, data, spec.train, out_dir=directory, resume=resume, progress=False)
-    finish_run(spec, runs, model, time.perf_counter() - tick)
+    for attempt in range(3):  # a start that never finished starts over, under the run's lock
+        try:
+            train(model, data, spec.train, out_dir=directory, resume=resume, progress=False)
+            break
+        except IterationHeadsError as err:
+            holder = run_holder(directory)
+            if holder is not None:
+                error = RunningElsewhere(f"run {str(directory)!r} is running elsewhere ({holder})")
+                error.holder = holder
+                raise error from err
+            if "is in use by" not in str(err) or attempt == 2:
+                raise
+            time.sleep(0.1)  # the lock was held for an instant (a table read its state)
+    with claimed(directory):
+        if not finished(spec, runs):
+            finish_run(spec, runs, model, time.perf_counter() - tick)
 
 
 def finish_run(

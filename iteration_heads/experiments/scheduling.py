@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import os
-import shutil
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -30,18 +29,27 @@ from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.executors import Executor, LocalExecutor
 from iteration_heads.experiments.run_progress import RunProgress
 from iteration_heads.experiments.runs import (
+    RunningElsewhere,
     RunSpec,
+    claimed,
     finish_run,
     finished,
+    remove_temporaries,
+    run_holder,
     train_run,
 )
 from iteration_heads.tasks.task import check_int
 
+ELSEWHERE = "running elsewhere"
+"""How a job reports a run whose directory another process holds (it is not a failure: the run
+was neither trained nor touched here)."""
+
 
 def train_cells(specs: Sequence[RunSpec], runs: str | os.PathLike[str]) -> dict[str, str]:
     """Train every spec in turn into ``runs`` (what one worker, Ray task or array task does);
-    returns the one-line error of each spec that failed, by key (:func:`record_error`). The
-    runs themselves are read back from their files, never from this return value.
+    returns the one-line error of each spec that failed, by key (:func:`record_error`), or
+    :data:`ELSEWHERE` and its holder for a run that another process holds. The runs themselves
+    are read back from their files, never from this return value.
 
     Example:
         >>> import tempfile
@@ -54,6 +62,8 @@ def train_cells(specs: Sequence[RunSpec], runs: str | os.PathLike[str]) -> dict[
         try:
             if not finished(spec, runs):
                 train_run(spec, runs)  # at the spec's thread count
+        except RunningElsewhere as error:
+            errors[spec.key()] = f"{ELSEWHERE} ({error.holder})"
         except Exception as error:
             errors[spec.key()] = record_error(spec, runs, error)
     return errors
@@ -132,11 +142,17 @@ def train_seed_batch(specs: Sequence[RunSpec], runs: str | os.PathLike[str]) -> 
     started = [s for s in specs if (s.directory(runs) / RUN_FILE).is_file()]
     fresh = [s for s in specs if s not in started and not finished(s, runs)]
     errors = train_cells(started, runs)
+    held = {s.key(): run_holder(s.directory(runs)) for s in fresh}
+    errors |= {key: f"{ELSEWHERE} ({who})" for key, who in held.items() if who is not None}
+    fresh = [s for s in fresh if held[s.key()] is None]
     if len(fresh) < 2 or len({seedless(s) for s in fresh}) > 1 or seedless(fresh[0]) is None:
         return errors | train_cells(fresh, runs)
-    for spec in fresh:
-        if spec.directory(runs).exists():
-            shutil.rmtree(spec.directory(runs))  # a start that never finished: start over
+    try:
+        for spec in fresh:  # a start that never finished starts over, under the run's lock
+            with claimed(spec.directory(runs)):
+                remove_temporaries(spec.directory(runs))
+    except RunningElsewhere:
+        return errors | train_cells(fresh, runs)
     first = fresh[0]
     tick = time.perf_counter()
     try:
@@ -144,11 +160,18 @@ def train_seed_batch(specs: Sequence[RunSpec], runs: str | os.PathLike[str]) -> 
                               [s.train.seed for s in fresh],
                               out_dirs=[s.directory(runs) for s in fresh])  # fmt: skip
     except Exception as error:
+        raced = "is in use by" in str(error) or any(run_holder(s.directory(runs)) for s in fresh)
+        if raced:  # with another process: each run on its own, each held one left to it
+            return errors | train_cells(fresh, runs)
         return errors | {s.key(): record_error(s, runs, error) for s in fresh}
     seconds = (time.perf_counter() - tick) / len(fresh)
     for spec, (model, _) in zip(fresh, trained, strict=True):
         try:
-            finish_run(spec, runs, model, seconds)
+            with claimed(spec.directory(runs)):
+                if not finished(spec, runs):
+                    finish_run(spec, runs, model, seconds)
+        except RunningElsewhere as error:
+            errors[spec.key()] = f"{ELSEWHERE} ({error.holder})"
         except Exception as error:
             errors[spec.key()] = record_error(spec, runs, error)
     return errors
@@ -175,7 +198,9 @@ def run_all(
 
     A run that fails stops everything, unless ``on_error`` is given: then it is called with
     the spec and the error, and the other runs go on (runs fine-tuning a failed source fail
-    the same way). What finished is read from the run directories, never from the jobs.
+    the same way). A run whose directory another process holds is left to it ("running
+    elsewhere": neither trained nor a failure). What finished is read from the run
+    directories, never from the jobs.
 
     Example:
         >>> import tempfile
@@ -186,6 +211,7 @@ def run_all(
         True
     """
     runs = Path(runs)
+    jobs = check_int("jobs", jobs, minimum=1)
     runs_per_job = check_int("runs_per_job", runs_per_job, minimum=1)
     todo: dict[str, RunSpec] = {}
 
@@ -249,6 +275,9 @@ def run_all(
                         completed.add(spec.key())
                         view.finished(spec.result(runs).format())
                         continue
+                    if errors.get(spec.key(), "").startswith(ELSEWHERE):
+                        view.elsewhere(f"{spec.name()}: {errors[spec.key()]}; not trained here")
+                        continue
                     message = errors.get(spec.key()) or (
                         f"the job ended without finishing the run: {crash!r}"
                         if crash is not None
@@ -256,6 +285,10 @@ def run_all(
                     )
                     fail(spec, IterationHeadsError(f"run {spec.name()} failed: {message}"))
             view.running(sum(map(len, running.values())))
+    except BaseException:  # Ctrl-C, SIGTERM, an error: stop the jobs rather than wait
+        if own:
+            executor.stop()
+        raise
     finally:
         view.close()
         if own:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -52,15 +53,16 @@ else:  # Python 3.10: the same parser, as a package
 from iteration_heads._io import write_json
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.executors import Executor
-from iteration_heads.experiments.runs import RunSpec, finished
+from iteration_heads.experiments.runs import RunSpec, finished, run_holder
 from iteration_heads.experiments.scheduling import run_all
 from iteration_heads.experiments.sweep_cost import estimate_cost, format_seconds
-from iteration_heads.model.transformer import ModelConfig
-from iteration_heads.tasks.data import DataConfig
-from iteration_heads.training.loop import TrainConfig
-
-CONFIGS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
-"""The config each field prefix names."""
+from iteration_heads.experiments.sweep_fields import (
+    VARIANT,
+    cell_spec,
+    check_distinct,
+    check_field,
+)
+from iteration_heads.tasks.task import check_int
 
 SPEC_KEYS = ("name", "fixed", "axes", "variants", "exclude", "include", "figure")
 """The top-level keys of a sweep spec."""
@@ -69,33 +71,10 @@ FIGURE_KEYS = ("x", "y", "panel", "value")
 """The keys of a spec's ``[figure]``: the two axes of the heatmaps, the column that makes one
 panel per value (default: ``variant`` when the spec has variants) and the value drawn."""
 
-VARIANT = "variant"
-"""The column (and rule field) that names a cell's variant."""
-
-
-def check_field(name: str) -> str:
-    """``name`` if it names a config field (``data.max_len``, ``seed``...), else a clear error.
-
-    Example:
-        >>> check_field("model.d_model")
-        'model.d_model'
-        >>> check_field("model.width")
-        Traceback (most recent call last):
-        ...
-        iteration_heads.errors.IterationHeadsError: unknown sweep field 'model.width'; model fields: [...]
-    """
-    if name in ("seed", VARIANT):
-        return name
-    prefix, _, rest = name.partition(".")
-    if prefix not in CONFIGS or not rest:
-        raise IterationHeadsError(
-            f"unknown sweep field {name!r}; expected 'seed', 'variant' or data.<field>, "
-            "model.<field>, train.<field>"
-        )
-    fields = [f.name for f in dataclasses.fields(CONFIGS[prefix])]
-    if rest not in fields:
-        raise IterationHeadsError(f"unknown sweep field {name!r}; {prefix} fields: {fields}")
-    return name
+MAX_CELLS = 10_000
+"""The most cells one sweep may hold, counted before any is built (the product of the axes,
+times the variants, plus the included cells): a larger grid is refused in one line, in
+microseconds, rather than built. Split a larger study into several specs."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +120,7 @@ class SweepSpec:
         for name, values in axes.items():
             if not isinstance(values, list) or not values:
                 raise IterationHeadsError(f"axis {name!r} = {values!r}: expected a non-empty list")
+            check_distinct(f"axis {name!r}", values)
         for key, rule_list in rules.items():
             if not isinstance(rule_list, list) or not all(isinstance(r, dict) for r in rule_list):
                 raise IterationHeadsError(f"[[{key}]] must be tables of field = value")
@@ -154,8 +134,16 @@ class SweepSpec:
                  *(n for rs in rules.values() for r in rs for n in r)]  # fmt: skip
         for name in names:
             check_field(name)
+        count = math.prod(map(len, axes.values())) * max(len(variants), 1) + len(rules["include"])
+        if count > MAX_CELLS:
+            shape = " x ".join(str(len(v)) for v in [*axes.values(), *[variants] * bool(variants)])
+            raise IterationHeadsError(
+                f"the sweep has {count} cells ({shape or 'no axes'} + {len(rules['include'])} "
+                f"included); at most {MAX_CELLS} are allowed: split it into several specs"
+            )
         for rule in (r for rs in rules.values() for r in rs):
-            if VARIANT in rule and rule[VARIANT] not in variants:
+            if VARIANT in rule and (not isinstance(rule[VARIANT], str)
+                                    or rule[VARIANT] not in variants):  # fmt: skip
                 raise IterationHeadsError(
                     f"rule {rule} names variant {rule[VARIANT]!r}; variants: {list(variants)}"
                 )
@@ -165,7 +153,8 @@ class SweepSpec:
         if overlap:
             raise IterationHeadsError(f"fields {overlap} are both fixed and an axis")
         name = data.get("name", "sweep")
-        if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+        if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isascii() or \
+                not name.replace("-", "").replace("_", "").isalnum():  # fmt: skip
             raise IterationHeadsError(f"name={name!r}, expected letters, digits, '-' or '_'")
         spec = cls(name, dict(fixed), dict(axes), tuple(rules["exclude"]),
                    tuple(rules["include"]), dict(variants), dict(figure))  # fmt: skip
@@ -179,10 +168,19 @@ class SweepSpec:
         if not path.is_file():
             raise IterationHeadsError(f"sweep spec {str(path)!r} is not a file")
         try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as err:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
             raise IterationHeadsError(
-                f"sweep spec {str(path)!r} is not valid TOML: {err}"
+                f"sweep spec {str(path)!r} is not UTF-8 text (byte {err.start}); expected TOML"
+            ) from None
+        except OSError as err:
+            raise IterationHeadsError(f"cannot read sweep spec {str(path)!r}: {err}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            reason = " ".join(str(err).split())
+            raise IterationHeadsError(
+                f"sweep spec {str(path)!r} is not valid TOML: {reason}"
             ) from None
         return cls.from_dict(data)
 
@@ -261,45 +259,33 @@ class SweepSpec:
             extra.append({**self.fixed, **bundle, **rule})
         return kept + extra
 
-    def cells(self) -> list[RunSpec]:
-        """The run spec of every cell (duplicates removed), or the config error of the first
-        cell that is not valid."""
-        specs: dict[str, RunSpec] = {}
+    def cell_settings(self) -> list[tuple[dict[str, Any], RunSpec]]:
+        """Every cell's settings and run spec; the config error of the first cell that is not
+        valid, or an error naming two cells that are one run (an ``include`` of a cell the
+        grid has, two variants that set nothing apart): each cell is counted once.
+
+        Example:
+            >>> SweepSpec.from_dict({"axes": {"seed": [0]}, "include": [{"seed": 0}]}
+            ...                     ).cell_settings()  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            iteration_heads.errors.IterationHeadsError: sweep cells {'seed': 0} and {'seed': 0} are the same run ...
+        """
+        pairs: dict[str, tuple[dict[str, Any], RunSpec]] = {}
         for settings in self.settings():
             spec = cell_spec(settings)
-            specs.setdefault(spec.key(), spec)
-        return list(specs.values())
+            if spec.key() in pairs:
+                raise IterationHeadsError(
+                    f"sweep cells {pairs[spec.key()][0]} and {settings} are the same run "
+                    f"{spec.name()}; expected each cell once (drop the [[include]] rule or "
+                    "the variant that repeats it)"
+                )
+            pairs[spec.key()] = (settings, spec)
+        return list(pairs.values())
 
-
-def cell_spec(settings: dict[str, Any]) -> RunSpec:
-    """The run spec of one cell's settings (``seed`` sets all three seeds; ``model.max_len``
-    follows ``data.max_len``; one thread per run by default).
-
-    Example:
-        >>> spec = cell_spec({"data.max_len": 6, "seed": 2})
-        >>> spec.model.max_len, spec.train.seed, spec.train.threads
-        (6, 2, 1)
-    """
-    parts: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {"threads": 1}}
-    for name, value in settings.items():
-        if name == VARIANT:
-            continue
-        if name == "seed":
-            for part in parts.values():
-                part["seed"] = value
-            continue
-        prefix, _, rest = check_field(name).partition(".")
-        parts[prefix][rest] = value
-    if "max_len" in parts["data"]:
-        parts["model"].setdefault("max_len", parts["data"]["max_len"])
-    try:
-        return RunSpec(
-            DataConfig.from_dict(parts["data"]),
-            ModelConfig.from_dict(parts["model"]),
-            TrainConfig.from_dict(parts["train"]),
-        )
-    except IterationHeadsError as err:
-        raise IterationHeadsError(f"sweep cell {settings}: {err}") from None
+    def cells(self) -> list[RunSpec]:
+        """The run spec of every cell (:meth:`cell_settings`)."""
+        return [spec for _, spec in self.cell_settings()]
 
 
 def dry_run(
@@ -320,6 +306,7 @@ def dry_run(
         >>> print(dry_run(spec, tempfile.mkdtemp()).splitlines()[0])
         sweep 'sweep': 2 cells, 0 finished, 2 to train
     """
+    check_sweep_arguments(spec, runs, slots=slots, estimate=estimate)
     cells = spec.cells()
     done = [finished(cell, runs) for cell in cells]
     lines = [f"sweep {spec.name!r}: {len(cells)} cells, {sum(done)} finished, "
@@ -358,15 +345,26 @@ def run_sweep(
     retry_failed: bool = False,
     progress: bool = False,
     log: Callable[[str], None] = print,
-) -> None:
+) -> int:
     """Train every unfinished cell of ``spec`` into the ``runs`` cache through ``executor``
     (default: ``jobs`` local processes, one thread each unless the spec sets
     ``train.threads``), ``runs_per_job`` cells per job, or with ``batch_seeds`` the seeds of
     one configuration stacked in one process. A cell that fails does not stop the
     others: its error is recorded (:func:`error_file`) and the cell is left alone on later
-    runs unless ``retry_failed``. Killed part-way, a rerun trains only the unfinished cells
-    (a cell killed mid-run resumes from its last checkpoint)."""
-    cells = [c for c in spec.cells() if retry_failed or not error_file(c, runs).is_file()]
+    runs unless ``retry_failed``. A cell whose run directory another process holds is left to
+    it ("running elsewhere", neither trained nor failed). Killed part-way, a rerun trains only
+    the unfinished cells (a cell killed mid-run resumes from its last checkpoint); a finished
+    cell keeps no error or traceback file. Returns how many cells are finished."""
+    jobs = check_int("jobs", jobs, minimum=1)
+    runs_per_job = check_int("runs_per_job", runs_per_job, minimum=1)
+    check_sweep_arguments(spec, runs, batch_seeds=batch_seeds, retry_failed=retry_failed,
+                          progress=progress)  # fmt: skip
+    if executor is not None and not isinstance(executor, Executor):
+        raise IterationHeadsError(f"executor={executor!r}, expected an Executor or None")
+    if not callable(log):
+        raise IterationHeadsError(f"log={log!r}, expected a function of one line")
+    everything = spec.cells()
+    cells = [c for c in everything if retry_failed or not error_file(c, runs).is_file()]
 
     def record(cell: RunSpec, error: BaseException) -> None:
         message = str(error).splitlines()[0]
@@ -375,6 +373,48 @@ def run_sweep(
     Path(runs).mkdir(parents=True, exist_ok=True)
     run_all(cells, runs, jobs=jobs, executor=executor, runs_per_job=runs_per_job,
             batch_seeds=batch_seeds, log=log, on_error=record, progress=progress)  # fmt: skip
-    for cell in cells:
-        if finished(cell, runs):
-            error_file(cell, runs).unlink(missing_ok=True)
+    done = 0
+    for cell in everything:
+        if finished(cell, runs):  # an error or traceback of an earlier attempt is stale
+            done += 1
+            for path in (error_file(cell, runs), traceback_file(cell, runs)):
+                path.unlink(missing_ok=True)
+    away = [c for c in cells if not finished(c, runs) and run_holder(c.directory(runs))]
+    if away:
+        log(f"{len(away)} cell{'s' * (len(away) > 1)} running elsewhere (another process "
+            "holds the run directory); run this sweep again once it ends")  # fmt: skip
+    return done
+
+
+def check_sweep_arguments(
+    spec: SweepSpec, runs: str | os.PathLike[str], *, slots: int = 1, **flags: bool
+) -> None:
+    """A one-line error for a bad argument of :func:`dry_run` or :func:`run_sweep`: a spec
+    that is not a :class:`SweepSpec`, a ``runs`` that is not a path, ``slots`` that is not an
+    integer >= 1, or a flag that is not a bool.
+
+    Example:
+        >>> check_sweep_arguments(SweepSpec(), "runs", slots=0)
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: slots=0, expected an integer >= 1
+    """
+    if not isinstance(spec, SweepSpec):
+        raise IterationHeadsError(f"spec={spec!r}, expected a SweepSpec (SweepSpec.from_toml)")
+    if not isinstance(runs, (str, os.PathLike)) or not str(runs):
+        raise IterationHeadsError(f"runs={runs!r}, expected a folder path")
+    check_int("slots", slots, minimum=1)
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise IterationHeadsError(f"{name}={value!r}, expected True or False")
+
+
+def traceback_file(cell: RunSpec, runs: str | os.PathLike[str]) -> Path:
+    """Where a failed cell's traceback is written, next to its run directory.
+
+    Example:
+        >>> traceback_file(cell_spec({"seed": 1}), "runs").name.endswith(".traceback.txt")
+        True
+    """
+    directory = cell.directory(runs)
+    return directory.with_name(directory.name + ".traceback.txt")

@@ -20,8 +20,9 @@ from typing import Any
 import pandas as pd
 
 from iteration_heads._io import read_json, write_text
-from iteration_heads.experiments.runs import finished
-from iteration_heads.experiments.sweep import SweepSpec, cell_spec, error_file
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.experiments.runs import finished, run_holder
+from iteration_heads.experiments.sweep import SweepSpec, check_sweep_arguments, error_file
 from iteration_heads.experiments.sweep_cost import format_seconds
 from iteration_heads.viz.page import HtmlPage
 from iteration_heads.viz.sweep_figures import aggregate_seeds, heatmap_markdown, sweep_heatmaps
@@ -64,15 +65,18 @@ def outcome(first_epoch_target: int | None, first_epoch_accuracy: int | None) ->
 
 def collect(spec: SweepSpec, runs: str | os.PathLike[str]) -> pd.DataFrame:
     """One row per cell, read from its run directory: the swept settings (``variant`` first),
-    ``name``, ``status`` (``done``, ``todo`` or ``failed``, with its ``error``) and, for
-    finished cells, :data:`RESULT_COLUMNS`."""
+    ``name``, ``status`` and, for finished cells, :data:`RESULT_COLUMNS`. The status is read
+    now from the run directories: ``done``; ``running`` (another process holds the run
+    directory); ``failed`` (with its ``error``); else ``todo``."""
+    check_sweep_arguments(spec, runs)
     rows = []
-    for settings in spec.settings():
-        cell = cell_spec(settings)
+    for settings, cell in spec.cell_settings():
         row: dict[str, Any] = {c: settings[c] for c in spec.columns() if c in settings}
         status = "done" if finished(cell, runs) else "todo"
         failed = error_file(cell, runs)
-        if status == "todo" and failed.is_file():
+        if status == "todo" and run_holder(cell.directory(runs)) is not None:
+            status = "running"
+        elif status == "todo" and failed.is_file():
             status = "failed"
             row["error"] = read_json(failed)["error"]
         row |= {"name": cell.name(), "status": status}
@@ -109,9 +113,9 @@ def collect_curves(spec: SweepSpec, runs: str | os.PathLike[str]) -> pd.DataFram
         >>> collect_curves(spec, tempfile.mkdtemp()).empty
         True
     """
+    check_sweep_arguments(spec, runs)
     rows = []
-    for settings in spec.settings():
-        cell = cell_spec(settings)
+    for settings, cell in spec.cell_settings():
         if not finished(cell, runs):
             continue
         swept = {c: settings[c] for c in spec.columns() if c in settings}
@@ -157,9 +161,15 @@ def write_table(
     ``.md``, and in ``<out>/<name>.html``, an offline page (plotly.js inlined, or read from a
     ``plotly.min.js`` already in ``out``, as in ``docs/results/``). ``command``, if given, is
     recorded on both pages. Returns the files written."""
+    if not isinstance(out, (str, os.PathLike)) or not str(out):
+        raise IterationHeadsError(f"out={out!r}, expected a folder path")
+    if not isinstance(command, str):
+        raise IterationHeadsError(f"command={command!r}, expected a string")
     table = collect(spec, runs)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(f".{spec.name}.*.tmp"):  # writes of a sweep killed part-way
+        stale.unlink(missing_ok=True)
     written = [folder / f"{spec.name}.csv"]
     write_text(written[0], table.to_csv(index=False))
     curves = collect_curves(spec, runs)
@@ -214,6 +224,8 @@ def write_table(
 def _status_line(table: pd.DataFrame) -> str:
     counts = table["status"].value_counts()
     line = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("done", "todo", "failed")) + " cells"
+    if counts.get("running", 0):
+        line += f", {counts['running']} running elsewhere"
     if "seconds" not in table:
         return line + "."
     seconds = float(table["seconds"].sum())

@@ -26,6 +26,8 @@ from torch import Tensor
 
 from iteration_heads._torch import (
     Head,
+    attached_hooks,
+    cached_run,
     check_heads,
     device_of,
     evaluating,
@@ -44,6 +46,7 @@ from iteration_heads.interventions.batch import (
     scored_widths,
 )
 from iteration_heads.interventions.scores import Effect, run_scored
+from iteration_heads.tasks.task import check_int
 
 AblationKind = Literal["zero", "mean", "resample"]
 ABLATION_KINDS: tuple[str, ...] = ("zero", "mean", "resample")
@@ -60,12 +63,15 @@ def head_outputs(
         >>> head_outputs(model, torch.randint(0, 16, (3, 11)), [1])[1].shape
         torch.Size([3, 11, 1, 32])
     """
+    check_int("batch_size", batch_size, minimum=1)
+    for layer in layers:
+        check_int("layers", layer, minimum=0, maximum=int(model.cfg.n_layers) - 1)
     names = {z_hook(layer): layer for layer in layers}
     parts: dict[int, list[Tensor]] = {layer: [] for layer in layers}
     device = device_of(model)
     with evaluating(model):
         for chunk in tokens.split(batch_size):
-            _, cache = model.run_with_cache(chunk.to(device), names_filter=lambda n: n in names)
+            _, cache = cached_run(model, chunk.to(device), names_filter=lambda n: n in names)
             for name, layer in names.items():
                 parts[layer].append(cache[name])
     return {layer: torch.cat(p) for layer, p in parts.items()}
@@ -221,9 +227,10 @@ def ablate(
         >>> ablated.shape, bool((ablated != model(tokens)).any())
         (torch.Size([4, 11, 16]), True)
     """
+    check_int("seed", seed)
     specs, pos, ref = _prepare_ablation(model, heads, kind, positions, reference, batch_size)
     generator = torch.Generator().manual_seed(seed)
-    with model.hooks(fwd_hooks=_ablation_hooks(specs, kind, pos, ref, generator)):
+    with attached_hooks(model, _ablation_hooks(specs, kind, pos, ref, generator)):
         yield model
 
 
@@ -257,6 +264,7 @@ def ablation_effect(
         >>> sorted(effect.summary()["change"])
         ['accuracy', 'logit_diff', 'loss', 'token_accuracy']
     """
+    check_int("seed", seed)
     batch = as_batch(model, data, n=n)
     ref_tokens = batch.tokens if reference is None else reference
     widths = scored_widths(batch.targets) if reference is None else None
@@ -308,7 +316,7 @@ def head_output_means(
     device = device_of(model)
     with evaluating(model):
         for chunk, weight in zip(tokens.split(batch_size), reach.split(batch_size), strict=True):
-            _, cache = model.run_with_cache(chunk.to(device), names_filter=lambda n: n in names)
+            _, cache = cached_run(model, chunk.to(device), names_filter=lambda n: n in names)
             for name, layer in names.items():
                 part = (cache[name].double().cpu() * weight[:, :, None, None]).sum(0, keepdim=True)
                 sums[layer] = part if layer not in sums else sums[layer] + part

@@ -18,7 +18,7 @@ from iteration_heads.detection.probes import Probes
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.tasks.data import IGNORE, Split, encode
 from iteration_heads.tasks.layout import TokenLayout
-from iteration_heads.tasks.task import Task, get_task
+from iteration_heads.tasks.task import Task, check_int, get_task
 
 CorruptionKind = Literal["input", "length", "task"]
 CORRUPTION_KINDS: tuple[str, ...] = ("input", "length", "task")
@@ -61,6 +61,9 @@ def corrupt(
         >>> changed.tokens[:, 1].ne(probes.tokens[:, 1]).all().item(), changed.source
         (True, 'polynomial in a foreign vocabulary, input corrupted')
     """
+    check_int("position", position, minimum=0, none=True)
+    check_int("shift", shift)
+    check_int("seed", seed)
     if kind not in CORRUPTION_KINDS:
         raise IterationHeadsError(
             f"unknown corruption {kind!r}; expected one of {list(CORRUPTION_KINDS)}"

@@ -19,10 +19,11 @@ from jaxtyping import Float
 from torch import Tensor
 
 from iteration_heads._results import Result
-from iteration_heads._torch import device_of, evaluating, z_hook
+from iteration_heads._torch import attached_hooks, cached_run, device_of, evaluating, z_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import Data, paired
 from iteration_heads.interventions.scores import Metric, MetricFn, metric_fn, standard_error
+from iteration_heads.tasks.task import check_int
 
 SWEEP_BATCH = 2048
 """Rows (variants × sequences) per forward pass of the batched sweep."""
@@ -142,6 +143,7 @@ def activation_patching(
         >>> result.values.shape, result.n_forward
         (torch.Size([2, 11, 1]), 1)
     """
+    check_int("batch_size", batch_size, minimum=1)
     if direction not in ("denoise", "noise"):
         raise IterationHeadsError(f"direction {direction!r}, expected 'denoise' or 'noise'")
     if method not in ("batched", "transformer_lens"):
@@ -197,7 +199,7 @@ def _run_with_z(
     z: dict[int, list[Tensor]] = {layer: [] for layer in range(n_layers)}
     with evaluating(model):
         for t, y in zip(tokens.split(size), targets.split(size), strict=True):
-            logits, cache = model.run_with_cache(t.to(device), names_filter=lambda n: n in names)
+            logits, cache = cached_run(model, t.to(device), names_filter=lambda n: n in names)
             metric.append(fn(logits, y.to(device)).float().cpu())
             for name, layer in names.items():
                 z[layer].append(cache[name])
@@ -247,7 +249,7 @@ def _batched_sweep(
                     return z
 
                 hooks.append((z_hook(layer), hook))
-            with model.hooks(fwd_hooks=hooks):
+            with attached_hooks(model, hooks):
                 logits = model(base[seq].to(device))
             raw[lay, pos, head, seq] = fn(logits, targets[seq].to(device)).float().cpu()
             passes += 1
@@ -261,8 +263,8 @@ def _transformer_lens_sweep(
 
     device = device_of(model)
     with evaluating(model):
-        _, cache = model.run_with_cache(
-            source.to(device), names_filter=lambda name: name.endswith("attn.hook_z")
+        _, cache = cached_run(
+            model, source.to(device), names_filter=lambda name: name.endswith("attn.hook_z")
         )
         result = get_act_patch_attn_head_out_by_pos(
             model,

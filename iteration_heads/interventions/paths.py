@@ -16,6 +16,7 @@ from torch import Tensor
 from iteration_heads._results import Result
 from iteration_heads._torch import (
     Head,
+    attached_hooks,
     check_heads,
     device_of,
     evaluating,
@@ -25,7 +26,7 @@ from iteration_heads._torch import (
 )
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.ablation import head_outputs
-from iteration_heads.interventions.batch import Data, paired
+from iteration_heads.interventions.batch import Data, check_positions, paired
 from iteration_heads.interventions.scores import (
     Metric,
     Scores,
@@ -34,6 +35,7 @@ from iteration_heads.interventions.scores import (
     standard_error,
 )
 from iteration_heads.model.transformer import check_additive_residual
+from iteration_heads.tasks.task import check_int
 
 
 @dataclass(frozen=True, repr=False)
@@ -141,6 +143,7 @@ def path_patch(
         >>> result.patched.shape
         torch.Size([24])
     """
+    check_int("batch_size", batch_size, minimum=1)
     check_additive_residual(model, "path patching")
     senders = check_heads(model, sender)
     receivers = check_heads(model, receiver)
@@ -162,9 +165,7 @@ def path_patch(
     if positions is None:
         pos[:] = True
     else:
-        values = [positions] if isinstance(positions, int) else list(positions)
-        if not values or any(not 0 <= p < width for p in values):
-            raise IterationHeadsError(f"positions {values!r}: expected positions in 0..{width - 1}")
+        values = check_positions(positions, width)
         pos[values] = True
     sender_layers = sorted({layer for layer, _ in senders})
     z_clean = head_outputs(model, a.tokens, sender_layers, batch_size)
@@ -181,7 +182,7 @@ def path_patch(
         for start in range(0, len(a), batch_size):
             rows = slice(start, start + batch_size)
             hooks = receiver_hooks(model, receivers, names, delta[rows])
-            with model.hooks(fwd_hooks=hooks):
+            with attached_hooks(model, hooks):
                 logits = model(a.tokens[rows].to(device))
             targets = a.targets[rows].to(device)
             patched.append(fn(logits, targets).float().cpu())
@@ -212,7 +213,7 @@ def receiver_hooks(
         >>> from iteration_heads import ModelConfig, build_model
         >>> model = build_model(ModelConfig(d_model=32, max_len=4))
         >>> tokens = torch.randint(0, 16, (2, 11))
-        >>> with model.hooks(fwd_hooks=receiver_hooks(model, [(1, 0)], ["q"], torch.zeros(2, 11, 32))):
+        >>> with attached_hooks(model, receiver_hooks(model, [(1, 0)], ["q"], torch.zeros(2, 11, 32))):
         ...     same = model(tokens)
         >>> bool(torch.allclose(same, model(tokens), atol=1e-5))
         True

@@ -16,7 +16,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from iteration_heads._torch import Head, check_heads, head_names, pattern_hook
+from iteration_heads._torch import Head, attached_hooks, check_heads, head_names, pattern_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import (
     BATCH_SIZE,
@@ -26,6 +26,7 @@ from iteration_heads.interventions.batch import (
     integer_tensor,
 )
 from iteration_heads.interventions.scores import Effect, run_scored
+from iteration_heads.tasks.task import check_int
 
 PATTERN_KINDS: tuple[str, ...] = ("iteration", "eoi", "uniform", "random")
 
@@ -47,6 +48,7 @@ def ideal_pattern(
         >>> pattern[0].argmax(-1).tolist(), rows[0].int().tolist()
         ([0, 0, 0, 1, 2, 0, 0], [0, 0, 0, 1, 1, 0, 0])
     """
+    check_int("seed", seed)
     check_kind(kind, PATTERN_KINDS, "pattern")
     lengths = lengths.long().cpu()
     if int((2 * lengths + 2).max()) > width:
@@ -172,9 +174,10 @@ def patch_pattern(
         >>> float(cache["blocks.1.attn.hook_pattern"][-1, 0, L + 1, 1])
         1.0
     """
+    check_int("seed", seed)
     specs = check_heads(model, heads)
     source = _pattern_source(pattern, lengths, seed)
-    with model.hooks(fwd_hooks=_pattern_hooks(specs, source)):
+    with attached_hooks(model, _pattern_hooks(specs, source)):
         yield model
 
 
@@ -198,6 +201,8 @@ def pattern_effect(
         >>> pattern_effect(model, (1, 0), "uniform", split).description
         "'uniform' pattern planted in L1H0"
     """
+    check_int("seed", seed)
+    check_int("batch_size", batch_size, minimum=1)
     specs = check_heads(model, heads)
     if isinstance(pattern, str):
         check_kind(pattern, PATTERN_KINDS, "pattern")

@@ -21,6 +21,7 @@ from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import BATCH_SIZE, Batch
 from iteration_heads.passes import scored_logits
 from iteration_heads.tasks.data import IGNORE
+from iteration_heads.tasks.task import check_int
 from iteration_heads.training.metrics import SUMMARY_MIN_LEN
 
 MetricFn = Callable[[Tensor, Tensor], Tensor]
@@ -143,6 +144,7 @@ def run_scored(
 ) -> Scores:
     """Run ``batch`` in chunks (eval mode, no gradients), with ``make_hooks(rows)`` attached for
     each chunk, and score it. Hooks are removed after each chunk, also on error."""
+    check_int("batch_size", batch_size, minimum=1)
     if batch_size < 1:
         raise IterationHeadsError(f"batch_size={batch_size}, expected >= 1")
     device, parts = device_of(model), []

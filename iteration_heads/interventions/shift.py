@@ -16,7 +16,16 @@ import torch
 from torch import Tensor
 
 from iteration_heads._results import Result
-from iteration_heads._torch import Head, check_heads, device_of, evaluating, pattern_hook, z_hook
+from iteration_heads._torch import (
+    Head,
+    attached_hooks,
+    cached_run,
+    check_heads,
+    device_of,
+    evaluating,
+    pattern_hook,
+    z_hook,
+)
 from iteration_heads.detection.detector import detect
 from iteration_heads.detection.probes import Probes
 from iteration_heads.detection.report import DetectionReport
@@ -26,7 +35,7 @@ from iteration_heads.interventions.batch import Data, as_batch
 from iteration_heads.interventions.corruptions import corrupt
 from iteration_heads.model.checkpoint import model_metadata
 from iteration_heads.tasks.data import Split
-from iteration_heads.tasks.task import Task
+from iteration_heads.tasks.task import Task, check_int
 
 
 @dataclass(frozen=True, repr=False)
@@ -134,6 +143,10 @@ def position_shift(
         >>> sorted(set(result.table["length"])), result.shift
         ([3], 1)
     """
+    check_int("shift", shift)
+    check_int("n", n, minimum=1, none=True)
+    check_int("seed", seed)
+    check_int("batch_size", batch_size, minimum=1)
     if not isinstance(shift, int) or shift == 0:
         raise IterationHeadsError(f"shift={shift!r}, expected a non-zero int")
     clean, source = _shifted_pair(model, data, task, shift, n, seed)
@@ -171,7 +184,7 @@ def position_shift(
         for start in range(0, len(clean), batch_size):
             rows = slice(start, start + batch_size)
             tokens = clean.tokens[rows].to(device)
-            _, cache = model.run_with_cache(tokens, names_filter=lambda n: n == name)
+            _, cache = cached_run(model, tokens, names_filter=lambda n: n == name)
             clean_p.append(cache[name][:, heads].sum(1).cpu())
             hooks = []
             for lay in eoi_layers:
@@ -192,8 +205,8 @@ def position_shift(
                     return z
 
                 hooks.append((z_hook(lay), hook))
-            with model.hooks(fwd_hooks=hooks):
-                _, cache = model.run_with_cache(tokens, names_filter=lambda n: n == name)
+            with attached_hooks(model, hooks):
+                _, cache = cached_run(model, tokens, names_filter=lambda n: n == name)
             patched_p.append(cache[name][:, heads].sum(1).cpu())
     clean_pattern, patched_pattern = torch.cat(clean_p), torch.cat(patched_p)
     qq = queries

@@ -3,6 +3,7 @@ other heads must not (or much less)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,7 @@ from iteration_heads.interventions.ablation import AblationKind
 from iteration_heads.interventions.batch import BATCH_SIZE, Data, as_batch
 from iteration_heads.interventions.many_ablations import ablation_sets
 from iteration_heads.interventions.scores import Scores, run_scored
+from iteration_heads.tasks.task import check_int
 
 BROKEN_FRACTION = 0.5
 """:func:`verify`: ablating the detected heads *breaks* the task when accuracy falls below this
@@ -138,6 +140,14 @@ def _samples_per_set(control_probes: int | Literal["auto"] | None, n_sets: int) 
     return control_probes
 
 
+def _check_options(max_controls: Any, control_probes: Any, seed: Any, batch_size: Any) -> None:
+    """The numbers of :func:`ablation_check` and :func:`verify`, or an error naming the bad one."""
+    check_int("max_controls", max_controls, minimum=0)
+    _samples_per_set(control_probes, 1)
+    check_int("seed", seed)
+    check_int("batch_size", batch_size, minimum=1)
+
+
 def _sample_probes(batch: Any, n: int | None, seed: int) -> torch.Tensor | None:
     """``n`` probes spread over the lengths (None: every probe)."""
     if n is None or n >= len(batch):
@@ -185,6 +195,7 @@ def ablation_check(
         >>> check.verdict  # doctest: +ELLIPSIS
         'not confirmed: mean ablation of L2H0+L2H1: accuracy 1.000 -> ...'
     """
+    _check_options(max_controls, control_probes, seed, batch_size)
     batch = as_batch(model, data, n=n)
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
     chosen = check_heads(model, list(heads))
@@ -264,7 +275,10 @@ def verify(
 
     The circuit's heads come from ``report`` (:func:`~iteration_heads.detect` is run on the data
     when None). They are ablated together, then each role alone; then sets of ``k`` heads are
-    compared (:func:`ablation_check`). Cost: one forward pass per set.
+    compared (:func:`ablation_check`). Cost: one forward pass per set. When the report names
+    iteration heads but no EoI head (another position route), the iteration heads are tested
+    alone (as :func:`~iteration_heads.auditing.audit` does) and the verdict says so; with no
+    iteration heads there is nothing to verify.
 
     Example:
         >>> from iteration_heads import DataConfig, ModelConfig, build_model, make_dataset
@@ -273,6 +287,7 @@ def verify(
         >>> verify(model, data=split).verdict
         'nothing to verify: no iteration circuit was detected (no iteration circuit: ...)'
     """
+    _check_options(max_controls, control_probes, seed, batch_size)
     batch = as_batch(model, data, n=n)
     if report is None:
         report = detect(model, batch.as_probes("detection"))
@@ -280,6 +295,23 @@ def verify(
         raise IterationHeadsError(f"report must be a DetectionReport, got {type(report).__name__}")
     n_heads = int(model.cfg.n_heads)
     circuit = report.circuit
+    if (circuit is None or not circuit.attention_found) and report.iteration is not None:
+        # iteration heads whatever tells them the position: test them alone, as audit does
+        check = ablation_check(
+            model,
+            report.iteration.names(n_heads),
+            batch,
+            flagged=report.found("iteration"),
+            label="iteration",
+            kind=kind,
+            max_controls=max_controls,
+            control_probes=control_probes,
+            seed=seed,
+            batch_size=batch_size,
+        )
+        note = "no EoI head found, iteration heads alone"
+        status, figures = check.verdict.split(": ", 1)
+        return dataclasses.replace(check, verdict=f"{status} ({note}): {figures}")
     if circuit is None or not circuit.attention_found:
         clean_acc = run_scored(model, batch, batch_size=batch_size).mean("accuracy")
         columns = ["role", "heads", "n_heads", "n_probes", "flagged", *Scores.METRICS]

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.transformer import ModelConfig
+from iteration_heads.tasks.task import check_number
 
 _ACT = {
     "gelu": F.gelu,
@@ -81,6 +82,7 @@ def forward(
         >>> bool(torch.allclose(logits, model(tokens), atol=1e-5)), patterns[1].shape
         (True, torch.Size([2, 1, 11, 11]))
     """
+    check_number("embedding_dropout", embedding_dropout, minimum=0, maximum=1, open_max=True)
     cfg = weights.config
     batch, seq = tokens.shape
     x = F.embedding(tokens, weights["embed.weight"]) + weights["pos_embed.weight"][:seq]

@@ -7,13 +7,16 @@ checkpoint folder with its tokenizer.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from iteration_heads._io import WEIGHTS_FILE
 from iteration_heads.errors import IterationHeadsError
 
 
@@ -64,19 +67,184 @@ def wrap_hf_model(
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 """Files whose presence marks a tokenizer saved with a HuggingFace checkpoint."""
 
+SUPPORTED_MODEL_TYPES = (
+    "gemma", "gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "qwen2", "qwen3",
+)  # fmt: skip
+"""``model_type`` values of the causal decoder-only architectures an audit reads: each builds a
+TransformerLens bridge with attention hooks (``blocks.{layer}.attn.hook_pattern``)."""
+
+INDEX_FILE = "model.safetensors.index.json"
+
+
+def _first_line(err: BaseException) -> str:
+    """An exception's message on one line (at most 300 characters)."""
+    text = " ".join(str(err).split())
+    if not text:
+        return type(err).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def read_hf_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``config.json`` of a HuggingFace checkpoint folder, checked: a JSON object whose
+    ``model_type`` is one of :data:`SUPPORTED_MODEL_TYPES`.
+
+    Raises:
+        IterationHeadsError: for a file that is not a JSON object, or another ``model_type``.
+
+    Example:
+        >>> read_hf_config("tests/fixtures/gpt2_polynomial")["n_layer"]
+        2
+    """
+    file = Path(directory) / "config.json"
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise IterationHeadsError(
+            f"{str(file)!r} is not readable JSON: {_first_line(err)}"
+        ) from None
+    if not isinstance(config, dict):
+        raise IterationHeadsError(
+            f"{str(file)!r} holds a JSON {type(config).__name__}: expected an object"
+        )
+    kind = config.get("model_type")
+    if kind not in SUPPORTED_MODEL_TYPES:
+        raise IterationHeadsError(
+            f"{str(file)!r}: model_type {kind!r} is not supported: expected one of "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)} (causal decoder-only models with attention hooks)"
+        )
+    return config
+
+
+def weight_shapes(directory: str | os.PathLike[str]) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape in a checkpoint folder's safetensors weights (``model.safetensors``,
+    or the shards its ``model.safetensors.index.json`` lists), read from the file headers only.
+
+    Raises:
+        IterationHeadsError: for missing, empty, truncated or unreadable weights.
+
+    Example:
+        >>> weight_shapes("tests/fixtures/gpt2_polynomial")["transformer.wpe.weight"]
+        (19, 64)
+    """
+    from safetensors import safe_open
+
+    path = Path(directory)
+    if (path / WEIGHTS_FILE).is_file():
+        files = [path / WEIGHTS_FILE]
+    elif (path / INDEX_FILE).is_file():
+        try:
+            weight_map = json.loads((path / INDEX_FILE).read_text(encoding="utf-8"))["weight_map"]
+            files = [path / name for name in sorted(set(weight_map.values()))]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+            raise IterationHeadsError(
+                f"{str(path / INDEX_FILE)!r} is not a safetensors index (a JSON object with a "
+                "weight_map of tensor names to files)"
+            ) from None
+    else:
+        raise IterationHeadsError(
+            f"{str(path)!r} holds no {WEIGHTS_FILE}: expected safetensors weights "
+            "(model.save_pretrained(folder) writes them)"
+        )
+    shapes: dict[str, tuple[int, ...]] = {}
+    for file in files:
+        try:
+            with safe_open(file, "pt") as weights:
+                for key in weights.keys():  # noqa: SIM118 - a safetensors handle, not a dict
+                    shapes[key] = tuple(weights.get_slice(key).get_shape())
+        except Exception as err:  # safetensors raises its own error types, and OSError
+            raise IterationHeadsError(
+                f"{str(file)!r} is not a readable safetensors file (empty, truncated or "
+                f"corrupt?): {_first_line(err)}"
+            ) from None
+    if not shapes:
+        raise IterationHeadsError(f"{str(files[0])!r} holds no tensors")
+    return shapes
+
+
+def check_weights(model: torch.nn.Module, shapes: dict[str, tuple[int, ...]], where: str) -> None:
+    """Refuse weights that do not fit ``model`` (built from the folder's config, e.g. on the meta
+    device): the first missing, unexpected or shape-mismatched tensor, by name.
+
+    Example:
+        >>> from transformers import GPT2Config, GPT2LMHeadModel
+        >>> model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=8))
+        >>> shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        >>> check_weights(model, shapes, "here")
+        >>> check_weights(model, {**shapes, "transformer.wte.weight": (9, 8)}, "here")
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: here: tensor 'transformer.wte.weight' has shape [9, 8] in the weights, but config.json makes it [8, 8]
+    """
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    aliases = set(dict(model.named_parameters(remove_duplicate=False))) - set(
+        dict(model.named_parameters())
+    )  # tied weights (an output embedding shared with the input's): saved once
+    ignore_unexpected = getattr(model, "_keys_to_ignore_on_load_unexpected", None) or []
+    ignore_missing = getattr(model, "_keys_to_ignore_on_load_missing", None) or []
+    missing = [
+        k for k in expected
+        if k not in shapes and k not in aliases and not any(re.search(p, k) for p in ignore_missing)
+    ]  # fmt: skip
+    if missing:
+        raise IterationHeadsError(
+            f"{where}: the weights lack tensor {missing[0]!r} ({len(missing)} missing in all), "
+            "which config.json asks for: config.json and the weights disagree"
+        )
+    unexpected = [
+        k for k in shapes
+        if k not in expected and not any(re.search(p, k) for p in ignore_unexpected)
+    ]  # fmt: skip
+    if unexpected:
+        raise IterationHeadsError(
+            f"{where}: the weights hold tensor {unexpected[0]!r} ({len(unexpected)} unexpected in "
+            "all), which a model built from config.json lacks: config.json and the weights disagree"
+        )
+    for key, shape in shapes.items():
+        if key in expected and shape != expected[key]:
+            raise IterationHeadsError(
+                f"{where}: tensor {key!r} has shape {list(shape)} in the weights, but config.json "
+                f"makes it {list(expected[key])}"
+            )
+
+
+def check_finite(model: torch.nn.Module, where: str) -> None:
+    """Refuse a model with NaN or infinite weights, naming the first such tensor.
+
+    Example:
+        >>> layer = torch.nn.Linear(2, 2)
+        >>> check_finite(layer, "here")
+        >>> with torch.no_grad():
+        ...     layer.bias[0] = float("nan")
+        >>> check_finite(layer, "here")
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: here: tensor 'bias' holds 1 NaN or infinite value(s): the weights are not usable
+    """
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise IterationHeadsError(
+                f"{where}: tensor {name!r} holds {bad} NaN or infinite value(s): the weights are "
+                "not usable"
+            )
+
 
 def load_hf_folder(
     directory: str | os.PathLike[str], *, device: str | torch.device = "cpu"
 ) -> tuple[TransformerBridge, Any]:
-    """Load a HuggingFace checkpoint folder (``config.json``, the weights, and a tokenizer if
-    saved with it) as a ``TransformerBridge``, offline.
+    """Load a HuggingFace checkpoint folder (``config.json``, safetensors weights, and a
+    tokenizer if saved with it) as a ``TransformerBridge``, offline and strictly.
+
+    Strict as :func:`~iteration_heads.model.checkpoint.load` is for the library's own models:
+    ``config.json`` must name a supported ``model_type`` (:data:`SUPPORTED_MODEL_TYPES`); every
+    tensor of the model it describes must be in the weights with its shape, and no other tensor
+    (nothing is left randomly initialised or dropped); every weight must be finite.
 
     Returns:
         ``(bridge, tokenizer)``; the tokenizer is None when the folder holds none.
 
     Raises:
-        IterationHeadsError: for a folder that does not exist, lacks ``config.json``, holds a
-            config or weights transformers cannot read, or an architecture TransformerLens lacks.
+        IterationHeadsError: one line, naming the folder and the field or tensor at fault.
 
     Example:
         >>> bridge, tokenizer = load_hf_folder("tests/fixtures/gpt2_text_polynomial")
@@ -94,24 +262,55 @@ def load_hf_folder(
         raise IterationHeadsError(
             f"{str(path)!r} is not a HuggingFace checkpoint folder: it has no config.json"
         )
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    read_hf_config(path)
+    shapes = weight_shapes(path)
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    where = repr(str(path))
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # no "loading weights" chatter in a command's output
     hf_logging.disable_progress_bar()
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+        step = "config.json"
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        step = "building the model config.json describes"
+        with torch.device("meta"):  # shapes only: nothing allocated
+            skeleton = AutoModelForCausalLM.from_config(config)
+        check_weights(skeleton, shapes, where)
+        step = "loading the weights"
+        loaded: Any = AutoModelForCausalLM.from_pretrained(
+            path, local_files_only=True, output_loading_info=True
+        )
+        model: Any = loaded[0]
+        info: dict[str, Any] = loaded[1]
+        left = [k for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(k)]
+        if left:
+            raise IterationHeadsError(
+                f"{where}: transformers reports {left[0].replace('_', ' ')} "
+                f"{sorted(map(str, info[left[0]]))[:3]}: config.json and the weights disagree"
+            )
+        check_finite(model, where)
+        step = "the tokenizer"
         tokenizer = None
         if any((path / name).is_file() for name in TOKENIZER_FILES):
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        step = "wrapping the model"
+        model.eval()
+        model.to(device)
+        bridge = wrap_hf_model(model, architecture=type(model).__name__)
+        if "blocks.0.attn.hook_pattern" not in bridge.hook_dict:
+            raise IterationHeadsError(f"{where}: the model has no attention hooks to read")
+        step = "a forward pass"
+        with torch.no_grad():
+            bridge(torch.zeros(1, 2, dtype=torch.long, device=device))
+    except IterationHeadsError:
+        raise
+    except Exception as err:  # transformers raises many types for a bad config or file
         raise IterationHeadsError(
-            f"transformers cannot load {str(path)!r}: {str(err).splitlines()[0]}"
-        ) from err
+            f"transformers cannot load {where} ({step}): {_first_line(err)}"
+        ) from None
     finally:
         hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()
-    model.eval()
-    model.to(device)  # type: ignore[arg-type]
-    return wrap_hf_model(model), tokenizer
+    return bridge, tokenizer

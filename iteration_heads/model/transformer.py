@@ -387,6 +387,9 @@ def paper_parameter_count(
         >>> paper_parameter_count(64, 8), paper_parameter_count(128, 16)
         (108032, 414720)
     """
+    for name, value in (("d_model", d_model), ("max_len", max_len), ("n_layers", n_layers)):
+        check_int(name, value, minimum=1)
+    check_int("d_vocab", d_vocab, minimum=1)
     n_ctx = TokenLayout.seq_len(max_len, cot=True)
     embeddings = 2 * d_vocab * d_model + n_ctx * d_model
     blocks = n_layers * 12 * d_model * d_model  # 4·d² attention + 8·d² MLP

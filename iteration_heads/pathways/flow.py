@@ -24,6 +24,7 @@ from torch import Tensor
 
 from iteration_heads._results import Result
 from iteration_heads._torch import (
+    cached_run,
     device_of,
     evaluating,
     input_hook,
@@ -37,7 +38,7 @@ from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids
 from iteration_heads.model.transformer import check_additive_residual
 from iteration_heads.pathways.prompts import Prompts
-from iteration_heads.tasks.task import check_int
+from iteration_heads.tasks.task import check_int, check_number
 
 
 @dataclass(frozen=True, order=True)
@@ -332,7 +333,7 @@ def _graphs(model: Any, prompts: Prompts, targets: list[int | None], opts: _Opti
         for start in range(0, len(prompts), size):
             chunk = prompts.select(list(range(start, min(start + size, len(prompts)))))
             tokens = chunk.clean.to(device_of(model))
-            logits, cache = model.run_with_cache(tokens, names_filter=names.__contains__)
+            logits, cache = cached_run(model, tokens, names_filter=names.__contains__)
             for b, target in enumerate(targets[start : start + size]):
                 run = {n: cache[n][b if cache[n].shape[0] > 1 else 0] for n in cache}
                 seg = chunk.segment_names
@@ -394,6 +395,8 @@ def trace_flow(
         >>> graph.heads(), graph.root.name
         ([(0, 0), (1, 0)], 'answer 7@14')
     """
+    check_number("min_weight", min_weight)
+    check_number("min_share", min_share, minimum=0, maximum=1)
     check_additive_residual(model, "flow tracing (direct logit attribution)")
     opts = _Options(writers, sources, min_weight, min_share, max_depth, query_side, through_mlps)
     if isinstance(tokens, Prompts):

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from iteration_heads._torch import Head, device_of, evaluating, z_hook
+from iteration_heads._torch import Head, cached_run, device_of, evaluating, z_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.patching import SWEEP_BATCH
 from iteration_heads.passes import scored_logits
@@ -69,9 +69,7 @@ def noising_check(
         full = model(prompts.clean[:, :cut].to(device))
         rows = torch.arange(len(prompts))
         clean_top = full[rows, prompts.position].argmax(-1).cpu()
-        _, noisy = model.run_with_cache(
-            corrupted[:, :cut].to(device), names_filter=names.__contains__
-        )
+        _, noisy = cached_run(model, corrupted[:, :cut].to(device), names_filter=names.__contains__)
         predictions = _noised_predictions(model, prompts, masks, noisy, cut, batch_size)
     return AblationCheck.of(named, draws, predictions, clean_top, prompts, method="noising")
 

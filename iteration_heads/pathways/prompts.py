@@ -20,6 +20,7 @@ from iteration_heads.errors import IterationHeadsError
 from iteration_heads.tasks.data import Split
 from iteration_heads.tasks.layout import TokenLayout
 from iteration_heads.tasks.ontology import SUBTASKS, OntologyProblems
+from iteration_heads.tasks.task import check_int
 
 ONTOLOGY_SEGMENTS = ("facts", "question", "chain of thought")
 """Segments of an ontology prompt: ``segments[i, p]`` indexes this tuple, -1 for ``<s>``,
@@ -207,6 +208,7 @@ def iteration_prompts(split: Split, layout: TokenLayout, *, seed: int = 0) -> Pr
         >>> len(prompts), sorted(set(prompts.labels))
         (12, ['step 1', 'step 2', 'step 3'])
     """
+    check_int("seed", seed)
     if not split.cot:
         raise IterationHeadsError("iteration prompts need a chain-of-thought split (cot=True)")
     generator = torch.Generator().manual_seed(seed)

@@ -28,10 +28,11 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from iteration_heads._results import Result
-from iteration_heads._torch import device_of, evaluating, resid_pre_hook
+from iteration_heads._torch import cached_run, device_of, evaluating, resid_pre_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids, integer_tensor
 from iteration_heads.pathways.prompts import Prompts
+from iteration_heads.tasks.task import check_int, check_number
 
 LENS_BATCH = 64
 """Prompts per forward pass of the logit lens."""
@@ -47,6 +48,7 @@ def rift_layer(outranks: Float[Tensor, " layer"], *, threshold: float = 0.5) -> 
         >>> rift_layer(torch.tensor([0.1, 0.6, 0.4, 0.7, 0.9])), rift_layer(torch.tensor([0.9, 0.2]))
         (3, None)
     """
+    check_number("threshold", threshold)
     if not isinstance(outranks, Tensor) or outranks.ndim != 1 or len(outranks) == 0:
         raise IterationHeadsError(
             f"outranks of shape {tuple(getattr(outranks, 'shape', ()))}, expected a non-empty "
@@ -253,13 +255,14 @@ def lens_logits(
         >>> logits.shape, names
         (torch.Size([3, 2, 16]), ('0_pre', '1_pre', 'final_post'))
     """
+    check_int("batch_size", batch_size, minimum=1)
     n_layers = int(model.cfg.n_layers)
     final = f"blocks.{n_layers - 1}.hook_resid_post"
     names = {resid_pre_hook(layer) for layer in range(n_layers)} | {final}
     device, parts, labels = device_of(model), [], []
     with evaluating(model):
         for t, p in zip(tokens.split(batch_size), position.split(batch_size), strict=True):
-            _, cache = model.run_with_cache(t.to(device), names_filter=lambda n: n in names)
+            _, cache = cached_run(model, t.to(device), names_filter=lambda n: n in names)
             stack, labels = cache.accumulated_resid(apply_ln=True, return_labels=True)
             at = torch.arange(len(t), device=device)
             parts.append((stack[:, at, p.to(device)] @ model.W_U + model.b_U).float().cpu())

@@ -28,7 +28,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from iteration_heads._results import Result
-from iteration_heads._torch import device_of, evaluating, pattern_hook
+from iteration_heads._torch import attached_hooks, device_of, evaluating, pattern_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.pathways.flow import FlowGraph, FlowNode, trace_flows
 from iteration_heads.pathways.prompts import Prompts
@@ -195,6 +195,8 @@ def knockout_mask(
         >>> knockout_mask(p, frozenset([0]), "answer")[0].int().tolist()
         [[0, 0, 0], [0, 0, 0], [0, 1, 0]]
     """
+    for segment in cut:
+        check_int("cut", segment, minimum=0)
     if scope not in ("answer", "all"):
         raise IterationHeadsError(f"scope={scope!r}, expected 'answer' or 'all'")
     inside = torch.zeros_like(prompts.segments, dtype=torch.bool)
@@ -298,7 +300,8 @@ def segment_pathways(
         for start in range(0, len(rows), batch_size):
             c, i = (torch.tensor(x) for x in zip(*rows[start : start + batch_size], strict=True))
             hooks = knockout_hooks(model, masks[c, i].to(device))
-            logits = model.run_with_hooks(prompts.clean[i].to(device), fwd_hooks=hooks)
+            with attached_hooks(model, hooks):
+                logits = model(prompts.clean[i].to(device))
             part = _metrics(logits, prompts.select(i), second[i], top[i])
             names = [cuts[j][0] for j in c.tolist()]
             tables.append(pd.DataFrame(part).assign(cut=names, prompt=i.numpy()))

@@ -37,6 +37,7 @@ from torch import Tensor
 from iteration_heads._results import Result
 from iteration_heads._torch import (
     Head,
+    cached_run,
     device_of,
     evaluating,
     head_names,
@@ -255,7 +256,7 @@ def answer_writers(
             tokens = prompts.clean[rows].to(device)
             pos = prompts.position[rows].to(device)
             answer = prompts.answer[rows].to(device)
-            logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+            logits, cache = cached_run(model, tokens, names_filter=lambda n: n in names)
             at = torch.arange(len(rows), device=device)
             u = (W_U[:, answer] - W_U.mean(1, keepdim=True)).T  # [b, d_model]
             direction = u * w if w is not None else u

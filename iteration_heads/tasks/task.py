@@ -11,7 +11,7 @@ import math
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 from jaxtyping import Int
@@ -64,7 +64,7 @@ class Task:
         if not self.input_values:
             raise IterationHeadsError(f"task {self.name!r}: input_values is empty")
         values = tuple(
-            check_int(f"task {self.name!r}: input value", v, minimum=0) for v in self.input_values
+            check_int(f"task {self.name!r}: input_values", v, minimum=0) for v in self.input_values
         )
         bad = [v for v in values if not 0 <= v < self.n_symbols]
         if bad:
@@ -178,11 +178,39 @@ class Task:
         return new
 
 
+@overload
 def check_int(
-    name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None
-) -> int:
+    name: str,
+    value: Any,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    none: Literal[False] = False,
+) -> int: ...
+
+
+@overload
+def check_int(
+    name: str,
+    value: Any,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    none: bool,
+) -> int | None: ...
+
+
+def check_int(
+    name: str,
+    value: Any,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    none: bool = False,
+) -> int | None:
     """``value`` as a Python int, or an error naming it: bools, floats and strings are refused
-    (every config of the library checks its integers here).
+    (every config and every public function of the library checks its integers here). With
+    ``none=True``, None is accepted too (and returned).
 
     Example:
         >>> check_int("epochs", 3, minimum=0)
@@ -191,14 +219,20 @@ def check_int(
         Traceback (most recent call last):
         ...
         iteration_heads.errors.IterationHeadsError: epochs=2.5, expected an integer >= 0
+        >>> check_int("n", True, minimum=1, none=True)
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: n=True, expected an integer >= 1 or None
     """
+    if none and value is None:
+        return None
     ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if ok and minimum is not None and value < minimum:
         ok = False
     if ok and maximum is not None and value > maximum:
         ok = False
     if not ok:
-        limits = _limits(minimum, maximum, False, False)
+        limits = _limits(minimum, maximum, False, False) + (" or None" if none else "")
         raise IterationHeadsError(f"{name}={value!r}, expected an integer{limits}")
     return int(value)
 

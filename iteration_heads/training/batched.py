@@ -166,7 +166,7 @@ def _check(mc: Any, dc: Any, tc: Any, seeds: Any, out_dirs: Any, progress: Any) 
     check_bool("progress", progress)
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds:
         raise IterationHeadsError(f"seeds={seeds!r}, expected a non-empty list of integers >= 0")
-    checked = [check_int("seed", seed, minimum=0) for seed in seeds]
+    checked = [check_int(f"seeds[{i}]", seed, minimum=0) for i, seed in enumerate(seeds)]
     if len(set(checked)) != len(checked):
         raise IterationHeadsError(f"seeds={checked} repeat a seed; expected distinct seeds")
     width = TokenLayout.seq_len(dc.max_len, cot=dc.cot)

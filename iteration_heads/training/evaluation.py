@@ -18,6 +18,7 @@ from iteration_heads.model.fast_forward import Weights, forward
 from iteration_heads.model.transformer import model_config
 from iteration_heads.tasks.data import IGNORE, Dataset, Split
 from iteration_heads.tasks.ontology_data import OntologyDataset, head_problems
+from iteration_heads.tasks.task import check_int
 from iteration_heads.training.metrics import (
     SUMMARY_MIN_LEN,
     HeadScores,
@@ -153,6 +154,7 @@ def evaluate(model: torch.nn.Module, split: Split, *, batch_size: int = 1024) ->
         >>> result.lengths, round(result.accuracy(), 2)
         ([1, 2, 3, 4, 5, 6], 0.0)
     """
+    check_int("batch_size", batch_size, minimum=1)
     config = model_config(model)
     if split.tokens.shape[1] > config.n_ctx:
         raise IterationHeadsError(

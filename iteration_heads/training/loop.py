@@ -287,9 +287,9 @@ def _train(
             callback(record)
         bar.set_postfix(loss=train_loss, acc=round(test["summary"]["accuracy"], 3))
 
-    for p in frozen:  # no gradient for what is not trained; restored below
-        p.requires_grad_(False)
-    try:
+    try:  # an interrupt anywhere (even while freezing) restores gradients and mode
+        for p in frozen:  # no gradient for what is not trained; restored below
+            p.requires_grad_(False)
         with torch.random.fork_rng(devices=[]):
             if not history:
                 log(0, None)
@@ -343,7 +343,7 @@ def _train(
     finally:
         for p in frozen:
             p.requires_grad_(True)
-    model.train(was_training)
+        model.train(was_training)
     metadata = run_metadata(record_base, history)
     if run is not None:
         save_checkpoint(run, model, optimizer, history[-1]["epoch"])

@@ -23,6 +23,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.tasks.task import check_int
 
 PEAK_THRESHOLD = 0.5
 """A target weight above this counts as a peak (docs/paper.md §6)."""
@@ -95,6 +96,8 @@ def score_heads(
         >>> [round(v, 3) for v in s.mean[:, 0, 0].tolist()], s.peakiness[:, 0, 0].tolist()
         ([0.7, 0.55], [1.0, 0.5])
     """
+    for i, value in enumerate(length_values):
+        check_int(f"length_values[{i}]", value, minimum=0)
     index = torch.tensor(length_values, device=lengths.device)
     group = torch.searchsorted(index, lengths)
     if not bool((index[group.clamp(max=len(index) - 1)] == lengths).all()):

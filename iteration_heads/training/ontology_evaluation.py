@@ -21,6 +21,7 @@ from iteration_heads.model.fast_forward import Weights, forward
 from iteration_heads.model.transformer import model_config
 from iteration_heads.tasks.data import IGNORE
 from iteration_heads.tasks.ontology import SUBTASKS, OntologyProblems
+from iteration_heads.tasks.task import check_int
 
 
 @dataclass(frozen=True, repr=False)
@@ -99,6 +100,7 @@ def evaluate_ontology(
         >>> sorted(result.per_hop()), result.summary()["accuracy"]
         ([1, 2], 0.0)
     """
+    check_int("batch_size", batch_size, minimum=1)
     if not isinstance(problems, OntologyProblems):
         raise IterationHeadsError(
             f"problems must be OntologyProblems, got {type(problems).__name__}"

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import warnings
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def checkpoints(run: Path) -> list[tuple[int, Path]]:
         if folder.is_dir() and name.startswith("epoch-") and name[6:].isdigit():
             found.append((int(name[6:]), folder))
     if (root / "state.json").is_file():  # the single checkpoint of runs written before
-        with suppress(IterationHeadsError, KeyError, TypeError, ValueError):
+        with suppress(IterationHeadsError, KeyError, TypeError, ValueError, OverflowError):
             found.append((int(read_json(root / "state.json")["epoch"]), root))
     return sorted(found, key=lambda item: item[0], reverse=True)
 
@@ -124,24 +125,73 @@ def _write_checkpoint(
         write_json(
             tmp / "optimizer.json", {"param_groups": state["param_groups"], "scalars": scalars}
         )
-        files = ("model.safetensors", "optimizer.safetensors", "optimizer.json")
         manifest = {
-            f: {"bytes": (tmp / f).stat().st_size, "sha256": _digest(tmp / f)} for f in files
+            f: {"bytes": (tmp / f).stat().st_size, "sha256": _digest(tmp / f)}
+            for f in CHECKPOINT_FILES
         }
         write_json(tmp / "state.json", {"epoch": epoch, "files": manifest})
         os.chmod(tmp, 0o755)
         os.rename(tmp, final)
     except OSError as err:
         raise write_error(final, err) from None
+    except IterationHeadsError as err:  # a file of it: named in its final place
+        shutil.rmtree(tmp, ignore_errors=True)  # first: the free space reported is without it
+        raise IterationHeadsError(str(err).replace(str(tmp), str(final))) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+CHECKPOINT_FILES = ("model.safetensors", "optimizer.safetensors", "optimizer.json")
+"""The files of a checkpoint folder, each listed in its manifest ``state.json`` (size, SHA-256)."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """An intact checkpoint read from disk (:func:`read_checkpoint`), not yet loaded."""
+
+    epoch: int
+    folder: Path
+    weights: dict[str, torch.Tensor]
+    state: dict[str, Any]
+
+
+def read_checkpoint(run: Path) -> Checkpoint:
+    """The newest intact checkpoint of ``run``, read and checked but loaded into nothing. A
+    checkpoint is intact when its manifest ``state.json`` names its epoch and every file of
+    :data:`CHECKPOINT_FILES`, each with the size and SHA-256 it has, and the files parse; any
+    other is skipped with a warning.
+
+    Raises:
+        IterationHeadsError: when no checkpoint is intact.
+
+    Example:
+        >>> import tempfile
+        >>> read_checkpoint(Path(tempfile.mkdtemp()))
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: no checkpoint to resume from in '...'
+    """
+    found = checkpoints(run)
+    if not found:
+        raise IterationHeadsError(f"no checkpoint to resume from in {str(run / CHECKPOINT_DIR)!r}")
+    problems = []
+    for epoch, folder in found:
+        try:
+            weights, state = _read_checkpoint(folder, epoch)
+        except IterationHeadsError as err:
+            problems.append(str(err))
+            warnings.warn(f"skipped a damaged checkpoint: {err}", stacklevel=2)
+            continue
+        return Checkpoint(epoch, folder, weights, state)
+    raise IterationHeadsError(
+        f"no intact checkpoint in {str(run / CHECKPOINT_DIR)!r}: " + "; ".join(problems)
+    )
+
+
 def load_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Load the newest intact checkpoint of ``run`` into ``model`` and ``optimizer``; returns
-    its epoch. A checkpoint that does not check out (a file missing, its size or SHA-256 not
-    the manifest's, unreadable) is skipped with a warning; nothing is loaded half.
+    """Load the newest intact checkpoint of ``run`` (:func:`read_checkpoint`) into ``model``
+    and ``optimizer``; returns its epoch. Nothing is loaded half.
 
     Raises:
         IterationHeadsError: when no checkpoint is intact, or the newest intact one does not
@@ -156,44 +206,85 @@ def load_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Op
         ...
         iteration_heads.errors.IterationHeadsError: no checkpoint to resume from in '...'
     """
-    found = checkpoints(run)
-    if not found:
-        raise IterationHeadsError(f"no checkpoint to resume from in {str(run / CHECKPOINT_DIR)!r}")
-    problems = []
-    for epoch, folder in found:
-        try:
-            weights, state = _read_checkpoint(folder)
-        except IterationHeadsError as err:
-            problems.append(str(err))
-            warnings.warn(f"skipped a damaged checkpoint: {err}", stacklevel=2)
-            continue
-        _load_into(folder, model, optimizer, weights, state)
-        return epoch
-    raise IterationHeadsError(
-        f"no intact checkpoint in {str(run / CHECKPOINT_DIR)!r}: " + "; ".join(problems)
-    )
+    found = read_checkpoint(run)
+    load_into(found, model, optimizer)
+    return found.epoch
 
 
-def _read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Weights and optimiser state of one checkpoint folder, checked against its manifest."""
-    meta = read_json(folder / "state.json")
-    for name, expected in (meta.get("files") or {}).items():
+def check_manifest(folder: Path, meta: Any, epoch: int | None = None) -> None:
+    """Check a checkpoint's manifest (``state.json``, parsed) against the files of ``folder``:
+    it must name ``epoch`` and every file of :data:`CHECKPOINT_FILES` with its size and SHA-256.
+
+    Example:
+        >>> check_manifest(Path("ckpt"), {"epoch": 3, "files": {}})
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: 'ckpt': its manifest state.json does not list model.safetensors
+    """
+    where = f"{str(folder)!r}: its manifest state.json"
+    if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
+        raise IterationHeadsError(f"{where} is not an object with files")
+    shown = meta.get("epoch")
+    if type(shown) is not int or (epoch is not None and shown != epoch):
+        raise IterationHeadsError(f"{where} names epoch {_short(shown)}, expected {epoch}")
+    for name in CHECKPOINT_FILES:
+        expected = meta["files"].get(name)
+        if expected is None:
+            raise IterationHeadsError(f"{where} does not list {name}")
+        size = expected.get("bytes") if isinstance(expected, dict) else None
+        digest = expected.get("sha256") if isinstance(expected, dict) else None
+        if type(size) is not int or not isinstance(digest, str):
+            raise IterationHeadsError(
+                f"{where} lists {name} as {_short(expected)}; expected bytes, sha256"
+            )
         path = folder / name
         if not path.is_file():
             raise IterationHeadsError(f"{str(folder)!r}: {name} is missing")
-        if path.stat().st_size != expected["bytes"] or _digest(path) != expected["sha256"]:
+        if path.stat().st_size != size or _digest(path) != digest:
             raise IterationHeadsError(f"{str(folder)!r}: {name} is not the file its manifest lists")
+
+
+def _short(value: Any) -> str:
+    shown = " ".join(repr(value).split())
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def _read_checkpoint(
+    folder: Path, epoch: int | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Weights and optimiser state of one checkpoint folder, checked against its manifest."""
+    check_manifest(folder, read_json(folder / "state.json"), epoch)
     optimizer_meta = read_json(folder / "optimizer.json")
     try:
         weights = load_file(str(folder / "model.safetensors"))
         tensors = load_file(str(folder / "optimizer.safetensors"))
+        state: dict[int, dict[str, Any]] = {}
+        for key, value in [*tensors.items(), *optimizer_meta["scalars"].items()]:
+            index, name = key.split(".", 1)
+            state.setdefault(int(index), {})[name] = value
+        groups = optimizer_meta["param_groups"]
+        if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+            raise TypeError("param_groups is not a list of objects")
     except Exception as err:
-        raise IterationHeadsError(f"corrupt checkpoint in {str(folder)!r}: {err}") from None
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in [*tensors.items(), *optimizer_meta["scalars"].items()]:
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    return weights, {"state": state, "param_groups": optimizer_meta["param_groups"]}
+        reason = " ".join(str(err).split())[:200]
+        raise IterationHeadsError(f"corrupt checkpoint in {str(folder)!r}: {reason}") from None
+    return weights, {"state": state, "param_groups": groups}
+
+
+def load_into(found: Checkpoint, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Load a checkpoint read by :func:`read_checkpoint` into ``model`` and ``optimizer``; on
+    a mismatch, nothing changes.
+
+    Example:
+        >>> import tempfile
+        >>> from iteration_heads import ModelConfig, build_model
+        >>> model = build_model(ModelConfig(d_model=32, max_len=4))
+        >>> optimizer = torch.optim.Adam(model.parameters())
+        >>> run = Path(tempfile.mkdtemp())
+        >>> save_checkpoint(run, model, optimizer, 2)
+        >>> load_into(read_checkpoint(run), model, optimizer)
+    """
+    _load_into(found.folder, model, optimizer, found.weights, found.state)
 
 
 def _load_into(
@@ -218,7 +309,7 @@ def _load_into(
     try:
         model.load_state_dict(weights, strict=True)
         optimizer.load_state_dict(state)
-    except (RuntimeError, ValueError, KeyError) as err:
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
         model.load_state_dict(before, strict=True)
         raise IterationHeadsError(
             f"checkpoint in {str(folder)!r} does not match the model: {err}"

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,41 +41,111 @@ from iteration_heads._io import (
     METADATA_FILE,
     RUN_FILE,
     WEIGHTS_FILE,
-    append_line,
     read_json,
-    read_jsonl,
     versions,
     write_error,
     write_json,
     write_text,
 )
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.model.transformer import ModelConfig
+from iteration_heads.training.history import append_history as append_history
+from iteration_heads.training.history import check_history, read_history_lines
+from iteration_heads.training.history import read_history as read_history
 from iteration_heads.training.metrics import has_iteration_head, reaches_accuracy
-from iteration_heads.training.resume import load_checkpoint, save_checkpoint
+from iteration_heads.training.resume import load_into, read_checkpoint, save_checkpoint
 
 
-def read_history(run: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The evaluation records of a run directory, oldest first.
-
-    Example:
-        >>> from iteration_heads.model import model_directory
-        >>> [r["epoch"] for r in read_history(model_directory("polynomial"))][:3]
-        [0, 10, 20]
-    """
-    return read_jsonl(Path(run) / HISTORY_FILE)
-
-
-def append_history(run: Path, record: dict[str, Any]) -> None:
-    """Add one evaluation record to ``history.jsonl`` (one line).
+def read_run_record(run: Path) -> dict[str, Any]:
+    """The record ``run.json`` of a run directory, checked: an object whose ``model`` is a
+    valid model config, and ``data`` and ``train`` objects (``epochs`` an integer).
 
     Example:
         >>> import tempfile
         >>> run = Path(tempfile.mkdtemp())
-        >>> append_history(run, {"epoch": 0}); append_history(run, {"epoch": 10})
-        >>> [r["epoch"] for r in read_history(run)]
-        [0, 10]
+        >>> _ = (run / RUN_FILE).write_text('{"model": {}, "data": {}, "train": []}')
+        >>> read_run_record(run)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: ...run.json' is not a run record: train must be a JSON object, got list
     """
-    append_line(run / HISTORY_FILE, json.dumps(record))
+    path = run / RUN_FILE
+    saved = read_json(path)
+    if not isinstance(saved, dict) or not {"model", "data", "train"} <= set(saved):
+        raise IterationHeadsError(
+            f"{str(path)!r} is not a run record (an object with model, data, train)"
+        )
+    train = saved["train"]
+    try:
+        ModelConfig.from_dict(saved["model"])
+        for key in ("data", "train"):  # a DataConfig or an ontology's: checked by their users
+            if not isinstance(saved[key], dict):
+                raise IterationHeadsError(
+                    f"{key} must be a JSON object, got {type(saved[key]).__name__}"
+                )
+        if type(train.get("epochs", 0)) is not int:  # TrainConfig checks the rest (training.loop)
+            raise IterationHeadsError(f"epochs={train['epochs']!r}, expected an integer")
+    except IterationHeadsError as err:
+        raise IterationHeadsError(f"{str(path)!r} is not a run record: {err}") from None
+    return saved
+
+
+def check_resumable(run: Path) -> dict[str, Any]:
+    """Check, reading only, that the run in ``run`` can be resumed: its record, an intact
+    checkpoint and a history that matches it (:func:`check_history`); returns the record.
+    Damaged checkpoints are skipped silently here (resuming warns about them).
+
+    Example:
+        >>> import tempfile
+        >>> check_resumable(Path(tempfile.mkdtemp()))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: missing file '...run.json'
+    """
+    record = read_run_record(run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = read_checkpoint(run)
+        check_history(run, read_history_lines(run), found.epoch, record["train"])
+    return record
+
+
+TEMPORARY = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.tmp")
+"""The temporary files of interrupted atomic writes (``.model.safetensors.a1b2c3d4.tmp``)."""
+
+
+def remove_stale_temporaries(run: Path) -> list[str]:
+    """Remove what interrupted writes left in ``run``: temporary files of its own files and
+    temporary checkpoint folders (only those, by name); returns their names. Call it holding
+    the run's lock (:func:`locked_run`), so that no write in progress is removed.
+
+    Example:
+        >>> import tempfile
+        >>> run = Path(tempfile.mkdtemp())
+        >>> for name in (".model.safetensors.a1b2c3d4.tmp", ".notes.a1b2c3d4.tmp", "x.tmp"):
+        ...     _ = (run / name).write_text("")
+        >>> remove_stale_temporaries(run), sorted(p.name for p in run.iterdir())
+        (['.model.safetensors.a1b2c3d4.tmp'], ['.notes.a1b2c3d4.tmp', 'x.tmp'])
+    """
+    removed = []
+    for folder, names in ((run, RUN_FILES), (run / CHECKPOINT_DIR, None)):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            match = TEMPORARY.fullmatch(path.name)
+            if not match:
+                continue
+            if names is not None and match.group(1) in names and not path.is_dir():
+                path.unlink(missing_ok=True)
+            elif names is None and re.fullmatch(r"epoch-\d+", match.group(1)):
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+            else:
+                continue
+            removed.append(path.name)
+    return removed
 
 
 def at_target(summary: dict[str, Any]) -> bool:
@@ -285,6 +357,7 @@ def prepare_run(
     """
     check_run_folder(run, resume)
     if not resume:
+        remove_stale_temporaries(run)
         for leftover in (run / CHECKPOINT_DIR, run / HISTORY_FILE):  # a start that never finished
             if leftover.is_dir():
                 shutil.rmtree(leftover)
@@ -293,15 +366,13 @@ def prepare_run(
         write_text(run / HISTORY_FILE, "")
         write_json(run / RUN_FILE, {**record, "versions": versions()})
         return 0, []
-    saved = read_json(run / RUN_FILE)
-    if not isinstance(saved, dict):
-        raise IterationHeadsError(f"{str(run / RUN_FILE)!r} must hold a JSON object")
+    saved = read_run_record(run)
     for key in ("model", "data"):
-        if saved.get(key) != record[key]:
+        if saved[key] != record[key]:
             raise IterationHeadsError(
                 f"cannot resume {str(run)!r}: its {key} config differs from this one"
             )
-    saved_train = saved.get("train", {})
+    saved_train = saved["train"]
     budget = {"epochs": None, "max_steps": None}  # a run may be extended
     if {**saved_train, **budget} != {**record["train"], **budget}:
         raise IterationHeadsError(
@@ -313,9 +384,11 @@ def prepare_run(
             f"cannot resume {str(run)!r} with epochs={record['train']['epochs']}: the run is "
             f"{saved_train['epochs']} epochs long; resume without epochs, or with more"
         )
-    epoch = load_checkpoint(run, model, optimizer)
-    history = [r for r in read_jsonl(run / HISTORY_FILE) if r["epoch"] <= epoch]
+    found = read_checkpoint(run)
+    history = check_history(run, read_history_lines(run), found.epoch, saved_train)
+    load_into(found, model, optimizer)
+    remove_stale_temporaries(run)
     write_text(run / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in history))
     if record["train"] != saved_train:
         write_json(run / RUN_FILE, {**record, "versions": versions()})
-    return epoch, history
+    return found.epoch, history

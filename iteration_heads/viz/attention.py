@@ -23,10 +23,18 @@ from plotly.subplots import make_subplots
 from torch import Tensor
 
 from iteration_heads._io import write_output_text
-from iteration_heads._torch import Head, check_heads, device_of, evaluating, pattern_hook
+from iteration_heads._torch import (
+    Head,
+    cached_run,
+    check_heads,
+    device_of,
+    evaluating,
+    pattern_hook,
+)
 from iteration_heads.detection.probes import Probes
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.transformer import model_config
+from iteration_heads.tasks.task import check_int
 
 ProbeLike = Probes | Tensor | Sequence[int] | None
 """A :class:`~iteration_heads.detection.Probes`, a 1-D sequence of token ids in the library
@@ -144,8 +152,8 @@ def _patterns(model: Any, tokens: list[int]) -> Float[Tensor, "layer head query 
     names = [pattern_hook(layer) for layer in range(int(model.cfg.n_layers))]
     device = device_of(model)
     with evaluating(model):
-        _, cache = model.run_with_cache(
-            torch.tensor([tokens], device=device), names_filter=lambda n: n in names
+        _, cache = cached_run(
+            model, torch.tensor([tokens], device=device), names_filter=lambda n: n in names
         )
     return torch.stack([cache[n][0] for n in names]).float().cpu()
 
@@ -229,6 +237,8 @@ def attention_view(
         >>> view.title, "<script" in view._repr_html_()
         ('attention of L0H0, L1H0 on <polynomial> 3 2 <EoI> 3 7 <EoS>', True)
     """
+    check_int("index", index)
+    check_int("length", length, minimum=1, none=True)
     import circuitsvis.attention as cv_attention
 
     one = _one_probe(model, probe, index, length, labels)
@@ -268,6 +278,9 @@ def attention_heatmap(
         >>> [trace.name for trace in fig.data]
         ['L1H0', 'ideal EoI', 'ideal iteration']
     """
+    check_int("index", index)
+    check_int("length", length, minimum=1, none=True)
+    check_int("columns", columns, minimum=1)
     one = _one_probe(model, probe, index, length, labels)
     chosen = _heads(model, heads)
     pattern = _patterns(model, one.tokens)

@@ -51,6 +51,13 @@ def audit_report_html(subject: Subject, result: Audit) -> str:
         f"({html.escape(probes.source)}), lengths 1..{probes.max_len}; generated {stamp}</p>"
     )
     page.add(f'<p class="verdict">{html.escape(result.verdict)}</p>')
+    if result.probe_accuracy is not None:
+        solved = "solves" if result.solves_probes else "does NOT solve"
+        page.add(
+            f'<p class="probe-accuracy">The model {solved} its probes: token accuracy '
+            f"{result.probe_accuracy:.2f} (whole chains {result.sequence_accuracy:.2f}), chance "
+            f"{result.chance:.2f}.</p>"
+        )
 
     def configuration() -> None:
         shown = {k: v for k, v in subject.config.items() if not isinstance(v, dict | list)}
@@ -71,6 +78,9 @@ def audit_report_html(subject: Subject, result: Audit) -> str:
         page.figure(detection_heatmap(result.report))
 
     def used() -> None:
+        if not result.solves_probes:
+            page.add('<p class="note">the model does not solve its probes: nothing to ablate</p>')
+            return
         if result.ablation is None:
             page.add('<p class="note">no iteration heads: nothing to ablate</p>')
             return

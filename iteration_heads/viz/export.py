@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 
 from iteration_heads._io import write_output_text
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.tasks.task import check_number
 from iteration_heads.viz.attention import AttentionView
 
 
@@ -59,6 +60,7 @@ def save_png(fig: go.Figure, path: str | os.PathLike[str], *, scale: float = 1.0
     Raises:
         IterationHeadsError: saying what to install when kaleido or a browser is missing.
     """
+    check_number("scale", scale, minimum=0, open_min=True)
     if not isinstance(fig, go.Figure):
         raise IterationHeadsError(f"save_png takes a plotly Figure, got {type(fig).__name__}")
     try:

@@ -14,6 +14,7 @@ from iteration_heads._torch import head_names
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.pathways.pruning import PruningCurve
 from iteration_heads.pathways.restoration import HeadPatching, PatchingMetric
+from iteration_heads.tasks.task import check_number
 
 HEATMAP_COLUMNS = 4
 """Subplots per row of :func:`head_patching_heatmap`."""
@@ -122,6 +123,7 @@ def pruning_chart(curve: PruningCurve, *, threshold: float = 0.9) -> go.Figure:
         >>> [trace.name for trace in pruning_chart(curve).data]
         ['random + std', 'random - std', 'random heads (mean)', 'ranked heads', 'smallest circuit: 2 heads']
     """
+    check_number("threshold", threshold, minimum=0, maximum=1)
     if not isinstance(curve, PruningCurve):
         raise IterationHeadsError(
             f"curve must be a PruningCurve (from iteration_heads.pathways.pruning), got "

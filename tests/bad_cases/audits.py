@@ -1,7 +1,209 @@
-"""Bad-input cases: audits (see base.py)."""
+"""Bad-input cases: audits (see base.py) — the arguments of ``audit`` and its helpers, token
+layouts whose roles collide, and HuggingFace folders whose config and weights disagree (tiny
+random GPT-2s written by ``prepare``)."""
 
 from __future__ import annotations
 
-from bad_cases.base import Case
+import json
+import shutil
+from pathlib import Path
+from typing import Any
 
-CASES: list[Case] = []
+from bad_cases.base import Case, api, cli
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+TOKEN_MODEL = FIXTURES / "gpt2_polynomial"  # symbols 0..10, EoI 11, EoS 12, task token 15
+TEXT_MODEL = FIXTURES / "gpt2_text_polynomial"
+IDS = ",".join(map(str, range(11)))
+TOKENS = f"audit {TOKEN_MODEL} --symbol-tokens {IDS} --task-token 15"
+LAYOUT = "symbol_tokens=tuple(range(11)), eoi_token=11"
+
+CASES: list[Case] = [
+    api("auditing", "fractional probe count", "audit(model, n_probes=7.5)"),
+    api("auditing", "boolean probe count", "audit(model, n_probes=True)"),
+    api("auditing", "zero probes", "audit(model, n_probes=0)"),
+    api("auditing", "negative control sets", "audit(model, max_controls=-1)"),
+    api("auditing", "fractional control sets", "audit(model, max_controls=2.0)"),
+    api("auditing", "zero route probes", "audit(model, route_probes=0)"),
+    api("auditing", "zero batch size", "audit(model, batch_size=0)"),
+    api("auditing", "zero control probes", "audit(model, control_probes=0)"),
+    api("auditing", "control probes as text", "audit(model, control_probes='all')"),
+    api("auditing", "unknown ablation", "audit(model, kind='median')"),
+    api("auditing", "route not a boolean", "audit(model, route='yes')"),
+    api("auditing", "probes not Probes", "audit(model, 'probes')"),
+    api(
+        "auditing",
+        "EoI token is the BOS token",
+        "audit(model, Probes.from_task('polynomial', symbol_to_token=dict(enumerate(range(11))), "
+        "eoi_token=11, bos_token=11, max_len=4, n=8))",
+    ),
+    api(
+        "auditing",
+        "token outside the model's vocabulary",
+        "audit(model, Probes.from_task('polynomial', symbol_to_token=dict(enumerate(range(11))), "
+        "eoi_token=99, max_len=4, n=8))",
+    ),
+    api(
+        "auditing",
+        "writing: EoI token is the BOS token",
+        f"TaskWriting({LAYOUT}, bos_token=11).encoding(None)",
+    ),
+    api(
+        "auditing",
+        "writing: EoI token is a symbol's token",
+        "TaskWriting(symbol_tokens=tuple(range(11)), eoi_token=5).encoding(None)",
+    ),
+    api(
+        "auditing",
+        "writing: EoS token is the task token",
+        f"TaskWriting({LAYOUT}, eos_token=12, task_token=12).encoding(None)",
+    ),
+    api(
+        "auditing",
+        "two symbols share a token",
+        "TaskWriting(symbol_tokens=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9), eoi_token=11).encoding(None)",
+    ),
+    api(
+        "auditing",
+        "EoI text is a symbol's text",
+        "TaskWriting(template='<s> {inputs} {eoi} {states} </s>', eoi_text='3')"
+        ".encoding(hf_tokenizer)",
+    ),
+    api(
+        "auditing",
+        "fractional probe count for a folder",
+        "open_subject('polynomial', n_probes=2.5)",
+    ),
+    api("auditing", "boolean length for a folder", "open_subject('polynomial', max_len=True)"),
+    api("auditing", "negative seed for a folder", "open_subject('polynomial', seed=-1)"),
+    api("auditing", "writing not a TaskWriting", "open_subject('polynomial', 'polynomial')"),
+    api("auditing", "zero probes across checkpoints", "audit_checkpoints('hf_run', n_probes=0)"),
+    api("auditing", "zero accuracy batch", "probe_accuracy(model, probes, batch_size=0)"),
+    api("auditing", "zero route batch", "position_route(model, probes, [(1, 0)], batch_size=0)"),
+    api("auditing", "fractional route layer", "components_before(model, 1.5)"),
+    api("auditing", "trainer state with a step as text", "checkpoint_folders('hf_bad_state')"),
+    api("auditing", "chance above 1", "needed_accuracy(1.5)"),
+    api(
+        "auditing",
+        "fractional context",
+        f"longest_fitting(TaskWriting({LAYOUT}).encoding(None), get_task('polynomial'), 19.5)",
+    ),
+    api("HF folders", "config with more layers than the weights", "load_hf_folder('hf_5_layers')"),
+    api("HF folders", "config with fewer layers than the weights", "load_hf_folder('hf_1_layer')"),
+    api("HF folders", "a tensor missing", "load_hf_folder('hf_missing_tensor')"),
+    api("HF folders", "a tensor of another shape", "load_hf_folder('hf_other_shape')"),
+    api("HF folders", "NaN weights", "load_hf_folder('hf_nan')"),
+    api("HF folders", "truncated weights", "load_hf_folder('hf_truncated')"),
+    api("HF folders", "empty weights", "load_hf_folder('hf_empty_weights')"),
+    api("HF folders", "no weights", "load_hf_folder('hf_no_weights')"),
+    api("HF folders", "broken shard index", "load_hf_folder('hf_bad_index')"),
+    api("HF folders", "an encoder (bert)", "load_hf_folder('hf_bert')"),
+    api("HF folders", "no model_type", "load_hf_folder('hf_no_model_type')"),
+    api("HF folders", "config is a list", "load_hf_folder('hf_config_list')"),
+    api("HF folders", "config is not JSON", "load_hf_folder('hf_config_text')"),
+    api("HF folders", "heads do not divide the width", "load_hf_folder('hf_3_heads')"),
+    api("HF folders", "layer count as text", "load_hf_folder('hf_layers_text')"),
+    cli("audit layout", "EoI token is the BOS token", f"{TOKENS} --eoi-token 11 --bos-token 11"),
+    cli("audit layout", "EoI token is a symbol's token", f"{TOKENS} --eoi-token 5"),
+    cli("audit layout", "EoI token is the EoS token", f"{TOKENS} --eoi-token 12 --eos-token 12"),
+    cli("audit layout", "EoI token is the task token", f"{TOKENS} --eoi-token 15"),
+    cli("audit layout", "token outside the vocabulary", f"{TOKENS} --eoi-token 99"),
+    cli(
+        "audit layout",
+        "two symbols share a token",
+        f"audit {TOKEN_MODEL} --symbol-tokens 0,1,2,3,4,5,6,7,8,9,9 --eoi-token 11",
+    ),
+    cli(
+        "audit layout",
+        "EoI text is a symbol's text",
+        f"audit {TEXT_MODEL} --template '<s> {{inputs}} {{eoi}} {{states}} </s>' --eoi-text 4",
+    ),
+    cli("audit layout", "negative probes", f"{TOKENS} --eoi-token 11 --n-probes -5"),
+    cli(
+        "HF folders", "config with more layers than the weights", "audit hf_5_layers --eoi-token 11"
+    ),
+    cli("HF folders", "NaN weights", f"audit hf_nan --symbol-tokens {IDS} --eoi-token 11"),
+    cli(
+        "HF folders",
+        "truncated weights",
+        f"audit hf_truncated --symbol-tokens {IDS} --eoi-token 11",
+    ),
+    cli("HF folders", "an encoder (bert)", f"audit hf_bert --symbol-tokens {IDS} --eoi-token 11"),
+    cli(
+        "HF folders",
+        "a tensor missing",
+        f"audit hf_missing_tensor --symbol-tokens {IDS} --eoi-token 11",
+    ),
+]
+
+
+def prepare(work: Path, namespace: dict[str, Any]) -> None:
+    """Tiny random GPT-2 folders whose config and weights disagree, and the objects the cases
+    use."""
+    import transformers as hf
+    from safetensors.torch import load_file, save_file
+
+    import iteration_heads.auditing as auditing
+    from iteration_heads.model import load_hf_folder
+
+    config = hf.GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=40, vocab_size=16)
+    good = work / "hf_good"
+    hf.GPT2LMHeadModel(config).save_pretrained(good)
+
+    def variant(name: str, config_text: str | None = None, **changes: Any) -> Path:
+        folder = work / name
+        shutil.copytree(good, folder)
+        if config_text is not None:
+            (folder / "config.json").write_text(config_text)
+        elif changes:
+            data = json.loads((good / "config.json").read_text())
+            (folder / "config.json").write_text(json.dumps({**data, **changes}))
+        return folder
+
+    def weights(name: str, edit: Any) -> None:
+        file = variant(name) / "model.safetensors"
+        tensors = load_file(file)
+        edit(tensors)
+        save_file(tensors, file, metadata={"format": "pt"})
+
+    variant("hf_5_layers", n_layer=5)
+    variant("hf_1_layer", n_layer=1)
+    variant("hf_other_shape", n_positions=20)
+    variant("hf_bert", model_type="bert")
+    variant("hf_config_list", "[1, 2, 3]")
+    variant("hf_config_text", "n_layer = 2")
+    variant("hf_3_heads", n_head=3)
+    variant("hf_layers_text", n_layer="two")
+    data = json.loads((good / "config.json").read_text())
+    data.pop("model_type")
+    variant("hf_no_model_type", json.dumps(data))
+    weights("hf_missing_tensor", lambda t: t.pop("transformer.h.1.mlp.c_proj.bias"))
+    weights("hf_nan", lambda t: t["transformer.ln_f.bias"].__setitem__(0, float("nan")))
+    blob = (good / "model.safetensors").read_bytes()
+    (variant("hf_truncated") / "model.safetensors").write_bytes(blob[: len(blob) // 3])
+    (variant("hf_empty_weights") / "model.safetensors").write_bytes(b"")
+    (variant("hf_no_weights") / "model.safetensors").unlink()
+    bad_index = variant("hf_bad_index")
+    (bad_index / "model.safetensors").unlink()
+    (bad_index / "model.safetensors.index.json").write_text('{"weight_map": [1]}')
+    run = work / "hf_run"
+    run.mkdir()
+    shutil.copytree(good, run / "checkpoint-10")
+    bad_state = work / "hf_bad_state"
+    bad_state.mkdir()
+    shutil.copytree(good, bad_state / "checkpoint-10")
+    (bad_state / "checkpoint-10" / "trainer_state.json").write_text('{"global_step": "ten"}')
+    namespace.update(
+        checkpoint_folders=auditing.checkpoint_folders,
+        needed_accuracy=auditing.needed_accuracy,
+        longest_fitting=auditing.longest_fitting,
+        audit=auditing.audit,
+        TaskWriting=auditing.TaskWriting,
+        open_subject=auditing.open_subject,
+        audit_checkpoints=auditing.audit_checkpoints,
+        probe_accuracy=auditing.probe_accuracy,
+        position_route=auditing.position_route,
+        components_before=auditing.components_before,
+        load_hf_folder=load_hf_folder,
+        hf_tokenizer=hf.AutoTokenizer.from_pretrained(TEXT_MODEL, local_files_only=True),
+    )

@@ -144,11 +144,11 @@ def test_progress_counts_runs_done_running_and_failed() -> None:
     lines: list[str] = []
     view = RunProgress(3, enabled=True, log=lines.append)
     view.running(2)
-    assert view.counts() == {"done": 0, "running": 2, "failed": 0, "todo": 1}
+    assert view.counts() == {"done": 0, "running": 2, "failed": 0, "elsewhere": 0, "todo": 1}
     view.finished("a")
     view.running(2)
     view.failed("b failed: x")
-    assert view.counts() == {"done": 1, "running": 1, "failed": 1, "todo": 0}
+    assert view.counts() == {"done": 1, "running": 1, "failed": 1, "elsewhere": 0, "todo": 0}
     view.close()
     assert lines == ["[1/3] a", "[2/3] b failed: x"]
 

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ from iteration_heads import (
     ablate,
     ablation_effect,
     activation_patching,
+    audit,
     corrupt,
+    detect,
     patch_pattern,
     path_patch,
     pattern_effect,
@@ -268,6 +271,27 @@ def test_ablating_detected_heads_hurts_far_more_than_other_heads_in_a_3x2_model(
     assert check.detected == ((0, 0), (1, 0), (1, 1)) and check.set_size == 3
     controls = check.accuracy("control")
     assert len(controls) == 1 and controls[0] > check.accuracy("circuit")[0] + 0.3
+
+
+def test_verify_tests_iteration_heads_found_without_an_eoi_head(polynomial, test_split):
+    # the report of a model whose position route is not an EoI head: iteration heads, no circuit
+    probes = as_batch(polynomial, test_split).as_probes("detection")
+    found = detect(polynomial, probes)
+    assert found.iteration is not None and found.iteration.names(1) == [(1, 0)]
+    report = dataclasses.replace(found, circuit=None)
+    check = verify(polynomial, report, test_split)
+    assert check.detected == ((1, 0),) and check.set_size == 1, check
+    assert check.table["role"].tolist() == ["iteration", "control"]
+    # ablating the iteration head breaks the task; the one other head (the unreported EoI
+    # head) breaks it as well, so the heads are used but not specifically
+    assert check.accuracy("iteration")[0] < 0.05 and check.accuracy("control")[0] < 0.05
+    assert not check.confirmed
+    assert check.verdict.startswith("not confirmed (no EoI head found, iteration heads alone): ")
+    # and the same heads as the audit's layer 2
+    assert audit(polynomial, probes, route=False).ablation.detected == ((1, 0),)
+    # no iteration heads at all: still nothing to verify
+    empty = dataclasses.replace(found, circuit=None, iteration=None)
+    assert verify(polynomial, empty, test_split).verdict.startswith("nothing to verify")
 
 
 # ---------------------------------------------------------------- 5. batched sweep

@@ -72,37 +72,67 @@ def assert_same(run: Path, reference) -> None:
     assert all(torch.equal(weights[k], expected_weights[k]) for k in weights)
 
 
-def kill_at_random(run: Path, duration: float, rng: random.Random) -> int:
+FINAL = f"epoch-{CRASH_EPOCHS:06d}"
+"""The last checkpoint: once it exists (or its temporary folder), the run is in its final save."""
+
+
+def in_final_save(run: Path) -> bool:
+    """Whether the run reached its final save: the last checkpoint (or its temporary folder)."""
+    folder = run / "checkpoint"
+    return folder.is_dir() and any(p.name.lstrip(".").startswith(FINAL) for p in folder.iterdir())
+
+
+def temporaries(run: Path) -> list[str]:
+    """Temporary files or folders of interrupted writes left anywhere in ``run``."""
+    return sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.name.endswith(".tmp"))
+
+
+def kill_at_random(run: Path, duration: float, rng: random.Random) -> tuple[int, int]:
     """Start the run (or resume it) and SIGKILL it at a random instant in ``[0, duration]``,
-    again and again until it finishes; returns how many kills landed."""
-    landed = 0
+    again and again until it finishes; one start in four is killed in its final save instead
+    (a random instant within a few milliseconds of its last checkpoint). Returns how many kills
+    landed, and how many of them in the final save."""
+    landed = final = 0
     while True:
         process = child(run)
-        time.sleep(rng.uniform(0.0, duration))
+        if rng.random() < 0.25:
+            deadline = time.perf_counter() + duration * 4
+            while not in_final_save(run) and time.perf_counter() < deadline:
+                time.sleep(0.0005)
+            time.sleep(rng.uniform(0.0, 0.01))
+        else:
+            time.sleep(rng.uniform(0.0, duration))
         if process.exitcode is None:
             os.kill(process.pid, signal.SIGKILL)
         process.join(60)
         if process.exitcode != -signal.SIGKILL:
             assert process.exitcode == 0, process.exitcode
-            return landed
+            return landed, final
         landed += 1
+        final += in_final_save(run)
 
 
 def killed_runs_end_as_the_uninterrupted_run(
     folder: Path, kills: int, duration: float, reference, seed: int
 ) -> None:
-    """Runs killed at random instants until ``kills`` kills have landed: each ends as the
-    uninterrupted run."""
-    rng, landed, runs = random.Random(seed), 0, 0
-    while landed < kills:
+    """Runs killed at random instants until ``kills`` kills have landed (a fifth of them or more
+    in the final save): each ends as the uninterrupted run, with no temporary file left."""
+    rng, landed, final, runs = random.Random(seed), 0, 0, 0
+    tick = time.perf_counter()
+    while landed < kills or final < kills // 5:
         run = folder / f"run{runs}"
-        landed += kill_at_random(run, duration, rng)
-        runs += 1
+        more, more_final = kill_at_random(run, duration, rng)
+        landed, final, runs = landed + more, final + more_final, runs + 1
         assert_same(run, reference)
         assert sorted(p.name for p in (run / "checkpoint").iterdir()) == [
             f"epoch-{CRASH_EPOCHS - 1:06d}",
-            f"epoch-{CRASH_EPOCHS:06d}",
+            FINAL,
         ]
+        assert temporaries(run) == []
+    print(
+        f"{landed} kills over {runs} runs, {final} in the final save, "
+        f"{time.perf_counter() - tick:.1f} s"
+    )
 
 
 def test_runs_killed_at_30_random_instants_end_as_the_uninterrupted_run(
@@ -137,16 +167,19 @@ def test_kills_inside_every_kind_of_write_resume_to_the_uninterrupted_run(
         ("write", "checkpoint/state.json", 1),  # the manifest: the folder is not renamed yet
         ("write", "checkpoint/optimizer.json", 3),
         ("write", "model.safetensors", 1),  # the final model
+        ("write", "config.json", 1),
         ("write", "metadata.json", 1),
     ]
     for kill_at in plan:
         process = child(run, kill_at)
         process.join(60)
         assert process.exitcode == -signal.SIGKILL, (kill_at, process.exitcode)
+    assert temporaries(run)  # the last kills left the final model's temporary files ...
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         finish(run)
     assert_same(run, reference)
+    assert temporaries(run) == []  # ... which the resume removed
 
 
 def test_a_second_process_is_refused_and_the_history_stays_increasing(tmp_path) -> None:
