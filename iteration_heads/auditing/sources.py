@@ -5,6 +5,7 @@ template, or token ids), turned into a model and probes with targets.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,6 +180,22 @@ def open_subject(
             "or a HuggingFace checkpoint)"
         )
     if (folder / METADATA_FILE).is_file() and "layout" in read_json(folder / CONFIG_FILE):
+        if writing is not None:  # a library model writes the task in its own layout
+            given = [
+                f.name
+                for f in dataclasses.fields(TaskWriting)
+                if f.name != "task" and getattr(writing, f.name) != f.default
+            ]
+            if given:
+                raise IterationHeadsError(
+                    f"{str(folder)!r} is a library model, which writes the task in its own token "
+                    f"layout: {', '.join(given)} apply to HuggingFace folders only; leave them out"
+                )
+        if max_len is not None:
+            raise IterationHeadsError(
+                f"max_len={max_len}: a library model is probed on its own test lengths; leave "
+                "max_len out"
+            )
         model = load(folder)
         own = None if writing is None else writing.task
         probes = probes or Probes.from_model(model, task=own, n=n_probes, seed=seed)

@@ -186,7 +186,7 @@ def test_run_directories_load_equal_and_resume_like_separate_runs(tmp_path):
     [
         ({"seeds": []}, r"seeds=\[\], expected a non-empty list"),
         ({"seeds": [1, 1]}, "repeat a seed"),
-        ({"seeds": [0, -1]}, "seed=-1"),
+        ({"seeds": [0, -1]}, r"seeds\[1\]=-1"),
         ({"seeds": 3}, "seeds=3"),
         (
             {"data_config": make_dataset(DC, MC.layout)},
