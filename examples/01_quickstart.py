@@ -28,6 +28,10 @@
 import iteration_heads as ih
 from iteration_heads import zoo
 
+# Figures as plotly JSON (interactive in Jupyter) and as HTML with plotly.js embedded once, no
+# CDN: static viewers (nbviewer, VS Code, HTML exports) show them too.
+ih.viz.notebook_figures()
+
 # %% [markdown]
 # The shipped models, and what the `polynomial` one reached on its test split (accuracy averaged
 # over lengths 4..8; peakiness per layer = fraction of queries putting > 0.5 on the target key).

@@ -38,6 +38,10 @@ import plotly.graph_objects as go
 import iteration_heads as ih
 from iteration_heads.training import train
 
+# Figures as plotly JSON (interactive in Jupyter) and as HTML with plotly.js embedded once, no
+# CDN: static viewers (nbviewer, VS Code, HTML exports) show them too.
+ih.viz.notebook_figures()
+
 MAX_LEN, SEED = 6, 0
 SETTING = {"batch_size": 128, "eval_every": 2, "seed": SEED}
 

@@ -29,6 +29,10 @@
 import iteration_heads as ih
 from iteration_heads import zoo
 
+# Figures as plotly JSON (interactive in Jupyter) and as HTML with plotly.js embedded once, no
+# CDN: static viewers (nbviewer, VS Code, HTML exports) show them too.
+ih.viz.notebook_figures()
+
 model = zoo.load("polynomial_paper")
 data = ih.make_dataset(ih.DataConfig(task="polynomial", max_len=8, n_train=1, n_test=64))
 test = data.test  # 64 test sequences per length 1..8 (512 in all)

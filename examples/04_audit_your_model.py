@@ -33,6 +33,10 @@ from transformers.utils import logging as hf_logging
 import iteration_heads as ih
 from iteration_heads.model import wrap_hf_model
 
+# Figures as plotly JSON (interactive in Jupyter) and as HTML with plotly.js embedded once, no
+# CDN: static viewers (nbviewer, VS Code, HTML exports) show them too.
+ih.viz.notebook_figures()
+
 here = Path.cwd().resolve()
 ROOT = next(p for p in (here, *here.parents) if (p / "tests" / "fixtures").is_dir())
 FIXTURE = ROOT / "tests" / "fixtures" / "gpt2_polynomial"

@@ -31,6 +31,10 @@ import iteration_heads as ih
 from iteration_heads import zoo
 from iteration_heads.training import TrainConfig, evaluate, train, trainable_parameters
 
+# Figures as plotly JSON (interactive in Jupyter) and as HTML with plotly.js embedded once, no
+# CDN: static viewers (nbviewer, VS Code, HTML exports) show them too.
+ih.viz.notebook_figures()
+
 # %% [markdown]
 # Parity data in the same token layout (inputs 0/1, its own task token), 1024 training and 256
 # test sequences per length 1..8 (as in the paper; with only 2^L inputs per length, test inputs

@@ -36,6 +36,10 @@ from iteration_heads.experiments.ontology_study import (
 )
 from iteration_heads.tasks import make_ontology_problems
 
+# Figures as plotly JSON (interactive in Jupyter) and as HTML with plotly.js embedded once, no
+# CDN: static viewers (nbviewer, VS Code, HTML exports) show them too.
+viz.notebook_figures()
+
 torch.manual_seed(0)
 model = zoo.load("ontology")
 ontology = model_ontology(model)  # the task the model was trained on (a memorised world included)

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 import torch
-from bad_cases import arguments, audits, runs, sweeps
+from bad_cases import arguments, audits, export, runs, sweeps
 from bad_cases.base import Case, api, cli
 from helpers import IDENTITY, library_probes, tiny_data, tiny_model
 
@@ -69,7 +69,7 @@ from iteration_heads.viz import report_html, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "guide" / "reliability.md"
-AREAS: list[ModuleType] = [runs, sweeps, audits, arguments]
+AREAS: list[ModuleType] = [runs, sweeps, audits, arguments, export]
 """The area modules of tests/bad_cases/, each with ``CASES`` and maybe ``prepare``."""
 MEMORY = 16 * 10**9
 """Bytes of memory the cases see as available (the real figure varies by machine)."""
@@ -729,7 +729,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Out
             patch.setattr(module, "available_memory", lambda: MEMORY)
         patch.setattr(torch.cuda, "is_available", lambda: False)
         patch.setattr(torch.backends.mps, "is_available", lambda: False)
-        patch.setattr("iteration_heads.cli.train", refuse_work)
+        patch.setattr("iteration_heads.training.train", refuse_work)  # what `train` runs
         patch.setattr(zoo, "run_all", refuse_work)
         patch.setattr(reproduction, "run_all", refuse_work)
         yield {case.id: run_case(case, work, namespace) for case in CASES}

@@ -1,6 +1,13 @@
+import argparse
+import importlib
 import json
 
-from iteration_heads.cli import main
+import torch
+
+from iteration_heads.cli import COMMANDS, main
+from iteration_heads.cli import inspect as inspect_command
+from iteration_heads.cli.common import DEFAULT_THREADS
+from iteration_heads.experiments import EXPERIMENTS
 
 
 def test_train_then_eval(tmp_path, capsys):
@@ -72,3 +79,48 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["train", "--max-len", "0", "--out", str(tmp_path / "y"), "--quiet"]) == 2
     assert "min_len=1, max_len=0" in capsys.readouterr().err
+
+
+def help_of(command: list[str], capsys) -> str:
+    try:
+        main([*command, "--help"])
+    except SystemExit as stop:
+        assert stop.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_is_plain_text_and_every_command_takes_threads(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    top = help_of([], capsys)
+    assert "examples:" in top
+    for command in COMMANDS:
+        text = help_of([command], capsys)
+        assert "``" not in text and "::" not in text, command
+        assert max(map(len, text.splitlines())) <= 100, f"{command}: a line is not wrapped"
+        assert "--threads N" in text, f"{command} has no --threads"
+        assert f"(default {DEFAULT_THREADS}" in " ".join(text.split()), command
+    assert "``" not in top and "::" not in top
+    assert set(COMMANDS) <= set(top.split())
+    reproduce = help_of(["reproduce"], capsys)
+    assert ".;" not in reproduce
+    assert all(f"\n  {name} " in reproduce for name in EXPERIMENTS)  # one line each
+
+
+def test_the_command_list_matches_each_modules_help():
+    for name, (module, text) in COMMANDS.items():
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(f"iteration_heads.cli.{module}").add_parser(sub)
+        given = {action.dest: action.help for action in sub._choices_actions}
+        assert given[name] == text or given[name].startswith(text), name
+
+
+def test_threads_are_set_for_the_command_and_restored(monkeypatch, capsys):
+    seen = []
+    monkeypatch.setattr(inspect_command, "run_tasks", lambda args: seen.append(args.threads))
+    before = torch.get_num_threads()
+    assert main(["tasks", "--threads", "3"]) == 0
+    assert seen == [3] and torch.get_num_threads() == before
+    assert main(["detect", "polynomial", "--threads", "0"]) == 2
+    assert capsys.readouterr().err == (
+        "iteration-heads: error: --threads 0, expected an integer >= 1\n"
+    )

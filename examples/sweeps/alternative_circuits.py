@@ -40,7 +40,7 @@ def run_directory(sweep: str, variant: str, seed: int) -> Path:
     """The run directory of one cell of a sweep spec in this folder."""
     spec = SweepSpec.from_toml(SWEEPS / f"{sweep}.toml")
     settings = next(s for s in spec.settings() if s["variant"] == variant and s["seed"] == seed)
-    return cell_spec(settings).directory(RUNS_ROOT)
+    return cell_spec(settings, spec.recipe).directory(RUNS_ROOT)
 
 
 def recipe_search() -> None:
@@ -62,7 +62,7 @@ def low_width() -> None:
     chosen = table[table.outcome == "alternative circuit"]
     contrast = table[table.outcome == "head"].groupby("model.d_model").head(1)
     rows = [*chosen.itertuples(index=False), *contrast.itertuples(index=False)]
-    by_name = {cell.name(): cell for cell in map(cell_spec, spec.settings())}
+    by_name = {cell.name(): cell for cell in spec.cells()}
     write_alternative_circuits(
         [by_name[row.name].directory(RUNS_ROOT) for row in rows],
         "docs/results",

@@ -8,19 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from iteration_heads._io import CONFIG_FILE, checked_output
-from iteration_heads.auditing import (
-    EXIT_UNSOLVED,
-    TaskWriting,
-    audit,
-    audit_checkpoints,
-    open_subject,
-)
-from iteration_heads.auditing.sources import parse_ints, parse_words
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.model.checkpoint import model_directory
-from iteration_heads.tasks.task import list_tasks
-from iteration_heads.viz import checkpoint_curves, save_html, write_audit_report
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "checkpoint of a run folder (checkpoint-<step> subfolders).",
     )
     p.add_argument("path", type=Path, help="model folder, shipped name, or run folder")
-    p.add_argument("--task", default="polynomial", help=f"task ({', '.join(list_tasks())})")
+    p.add_argument(
+        "--task", default="polynomial", help="task (default polynomial; `iteration-heads tasks`)"
+    )
     g = p.add_argument_group("the chain of thought as text (read through the folder's tokenizer)")
     g.add_argument("--template", help='e.g. "<s> {inputs} {eoi} {states} </s>"')
     g.add_argument("--eoi-text", default="=", help="the end-of-input marker (default '=')")
@@ -62,6 +52,18 @@ def run(args: argparse.Namespace) -> int:
     model does not solve its probes (the verdict then says so and concludes nothing about
     heads); 2 for bad input.
     """
+    from iteration_heads._io import CONFIG_FILE, checked_output
+    from iteration_heads.auditing import (
+        EXIT_UNSOLVED,
+        TaskWriting,
+        audit,
+        audit_checkpoints,
+        open_subject,
+    )
+    from iteration_heads.auditing.sources import parse_ints, parse_words
+    from iteration_heads.model.checkpoint import model_directory
+    from iteration_heads.viz import checkpoint_curves, save_html, write_audit_report
+
     for option, value in (("--n-probes", args.n_probes), ("--max-len", args.max_len)):
         if value is not None and value < 1:
             raise IterationHeadsError(f"{option} {value}: expected >= 1")

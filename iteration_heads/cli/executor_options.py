@@ -6,14 +6,18 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.experiments.cluster_executors import EXECUTORS, make_executor
-from iteration_heads.experiments.executors import Executor
+
+if TYPE_CHECKING:
+    from iteration_heads.experiments.executors import Executor
 
 
 def add_executor_options(parser: argparse.ArgumentParser) -> None:
     """Add ``--executor`` and its options (``--jobs`` is the command's own)."""
+    from iteration_heads.experiments.cluster_executors import EXECUTORS
+
     group = parser.add_argument_group("where runs train")
     group.add_argument(
         "--executor",
@@ -60,6 +64,8 @@ def executor_options(args: argparse.Namespace) -> str:
 
 def executor_from_args(args: argparse.Namespace, jobs: int | None, runs: Path) -> Executor:
     """The executor the options describe, ``jobs`` runs at once (None: what it allows)."""
+    from iteration_heads.experiments.cluster_executors import make_executor
+
     for option in ("threads_per_run", "runs_per_job", "time_min"):
         value = getattr(args, option)
         if value < 1:

@@ -4,19 +4,16 @@ shared run cache) and the multi-hop study ``ontology`` (Dutta et al.'s analyses)
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
+from iteration_heads.cli.common import HelpFormatter
 from iteration_heads.cli.executor_options import (
     add_executor_options,
     executor_from_args,
     executor_options,
 )
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.experiments import EXPERIMENTS, get_experiment, reproduce
-from iteration_heads.experiments.extending import earlier_runs
-from iteration_heads.experiments.ontology import ONTOLOGY_EXPERIMENT
-from iteration_heads.experiments.ontology_results import reproduce_ontology
-from iteration_heads.experiments.reproduction import write_summary
 
 ONTOLOGY_DESCRIPTION = (
     "Dutta et al.'s pathway analyses on the 4-layer ontology model, claim by claim "
@@ -26,12 +23,15 @@ ONTOLOGY_DESCRIPTION = (
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """The ``reproduce`` subcommand and its options."""
+    from iteration_heads.experiments import EXPERIMENTS
+    from iteration_heads.experiments.ontology import ONTOLOGY_EXPERIMENT
+
     p = sub.add_parser(
         "reproduce",
         help="reproduce the paper's experiments; results go to docs/results/",
-        description="Experiments: "
-        + "; ".join(f"{e.name}: {e.description}" for e in EXPERIMENTS.values())
-        + f"; {ONTOLOGY_EXPERIMENT}: {ONTOLOGY_DESCRIPTION}",
+        description="Reproduce the paper's experiments (run specs, seeds, a shared run cache); "
+        "results go to --out.\n\nexperiments:\n" + textwrap.indent(experiment_list(width=86), "  "),
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "experiments",
@@ -61,12 +61,40 @@ def folder_option(path: Path, option: str) -> None:
         raise IterationHeadsError(f"{option} {str(path)!r} is a file; expected a folder")
 
 
+def experiment_list(width: int | None = None) -> str:
+    """One line per experiment, its name and what it shows (``reproduce --list``); wrapped to
+    ``width`` columns under a hanging indent when given (``reproduce --help``).
+
+    Example:
+        >>> print(experiment_list())  # doctest: +ELLIPSIS
+        emergence       ...
+        ontology        Dutta et al.'s pathway analyses on the 4-layer ontology model, ...
+        >>> max(map(len, experiment_list(width=60).splitlines())) <= 60
+        True
+    """
+    from iteration_heads.experiments import EXPERIMENTS
+    from iteration_heads.experiments.ontology import ONTOLOGY_EXPERIMENT
+
+    described = [(e.name, e.description) for e in EXPERIMENTS.values()]
+    lines = [
+        f"{name:<15} {text}"
+        for name, text in [*described, (ONTOLOGY_EXPERIMENT, ONTOLOGY_DESCRIPTION)]
+    ]
+    if width is None:
+        return "\n".join(lines)
+    return "\n".join(textwrap.fill(line, width, subsequent_indent=" " * 16) for line in lines)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the ``reproduce`` subcommand."""
+    from iteration_heads.experiments import EXPERIMENTS, get_experiment, reproduce
+    from iteration_heads.experiments.extending import earlier_runs
+    from iteration_heads.experiments.ontology import ONTOLOGY_EXPERIMENT
+    from iteration_heads.experiments.ontology_results import reproduce_ontology
+    from iteration_heads.experiments.reproduction import write_summary
+
     if args.list or not args.experiments:
-        for e in EXPERIMENTS.values():
-            print(f"{e.name:<15} {e.description}")
-        print(f"{ONTOLOGY_EXPERIMENT:<15} {ONTOLOGY_DESCRIPTION}")
+        print(experiment_list())
         return 0
     names = [*EXPERIMENTS, ONTOLOGY_EXPERIMENT] if args.experiments == ["all"] else args.experiments
     for name in names:  # every name checked before anything runs

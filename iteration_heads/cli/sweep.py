@@ -17,10 +17,6 @@ from iteration_heads.cli.executor_options import (
 )
 from iteration_heads.cli.reproduce import folder_option
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.experiments.executors import available_cores
-from iteration_heads.experiments.runs import finished
-from iteration_heads.experiments.sweep import SweepSpec, dry_run, run_sweep
-from iteration_heads.experiments.sweep_results import write_table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -67,6 +63,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the ``sweep`` subcommand. Ctrl-C (or SIGTERM) stops the jobs and prints one line:
     what finished and the command that resumes; the exit status is 130 (143)."""
+    from iteration_heads.experiments.executors import available_cores
+    from iteration_heads.experiments.runs import finished
+    from iteration_heads.experiments.sweep import SweepSpec, dry_run, run_sweep
+    from iteration_heads.experiments.sweep_results import write_table
+
     spec = SweepSpec.from_toml(args.spec).on_device(args.device)
     if args.jobs is not None and args.jobs < 1:
         raise IterationHeadsError(f"--jobs {args.jobs}, expected an integer >= 1")
@@ -118,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
 
 def sweep_command(args: argparse.Namespace) -> str:
     """The command line that runs this sweep again (recorded with its table; printed to resume
-    it after Ctrl-C).
+    it after Ctrl-C): it names the run cache (``--runs``), so a rerun reuses the runs, and the
+    jobs (without ``--jobs``, the local executor's: one run per core).
 
     Example:
         >>> args = argparse.Namespace(spec=Path("s.toml"), jobs=2, executor="local",
@@ -127,7 +129,12 @@ def sweep_command(args: argparse.Namespace) -> str:
         >>> sweep_command(args)
         'iteration-heads sweep s.toml --jobs 2 --runs runs --out out'
     """
-    options = [shlex.quote(str(args.spec)), f"--jobs {args.jobs}" if args.jobs else "",
+    jobs = args.jobs
+    if jobs is None and args.executor == "local":  # what the local executor chose
+        from iteration_heads.experiments.executors import available_cores
+
+        jobs = max(available_cores() // args.threads_per_run, 1)
+    options = [shlex.quote(str(args.spec)), f"--jobs {jobs}" if jobs else "",
                executor_options(args), "--batch-seeds" if args.batch_seeds else "",
                "--retry-failed" if args.retry_failed else "",
                f"--device {args.device}" if args.device != "auto" else "",

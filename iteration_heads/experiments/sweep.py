@@ -7,6 +7,7 @@ its files.
 A spec::
 
     name = "tiny"
+    recipe = "library"     # optional: the default; "paper" starts from the paper's settings
     [fixed]
     "data.task" = "copy"
     "train.epochs" = 4
@@ -28,7 +29,10 @@ A spec::
 Field names are ``data.<DataConfig field>``, ``model.<ModelConfig field>``,
 ``train.<TrainConfig field>`` or ``seed`` (the seed of all three). ``model.max_len`` follows
 ``data.max_len`` unless set; every run uses one thread unless ``train.threads`` says otherwise.
-``train.max_steps`` budgets optimiser steps rather than epochs, so that cells over lengths or
+Unless the spec sets them, cells take ``model.n_heads``, ``train.lr`` and
+``train.warmup_steps`` from its ``recipe`` (:data:`~iteration_heads.experiments.sweep_fields.RECIPES`):
+``library`` (the default, as ``iteration-heads train``: 2 heads, Adam 1e-3, 200-step warm-up) or
+``paper`` (1 head, Adam 3e-4, no warm-up). ``train.max_steps`` budgets optimiser steps rather than epochs, so that cells over lengths or
 batch sizes get the same number of updates. A variant's settings override the fixed ones; rules
 may match ``variant`` by name.
 """
@@ -61,10 +65,11 @@ from iteration_heads.experiments.sweep_fields import (
     cell_spec,
     check_distinct,
     check_field,
+    check_recipe,
 )
 from iteration_heads.tasks.task import check_int
 
-SPEC_KEYS = ("name", "fixed", "axes", "variants", "exclude", "include", "figure")
+SPEC_KEYS = ("name", "recipe", "fixed", "axes", "variants", "exclude", "include", "figure")
 """The top-level keys of a sweep spec."""
 
 FIGURE_KEYS = ("x", "y", "panel", "value")
@@ -80,14 +85,17 @@ microseconds, rather than built. Split a larger study into several specs."""
 @dataclass(frozen=True)
 class SweepSpec:
     """A grid of runs: the product of ``axes`` (and of named ``variants``) over ``fixed``
-    settings, minus the cells that match an ``exclude`` rule, plus the ``include`` cells.
-    ``figure`` names the heatmaps' axes (:data:`FIGURE_KEYS`).
+    settings, minus the cells that match an ``exclude`` rule, plus the ``include`` cells, on top
+    of ``recipe`` (``library`` or ``paper``). ``figure`` names the heatmaps' axes
+    (:data:`FIGURE_KEYS`).
 
     Example:
         >>> spec = SweepSpec.from_dict({"fixed": {"data.task": "copy"},
         ...                             "axes": {"model.d_model": [16, 32], "seed": [0, 1]}})
         >>> [cell.name() for cell in spec.cells()][:2]
-        ['copy-cot-d16-L16-2x1-s0-e1000', 'copy-cot-d16-L16-2x1-s1-e1000']
+        ['copy-cot-d16-L16-2x2-s0-e1000', 'copy-cot-d16-L16-2x2-s1-e1000']
+        >>> SweepSpec.from_dict({"recipe": "paper", "axes": {"seed": [0]}}).cells()[0].name()
+        'polynomial-cot-d128-L16-2x1-s0-e1000'
         >>> spec = SweepSpec.from_dict({"axes": {"seed": [0]},
         ...                             "variants": {"cot": {}, "no cot": {"data.cot": False}}})
         >>> [(s["variant"], cell_spec(s).data.cot) for s in spec.settings()]
@@ -101,6 +109,7 @@ class SweepSpec:
     include: tuple[dict[str, Any], ...] = ()
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     figure: dict[str, str] = field(default_factory=dict)
+    recipe: str = "library"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepSpec:
@@ -156,8 +165,9 @@ class SweepSpec:
         if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isascii() or \
                 not name.replace("-", "").replace("_", "").isalnum():  # fmt: skip
             raise IterationHeadsError(f"name={name!r}, expected letters, digits, '-' or '_'")
+        recipe = check_recipe(data.get("recipe", "library"))
         spec = cls(name, dict(fixed), dict(axes), tuple(rules["exclude"]),
-                   tuple(rules["include"]), dict(variants), dict(figure))  # fmt: skip
+                   tuple(rules["include"]), dict(variants), dict(figure), recipe)  # fmt: skip
         spec.figure_axes()  # checked now, used by --collect
         return spec
 
@@ -273,7 +283,7 @@ class SweepSpec:
         """
         pairs: dict[str, tuple[dict[str, Any], RunSpec]] = {}
         for settings in self.settings():
-            spec = cell_spec(settings)
+            spec = cell_spec(settings, check_recipe(self.recipe))
             if spec.key() in pairs:
                 raise IterationHeadsError(
                     f"sweep cells {pairs[spec.key()][0]} and {settings} are the same run "

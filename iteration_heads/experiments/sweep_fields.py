@@ -18,12 +18,39 @@ from iteration_heads.experiments.runs import RunSpec
 from iteration_heads.model.transformer import ModelConfig
 from iteration_heads.tasks.data import DataConfig
 from iteration_heads.training.loop import TrainConfig
+from iteration_heads.training.recipe import (
+    RECIPE_HEADS_PER_LAYER,
+    RECIPE_LR,
+    RECIPE_WARMUP_STEPS,
+)
 
 CONFIGS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 """The config each field prefix names."""
 
 VARIANT = "variant"
 """The column (and rule field) that names a cell's variant."""
+
+RECIPES = ("library", "paper")
+"""The recipes a sweep spec may start from (its top-level ``recipe``): ``library``, the
+recipe of ``iteration-heads train`` (:mod:`~iteration_heads.training.recipe`: 2 heads per
+layer, Adam 1e-3, 200-step warm-up), or ``paper``, the configs' dataclass defaults (1 head per
+layer, Adam 3e-4, no warm-up). A field the spec sets wins over either."""
+
+
+def check_recipe(recipe: object) -> str:
+    """``recipe`` if it is one of :data:`RECIPES`, else a one-line error.
+
+    Example:
+        >>> check_recipe("paper")
+        'paper'
+        >>> check_recipe("Library")
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: recipe='Library', expected 'library' or 'paper'
+    """
+    if not isinstance(recipe, str) or recipe not in RECIPES:
+        raise IterationHeadsError(f"recipe={recipe!r}, expected 'library' or 'paper'")
+    return recipe
 
 
 def check_field(name: str) -> str:
@@ -73,16 +100,24 @@ def check_distinct(what: str, values: list[Any]) -> None:
         seen.add(token)
 
 
-def cell_spec(settings: dict[str, Any]) -> RunSpec:
-    """The run spec of one cell's settings (``seed`` sets all three seeds; ``model.max_len``
-    follows ``data.max_len``; one thread per run by default).
+def cell_spec(settings: dict[str, Any], recipe: str = "library") -> RunSpec:
+    """The run spec of one cell's settings on top of ``recipe`` (:data:`RECIPES`; ``seed``
+    sets all three seeds; ``model.max_len`` follows ``data.max_len``; one thread per run by
+    default).
 
     Example:
         >>> spec = cell_spec({"data.max_len": 6, "seed": 2})
         >>> spec.model.max_len, spec.train.seed, spec.train.threads
         (6, 2, 1)
+        >>> [(s.model.n_heads, s.train.lr, s.train.warmup_steps)
+        ...  for s in (spec, cell_spec({"data.max_len": 6, "seed": 2}, recipe="paper"))]
+        [(2, 0.001, 200), (1, 0.0003, 0)]
     """
+    check_recipe(recipe)
     parts: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {"threads": 1}}
+    if recipe == "library":
+        parts["model"]["n_heads"] = RECIPE_HEADS_PER_LAYER
+        parts["train"] |= {"lr": RECIPE_LR, "warmup_steps": RECIPE_WARMUP_STEPS}
     for name, value in settings.items():
         if name == VARIANT:
             continue

@@ -39,11 +39,23 @@ RESULT_COLUMNS = (
     "epochs",
     "steps",
     "seconds",
+    "note",
 )
 """What the table holds of a finished cell: its :func:`outcome`, final test accuracy and
 last-layer iteration peakiness, whether the detector found the circuit, the first evaluated
 epoch (and optimiser step) where accuracy and the iteration head reached their targets (and
-where both did at once), the epochs and steps trained, and the wall-clock seconds."""
+where both did at once), the epochs and steps trained, the wall-clock seconds, and a
+:func:`detector_note` where the outcome and the detector disagree."""
+
+INTEGER_COLUMNS = (
+    "first_epoch_accuracy",
+    "first_epoch_head",
+    "first_step_head",
+    "first_epoch_target",
+    "epochs",
+    "steps",
+)
+"""The columns of epochs and steps: integers (pandas ``Int64``, empty where missing)."""
 
 OUTCOMES = ("head", "alternative circuit", "not learned")
 """A finished run's outcome: it reached target (test accuracy >= 0.99 and last-layer iteration
@@ -63,11 +75,48 @@ def outcome(first_epoch_target: int | None, first_epoch_accuracy: int | None) ->
     return OUTCOMES[1] if first_epoch_accuracy is not None else OUTCOMES[2]
 
 
+def detector_note(outcome_: str, detect: dict[str, Any]) -> str:
+    """Why a run's :func:`outcome` and its final model's detection (``detect.json``) disagree,
+    or ``""`` when they agree: a run at target without the circuit names the part the detector
+    missed (no EoI head, no iteration head, the EoI head not before the iteration head, or
+    predictions that do not use the state); a run never at target names the circuit it found.
+
+    Example:
+        >>> detector_note("head", {"has_iteration_circuit": False, "eoi_heads": [],
+        ...                        "iteration_heads": [[1, 0]]})
+        'head at target; detect: no EoI head'
+        >>> detector_note("not learned", {"has_iteration_circuit": False})
+        ''
+    """
+    if not isinstance(detect, dict):
+        raise IterationHeadsError(f"detect={detect!r}, expected the dict of detect.json")
+    found = bool(detect.get("has_iteration_circuit"))
+    if (outcome_ == OUTCOMES[0]) == found:
+        return ""
+    if found:
+        return f"{outcome_}; detect: circuit found in the final model"
+    missing = [
+        f"no {label} head"
+        for kind, label in (("eoi", "EoI"), ("iteration", "iteration"))
+        if not detect.get(f"{kind}_heads") and not detect.get(f"{kind}_summed_layers")
+    ]
+    circuit = detect.get("circuit") or {}
+    sensitivity = detect.get("state_sensitivity")
+    minimum = (detect.get("thresholds") or {}).get("min_state_sensitivity", 0.5)
+    if not missing and not circuit.get("attention_found"):
+        missing = ["EoI head not in a layer before the iteration head"]
+    elif not missing and sensitivity is not None and sensitivity < minimum:
+        missing = [f"state sensitivity {sensitivity:.2f} < {minimum}"]
+    reason = ", ".join(missing) or str(detect.get("verdict", "no circuit"))
+    return f"head at target; detect: {reason}"
+
+
 def collect(spec: SweepSpec, runs: str | os.PathLike[str]) -> pd.DataFrame:
     """One row per cell, read from its run directory: the swept settings (``variant`` first),
-    ``name``, ``status`` and, for finished cells, :data:`RESULT_COLUMNS`. The status is read
-    now from the run directories: ``done``; ``running`` (another process holds the run
-    directory); ``failed`` (with its ``error``); else ``todo``."""
+    ``name``, ``status`` and, for finished cells, :data:`RESULT_COLUMNS` (those of
+    :data:`INTEGER_COLUMNS` as integers). The status is read now from the run directories:
+    ``done``; ``running`` (another process holds the run directory); ``failed`` (with its
+    ``error``); else ``todo``."""
     check_sweep_arguments(spec, runs)
     rows = []
     for settings, cell in spec.cell_settings():
@@ -84,8 +133,9 @@ def collect(spec: SweepSpec, runs: str | os.PathLike[str]) -> pd.DataFrame:
             result = cell.result(runs)
             target = result.first_epoch("first_epoch_both")
             accurate = result.first_epoch("first_epoch_accuracy")
+            kind = outcome(target, accurate)
             row |= {
-                "outcome": outcome(target, accurate),
+                "outcome": kind,
                 "accuracy": result.accuracy,
                 "iteration_peakiness": result.iteration_peakiness,
                 "has_circuit": result.has_circuit,
@@ -96,9 +146,14 @@ def collect(spec: SweepSpec, runs: str | os.PathLike[str]) -> pd.DataFrame:
                 "epochs": result.epochs,
                 "steps": result.summary.get("steps"),
                 "seconds": result.wall_seconds,
+                "note": detector_note(kind, result.detect),
             }
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    for column in INTEGER_COLUMNS:
+        if column in table:
+            table[column] = table[column].astype("Int64")
+    return table
 
 
 def collect_curves(spec: SweepSpec, runs: str | os.PathLike[str]) -> pd.DataFrame:
@@ -203,22 +258,48 @@ def write_table(
         grids = heatmap_markdown(table, x=x, y=y, panel=panel, value=value)
         parts += [f"Mean {value} over seeds, and the seeds where the iteration head formed:",
                   "", grids, ""]  # fmt: skip
-    by = [c for c in spec.columns() if c != "seed"]
-    if "seed" in spec.axes and by and (table["status"] == "done").any():
-        seeds = aggregate_seeds(table, by).round(3)
-        done = table[table["status"] == "done"]
-        if "outcome" in done:  # the runs at target, and those solved without the head
-            for kind, column in (("head", "at_target"), ("alternative circuit", "alternative")):
-                counts = done.assign(hit=done["outcome"] == kind).groupby(by, dropna=False)["hit"]
-                seeds = seeds.merge(counts.sum().astype(int).rename(column).reset_index(), on=by)
-        parts += ["## Over seeds", "", "Final accuracy over seeds (`mean`, `std`, `min`, `max`), "
+    if "seed" in spec.axes and (table["status"] == "done").any():
+        seeds = seed_summary(table, [c for c in spec.columns() if c != "seed"])
+        parts += ["## Over seeds", "", "Final accuracy over seeds (`mean` ± `std`, `min`, `max`), "
                   "the fraction of seeds where the detector found the circuit (`formed`), and the "
                   "runs that reached target (`at_target`: accuracy >= 0.99 and iteration "
-                  "peakiness >= 0.9 at one evaluation) or solved the task without the head "
-                  "(`alternative`):", "", markdown_table(seeds), ""]  # fmt: skip
+                  "peakiness >= 0.9 at one evaluation), solved the task without the head "
+                  "(`alternative`) or did neither (`not_learned`):", "",
+                  markdown_table(seeds), ""]  # fmt: skip
     parts += ["## Runs", "", markdown_table(table), ""]
     write_text(markdown, "\n".join(parts))
     return written
+
+
+def seed_summary(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """The over-seeds table of a :func:`collect` table: one row per combination of ``by`` (one
+    row for all runs when ``by`` is empty, as in a sweep over seeds only), with the statistics
+    of :func:`~iteration_heads.viz.sweep_figures.aggregate_seeds` (rounded to 3 decimals) and
+    the done runs of each :data:`OUTCOMES` (``at_target``, ``alternative``, ``not_learned``).
+
+    Example:
+        >>> table = pd.DataFrame({"seed": [0, 1, 2], "status": ["done"] * 3,
+        ...     "accuracy": [1.0, 1.0, 0.4], "has_circuit": [True, False, False],
+        ...     "outcome": ["head", "alternative circuit", "not learned"]})
+        >>> seed_summary(table, []).to_dict("records")[0]  # doctest: +NORMALIZE_WHITESPACE
+        {'runs': 3, 'seeds': 3, 'mean': 0.8, 'std': 0.346, 'min': 0.4, 'max': 1.0,
+         'formed': 0.333, 'formed_count': 1, 'at_target': 1, 'alternative': 1, 'not_learned': 1}
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise IterationHeadsError(f"table={table!r}, expected a DataFrame of collect()")
+    if not isinstance(by, list) or not all(isinstance(c, str) for c in by):
+        raise IterationHeadsError(f"by={by!r}, expected a list of column names")
+    everything = None if by else "all runs"  # a constant column to group all runs by
+    if everything is not None:
+        table = table.assign(**{everything: everything})
+    groups = by or [str(everything)]
+    seeds = aggregate_seeds(table, groups).round(3)
+    done = table[table["status"] == "done"] if "status" in table else table
+    if "outcome" in done:
+        for kind, column in zip(OUTCOMES, ("at_target", "alternative", "not_learned"), strict=True):
+            counts = done.assign(hit=done["outcome"] == kind).groupby(groups, dropna=False)["hit"]
+            seeds = seeds.merge(counts.sum().astype(int).rename(column).reset_index(), on=groups)
+    return seeds.drop(columns=[everything]) if everything is not None else seeds
 
 
 def _status_line(table: pd.DataFrame) -> str:

@@ -38,7 +38,7 @@ from iteration_heads.viz.circuits import (
     route_chart,
 )
 from iteration_heads.viz.curves import checkpoint_curves, scaling_grid, training_curves
-from iteration_heads.viz.export import find_chromium, save_html, save_png
+from iteration_heads.viz.export import find_chromium, notebook_figures, save_html, save_png
 from iteration_heads.viz.html_report import report_html, write_report
 from iteration_heads.viz.pathway_circuits import head_patching_heatmap, pruning_chart
 from iteration_heads.viz.pathway_flow import flow_graph_chart, segment_chart
@@ -61,6 +61,7 @@ __all__ = [
     "head_patching_heatmap",
     "heatmap_markdown",
     "logit_lens_chart",
+    "notebook_figures",
     "patching_heatmap",
     "pruning_chart",
     "report_html",

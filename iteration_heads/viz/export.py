@@ -1,5 +1,6 @@
 """Saving figures: one self-contained HTML file (plotly.js or the circuitsvis bundle inlined, no
-CDN), or PNG when kaleido and a Chromium are installed (optional).
+CDN), or PNG when kaleido and a Chromium are installed (optional); figures in notebooks that
+static viewers show (:func:`notebook_figures`).
 """
 
 from __future__ import annotations
@@ -7,8 +8,10 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from iteration_heads._io import write_output_text
 from iteration_heads.errors import IterationHeadsError
@@ -80,3 +83,47 @@ def save_png(fig: go.Figure, path: str | os.PathLike[str], *, scale: float = 1.0
     out = Path(path)
     fig.write_image(out, format="png", scale=scale)
     return out
+
+
+NOTEBOOK_RENDERER = "plotly_mimetype+iteration_heads_html"
+"""plotly's renderer that :func:`notebook_figures` selects."""
+
+
+class _OfflineHtml(pio.base_renderers.NotebookRenderer):
+    """plotly's "notebook" renderer without the MathJax script it loads from a CDN."""
+
+    def to_mimebundle(self, fig_dict: dict[str, Any]) -> dict[str, str]:
+        page = pio.to_html(
+            fig_dict,
+            config=self.config,
+            include_plotlyjs=False,  # embedded once, by the renderer's activation
+            include_mathjax=False,
+            full_html=False,
+            default_width="100%",
+            default_height=525,
+            validate=False,
+        )
+        return {"text/html": page}
+
+
+def notebook_figures() -> None:
+    """Show plotly figures in notebooks as plotly's JSON (interactive in Jupyter) and as HTML with
+    plotly.js embedded once (no CDN), which static viewers such as nbviewer, VS Code and
+    ``jupyter nbconvert --to html`` show: sets plotly's default renderer to
+    ``NOTEBOOK_RENDERER``.
+
+    plotly's own ``"notebook"`` renderer would load MathJax from a CDN in every figure.
+
+    Example:
+        >>> import plotly.io as pio
+        >>> before = pio.renderers.default
+        >>> notebook_figures()
+        >>> pio.renderers.default
+        'plotly_mimetype+iteration_heads_html'
+        >>> bundle = pio.renderers["iteration_heads_html"].to_mimebundle(go.Figure().to_dict())
+        >>> "Plotly.newPlot" in bundle["text/html"], "src=" in bundle["text/html"]
+        (True, False)
+        >>> pio.renderers.default = before
+    """
+    pio.renderers["iteration_heads_html"] = _OfflineHtml(connected=False)
+    pio.renderers.default = NOTEBOOK_RENDERER

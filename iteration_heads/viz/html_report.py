@@ -134,7 +134,7 @@ def report_html(
             "queries s_1..s_L onto EoI) and the ideal iteration pattern (green: the query "
             "before s_t onto x_t, a diagonal offset by L+1).</p>"
         )
-        page.figure(attention_heatmap(model, one, columns=3))
+        page.figure(attention_heatmap(model, one, columns=2))  # 2 x 580 px: fits the page
         page.add(attention_view(model, one).fragment)
 
     report_box: dict[str, Any] = {}

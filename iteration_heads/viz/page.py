@@ -25,6 +25,31 @@ th { background: #f3f3f3; } .configs { display: flex; gap: 24px; flex-wrap: wrap
 """
 """The pages' stylesheet (inlined)."""
 
+PAGE_WIDTH = 1200
+"""Width of a page's content in pixels (``max-width`` of ``STYLE``): wider figures are scaled
+down to it, so every view fits a 1,300 px window."""
+
+
+def fit_width(fig: go.Figure, width: int = PAGE_WIDTH) -> go.Figure:
+    """``fig`` scaled down to ``width`` pixels, aspect kept (a copy), or ``fig`` if it fits.
+
+    Example:
+        >>> fig = fit_width(go.Figure(layout={"width": 1800, "height": 600}))
+        >>> fig.layout.width, fig.layout.height
+        (1200, 400)
+        >>> fit_width(go.Figure(layout={"width": 800})).layout.width
+        800
+    """
+    wide = fig.layout.width
+    if wide is None or wide <= width:
+        return fig
+    scaled = go.Figure(fig)
+    height = fig.layout.height
+    scaled.update_layout(
+        width=width, height=None if height is None else round(height * width / wide)
+    )
+    return scaled
+
 
 def write_shared_plotly(folder: Path) -> Path:
     """Write ``folder/plotly.min.js`` (atomically) unless it is there: the script that pages
@@ -65,9 +90,9 @@ class HtmlPage:
         self.parts.append(text)
 
     def figure(self, fig: go.Figure) -> None:
-        """Append a plotly figure (plotly.js inlined the first time)."""
+        """Append a plotly figure (plotly.js inlined the first time), no wider than the page."""
         self.add(
-            fig.to_html(
+            fit_width(fig).to_html(
                 full_html=False,
                 include_plotlyjs=(
                     False

@@ -24,6 +24,7 @@ def prepare(work: Path, namespace: dict[str, Any]) -> None:
     (work / "huge.toml").write_text(HUGE)
     (work / "dup.toml").write_text("[axes]\nseed = [0, 1, 2, 0]\n")
     (work / "tiny.toml").write_text("[fixed]\n'data.task' = 'copy'\n[axes]\nseed = [0]\n")
+    (work / "badrecipe.toml").write_text("recipe = 'authors'\n[axes]\nseed = [0]\n")
     namespace.update(
         SweepSpec=SweepSpec,
         dry_run=dry_run,
@@ -124,4 +125,17 @@ CASES: list[Case] = [
     cli(AREA, "negative memory", "sweep tiny.toml --executor slurm --mem-gb -4 --runs sweepruns"),
     cli(AREA, "infinite GPUs per run", "sweep tiny.toml --executor ray --gpus-per-run inf"),
     cli(AREA, "time limit of zero", "sweep tiny.toml --executor slurm --time-min 0"),
+    # the recipe a spec starts from
+    api(AREA, "recipe in capitals", "SweepSpec.from_dict({'recipe': 'Paper'})"),
+    api(AREA, "recipe with a trailing space", "SweepSpec.from_dict({'recipe': 'library '})"),
+    api(AREA, "empty recipe", "SweepSpec.from_dict({'recipe': ''})"),
+    api(AREA, "recipe as a number", "SweepSpec.from_dict({'recipe': 1})"),
+    api(AREA, "recipe as a bool", "SweepSpec.from_dict({'recipe': True})"),
+    api(AREA, "recipe as a list", "SweepSpec.from_dict({'recipe': ['paper']})"),
+    api(AREA, "recipe as a table", "SweepSpec.from_dict({'recipe': {'model.n_heads': 2}})"),
+    api(AREA, "unknown recipe on a built spec", "SweepSpec(recipe='authors').cells()"),
+    api(AREA, "library recipe with an odd width", _spec("{'axes': {'model.d_model': [15]}}")),
+    cli(
+        AREA, "spec file with an unknown recipe", "sweep badrecipe.toml --dry-run --runs sweepruns"
+    ),
 ]

@@ -76,7 +76,7 @@ def test_a_tiny_grid_trains_once_and_reads_back(tmp_path, capsys) -> None:
 
 
 def _as_dict(spec: SweepSpec) -> dict:
-    return {"name": spec.name, "fixed": spec.fixed, "axes": spec.axes}
+    return {"name": spec.name, "recipe": spec.recipe, "fixed": spec.fixed, "axes": spec.axes}
 
 
 def test_a_failing_cell_is_recorded_and_does_not_stop_the_others(tmp_path) -> None:
@@ -200,3 +200,110 @@ def test_runs_go_to_the_gpu_only_when_there_is_one_or_the_spec_says() -> None:
             spec.on_device("cuda").cells()
     with pytest.raises(IterationHeadsError, match="device='tpu'"):
         spec.on_device("tpu")
+
+
+# the first cell of every committed spec, as it was before specs had a recipe: its run folder
+COMMITTED_FIRST_CELLS = {
+    "authors-block": "polynomial-cot-d64-L8-2x1-s0-steps3200",
+    "controls-one-head": "polynomial-cot-d64-L8-1x1-s0-e150",
+    "low-width": "polynomial-cot-d32-L8-2x2-s0-steps3200",
+    "recipe-search": "polynomial-cot-d64-L8-2x1-s0-steps3200",
+    "scaling": "polynomial-cot-d16-L4-2x1-s0-steps2500",
+    "tiny": "copy-cot-d16-L3-2x1-s0-e3",
+}
+
+
+def test_the_recipe_is_the_trains_by_default_and_paper_on_request() -> None:
+    from iteration_heads.training.recipe import recipe_model_config, recipe_train_config
+
+    library = SweepSpec.from_dict({"axes": {"seed": [0]}}).cells()[0]
+    train = recipe_model_config(), recipe_train_config()
+    assert (library.model.n_heads, library.train.lr, library.train.warmup_steps) == (
+        train[0].n_heads, train[1].lr, train[1].warmup_steps)  # fmt: skip
+    paper = SweepSpec.from_dict({"recipe": "paper", "axes": {"seed": [0]}}).cells()[0]
+    assert (paper.model.n_heads, paper.train.lr, paper.train.warmup_steps) == (1, 3e-4, 0)
+    # a spec that states every recipe field trains the same runs (same hash) under both
+    explicit = {"fixed": {"model.n_heads": 1, "train.lr": 1e-3, "train.warmup_steps": 0},
+                "axes": {"seed": [0, 1]}}  # fmt: skip
+    keys = {r: [c.key() for c in SweepSpec.from_dict({**explicit, "recipe": r}).cells()]
+            for r in ("library", "paper")}  # fmt: skip
+    assert keys["library"] == keys["paper"]
+    assert cell_spec({"seed": 0}, "paper").key() == paper.key()
+    for bad in ("Paper", 1, None):
+        with pytest.raises(IterationHeadsError, match=r"recipe=.*expected 'library' or 'paper'"):
+            SweepSpec.from_dict({"recipe": bad})
+    with pytest.raises(IterationHeadsError, match="recipe='mine'"):
+        cell_spec({"seed": 0}, "mine")
+
+
+@pytest.mark.parametrize("name, first", COMMITTED_FIRST_CELLS.items())
+def test_committed_specs_keep_their_cells(name, first) -> None:
+    spec = SweepSpec.from_toml(TINY.parent / f"{name}.toml")
+    assert spec.cells()[0].name() == first
+    cells = [c.directory("") for c in spec.cells()]
+    recomputed = [cell_spec(s, spec.recipe).directory("") for s in spec.settings()]
+    assert cells == recomputed and len(set(cells)) == len(cells)
+
+
+def test_a_seeds_only_table_is_summarised_and_explains_the_detector(tmp_path, monkeypatch):
+    from iteration_heads.experiments.executors import available_cores
+    from iteration_heads.experiments.results import RunResult
+
+    spec_file = tmp_path / "seeds.toml"
+    spec_file.write_text('name = "seeds"\n[fixed]\n"data.task" = "copy"\n"data.max_len" = 3\n'
+                         '"data.n_train" = 32\n"data.n_test" = 16\n"model.d_model" = 16\n'
+                         '"train.epochs" = 1\n[axes]\nseed = [0, 1]\n')  # fmt: skip
+
+    def first_epoch(self, key="first_epoch_accuracy"):  # seed 0 at target at epoch 1, step 3
+        return (3 if "step" in key else 1) if self.seed == 0 else None
+
+    monkeypatch.setattr(RunResult, "first_epoch", first_epoch)
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    assert main(["sweep", str(spec_file), "--runs", str(runs), "--out", str(out),
+                 "--no-progress"]) == 0  # fmt: skip
+    page = (out / "seeds.md").read_text()
+    jobs = max(available_cores(), 1)
+    assert f"--jobs {jobs} --runs {runs} --out {out}`" in page
+    over_seeds = page.split("## Over seeds")[1].split("## Runs")[0]
+    assert (
+        "| runs | seeds | mean | std | min | max | formed | formed_count | at_target | "
+        "alternative | not_learned |" in over_seeds
+    )
+    assert over_seeds.splitlines()[-2].startswith("| 2 | 2 |")
+    assert over_seeds.splitlines()[-2].endswith("| 1 | 0 | 1 |")
+    runs_table = page.split("## Runs")[1].strip().splitlines()
+    header = [c.strip() for c in runs_table[0].strip("|").split("|")]
+    rows = [dict(zip(header, (c.strip() for c in r.strip("|").split("|")), strict=True))
+            for r in runs_table[2:]]  # fmt: skip
+    assert [r["first_epoch_head"] for r in rows] == ["1", ""]  # not 1.0 next to a missing one
+    assert [r["first_step_head"] for r in rows] == ["3", ""]
+    assert [r["steps"] for r in rows] == ["1", "1"] and [r["epochs"] for r in rows] == ["1", "1"]
+    # a 1-epoch model has no circuit: the row at target says what the detector missed
+    assert rows[0]["outcome"] == "head" and rows[0]["has_circuit"] == "False"
+    assert rows[0]["note"].startswith("head at target; detect: no EoI head")
+    assert rows[1]["note"] == ""
+    assert ",1.0," not in (out / "seeds.csv").read_text().split("\n")[1].split("head")[0]
+
+
+@pytest.mark.parametrize(
+    "kind, detect, note",
+    [
+        ("head", {"has_iteration_circuit": True}, ""),
+        ("not learned", {"has_iteration_circuit": False}, ""),
+        ("head", {"eoi_heads": [], "iteration_heads": []},
+         "head at target; detect: no EoI head, no iteration head"),
+        ("head", {"eoi_heads": [[0, 0]], "iteration_heads": [], "iteration_summed_layers": []},
+         "head at target; detect: no iteration head"),
+        ("head", {"eoi_heads": [], "eoi_summed_layers": [0], "iteration_heads": [[1, 0]],
+                  "circuit": {"attention_found": True}, "state_sensitivity": 0.2},
+         "head at target; detect: state sensitivity 0.20 < 0.5"),
+        ("head", {"eoi_heads": [[1, 0]], "iteration_heads": [[0, 0]], "circuit": None},
+         "head at target; detect: EoI head not in a layer before the iteration head"),
+        ("alternative circuit", {"has_iteration_circuit": True},
+         "alternative circuit; detect: circuit found in the final model"),
+    ],
+)  # fmt: skip
+def test_detector_notes_name_the_missing_part(kind, detect, note) -> None:
+    from iteration_heads.experiments.sweep_results import detector_note
+
+    assert detector_note(kind, detect) == note

@@ -17,12 +17,14 @@ import pytest
 import torch
 
 import iteration_heads.zoo
+from iteration_heads.auditing import audit, open_subject
 from iteration_heads.model import load
 from iteration_heads.viz import (
     EOI_COLOUR,
     ITERATION_COLOUR,
     attention_heatmap,
     attention_view,
+    audit_report_html,
     find_chromium,
     save_html,
     write_report,
@@ -227,3 +229,64 @@ def test_read_png_roundtrip(tmp_path: Path) -> None:
     png += chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
     (tmp_path / "t.png").write_bytes(png)
     assert read_png(tmp_path / "t.png").reshape(-1, 3).tolist() == [list(p) for p in pixels]
+
+
+# Appended to a copy of a page: after plotly and circuitsvis have drawn, every element that ends
+# right of the window or scrolls sideways, and the page's own scroll width.
+MEASURE = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const out = {page: document.documentElement.scrollWidth, wide: []};
+  for (const el of document.querySelectorAll("body *")) {
+    const box = el.getBoundingClientRect();
+    const scrolls = el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX !== "visible";
+    if (box.width > 0 && (box.right > window.innerWidth + 1 || scrolls))
+      out.wide.push(`${el.tagName}.${el.getAttribute("class")}: right ${Math.round(box.right)}`);
+  }
+  const pre = document.createElement("pre");
+  pre.id = "measured";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+}, 1000));
+</script>"""
+
+
+def overflow(page: Path, tmp: Path, width: int = 1300) -> dict:
+    """What of ``page`` does not fit a ``width`` px window: the page's scroll width (a vertical
+    scroll bar included) and the elements wider than the window."""
+    copy = tmp / f"measured-{page.name}"
+    copy.write_text(page.read_text().replace("</body>", MEASURE + "</body>", 1))
+    dom = subprocess.run(
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={tmp / ('profile-measure-' + page.stem)}",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            f"--window-size={width},900",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            copy.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    found = dom.split('<pre id="measured">', 1)[1].split("</pre>", 1)[0]
+    return json.loads(found.replace("&quot;", '"').replace("&gt;", ">").replace("&amp;", "&"))
+
+
+def test_reports_fit_a_1300px_window(pages: dict[str, Path], tmp_path: Path) -> None:
+    """The reports of a 2 x 2 model (the attention grid of 4 heads), of the paper's 2 x 1 model,
+    and an audit report: every view fits a 1,300 px window, nothing scrolls sideways."""
+    subject = open_subject(ZOO / "polynomial", n_probes=64)
+    reports = {
+        "polynomial": write_report(ZOO / "polynomial", tmp_path / "polynomial.html", n_probes=64),
+        "polynomial_paper": pages["report"],
+        "audit": tmp_path / "audit.html",
+    }
+    reports["audit"].write_text(audit_report_html(subject, audit(subject.model, subject.probes)))
+    for name, page in reports.items():
+        measured = overflow(page, tmp_path)
+        assert measured["wide"] == [], f"{name}: wider than 1,300 px: {measured['wide'][:5]}"
+        assert measured["page"] <= 1300, f"{name}: the page scrolls to {measured['page']} px"

@@ -42,6 +42,7 @@ from iteration_heads.viz import (
     training_curves,
     write_report,
 )
+from iteration_heads.viz.page import PAGE_WIDTH, HtmlPage, fit_width
 
 ZOO = Path(iteration_heads.zoo.__file__).parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -387,3 +388,16 @@ def test_report_command(tmp_path: Path, capsys) -> None:
 def test_write_report_of_a_no_cot_model(tmp_path: Path) -> None:
     out = write_report(ZOO / "polynomial_nocot", tmp_path / "r.html", n_probes=64)
     assert "Detection" in out.read_text()
+
+
+def test_page_scales_wide_figures_to_its_width() -> None:
+    """A 1,740 px figure (3 columns of 580) is drawn at the page's 1,200 px, aspect kept; the
+    figure passed in is left as it was, and a figure that fits is not touched."""
+    wide = go.Figure(go.Bar(y=[1]), layout={"width": 1740, "height": 1000})
+    page = HtmlPage("t")
+    page.figure(wide)
+    assert '"width":1200' in page.html() and '"height":690' in page.html()
+    assert wide.layout.width == 1740
+    narrow = go.Figure(layout={"width": 600, "height": 300})
+    assert fit_width(narrow) is narrow and fit_width(go.Figure()).layout.width is None
+    assert PAGE_WIDTH == 1200
