@@ -54,11 +54,13 @@ docs: $(STAMP)
 
 # Run every notebook in examples/ top to bottom (offline); any error fails.
 notebooks: $(STAMP)
-	$(BIN)/python -m pytest -q --nbmake examples/*.ipynb
+	$(BIN)/python -m pytest -q -n 2 --nbmake examples/*.ipynb
 
-test: lint typecheck browser docs
-	$(BIN)/python -m pytest -q
-	$(BIN)/python -m pytest -q --nbmake examples/*.ipynb
+# The suite on both cores (pytest-xdist; a test file stays on one worker, so module fixtures are
+# built once). tests/test_docs.py builds the docs strictly, as `make docs` does.
+test: lint typecheck browser
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --nbmake examples/*.ipynb
 
 # Long training runs (marked slow), not in the default suite.
 slow: $(STAMP)

@@ -124,3 +124,21 @@ def test_threads_are_set_for_the_command_and_restored(monkeypatch, capsys):
     assert capsys.readouterr().err == (
         "iteration-heads: error: --threads 0, expected an integer >= 1\n"
     )
+
+
+def test_a_ctrl_c_after_the_command_finished_leaves_its_output_and_status() -> None:
+    """A SIGINT that lands while the interpreter shuts down (here: sent by an atexit hook, the
+    last thing that runs) neither kills the process by signal nor prints anything."""
+    import subprocess
+    import sys
+
+    code = (
+        "import atexit, os, signal, sys\n"
+        "atexit.register(lambda: os.kill(os.getpid(), signal.SIGINT))\n"
+        "sys.argv = ['iteration-heads', 'tasks']\n"
+        "from iteration_heads.cli import entry\n"
+        "entry()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done
+    assert "polynomial" in done.stdout and done.stderr == ""

@@ -18,6 +18,9 @@ from typing import Any, Literal
 from iteration_heads._results import Result
 from iteration_heads.auditing.route import PositionRoute, position_route
 from iteration_heads.auditing.solving import (
+    MIN_PROBE_LEN,
+    MIN_PROBES,
+    MIN_SEQUENCE_ACCURACY,
     chance_accuracy,
     check_token_layout,
     check_vocabulary,
@@ -60,6 +63,10 @@ class Audit(Result):
             Below :func:`~iteration_heads.auditing.solving.needed_accuracy` of it, the model
             does not solve its probes: the verdict says so and concludes nothing about heads
             (no ablation, no route).
+        n_probes: How many probes it judged on; below
+            :data:`~iteration_heads.auditing.solving.MIN_PROBES` the verdict cannot judge.
+        probe_len: The longest probes; below
+            :data:`~iteration_heads.auditing.solving.MIN_PROBE_LEN` the verdict cannot judge.
 
     Example:
         >>> from iteration_heads import load
@@ -76,13 +83,32 @@ class Audit(Result):
     probe_accuracy: float | None = None
     sequence_accuracy: float | None = None
     chance: float | None = None
+    n_probes: int | None = None
+    probe_len: int | None = None
+
+    @property
+    def cannot_judge(self) -> str | None:
+        """Why the probes are too few or too short for any verdict about heads; None when they
+        suffice (or were not recorded)."""
+        if self.n_probes is not None and self.n_probes < MIN_PROBES:
+            return f"{self.n_probes} probe(s), at least {MIN_PROBES} needed"
+        if self.probe_len is not None and self.probe_len < MIN_PROBE_LEN:
+            return (
+                f"probes of length {self.probe_len} at most, at least {MIN_PROBE_LEN} needed to "
+                "tell an iteration head from other heads"
+            )
+        return None
 
     @property
     def solves_probes(self) -> bool:
         """Whether the model solves its probes (token accuracy at least halfway from chance to
-        1); True when not measured."""
+        1, and at least :data:`~iteration_heads.auditing.solving.MIN_SEQUENCE_ACCURACY` of the
+        chains right as a whole); True when not measured."""
         if self.probe_accuracy is None or self.chance is None:
             return True
+        whole = self.sequence_accuracy
+        if whole is not None and whole < MIN_SEQUENCE_ACCURACY:
+            return False
         return self.probe_accuracy >= needed_accuracy(self.chance)
 
     @property
@@ -96,20 +122,27 @@ class Audit(Result):
         read the current state."""
         sensitivity = self.report.state_sensitivity
         return bool(
-            self.ablation is not None
+            self.cannot_judge is None
+            and self.solves_probes
+            and self.ablation is not None
             and self.ablation.confirmed
+            and self.ablation.clean_accuracy > 0
             and sensitivity is not None
             and sensitivity >= MIN_STATE_SENSITIVITY
         )
 
     @property
     def verdict(self) -> str:
-        """One line, three layers; or, first of all, that the model does not solve its probes."""
+        """One line, three layers; or, first of all, that the probes are too few or too short
+        to judge, or that the model does not solve them."""
+        if self.cannot_judge is not None:
+            return f"cannot judge: {self.cannot_judge}; no conclusion about iteration heads"
         if not self.solves_probes:
             return (
                 f"the model does not solve these probes: accuracy {self.probe_accuracy:.2f} "
                 f"(whole chains {self.sequence_accuracy:.2f}) against {self.chance:.2f} by chance, "
-                f"{needed_accuracy(self.chance or 0.0):.2f} needed — check the layout (token ids, "
+                f"{needed_accuracy(self.chance or 0.0):.2f} needed, and at least "
+                f"{MIN_SEQUENCE_ACCURACY:.2f} of whole chains — check the layout (token ids, "
                 "BOS/EoS/task tokens, template) and the task; no conclusion about iteration heads"
             )
         if self.report.iteration is None:
@@ -130,6 +163,7 @@ class Audit(Result):
         """JSON-ready dictionary: the verdict, each layer, and the detection report."""
         return {
             "verdict": self.verdict,
+            "cannot_judge": self.cannot_judge,
             "solves_probes": self.solves_probes,
             "probe_accuracy": {
                 "token_accuracy": self.probe_accuracy,
@@ -197,8 +231,10 @@ def audit(
         batch_size: Probes per forward pass.
 
     First the probes: a token layout in which two roles share an id is refused, and the
-    model's accuracy on them is measured; where it does not solve them (:attr:`Audit.solves_probes`)
-    the audit stops after detection, and its verdict says so.
+    model's accuracy on them is measured; where it does not solve them (:attr:`Audit.solves_probes`),
+    or where the probes are fewer than :data:`~iteration_heads.auditing.solving.MIN_PROBES` or
+    shorter than :data:`~iteration_heads.auditing.solving.MIN_PROBE_LEN`
+    (:attr:`Audit.cannot_judge`), the audit stops after detection, and its verdict says so.
 
     Raises:
         IterationHeadsError: for a bad argument (counts are ints >= 1, ``max_controls`` >= 0),
@@ -234,11 +270,12 @@ def audit(
     check_token_layout(probes.encoding, None if probes.task is None else probes.task.n_symbols)
     check_vocabulary(model, probes)
     accuracy, whole = probe_accuracy(model, probes, batch_size=batch_size)
-    measured = {"probe_accuracy": accuracy, "sequence_accuracy": whole}
-    measured["chance"] = chance_accuracy(probes)
+    measured: dict[str, Any] = {"probe_accuracy": accuracy, "sequence_accuracy": whole}
+    measured.update(chance=chance_accuracy(probes), n_probes=len(probes), probe_len=probes.max_len)
     report = detect(model, probes, batch_size=batch_size)
-    if report.iteration is None or not Audit(report, None, None, **measured).solves_probes:
-        return Audit(report, None, None, **measured)
+    bare = Audit(report, None, None, **measured)
+    if report.iteration is None or not bare.solves_probes or bare.cannot_judge is not None:
+        return bare
     n_heads = int(model.cfg.n_heads)
     heads = report.iteration.names(n_heads)
     eoi = report.found("eoi")

@@ -26,6 +26,21 @@ SOLVED_FRACTION = 0.5
 """A model solves its probes when its token accuracy covers at least this fraction of the way
 from chance to 1 (see :func:`needed_accuracy`)."""
 
+MIN_SEQUENCE_ACCURACY = 0.1
+"""...and gets at least this fraction of its probes right as a whole chain of thought: a wrong
+writing of the task can leave the token accuracy high (the model copies or guesses most states)
+while no chain is right, and an ablation from 0.000 to 0.000 says nothing about heads."""
+
+MIN_PROBES = 16
+"""An audit judges on at least this many probes: fewer make the ablation and the peakiness
+anecdotes (``iteration-heads audit`` refuses ``--n-probes`` below it; :func:`audit` says that it
+cannot judge)."""
+
+MIN_PROBE_LEN = 3
+"""An audit judges on probes of at least this length: at one step every head that attends to
+the only input is "peaked", and at two the iteration head is hard to tell from a head that
+attends to a fixed offset (``--max-len`` below it is refused)."""
+
 
 def check_token_layout(encoding: Encoding | None, n_symbols: int | None = None) -> None:
     """Refuse a writing of the task in which two roles share one token id (or one text): the

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from iteration_heads._io import CONFIG_FILE, METADATA_FILE, read_json
-from iteration_heads.auditing.solving import check_token_layout
+from iteration_heads.auditing.solving import MIN_PROBE_LEN, MIN_PROBES, check_token_layout
 from iteration_heads.detection.encoding import TextEncoding, TokenEncoding
 from iteration_heads.detection.probes import Encoding, Probes
 from iteration_heads.errors import IterationHeadsError
@@ -95,7 +95,8 @@ def longest_fitting(encoding: Encoding, task: Task, n_ctx: int, limit: int = MAX
     """The longest input length (up to ``limit``) whose probes fit a context of ``n_ctx``.
 
     Raises:
-        IterationHeadsError: when not even length 2 fits.
+        IterationHeadsError: when not even probes of length
+            :data:`~iteration_heads.auditing.solving.MIN_PROBE_LEN` fit.
 
     Example:
         >>> encoding = TokenEncoding(tuple(range(11)), eoi_token=11, eos_token=12, bos_token=13)
@@ -111,11 +112,12 @@ def longest_fitting(encoding: Encoding, task: Task, n_ctx: int, limit: int = MAX
         if encoding.encode(task, sample).tokens.shape[1] > n_ctx:
             break
         best = length
-    if best < 2:
-        width = encoding.encode(task, task.sample_inputs(1, 2, generator=generator)).tokens.shape[1]
+    if best < MIN_PROBE_LEN:
+        sample = task.sample_inputs(1, MIN_PROBE_LEN, generator=generator)
+        width = encoding.encode(task, sample).tokens.shape[1]
         raise IterationHeadsError(
-            f"the model's context holds {n_ctx} positions; probes of length 2 need {width}: "
-            "the context is too short to audit"
+            f"the model's context holds {n_ctx} positions; probes of length {MIN_PROBE_LEN} (the "
+            f"shortest an audit judges on) need {width}: the context is too short to audit"
         )
     return best
 
@@ -155,7 +157,10 @@ def open_subject(
     A library model probes its own test split (``writing`` may name another task); a
     HuggingFace folder needs ``writing`` (a template for its tokenizer, or token ids).
     ``max_len`` defaults to the longest probes that fit its context (at most 16). ``probes``:
-    use these instead of building them (the checkpoints of one run share theirs).
+    use these instead of building them (the checkpoints of one run share theirs). An audit
+    judges on at least :data:`~iteration_heads.auditing.solving.MIN_PROBES` probes of length up
+    to at least :data:`~iteration_heads.auditing.solving.MIN_PROBE_LEN`: fewer or shorter are
+    refused.
 
     Example:
         >>> writing = TaskWriting(template="<s> {inputs} {eoi} {states} </s>")
@@ -169,7 +174,16 @@ def open_subject(
     """
     if max_len is not None:
         check_int("max_len", max_len, minimum=1)
+        if max_len < MIN_PROBE_LEN:
+            raise IterationHeadsError(
+                f"max_len={max_len}: an audit needs probes of length >= {MIN_PROBE_LEN} to tell "
+                "an iteration head from other heads"
+            )
     check_int("n_probes", n_probes, minimum=1)
+    if n_probes < MIN_PROBES:
+        raise IterationHeadsError(
+            f"n_probes={n_probes}: an audit needs at least {MIN_PROBES} probes for a verdict"
+        )
     check_int("seed", seed, minimum=0)
     if writing is not None and not isinstance(writing, TaskWriting):
         raise IterationHeadsError(f"writing must be a TaskWriting, got {type(writing).__name__}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn, cast
@@ -79,6 +80,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:  # the machine, not the input: still one line, no traceback
         print(f"iteration-heads: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 1
+
+
+def entry() -> NoReturn:
+    """The ``iteration-heads`` console script: :func:`main`, then exit with its status.
+
+    A Ctrl-C that lands once the command has finished (while the interpreter shuts down, a
+    second or two with torch loaded) is ignored: the command's output and exit status stand,
+    and no interrupt is reported for work that was done.
+
+    Example:
+        >>> import subprocess, sys
+        >>> code = "import sys; sys.argv = ['iteration-heads', 'tasks']; "
+        >>> code += "from iteration_heads.cli import entry; entry()"
+        >>> subprocess.run([sys.executable, "-c", code], capture_output=True).returncode
+        0
+    """
+    status = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(status)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -148,4 +168,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

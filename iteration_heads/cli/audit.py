@@ -36,11 +36,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--eos-token", type=int)
     g.add_argument("--task-token", type=int)
     g = p.add_argument_group("probes and output")
-    g.add_argument("--max-len", type=int, help="longest probes (default: what fits, up to 16)")
-    g.add_argument("--n-probes", type=int, default=512)
+    g.add_argument(
+        "--max-len", type=int, help="longest probes, >= 3 (default: what fits, up to 16)"
+    )
+    g.add_argument("--n-probes", type=int, default=512, help="probes, >= 16 (default 512)")
     g.add_argument("--no-route", action="store_true", help="skip the position route")
     g.add_argument("--json", action="store_true", help="print one JSON object")
-    g.add_argument("--report", type=Path, help="write a self-contained HTML report")
+    g.add_argument("--report", type=Path, help="one model: write a self-contained HTML report")
     g.add_argument("--figure", type=Path, help="run folders: write the curves as HTML")
     p.set_defaults(func=run)
 
@@ -60,13 +62,29 @@ def run(args: argparse.Namespace) -> int:
         audit_checkpoints,
         open_subject,
     )
+    from iteration_heads.auditing.solving import MIN_PROBE_LEN, MIN_PROBES
     from iteration_heads.auditing.sources import parse_ints, parse_words
     from iteration_heads.model.checkpoint import model_directory
     from iteration_heads.viz import checkpoint_curves, save_html, write_audit_report
 
-    for option, value in (("--n-probes", args.n_probes), ("--max-len", args.max_len)):
-        if value is not None and value < 1:
-            raise IterationHeadsError(f"{option} {value}: expected >= 1")
+    for option, value, least in (
+        ("--n-probes", args.n_probes, MIN_PROBES),
+        ("--max-len", args.max_len, MIN_PROBE_LEN),
+    ):
+        if value is not None and value < least:
+            raise IterationHeadsError(f"{option} {value}: an audit needs >= {least} for a verdict")
+    folder = model_directory(args.path)
+    many = not (folder / CONFIG_FILE).is_file() and any(folder.glob(f"*/{CONFIG_FILE}"))
+    if many and args.report is not None:
+        raise IterationHeadsError(
+            f"--report does not apply to {str(folder)!r}, a run folder of checkpoints: it reports "
+            "on one model (audit one checkpoint-<step> folder for it)"
+        )
+    if not many and args.figure is not None:
+        raise IterationHeadsError(
+            f"--figure does not apply to {str(folder)!r}, a single model: it draws the curves of "
+            "a run folder's checkpoints"
+        )
     report = None if args.report is None else checked_output(args.report)  # before any work
     figure = None if args.figure is None else checked_output(args.figure)
     writing = TaskWriting(
@@ -81,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
         eos_token=args.eos_token,
         task_token=args.task_token,
     )
-    folder = model_directory(args.path)
-    if not (folder / CONFIG_FILE).is_file() and any(folder.glob(f"*/{CONFIG_FILE}")):
+    if many:
         result = audit_checkpoints(folder, writing, n_probes=args.n_probes, max_len=args.max_len)
         print(json.dumps(result.to_dict(), default=str) if args.json else result.format())
         if figure is not None:

@@ -93,8 +93,9 @@ def torch_threads(threads: int | None) -> Iterator[None]:
     if threads is None:
         yield
         return
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise IterationHeadsError(f"--threads {threads}, expected an integer >= 1")
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024:
+        limit = "<= 1024" if isinstance(threads, int) and threads > 1024 else ">= 1"
+        raise IterationHeadsError(f"--threads {threads}, expected an integer {limit}")
     import torch
 
     previous = torch.get_num_threads()

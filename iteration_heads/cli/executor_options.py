@@ -62,10 +62,18 @@ def executor_options(args: argparse.Namespace) -> str:
     return " ".join(options)
 
 
-def executor_from_args(args: argparse.Namespace, jobs: int | None, runs: Path) -> Executor:
-    """The executor the options describe, ``jobs`` runs at once (None: what it allows)."""
-    from iteration_heads.experiments.cluster_executors import make_executor
+def check_executor_options(args: argparse.Namespace) -> None:
+    """A one-line error for an executor option out of range or given to an executor that
+    ignores it; checked by a dry run as by a real one.
 
+    Example:
+        >>> check_executor_options(argparse.Namespace(executor="local", threads_per_run=0,
+        ...     runs_per_job=1, time_min=60, gpus_per_run=0, mem_gb=None, partition=None,
+        ...     ray_address=None))
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: --threads-per-run 0, expected >= 1
+    """
     for option in ("threads_per_run", "runs_per_job", "time_min"):
         value = getattr(args, option)
         if value < 1:
@@ -81,13 +89,22 @@ def executor_from_args(args: argparse.Namespace, jobs: int | None, runs: Path) -
             raise IterationHeadsError(
                 f"options {given or ['gpus_per_run']} need --executor slurm or ray"
             )
+    if args.executor not in ("local", "ray") and int(args.gpus_per_run) != args.gpus_per_run:
+        raise IterationHeadsError(f"--gpus-per-run {args.gpus_per_run}: SLURM takes whole GPUs")
+
+
+def executor_from_args(args: argparse.Namespace, jobs: int | None, runs: Path) -> Executor:
+    """The executor the options describe, ``jobs`` runs at once (None: what it allows), its
+    options checked first (:func:`check_executor_options`)."""
+    from iteration_heads.experiments.cluster_executors import make_executor
+
+    check_executor_options(args)
+    if args.executor == "local":
         return make_executor("local", jobs=jobs, threads_per_run=args.threads_per_run)
     if args.executor == "ray":
         options = {"address": args.ray_address, "gpus_per_run": args.gpus_per_run}
         return make_executor("ray", jobs=jobs, threads_per_run=args.threads_per_run, **options)
     gpus = int(args.gpus_per_run)
-    if gpus != args.gpus_per_run:
-        raise IterationHeadsError(f"--gpus-per-run {args.gpus_per_run}: SLURM takes whole GPUs")
     return make_executor(
         args.executor,
         jobs=jobs,

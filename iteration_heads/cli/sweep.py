@@ -12,6 +12,7 @@ from pathlib import Path
 
 from iteration_heads.cli.executor_options import (
     add_executor_options,
+    check_executor_options,
     executor_from_args,
     executor_options,
 )
@@ -63,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the ``sweep`` subcommand. Ctrl-C (or SIGTERM) stops the jobs and prints one line:
     what finished and the command that resumes; the exit status is 130 (143)."""
-    from iteration_heads.experiments.executors import available_cores
+    from iteration_heads.experiments.executors import LocalExecutor, available_cores
     from iteration_heads.experiments.runs import finished
     from iteration_heads.experiments.sweep import SweepSpec, dry_run, run_sweep
     from iteration_heads.experiments.sweep_results import write_table
@@ -75,9 +76,13 @@ def run(args: argparse.Namespace) -> int:
         raise IterationHeadsError("--estimate goes with --dry-run")
     folder_option(args.runs, "--runs")
     folder_option(args.out, "--out")
+    check_executor_options(args)  # what the real run checks, a dry run checks too
     if args.dry_run:
         slots = args.jobs or max(available_cores() // args.threads_per_run, 1)
-        print(dry_run(spec, args.runs, estimate=args.estimate, slots=slots))
+        if args.executor == "local":  # the cores it needs (no worker starts)
+            slots = LocalExecutor(args.jobs, threads_per_run=args.threads_per_run).slots
+        local = args.executor == "local"
+        print(dry_run(spec, args.runs, estimate=args.estimate, slots=slots, local=local))
         return 0
     command = sweep_command(args)
     signals: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}

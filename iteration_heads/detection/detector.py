@@ -70,7 +70,7 @@ from iteration_heads.detection.verdict import build_report, find_circuit, find_i
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.transformer import model_config
 from iteration_heads.passes import FORWARD_OVERHEAD_FLOPS, final_residual, plan_passes
-from iteration_heads.tasks.task import Task, check_int
+from iteration_heads.tasks.task import Task, check_int, short_repr
 from iteration_heads.training.metrics import SUMMARY_MIN_LEN
 
 LOGITS_BUDGET = 2**26
@@ -99,7 +99,8 @@ def detect(
             (needed for a library model that was built but not trained).
         n_probes: With ``probes=None``, at most this many probes, spread over the lengths
             (None: the whole test split, so the figures match what training logged).
-        min_len: Summary figures average over probe lengths ``>= min_len`` (all if none is).
+        min_len: Summary figures average over probe lengths ``>= min_len``; the default falls
+            back to all lengths when no probe is that long, another value is refused.
         batch_size: Most probes per forward pass.
 
     Returns:
@@ -193,13 +194,18 @@ def measure(
     """
     names = _pattern_hooks(model)
     _check_fits(model, probes)
-    if batch_size < 1:
-        raise IterationHeadsError(f"batch_size={batch_size}, expected >= 1")
+    check_int("batch_size", batch_size, minimum=1)
+    check_int("min_len", min_len, minimum=1)
+    present = sorted(set(probes.lengths.tolist()))
+    keep = [n for n in present if n >= min_len]
+    if not keep and min_len != SUMMARY_MIN_LEN:  # only the default falls back to every length
+        raise IterationHeadsError(
+            f"min_len={short_repr(min_len)}, expected at most the longest probe, {present[-1]}"
+        )
+    keep = keep or present
     step = _chunk_size(model, probes.width, batch_size)
     measured = _run(model, names, probes, step)
     uniform = probe_targets(uniform_pattern(len(probes), probes.width), probes, probes.max_len)
-    present = sorted(set(probes.lengths.tolist()))
-    keep = [n for n in present if n >= min_len] or present
     scoring = Scoring.of(measured, uniform, probes, keep, len(names))
     return Measurement(probes, scoring, measured["clean"], keep, step)
 

@@ -20,6 +20,7 @@ whole symbol has been read); the query of step ``t`` is the token just before th
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,6 +173,17 @@ class TextEncoding:
     symbols: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.template, str):
+            raise IterationHeadsError(
+                f"template={self.template!r}, expected text holding {{inputs}}, {{eoi}} and "
+                "{states}"
+            )
+        unknown = sorted(set(re.findall(r"\{[^{}]*\}", self.template)) - set(PLACEHOLDERS))
+        if unknown:
+            raise IterationHeadsError(
+                f"template {self.template!r} holds the unknown placeholder(s) "
+                f"{', '.join(unknown)}: a template holds {{inputs}}, {{eoi}} and {{states}} only"
+            )
         places = [self.template.find(p) for p in PLACEHOLDERS]
         missing = [p for p, at in zip(PLACEHOLDERS, places, strict=True) if at < 0]
         if missing:

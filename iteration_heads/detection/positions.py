@@ -82,7 +82,7 @@ def spread_over_lengths(lengths: Int[Tensor, " batch"], n: int, seed: int = 0) -
         [1, 2, 3]
     """
     check_int("n", n, minimum=1)
-    check_int("seed", seed)
+    check_int("seed", seed, minimum=0)
     if n < 1:
         raise IterationHeadsError(f"n={n} probes, expected >= 1")
     values = sorted(set(lengths.tolist()))

@@ -14,6 +14,13 @@ from typing import Any
 import pandas as pd
 
 from iteration_heads._results import Result, plain
+from iteration_heads.detection.consistency import (
+    check_flag,
+    check_half,
+    check_plain_fields,
+    check_within,
+    table_shape,
+)
 from iteration_heads.errors import IterationHeadsError
 
 
@@ -38,6 +45,23 @@ class Circuit:
     iteration_summed: bool
     eoi_peakiness: float
     iteration_peakiness: float
+
+    def __post_init__(self) -> None:
+        """A consistent circuit, or a clear error (EoI layer before the iteration layer)."""
+        check_flag("circuit found", self.found)
+        check_flag("circuit attention_found", self.attention_found)
+        for half in ("eoi", "iteration"):
+            check_half(
+                f"circuit {half}",
+                *(getattr(self, f"{half}_{f}") for f in ("layer", "heads", "summed", "peakiness")),
+            )
+        if self.eoi_layer >= self.iteration_layer:
+            raise IterationHeadsError(
+                f"circuit eoi_layer={self.eoi_layer}, iteration_layer={self.iteration_layer}: "
+                "expected the EoI layer before the iteration layer"
+            )
+        if self.found and not self.attention_found:
+            raise IterationHeadsError("circuit found=True, attention_found=False: expected both")
 
     def describe(self, kind: str) -> str:
         """``"EoI head L0H0 (peakiness 0.61)"``, or the summed layer, for ``kind``.
@@ -83,6 +107,9 @@ class IterationHeads:
     heads: tuple[int, ...]
     summed: bool
     peakiness: float
+
+    def __post_init__(self) -> None:
+        check_half("iteration", self.layer, self.heads, self.summed, self.peakiness)
 
     def names(self, n_heads: int) -> list[tuple[int, int]]:
         """``(layer, head)`` of the heads (every head of the layer when only their sum passes)."""
@@ -155,6 +182,37 @@ class DetectionReport(Result):
     probes: dict[str, Any]
     thresholds: dict[str, Any]
     iteration: IterationHeads | None = None
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> tuple[int, int]:
+        """``(n_layers, n_heads)`` of the model the report describes, or a clear error when its
+        fields are inconsistent (run when built; again by every function taking a report)."""
+        shape = table_shape(self.heads, self.layers, self.per_length)
+        check_plain_fields(
+            self.verdict, self.partial, self.probes, self.thresholds, self.state_sensitivity
+        )
+        halves: list[tuple[str, int, tuple[int, ...]]] = []
+        if not isinstance(self.circuit, Circuit | None):
+            raise IterationHeadsError(
+                f"circuit must be a Circuit or None, got {type(self.circuit).__name__}"
+            )
+        if not isinstance(self.iteration, IterationHeads | None):
+            raise IterationHeadsError(
+                f"iteration must be IterationHeads or None, got {type(self.iteration).__name__}"
+            )
+        if self.circuit is not None:
+            c = self.circuit
+            c.__post_init__()
+            halves += [("circuit eoi", c.eoi_layer, c.eoi_heads)]
+            halves += [("circuit iteration", c.iteration_layer, c.iteration_heads)]
+        if self.iteration is not None:
+            self.iteration.__post_init__()
+            halves += [("iteration", self.iteration.layer, self.iteration.heads)]
+        for name, layer, heads in halves:
+            check_within(f"report {name}", layer, heads, shape)
+        return shape
 
     @property
     def has_iteration_heads(self) -> bool:

@@ -56,10 +56,10 @@ else:  # Python 3.10: the same parser, as a package
 
 from iteration_heads._io import write_json
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.experiments.executors import Executor
+from iteration_heads.experiments.executors import Executor, LocalExecutor
 from iteration_heads.experiments.runs import RunSpec, finished, run_holder
 from iteration_heads.experiments.scheduling import run_all
-from iteration_heads.experiments.sweep_cost import estimate_cost, format_seconds
+from iteration_heads.experiments.sweep_cost import check_cells_fit, estimate_cost, format_seconds
 from iteration_heads.experiments.sweep_fields import (
     VARIANT,
     cell_spec,
@@ -187,6 +187,10 @@ class SweepSpec:
             raise IterationHeadsError(f"cannot read sweep spec {str(path)!r}: {err}") from None
         try:
             data = tomllib.loads(text)
+        except RecursionError:
+            raise IterationHeadsError(
+                f"sweep spec {str(path)!r} nests arrays or tables too deeply for a sweep spec"
+            ) from None
         except tomllib.TOMLDecodeError as err:
             reason = " ".join(str(err).split())
             raise IterationHeadsError(
@@ -304,11 +308,14 @@ def dry_run(
     *,
     estimate: bool = False,
     slots: int = 1,
+    local: bool = True,
 ) -> str:
     """The cells of ``spec`` as text, each marked finished (in the ``runs`` cache) or to
     train; with ``estimate``, the cost of each cell to train and of the whole sweep with
     ``slots`` runs at once, from throughput measured here
-    (:func:`~iteration_heads.experiments.sweep_cost.estimate_cost`).
+    (:func:`~iteration_heads.experiments.sweep_cost.estimate_cost`). It checks what the real
+    run checks before training: every cell's configs and, when its runs train locally,
+    that each unfinished cell fits this machine's memory (:func:`~iteration_heads.experiments.sweep_cost.check_cells_fit`).
 
     Example:
         >>> import tempfile
@@ -316,9 +323,11 @@ def dry_run(
         >>> print(dry_run(spec, tempfile.mkdtemp()).splitlines()[0])
         sweep 'sweep': 2 cells, 0 finished, 2 to train
     """
-    check_sweep_arguments(spec, runs, slots=slots, estimate=estimate)
+    check_sweep_arguments(spec, runs, slots=slots, estimate=estimate, local=local)
     cells = spec.cells()
     done = [finished(cell, runs) for cell in cells]
+    if local:
+        check_cells_fit([c for c, d in zip(cells, done, strict=True) if not d])
     lines = [f"sweep {spec.name!r}: {len(cells)} cells, {sum(done)} finished, "
              f"{len(cells) - sum(done)} to train"]  # fmt: skip
     costs: dict[str, str] = {}
@@ -380,6 +389,8 @@ def run_sweep(
         message = str(error).splitlines()[0]
         write_json(error_file(cell, runs), {"name": cell.name(), "error": message})
 
+    if executor is None or isinstance(executor, LocalExecutor):
+        check_cells_fit([c for c in cells if not finished(c, runs)])
     Path(runs).mkdir(parents=True, exist_ok=True)
     run_all(cells, runs, jobs=jobs, executor=executor, runs_per_job=runs_per_job,
             batch_seeds=batch_seeds, log=log, on_error=record, progress=progress)  # fmt: skip

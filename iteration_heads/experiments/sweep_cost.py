@@ -160,3 +160,31 @@ def estimate_cost(cells: Sequence[RunSpec], *, slots: int = 1) -> CostEstimate:
             epochs * per_epoch * cost.step + evaluations * cost.evaluation + cost.detection
         )
     return CostEstimate(seconds, slots, len(measured), time.perf_counter() - tick)
+
+
+def check_cells_fit(cells: list[RunSpec]) -> None:
+    """A one-line error naming the first cell that cannot fit this machine's memory
+    (:func:`~iteration_heads.training.budget.check_memory`), checked before any trains.
+
+    Example:
+        >>> from iteration_heads import DataConfig, ModelConfig, TrainConfig
+        >>> big = RunSpec(DataConfig(max_len=10**5), ModelConfig(max_len=10**5), TrainConfig())
+        >>> check_cells_fit([big])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: sweep cell polynomial-cot-d128-L100000-...: max_len=100000, ...
+    """
+    from iteration_heads.tasks.data import available_memory
+    from iteration_heads.training.budget import check_memory
+
+    have, seen = available_memory(), set()
+    for cell in cells:
+        shape = (cell.data, cell.model, replace(cell.train, seed=0))
+        if repr(shape) in seen:  # the seeds of one configuration need the same
+            continue
+        seen.add(repr(shape))
+        try:
+            check_memory(cell.data, cell.model, cell.train,
+                         available=have if cell.train.device == "cpu" else None)  # fmt: skip
+        except IterationHeadsError as err:
+            raise IterationHeadsError(f"sweep cell {cell.name()}: {err}") from None

@@ -227,7 +227,7 @@ def ablate(
         >>> ablated.shape, bool((ablated != model(tokens)).any())
         (torch.Size([4, 11, 16]), True)
     """
-    check_int("seed", seed)
+    check_int("seed", seed, minimum=0)
     specs, pos, ref = _prepare_ablation(model, heads, kind, positions, reference, batch_size)
     generator = torch.Generator().manual_seed(seed)
     with attached_hooks(model, _ablation_hooks(specs, kind, pos, ref, generator)):
@@ -264,7 +264,7 @@ def ablation_effect(
         >>> sorted(effect.summary()["change"])
         ['accuracy', 'logit_diff', 'loss', 'token_accuracy']
     """
-    check_int("seed", seed)
+    check_int("seed", seed, minimum=0)
     batch = as_batch(model, data, n=n)
     ref_tokens = batch.tokens if reference is None else reference
     widths = scored_widths(batch.targets) if reference is None else None

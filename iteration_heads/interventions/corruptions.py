@@ -63,7 +63,7 @@ def corrupt(
     """
     check_int("position", position, minimum=0, none=True)
     check_int("shift", shift)
-    check_int("seed", seed)
+    check_int("seed", seed, minimum=0)
     if kind not in CORRUPTION_KINDS:
         raise IterationHeadsError(
             f"unknown corruption {kind!r}; expected one of {list(CORRUPTION_KINDS)}"

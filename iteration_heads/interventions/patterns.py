@@ -48,7 +48,7 @@ def ideal_pattern(
         >>> pattern[0].argmax(-1).tolist(), rows[0].int().tolist()
         ([0, 0, 0, 1, 2, 0, 0], [0, 0, 0, 1, 1, 0, 0])
     """
-    check_int("seed", seed)
+    check_int("seed", seed, minimum=0)
     check_kind(kind, PATTERN_KINDS, "pattern")
     lengths = lengths.long().cpu()
     if int((2 * lengths + 2).max()) > width:
@@ -174,7 +174,7 @@ def patch_pattern(
         >>> float(cache["blocks.1.attn.hook_pattern"][-1, 0, L + 1, 1])
         1.0
     """
-    check_int("seed", seed)
+    check_int("seed", seed, minimum=0)
     specs = check_heads(model, heads)
     source = _pattern_source(pattern, lengths, seed)
     with attached_hooks(model, _pattern_hooks(specs, source)):
@@ -201,7 +201,7 @@ def pattern_effect(
         >>> pattern_effect(model, (1, 0), "uniform", split).description
         "'uniform' pattern planted in L1H0"
     """
-    check_int("seed", seed)
+    check_int("seed", seed, minimum=0)
     check_int("batch_size", batch_size, minimum=1)
     specs = check_heads(model, heads)
     if isinstance(pattern, str):

@@ -26,6 +26,7 @@ from iteration_heads._torch import (
     pattern_hook,
     z_hook,
 )
+from iteration_heads.detection.checks import check_report
 from iteration_heads.detection.detector import detect
 from iteration_heads.detection.probes import Probes
 from iteration_heads.detection.report import DetectionReport
@@ -145,8 +146,10 @@ def position_shift(
     """
     check_int("shift", shift)
     check_int("n", n, minimum=1, none=True)
-    check_int("seed", seed)
+    check_int("seed", seed, minimum=0)
     check_int("batch_size", batch_size, minimum=1)
+    if report is not None:
+        check_report(model, report)
     if not isinstance(shift, int) or shift == 0:
         raise IterationHeadsError(f"shift={shift!r}, expected a non-zero int")
     clean, source = _shifted_pair(model, data, task, shift, n, seed)

@@ -15,6 +15,7 @@ import torch
 
 from iteration_heads._results import Result
 from iteration_heads._torch import Head, check_heads, head_names
+from iteration_heads.detection.checks import check_report
 from iteration_heads.detection.detector import detect
 from iteration_heads.detection.positions import spread_over_lengths
 from iteration_heads.detection.report import DetectionReport
@@ -144,7 +145,7 @@ def _check_options(max_controls: Any, control_probes: Any, seed: Any, batch_size
     """The numbers of :func:`ablation_check` and :func:`verify`, or an error naming the bad one."""
     check_int("max_controls", max_controls, minimum=0)
     _samples_per_set(control_probes, 1)
-    check_int("seed", seed)
+    check_int("seed", seed, minimum=0)
     check_int("batch_size", batch_size, minimum=1)
 
 
@@ -288,11 +289,11 @@ def verify(
         'nothing to verify: no iteration circuit was detected (no iteration circuit: ...)'
     """
     _check_options(max_controls, control_probes, seed, batch_size)
+    if report is not None:
+        check_report(model, report)
     batch = as_batch(model, data, n=n)
     if report is None:
         report = detect(model, batch.as_probes("detection"))
-    if not isinstance(report, DetectionReport):
-        raise IterationHeadsError(f"report must be a DetectionReport, got {type(report).__name__}")
     n_heads = int(model.cfg.n_heads)
     circuit = report.circuit
     if (circuit is None or not circuit.attention_found) and report.iteration is not None:

@@ -29,7 +29,7 @@ from iteration_heads._io import (
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.transformer import ModelConfig, build_model, check_device, model_config
 from iteration_heads.tasks.data import DataConfig
-from iteration_heads.tasks.task import Task, get_task
+from iteration_heads.tasks.task import Task, get_task, short_repr
 
 FORMAT_VERSION = 1
 _METADATA_ATTR = "_iteration_heads_metadata"
@@ -164,8 +164,7 @@ def load(
     path = model_directory(name_or_directory)
     config = ModelConfig.from_dict(read_json(path / CONFIG_FILE))
     metadata = read_json(path / METADATA_FILE)
-    if not isinstance(metadata, dict):
-        raise IterationHeadsError(f"{str(path / METADATA_FILE)!r} must hold a JSON object")
+    check_metadata(path / METADATA_FILE, metadata)
     weights_path = path / WEIGHTS_FILE
     if not weights_path.is_file():
         raise IterationHeadsError(f"missing file {str(weights_path)!r}")
@@ -199,6 +198,36 @@ def load(
     model.load_state_dict(tensors, strict=True)
     setattr(model, _METADATA_ATTR, metadata)
     return model.eval()
+
+
+def check_metadata(path: Path, metadata: Any) -> None:
+    """Check the fields of a saved model's ``metadata.json`` (parsed) that the library reads:
+    an object; ``task`` a string, the task of its ``data`` config when it has one; ``data`` an
+    object with a string ``task``; ``cot`` True or False.
+
+    Example:
+        >>> check_metadata(Path("m.json"), {"task": "addition", "data": {"task": "copy"}})
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: 'm.json': task 'addition' is not the task of its data config, 'copy'
+    """
+    where = repr(str(path))
+    if not isinstance(metadata, dict):
+        raise IterationHeadsError(f"{where} must hold a JSON object")
+    data = metadata.get("data")
+    if data is not None and (not isinstance(data, dict) or not isinstance(data.get("task"), str)):
+        raise IterationHeadsError(
+            f"{where}: data={short_repr(data)}, expected an object with a task"
+        )
+    task = metadata.get("task")
+    if task is not None and not isinstance(task, str):
+        raise IterationHeadsError(f"{where}: task={short_repr(task)}, expected a task name")
+    if task is not None and data is not None and task != data["task"]:
+        raise IterationHeadsError(
+            f"{where}: task {task!r} is not the task of its data config, {data['task']!r}"
+        )
+    if "cot" in metadata and not isinstance(metadata["cot"], bool):
+        raise IterationHeadsError(f"{where}: cot={short_repr(metadata['cot'])}, expected a boolean")
 
 
 def attach_metadata(model: torch.nn.Module, metadata: dict[str, Any]) -> None:

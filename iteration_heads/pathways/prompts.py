@@ -208,7 +208,7 @@ def iteration_prompts(split: Split, layout: TokenLayout, *, seed: int = 0) -> Pr
         >>> len(prompts), sorted(set(prompts.labels))
         (12, ['step 1', 'step 2', 'step 3'])
     """
-    check_int("seed", seed)
+    check_int("seed", seed, minimum=0)
     if not split.cot:
         raise IterationHeadsError("iteration prompts need a chain-of-thought split (cot=True)")
     generator = torch.Generator().manual_seed(seed)

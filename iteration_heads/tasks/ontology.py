@@ -359,7 +359,7 @@ def make_ontology_problems(
         >>> problems.hops.tolist(), problems.tokens.shape[0]
         ([2, 2, 2, 2], 4)
     """
-    check_int("seed", seed)
+    check_int("seed", seed, minimum=0)
     n = check_int("n", n, minimum=1)
     vocab = OntologyVocab.of(config)
     world = config.world()

@@ -231,10 +231,31 @@ def check_int(
         ok = False
     if ok and maximum is not None and value > maximum:
         ok = False
-    if not ok:
+    huge = ok and not -INT_LIMIT <= value < INT_LIMIT  # torch and numpy take 64-bit integers
+    if not ok or huge:
         limits = _limits(minimum, maximum, False, False) + (" or None" if none else "")
-        raise IterationHeadsError(f"{name}={value!r}, expected an integer{limits}")
+        limits += " (and within ±2**63)" if huge else ""
+        raise IterationHeadsError(f"{name}={short_repr(value)}, expected an integer{limits}")
     return int(value)
+
+
+INT_LIMIT = 2**63
+"""Every integer :func:`check_int` accepts lies in ``[-INT_LIMIT, INT_LIMIT)`` (a 64-bit
+integer, what torch and numpy take), whatever its own bounds."""
+
+
+def short_repr(value: Any) -> str:
+    """``repr(value)`` on one line of at most 60 characters (huge numbers shortened).
+
+    Example:
+        >>> short_repr(10**400)
+        '100000000000000000000000000000000000000000000000000000000...'
+    """
+    try:
+        shown = " ".join(repr(value).split())
+    except ValueError:  # an int beyond Python's digit limit for str()
+        shown = f"<an integer of {value.bit_length()} bits>"
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def _limits(minimum: float | None, maximum: float | None, open_min: bool, open_max: bool) -> str:
@@ -270,14 +291,17 @@ def check_number(
         iteration_heads.errors.IterationHeadsError: embedding_dropout=1.0, expected a finite number in [0, 1)
     """
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value)
+    try:
+        ok = ok and math.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        ok = False
     if ok and minimum is not None:
         ok = value > minimum if open_min else value >= minimum
     if ok and maximum is not None:
         ok = value < maximum if open_max else value <= maximum
     if not ok:
         limits = _limits(minimum, maximum, open_min, open_max)
-        raise IterationHeadsError(f"{name}={value!r}, expected a finite number{limits}")
+        raise IterationHeadsError(f"{name}={short_repr(value)}, expected a finite number{limits}")
     return float(value)
 
 

@@ -317,7 +317,9 @@ def _finish(member: _Member, optimizer: torch.optim.Optimizer) -> None:
     member.model.eval()
     metadata = run_metadata(member.record, member.history)
     if member.run is not None:
-        save_checkpoint(member.run, member.model, optimizer, member.history[-1]["epoch"])
+        save_checkpoint(
+            member.run, member.model, optimizer, member.history[-1]["epoch"], configs=member.record
+        )
         save(member.model, member.run, metadata=metadata)
     else:
         attach_metadata(member.model, metadata)
@@ -386,7 +388,7 @@ def _train_stacked(
             tick, cpu_tick = time.perf_counter(), time.process_time()
             streams = []
             for m in active:
-                seed = m.config.seed * SEED_STRIDE + epoch
+                seed = (m.config.seed * SEED_STRIDE + epoch) % 2**63  # torch takes 64 bits
                 m.rng = torch.Generator(device).manual_seed(seed).get_state()
                 order = torch.Generator().manual_seed(seed)
                 streams.append(
@@ -422,7 +424,7 @@ def _train_stacked(
                 if evaluated:
                     _log(m, done, per_epoch, round(totals[i] / max(batches, 1), 6))
                 if saving and m.run is not None:
-                    save_checkpoint(m.run, m.model, optimizer, done)
+                    save_checkpoint(m.run, m.model, optimizer, done, configs=m.record)
                 if (
                     config.stop_at_target
                     and evaluated

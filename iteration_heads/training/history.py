@@ -11,8 +11,15 @@ from typing import Any
 
 from iteration_heads._io import HISTORY_FILE, append_line, read_jsonl_lines
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.tasks.task import short_repr
 
-__all__ = ["append_history", "check_history", "read_history", "read_history_lines"]
+__all__ = [
+    "append_history",
+    "check_history",
+    "check_record",
+    "read_history",
+    "read_history_lines",
+]
 
 
 def read_history(run: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -33,11 +40,11 @@ def read_history_lines(run: Path) -> list[tuple[int, dict[str, Any]]]:
     Example:
         >>> import tempfile
         >>> run = Path(tempfile.mkdtemp())
-        >>> _ = (run / HISTORY_FILE).write_text('{"epoch": 0}\\n42\\n')
+        >>> _ = (run / HISTORY_FILE).write_text('42\\n')
         >>> read_history_lines(run)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        iteration_heads.errors.IterationHeadsError: ...history.jsonl', line 2: 42 is not an evaluation record (a JSON object with an integer epoch)
+        iteration_heads.errors.IterationHeadsError: ...history.jsonl', line 1: 42 is not an evaluation record (a JSON object with an integer epoch)
     """
     path = run / HISTORY_FILE
     lines = read_jsonl_lines(path)
@@ -50,7 +57,76 @@ def read_history_lines(run: Path) -> list[tuple[int, dict[str, Any]]]:
                 f"{str(path)!r}, line {number}: {shown} is not an evaluation record (a JSON "
                 "object with an integer epoch)"
             )
+        check_record(record, f"{str(path)!r}, line {number}")
     return lines
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _numbers(value: Any) -> bool:
+    return isinstance(value, list) and all(_number(v) for v in value)
+
+
+def _bad_field(record: dict[str, Any]) -> tuple[str, str] | None:
+    """The first field of an evaluation record that is not what training writes, and what
+    was expected of it; None when every field is."""
+    if type(record.get("epoch")) is not int or record["epoch"] < 0:
+        return "epoch", "an integer >= 0"
+    if "step" in record and (type(record["step"]) is not int or record["step"] < 0):
+        return "step", "an integer >= 0"
+    if record.get("train_loss") is not None and not _number(record["train_loss"]):
+        return "train_loss", "a number or null"
+    for name in ("train_seconds", "eval_seconds", "train_cpu_seconds"):
+        if record.get(name) is not None and not _number(record[name]):
+            return name, "a number or null"
+    for split in ("test", "train"):
+        figures = record.get(split)
+        if split == "train" and figures is None:  # training-split evaluation off
+            continue
+        if not isinstance(figures, dict) or not isinstance(figures.get("summary"), dict):
+            return split, "an object with a summary object"
+        summary = figures["summary"]
+        if not _number(summary.get("accuracy")):
+            return f"{split}.summary.accuracy", "a number"
+        for name in ("eoi_peakiness", "iteration_peakiness"):
+            if name in summary and not _numbers(summary[name]):
+                return f"{split}.summary.{name}", "a list of numbers"
+        lengths: Any = figures.get("lengths")
+        if "lengths" in figures and not (
+            _numbers(lengths) and all(type(n) is int for n in lengths)
+        ):
+            return f"{split}.lengths", "a list of integers"
+        for name in ("loss", "sequence_accuracy", "token_accuracy"):
+            value: Any = figures.get(name)
+            if name in figures and not (_numbers(value) and len(value) == len(lengths or [])):
+                return f"{split}.{name}", "a list of numbers, one per length"
+    return None
+
+
+def check_record(record: Any, where: str = "history record") -> None:
+    """Check one evaluation record against what training writes: an integer ``epoch`` (and
+    ``step``), numbers for the loss and the timings, ``test`` and ``train`` objects with a
+    ``summary`` (a number ``accuracy``, lists of peakiness numbers) and per-length lists. A bad
+    field is a one-line error naming it and ``where``.
+
+    Example:
+        >>> check_record({"epoch": 0, "train_loss": None, "train_seconds": 0.0,
+        ...               "eval_seconds": 0.1, "test": "x"}, "line 2")
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: line 2: test='x', expected an object with a summary object
+    """
+    if not isinstance(record, dict):
+        raise IterationHeadsError(f"{where}: {short_repr(record)} is not an evaluation record")
+    bad = _bad_field(record)
+    if bad is not None:
+        name, expected = bad
+        value: Any = record
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        raise IterationHeadsError(f"{where}: {name}={short_repr(value)}, expected {expected}")
 
 
 def check_history(
@@ -113,7 +189,7 @@ def append_history(run: Path, record: dict[str, Any]) -> None:
         >>> import tempfile
         >>> run = Path(tempfile.mkdtemp())
         >>> append_history(run, {"epoch": 0}); append_history(run, {"epoch": 10})
-        >>> [r["epoch"] for r in read_history(run)]
-        [0, 10]
+        >>> (run / HISTORY_FILE).read_text()
+        '{"epoch": 0}\\n{"epoch": 10}\\n'
     """
     append_line(run / HISTORY_FILE, json.dumps(record))

@@ -96,9 +96,10 @@ class TrainConfig:
         }
         for name, value in numbers.items():
             object.__setattr__(self, name, value)
-        for name in ("threads", "max_steps"):
+        for name, most in (("threads", 1024), ("max_steps", None)):  # torch takes a C int
             if getattr(self, name) is not None:
-                object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=1))
+                checked = check_int(name, getattr(self, name), minimum=1, maximum=most)
+                object.__setattr__(self, name, checked)
         object.__setattr__(self, "device", str(check_device(self.device)))
         check_bool("stop_at_target", self.stop_at_target)
         if self.trainable is not None:
@@ -297,7 +298,7 @@ def _train(
             for epoch in bar:
                 tick, cpu_tick = time.perf_counter(), time.process_time()
                 model.train()
-                seed = config.seed * 1_000_003 + epoch
+                seed = (config.seed * 1_000_003 + epoch) % 2**63  # torch takes 64 bits
                 torch.manual_seed(seed)  # dropout of this epoch
                 order = torch.Generator().manual_seed(seed)
                 total, batches = 0.0, 0
@@ -332,7 +333,7 @@ def _train(
                     and config.checkpoint_every
                     and done % config.checkpoint_every == 0
                 ):
-                    save_checkpoint(run, model, optimizer, done)
+                    save_checkpoint(run, model, optimizer, done, configs=record_base)
                 reached = reaches_accuracy if isinstance(data, OntologyDataset) else at_target
                 if (
                     config.stop_at_target
@@ -346,7 +347,7 @@ def _train(
         model.train(was_training)
     metadata = run_metadata(record_base, history)
     if run is not None:
-        save_checkpoint(run, model, optimizer, history[-1]["epoch"])
+        save_checkpoint(run, model, optimizer, history[-1]["epoch"], configs=record_base)
         save(model, run, metadata=metadata)
     else:  # detect(model) and friends probe the task it was just trained on
         attach_metadata(model, metadata)

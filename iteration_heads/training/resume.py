@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from iteration_heads._io import (
     CHECKPOINT_DIR,
+    METADATA_FILE,
     read_json,
     write_error,
     write_json,
@@ -66,12 +67,18 @@ def _digest(path: Path) -> str:
 
 
 def save_checkpoint(
-    run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int
+    run: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    *,
+    configs: dict[str, Any] | None = None,
 ) -> None:
     """Save the weights and the optimiser state after ``epoch`` as ``run/checkpoint/epoch-N``:
     written into a temporary folder (safetensors for tensors, JSON for the rest, a manifest of
     both last), renamed into place whole, then all but the newest :data:`KEEP_CHECKPOINTS`
-    removed. A crash at any instant leaves every earlier checkpoint intact.
+    removed. A crash at any instant leaves every earlier checkpoint intact. ``configs`` (the
+    run's model, data and train configs) go into the manifest, for :func:`check_configs`.
 
     Example:
         >>> import tempfile
@@ -90,7 +97,7 @@ def save_checkpoint(
     root = run / CHECKPOINT_DIR
     final = root / _checkpoint_name(epoch)
     if not final.is_dir():  # else the same epoch: the same state (training is deterministic)
-        _write_checkpoint(root, final, model, optimizer, epoch)
+        _write_checkpoint(root, final, model, optimizer, epoch, configs)
     for stale in root.iterdir():  # interrupted writes of earlier processes
         if stale.name.endswith(".tmp") and stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
@@ -102,7 +109,12 @@ def save_checkpoint(
 
 
 def _write_checkpoint(
-    root: Path, final: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int
+    root: Path,
+    final: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    configs: dict[str, Any] | None,
 ) -> None:
     """Write one checkpoint into a temporary folder and rename it to ``final``."""
     try:
@@ -129,7 +141,10 @@ def _write_checkpoint(
             f: {"bytes": (tmp / f).stat().st_size, "sha256": _digest(tmp / f)}
             for f in CHECKPOINT_FILES
         }
-        write_json(tmp / "state.json", {"epoch": epoch, "files": manifest})
+        kept = (
+            {k: configs[k] for k in ("model", "data", "train") if k in configs} if configs else {}
+        )
+        write_json(tmp / "state.json", {"epoch": epoch, "files": manifest, "configs": kept or None})
         os.chmod(tmp, 0o755)
         os.rename(tmp, final)
     except OSError as err:
@@ -154,6 +169,7 @@ class Checkpoint:
     folder: Path
     weights: dict[str, torch.Tensor]
     state: dict[str, Any]
+    configs: dict[str, Any] | None = None  # the run's configs when it was written (if stored)
 
 
 def read_checkpoint(run: Path) -> Checkpoint:
@@ -178,12 +194,12 @@ def read_checkpoint(run: Path) -> Checkpoint:
     problems = []
     for epoch, folder in found:
         try:
-            weights, state = _read_checkpoint(folder, epoch)
+            weights, state, configs = _read_checkpoint(folder, epoch)
         except IterationHeadsError as err:
             problems.append(str(err))
             warnings.warn(f"skipped a damaged checkpoint: {err}", stacklevel=2)
             continue
-        return Checkpoint(epoch, folder, weights, state)
+        return Checkpoint(epoch, folder, weights, state, configs)
     raise IterationHeadsError(
         f"no intact checkpoint in {str(run / CHECKPOINT_DIR)!r}: " + "; ".join(problems)
     )
@@ -251,9 +267,19 @@ def _short(value: Any) -> str:
 
 def _read_checkpoint(
     folder: Path, epoch: int | None = None
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Weights and optimiser state of one checkpoint folder, checked against its manifest."""
-    check_manifest(folder, read_json(folder / "state.json"), epoch)
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any] | None]:
+    """Weights, optimiser state and configs of one checkpoint folder, checked against its
+    manifest."""
+    meta = read_json(folder / "state.json")
+    check_manifest(folder, meta, epoch)
+    configs = meta.get("configs")
+    if configs is not None and not (
+        isinstance(configs, dict) and all(isinstance(v, dict) for v in configs.values())
+    ):
+        raise IterationHeadsError(
+            f"{str(folder)!r}: its manifest state.json holds configs={_short(configs)}, "
+            "expected an object of config objects"
+        )
     optimizer_meta = read_json(folder / "optimizer.json")
     try:
         weights = load_file(str(folder / "model.safetensors"))
@@ -268,7 +294,47 @@ def _read_checkpoint(
     except Exception as err:
         reason = " ".join(str(err).split())[:200]
         raise IterationHeadsError(f"corrupt checkpoint in {str(folder)!r}: {reason}") from None
-    return weights, {"state": state, "param_groups": groups}
+    return weights, {"state": state, "param_groups": groups}, configs
+
+
+RESUMABLE_CHANGES = ("epochs", "max_steps")
+"""Train config fields a resumed run may change (its budget); every other must be the same."""
+
+
+def check_configs(run: Path, found: Checkpoint, record: dict[str, Any]) -> None:
+    """Check that the checkpoint ``found`` was written by the run ``record`` describes (its
+    ``run.json``): the configs stored in its manifest must equal the record's (train fields
+    other than :data:`RESUMABLE_CHANGES` included). A checkpoint written before configs were
+    stored is compared with the run's saved model metadata, when there is one. A difference is
+    a one-line error naming the first field that differs.
+
+    Example:
+        >>> found = Checkpoint(3, Path("ckpt"), {}, {}, {"data": {"task": "copy"}})
+        >>> check_configs(Path("run"), found, {"data": {"task": "parity"}})
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: cannot resume 'run': run.json data.task is 'parity', but its checkpoint 'ckpt' was written with 'copy'; restore run.json, or train again into a new folder (nothing was changed)
+    """
+    stored, source = found.configs, f"its checkpoint {str(found.folder)!r}"
+    if stored is None:
+        metadata = read_json(run / METADATA_FILE) if (run / METADATA_FILE).is_file() else None
+        data = metadata.get("data") if isinstance(metadata, dict) else None
+        stored, source = ({"data": data} if data is not None else {}), f"its {METADATA_FILE}"
+    for key, then in stored.items():
+        now = record.get(key)
+        if not isinstance(now, dict):
+            continue  # read_run_record has checked the record's configs
+        names = sorted(set(then) | set(now), key=str)
+        for name in names:
+            if key == "train" and name in RESUMABLE_CHANGES:
+                continue
+            if then.get(name) != now.get(name):
+                raise IterationHeadsError(
+                    f"cannot resume {str(run)!r}: run.json {key}.{name} is "
+                    f"{_short(now.get(name))}, but {source} was written with "
+                    f"{_short(then.get(name))}; restore run.json, or train again into a new "
+                    "folder (nothing was changed)"
+                )
 
 
 def load_into(found: Checkpoint, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:

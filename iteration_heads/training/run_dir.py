@@ -50,10 +50,15 @@ from iteration_heads._io import (
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.transformer import ModelConfig
 from iteration_heads.training.history import append_history as append_history
-from iteration_heads.training.history import check_history, read_history_lines
+from iteration_heads.training.history import check_history, check_record, read_history_lines
 from iteration_heads.training.history import read_history as read_history
 from iteration_heads.training.metrics import has_iteration_head, reaches_accuracy
-from iteration_heads.training.resume import load_into, read_checkpoint, save_checkpoint
+from iteration_heads.training.resume import (
+    check_configs,
+    load_into,
+    read_checkpoint,
+    save_checkpoint,
+)
 
 
 def read_run_record(run: Path) -> dict[str, Any]:
@@ -106,6 +111,7 @@ def check_resumable(run: Path) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         found = read_checkpoint(run)
+        check_configs(run, found, record)
         check_history(run, read_history_lines(run), found.epoch, record["train"])
     return record
 
@@ -189,6 +195,8 @@ def history_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
     """
     if not history:
         return {}
+    for index, record in enumerate(history):  # what training writes, or a one-line error
+        check_record(record, f"history record {index}")
 
     def first(pred: Callable[[dict[str, Any]], bool], key: str = "epoch") -> int | None:
         return next((r.get(key) for r in history if pred(r["test"]["summary"])), None)
@@ -362,7 +370,7 @@ def prepare_run(
             if leftover.is_dir():
                 shutil.rmtree(leftover)
             leftover.unlink(missing_ok=True)
-        save_checkpoint(run, model, optimizer, 0)
+        save_checkpoint(run, model, optimizer, 0, configs=record)
         write_text(run / HISTORY_FILE, "")
         write_json(run / RUN_FILE, {**record, "versions": versions()})
         return 0, []
@@ -385,6 +393,7 @@ def prepare_run(
             f"{saved_train['epochs']} epochs long; resume without epochs, or with more"
         )
     found = read_checkpoint(run)
+    check_configs(run, found, saved)
     history = check_history(run, read_history_lines(run), found.epoch, saved_train)
     load_into(found, model, optimizer)
     remove_stale_temporaries(run)

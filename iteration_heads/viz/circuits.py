@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from iteration_heads.auditing.route import PositionRoute
+from iteration_heads.detection.checks import check_fields
 from iteration_heads.detection.probes import Probes
 from iteration_heads.detection.report import DetectionReport
 from iteration_heads.errors import IterationHeadsError
@@ -37,15 +38,14 @@ def detection_heatmap(report: DetectionReport, *, metric: str = "peakiness") -> 
         >>> [trace.name for trace in detection_heatmap(report).data]
         ['EoI peakiness', 'iteration peakiness']
     """
-    if not isinstance(report, DetectionReport):
-        raise IterationHeadsError(
-            f"report must be a DetectionReport (from iteration_heads.detect), got "
-            f"{type(report).__name__}"
-        )
+    check_fields(report)
     allowed = ("peakiness", "mean", "invariance", "tl_score")
     if metric not in allowed:
         raise IterationHeadsError(f"metric {metric!r}, expected one of {list(allowed)}")
     frame = report.heads
+    missing = [c for c in (f"eoi_{metric}", f"iteration_{metric}") if c not in frame]
+    if missing:
+        raise IterationHeadsError(f"report heads table lacks the columns {missing}")
     n_layers, n_heads = int(frame["layer"].max()) + 1, int(frame["head"].max()) + 1
     fig = make_subplots(rows=1, cols=2, subplot_titles=[f"EoI {metric}", f"iteration {metric}"])
     circuit = report.circuit

@@ -19,10 +19,10 @@ from iteration_heads._io import (
     METADATA_FILE,
     RUN_FILE,
     read_json,
-    read_jsonl,
 )
 from iteration_heads.auditing.checkpoints import TrainingAudit
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.training.history import read_history
 from iteration_heads.viz.attention import EOI_COLOUR, ITERATION_COLOUR
 
 
@@ -38,7 +38,7 @@ def _history(run: Any) -> list[dict[str, Any]]:
                 f"{str(run)!r} is not a run directory with {HISTORY_FILE} (written by "
                 "iteration_heads.train / iteration-heads train --out)"
             )
-        records = read_jsonl(path)
+        records = read_history(run)  # each record checked: a bad one is a one-line error
         where = repr(str(path))
     else:
         raise IterationHeadsError(

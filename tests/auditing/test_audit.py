@@ -279,7 +279,7 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(tmp_path, capsys) -> Non
     assert main([*argv, "--report", str(tmp_path)]) == 2  # a directory: refused before any work
     assert "is a directory; expected a file name" in capsys.readouterr().err
     assert main([*argv, "--max-len", "0"]) == 2
-    assert "--max-len 0: expected >= 1" in capsys.readouterr().err
+    assert "--max-len 0: an audit needs >= 3" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["short", "weights_only"]
     assert main(["audit", str(TEXT_MODEL), "--symbol-tokens", "a,b", "--eoi-token", "3"]) == 2
     assert "--symbol-tokens 'a,b': expected comma-separated integers" in capsys.readouterr().err

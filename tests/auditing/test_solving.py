@@ -81,8 +81,9 @@ def test_a_model_that_does_not_solve_its_probes_gets_no_verdict_about_heads(wron
     )
     assert result.verdict.startswith(
         f"the model does not solve these probes: accuracy {result.probe_accuracy:.2f} "
-        "(whole chains 0.00) against 0.09 by chance, 0.55 needed — check the layout"
+        "(whole chains 0.00) against 0.09 by chance, 0.55 needed"
     )
+    assert "— check the layout" in result.verdict
     assert result.ablation is None and result.route is None
     found = result.to_dict()
     assert found["solves_probes"] is False and found["probe_accuracy"]["chance"] == 1 / 11

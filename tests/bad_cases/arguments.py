@@ -281,6 +281,172 @@ CASES: list[Case] = [
         "iteration_heads.experiments.reproduce(['emergence'], runs_per_job=1.5)",
     ),
     api(AREA, "run_all: zero jobs", "iteration_heads.experiments.run_all([], 'runs', jobs=0)"),
+    api(AREA, "verify: report of a 3-layer model", "verify(model, detected3, split)"),
+    api(AREA, "verify: report of a model with 2 heads", "verify(model, detected_2h, split)"),
+    api(AREA, "verify: report dictionary", "verify(model, detected.to_dict(), split)"),
+    api(
+        AREA,
+        "verify: circuit given as a string",
+        "verify(model, dataclasses.replace(detected, circuit='L0H0'), split)",
+    ),
+    api(
+        AREA,
+        "verify: iteration heads as a tuple",
+        "verify(model, dataclasses.replace(detected, circuit=None, iteration=(1, (0,))), split)",
+    ),
+    api(
+        AREA,
+        "verify: heads table None",
+        "verify(model, dataclasses.replace(detected, heads=None), split)",
+    ),
+    api(
+        AREA,
+        "verify: layers table None",
+        "verify(model, dataclasses.replace(detected, layers=None), split)",
+    ),
+    api(
+        AREA,
+        "verify: thresholds None",
+        "verify(model, dataclasses.replace(detected, thresholds=None), split)",
+    ),
+    api(
+        AREA,
+        "verify: verdict None",
+        "verify(model, dataclasses.replace(detected, verdict=None), split)",
+    ),
+    api(
+        AREA,
+        "verify: state sensitivity text",
+        "verify(model, dataclasses.replace(detected, state_sensitivity='high'), split)",
+    ),
+    api(
+        AREA,
+        "verify: empty heads table",
+        "verify(model, dataclasses.replace(detected, heads=detected.heads.iloc[0:0]), split)",
+    ),
+    api(
+        AREA,
+        "verify: heads table without roles",
+        "verify(model, dataclasses.replace(detected, heads=detected.heads.drop(columns='role')), split)",
+    ),
+    api(
+        AREA,
+        "verify: circuit heads beyond the model",
+        "verify(model, dataclasses.replace(detected, circuit=Circuit(True, True, 0, 1, (9,), (0,), False, False, 0.9, 0.9)), split)",
+    ),
+    api(
+        AREA,
+        "verify: circuit layers beyond the model",
+        "verify(model, dataclasses.replace(detected, circuit=Circuit(True, True, 5, 6, (0,), (0,), False, False, 0.9, 0.9)), split)",
+    ),
+    api(
+        AREA,
+        "verify: iteration layer beyond the model",
+        "verify(model, dataclasses.replace(detected, circuit=None, iteration=Heads(7, (0,), False, 0.9)), split)",
+    ),
+    api(
+        AREA,
+        "verify: iteration head beyond the model",
+        "verify(model, dataclasses.replace(detected, circuit=None, iteration=Heads(1, (5,), False, 0.9)), split)",
+    ),
+    api(
+        AREA,
+        "Circuit: EoI layer after the iteration layer",
+        "Circuit(True, True, 1, 0, (0,), (0,), False, False, 0.9, 0.9)",
+    ),
+    api(
+        AREA,
+        "Circuit: EoI and iteration in one layer",
+        "Circuit(True, True, 1, 1, (0,), (0,), False, False, 0.9, 0.9)",
+    ),
+    api(
+        AREA,
+        "Circuit: duplicate EoI head",
+        "Circuit(True, True, 0, 1, (0, 0), (0,), False, False, 0.9, 0.9)",
+    ),
+    api(
+        AREA,
+        "Circuit: unsorted iteration heads",
+        "Circuit(True, True, 0, 1, (0,), (1, 0), False, False, 0.9, 0.9)",
+    ),
+    api(
+        AREA,
+        "Circuit: negative head",
+        "Circuit(True, True, 0, 1, (-1,), (0,), False, False, 0.9, 0.9)",
+    ),
+    api(
+        AREA,
+        "Circuit: float layer",
+        "Circuit(True, True, 0.0, 1.0, (0,), (0,), False, False, 0.9, 0.9)",
+    ),
+    api(
+        AREA,
+        "Circuit: bool layer",
+        "Circuit(True, True, True, 1, (0,), (0,), False, False, 0.9, 0.9)",
+    ),
+    api(
+        AREA,
+        "Circuit: heads as a string",
+        "Circuit(True, True, 0, 1, '01', (0,), False, False, 0.9, 0.9)",
+    ),
+    api(
+        AREA,
+        "Circuit: summed layer listing heads",
+        "Circuit(True, True, 0, 1, (0,), (0,), True, False, 0.9, 0.9)",
+    ),
+    api(
+        AREA,
+        "Circuit: found without attention",
+        "Circuit(True, False, 0, 1, (0,), (0,), False, False, 0.9, 0.9)",
+    ),
+    api(
+        AREA,
+        "Circuit: peakiness text",
+        "Circuit(True, True, 0, 1, (0,), (0,), False, False, 'high', 0.9)",
+    ),
+    api(AREA, "IterationHeads: negative layer", "Heads(-1, (0,), False, 0.9)"),
+    api(AREA, "IterationHeads: duplicate head", "Heads(1, (0, 0), False, 0.9)"),
+    api(AREA, "IterationHeads: summed given as 1", "Heads(1, (), 1, 0.9)"),
+    api(
+        AREA,
+        "position_shift: report of another model",
+        "position_shift(model, split, task='polynomial', report=dataclasses.replace(detected3, circuit=Circuit(True, True, 1, 2, (0,), (0,), False, False, 0.9, 0.9)))",
+    ),
+    api(
+        AREA,
+        "detection_heatmap: circuit given as a string",
+        "iteration_heads.viz.detection_heatmap(dataclasses.replace(detected, circuit='L0H0'))",
+    ),
+    api(AREA, "verify: negative seed", "verify(model, data=split, seed=-1)"),
+    api(AREA, "ablation_effect: negative seed", "ablation_effect(model, (0, 0), split, seed=-1)"),
+    api(
+        AREA,
+        "pattern_effect: negative seed",
+        "pattern_effect(model, (1, 0), 'uniform', split, seed=-1)",
+    ),
+    api(AREA, "corrupt: negative seed", "corrupt(split, 'input', task='polynomial', seed=-1)"),
+    api(
+        AREA,
+        "position_shift: negative seed",
+        "position_shift(model, split, seed=-1, eoi_heads=[(0, 0)], iteration_heads=[(1, 0)], task='polynomial')",
+    ),
+    # integers beyond what torch takes (64 bits), and lengths the probes do not reach
+    api(AREA, "TrainConfig: 10**20 epochs", "TrainConfig(epochs=10**20)"),
+    api(AREA, "TrainConfig: 10**20 batch size", "TrainConfig(batch_size=10**20)"),
+    api(AREA, "TrainConfig: seed 10**20", "TrainConfig(seed=10**20)"),
+    api(AREA, "TrainConfig: 10**20 threads", "TrainConfig(threads=10**20)"),
+    api(AREA, "TrainConfig: 2000 threads", "TrainConfig(threads=2000)"),
+    api(AREA, "TrainConfig: learning rate 10**400", "TrainConfig(lr=10**400)"),
+    api(AREA, "TrainConfig: 10**20 warm-up steps", "TrainConfig(warmup_steps=10**20)"),
+    api(AREA, "DataConfig: max_len 10**400", "DataConfig(task='copy', max_len=10**400)"),
+    api(AREA, "DataConfig: seed -10**20", "DataConfig(task='copy', max_len=3, seed=-10**20)"),
+    api(AREA, "ModelConfig: max_len 10**20", "ModelConfig(max_len=10**20)"),
+    api(AREA, "ModelConfig: seed 10**20", "ModelConfig(max_len=4, seed=10**20)"),
+    api(AREA, "detect: min_len 10**30", "detect(model, probes, min_len=10**30)"),
+    api(AREA, "detect: min_len beyond every probe", "detect(model, probes, min_len=50)"),
+    api(AREA, "measure: min_len beyond every probe", "measure(model, probes, min_len=50)"),
+    api(AREA, "measure: text min_len", "measure(model, probes, min_len='4')"),
+    api(AREA, "detect: 10**20 probes", "detect(model, n_probes=10**20, task='polynomial')"),
 ]
 
 
@@ -307,6 +473,13 @@ def prepare(work: Path, namespace: dict[str, Any]) -> None:
     reference = namespace["tokens"][:8]
     namespace.setdefault("iteration_heads", iteration_heads)
     namespace["empty_figure"] = go.Figure()
+    # reports of models shaped like the cases' model (2 layers, 1 head) and of other shapes
+    probes = namespace["probes"]
+    namespace["detected"] = iteration_heads.detect(other, probes)
+    namespace["detected3"] = iteration_heads.detect(tiny_model(n_layers=3), probes)
+    namespace["detected_2h"] = iteration_heads.detect(tiny_model(n_heads=2), probes)
+    namespace["Circuit"] = iteration_heads.detection.Circuit
+    namespace["Heads"] = iteration_heads.detection.IterationHeads
     namespace["writers_result"] = iteration_heads.pathways.answer_writers(other, steps)
     namespace["curve_result"] = iteration_heads.pathways.pruning_curve(
         other, steps, heads, reference, ks=[1], n_random=1

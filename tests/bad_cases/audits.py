@@ -17,6 +17,11 @@ TEXT_MODEL = FIXTURES / "gpt2_text_polynomial"
 IDS = ",".join(map(str, range(11)))
 TOKENS = f"audit {TOKEN_MODEL} --symbol-tokens {IDS} --task-token 15"
 LAYOUT = "symbol_tokens=tuple(range(11)), eoi_token=11"
+HF_IDS = "--symbol-tokens 0,1 --eoi-token 2 --task parity"
+WRITING = "TaskWriting('parity', symbol_tokens=(0, 1), eoi_token=2)"
+TEMPLATE = "<s> {inputs} {eoi} {states} </s>"
+FOO = "<s> {inputs} {eoi} {states} {foo} </s>"
+MISSPELT = "<s> {input} {inputs} {eoi} {states} </s>"
 
 CASES: list[Case] = [
     api("auditing", "fractional probe count", "audit(model, n_probes=7.5)"),
@@ -147,6 +152,49 @@ CASES: list[Case] = [
         "a tensor missing",
         f"audit hf_missing_tensor --symbol-tokens {IDS} --eoi-token 11",
     ),
+    # options that do not apply, probes too few or too short, unknown template placeholders
+    cli("audit options", "--figure for a single model", f"{TOKENS} --eoi-token 11 --figure f.html"),
+    cli("audit options", "--report for a run folder", f"audit hf_run {HF_IDS} --report r.html"),
+    cli("audit options", "probes of length 1", f"{TOKENS} --eoi-token 11 --max-len 1"),
+    cli("audit options", "probes of length 2", f"{TOKENS} --eoi-token 11 --max-len 2"),
+    cli("audit options", "one probe", f"{TOKENS} --eoi-token 11 --n-probes 1"),
+    cli("audit options", "15 probes", f"{TOKENS} --eoi-token 11 --n-probes 15"),
+    cli("audit options", "unknown placeholder", f"audit {TEXT_MODEL} --template '{FOO}'"),
+    cli("audit options", "empty placeholder", f"audit {TEXT_MODEL} --template '{TEMPLATE} {{}}'"),
+    cli("audit options", "misspelt placeholder", f"audit {TEXT_MODEL} --template '{MISSPELT}'"),
+    api(
+        "auditing",
+        "probes of length 2 for a folder",
+        f"open_subject('hf_good', {WRITING}, max_len=2)",
+    ),
+    api("auditing", "8 probes for a folder", f"open_subject('hf_good', {WRITING}, n_probes=8)"),
+    api("auditing", "unknown placeholder", f"TaskWriting(template='{FOO}').encoding(hf_tokenizer)"),
+    api("auditing", "template not text", "TaskWriting(template=5).encoding(hf_tokenizer)"),
+    api(
+        "auditing",
+        "context fits only probes of length 2",
+        f"longest_fitting(TaskWriting({LAYOUT}).encoding(None), get_task('polynomial'), 6)",
+    ),
+    # config sizes, weight dtypes, shard indexes, a model TransformerLens does not reproduce
+    api("HF folders", "vocabulary of 0 tokens", "load_hf_folder('hf_vocab_0')"),
+    api("HF folders", "0 heads", "load_hf_folder('hf_heads_0')"),
+    api("HF folders", "negative layer count", "load_hf_folder('hf_layers_negative')"),
+    api("HF folders", "width as a float", "load_hf_folder('hf_width_float')"),
+    api("HF folders", "positions as a boolean", "load_hf_folder('hf_positions_bool')"),
+    api("HF folders", "MLP width 0", "load_hf_folder('hf_inner_0')"),
+    api("HF folders", "integer weights", "load_hf_folder('hf_int_weights')"),
+    api("HF folders", "boolean weights", "load_hf_folder('hf_bool_weights')"),
+    api("HF folders", "index with the shards swapped", "load_hf_folder('hf_index_swapped')"),
+    api("HF folders", "index lacks a tensor", "load_hf_folder('hf_index_lacks')"),
+    api("HF folders", "index lists a tensor no shard holds", "load_hf_folder('hf_index_extra')"),
+    api("HF folders", "index names a shard outside", "load_hf_folder('hf_index_outside')"),
+    api("HF folders", "index names an absolute shard", "load_hf_folder('hf_index_absolute')"),
+    api("HF folders", "index maps to numbers", "load_hf_folder('hf_index_numbers')"),
+    api("HF folders", "attention not scaled (unsupported)", "load_hf_folder('hf_unscaled')"),
+    cli("HF folders", "vocabulary of 0 tokens", f"audit hf_vocab_0 {HF_IDS}"),
+    cli("HF folders", "integer weights", f"audit hf_int_weights {HF_IDS}"),
+    cli("HF folders", "index with the shards swapped", f"audit hf_index_swapped {HF_IDS}"),
+    cli("HF folders", "attention not scaled (unsupported)", f"audit hf_unscaled {HF_IDS}"),
 ]
 
 
@@ -196,6 +244,43 @@ def prepare(work: Path, namespace: dict[str, Any]) -> None:
     (variant("hf_truncated") / "model.safetensors").write_bytes(blob[: len(blob) // 3])
     (variant("hf_empty_weights") / "model.safetensors").write_bytes(b"")
     (variant("hf_no_weights") / "model.safetensors").unlink()
+    variant("hf_vocab_0", vocab_size=0)
+    variant("hf_heads_0", n_head=0)
+    variant("hf_layers_negative", n_layer=-1)
+    variant("hf_width_float", n_embd=32.0)
+    variant("hf_positions_bool", n_positions=True)
+    variant("hf_inner_0", n_inner=0)
+    variant("hf_unscaled", scale_attn_weights=False)
+    bias = "transformer.ln_f.bias"
+    weights("hf_int_weights", lambda t: t.__setitem__(bias, t[bias].long()))
+    weights("hf_bool_weights", lambda t: t.__setitem__(bias, t[bias] > 0))
+
+    def sharded(name: str, edit: Any = None) -> None:
+        folder = variant(name)
+        tensors = load_file(folder / "model.safetensors")
+        (folder / "model.safetensors").unlink()
+        keys = sorted(tensors)
+        index = {}
+        for i, part in enumerate((keys[: len(keys) // 2], keys[len(keys) // 2 :])):
+            shard = f"model-0000{i + 1}-of-00002.safetensors"
+            save_file({k: tensors[k] for k in part}, folder / shard, metadata={"format": "pt"})
+            index.update(dict.fromkeys(part, shard))
+        if edit is not None:
+            edit(index)
+        text = json.dumps({"metadata": {}, "weight_map": index})
+        (folder / "model.safetensors.index.json").write_text(text)
+
+    one, two = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
+    sharded(
+        "hf_index_swapped", lambda i: i.update({k: two if v == one else one for k, v in i.items()})
+    )
+    sharded("hf_index_lacks", lambda i: i.pop(sorted(i)[0]))
+    sharded("hf_index_extra", lambda i: i.update({"transformer.h.9.mlp.c_fc.weight": one}))
+    sharded("hf_index_outside", lambda i: i.update({sorted(i)[0]: "../hf_good/model.safetensors"}))
+    sharded(
+        "hf_index_absolute", lambda i: i.update({sorted(i)[0]: str(good / "model.safetensors")})
+    )
+    sharded("hf_index_numbers", lambda i: i.update({sorted(i)[0]: 1}))
     bad_index = variant("hf_bad_index")
     (bad_index / "model.safetensors").unlink()
     (bad_index / "model.safetensors.index.json").write_text('{"weight_map": [1]}')

@@ -14,7 +14,8 @@ from bad_cases.base import Case, api, cli
 from iteration_heads import TrainConfig, train
 from iteration_heads.training.history import check_history
 from iteration_heads.training.resume import check_manifest, read_checkpoint
-from iteration_heads.training.run_dir import read_history, read_run_record
+from iteration_heads.training.run_dir import history_summary, read_history, read_run_record
+from iteration_heads.viz.curves import training_curves
 
 AREA = "run folder"
 EPOCHS = 3
@@ -48,6 +49,34 @@ def _model_file(run: Path, name: str, text: str) -> None:
     (run / name).write_text(text)
 
 
+def _model_json(run: Path, name: str, change) -> None:
+    (run / name).write_text(json.dumps(change(json.loads((run / name).read_text()))))
+
+
+def _section(section: str, **changes: Any):
+    return lambda r: json.dumps({**r, section: {**r[section], **changes}})
+
+
+def _record_line(run: Path, number: int, change) -> None:
+    def edit(lines: list[str]) -> list[str]:
+        lines[number] = json.dumps(change(json.loads(lines[number]))) + "\n"
+        return lines
+
+    _history(run, edit)
+
+
+def _other_configs(run: Path) -> None:  # manifests naming another data size than run.json
+    record = json.loads((run / "run.json").read_text())
+    configs = {k: record[k] for k in ("model", "data", "train")}
+    configs["data"] = {**configs["data"], "n_train": 5}
+    _manifests(run, lambda s: {**s, "configs": configs})
+
+
+def _unstored(run: Path) -> None:  # a checkpoint written before configs were stored in it
+    _manifests(run, lambda s: {k: v for k, v in s.items() if k != "configs"})
+    _record(run, _section("data", task="parity"))
+
+
 DEEP = "[" * 200_000 + "]" * 200_000
 DAMAGE: dict[str, Any] = {
     "h_empty": lambda run: _history(run, lambda lines: []),
@@ -71,6 +100,35 @@ DAMAGE: dict[str, Any] = {
     "r_huge_number": lambda run: _record(
         run, lambda r: json.dumps(r).replace('"epochs": 3', '"epochs": 3' + "0" * 5000)
     ),
+    "r_huge_lr": lambda run: _record(run, _section("train", lr=10**400)),
+    "r_huge_max_len": lambda run: _record(run, _section("data", max_len=10**400)),
+    "r_huge_seed": lambda run: _record(run, _section("train", seed=10**20)),
+    "r_other_task": lambda run: _record(run, _section("data", task="parity")),
+    "r_other_data_seed": lambda run: _record(run, _section("data", seed=7)),
+    "r_other_lr": lambda run: _record(run, _section("train", lr=0.5)),
+    "r_other_heads": lambda run: _record(run, _section("model", n_heads=2)),
+    "r_task_unstored": _unstored,
+    "h_text_test": lambda run: _record_line(run, 1, lambda r: {**r, "test": "x"}),
+    "h_text_loss": lambda run: _record_line(run, 1, lambda r: {**r, "train_loss": "x"}),
+    "h_no_summary": lambda run: _record_line(run, 1, lambda r: {**r, "train": {}}),
+    "h_bool_seconds": lambda run: _record_line(run, 1, lambda r: {**r, "eval_seconds": True}),
+    "h_text_accuracy": lambda run: _record_line(
+        run, 2, lambda r: {**r, "test": {**r["test"], "summary": {"accuracy": "high"}}}
+    ),
+    "h_short_losses": lambda run: _record_line(
+        run, 2, lambda r: {**r, "test": {**r["test"], "loss": [1.0]}}
+    ),
+    "c_configs_list": lambda run: _manifests(run, lambda s: {**s, "configs": [1]}),
+    "c_configs_other": lambda run: _other_configs(run),
+    "m_huge_max_len": lambda run: _model_json(
+        run, "config.json", lambda c: {**c, "max_len": 10**400}
+    ),
+    "m_task_unknown": lambda run: _model_json(
+        run, "metadata.json", lambda m: {**m, "task": "addition"}
+    ),
+    "m_task_number": lambda run: _model_json(run, "metadata.json", lambda m: {**m, "task": 3}),
+    "m_cot_text": lambda run: _model_json(run, "metadata.json", lambda m: {**m, "cot": "yes"}),
+    "m_data_text": lambda run: _model_json(run, "metadata.json", lambda m: {**m, "data": "copy"}),
     "c_no_files": lambda run: _manifests(run, lambda s: {**s, "files": {}}),
     "c_wrong_type": lambda run: _manifests(
         run, lambda s: {**s, "files": {**s["files"], "model.safetensors": "abc"}}
@@ -98,6 +156,8 @@ def prepare(work: Path, namespace: dict[str, Any]) -> None:
         read_checkpoint=read_checkpoint,
         check_manifest=check_manifest,
         check_history=check_history,
+        history_summary=history_summary,
+        training_curves=training_curves,
         run_model=crash_run_parts(EPOCHS)[0],
         run_data=data,
         run_config=config,
@@ -163,5 +223,63 @@ CASES: list[Case] = [
     # a saved model's files
     api(AREA, "config.json nested too deeply", "load('m_deep_config')"),
     api(AREA, "metadata.json that is a list", "load('m_metadata_list')"),
+    # numbers beyond what torch takes, in the run record and on the command line
+    cli(AREA, "run record with a learning rate of 10**400", _resume("r_huge_lr")),
+    cli(AREA, "run record with a max_len of 10**400", _resume("r_huge_max_len")),
+    cli(AREA, "run record with a seed of 10**20", _resume("r_huge_seed")),
+    cli(
+        AREA,
+        "train for 10**20 epochs",
+        "train --out big --task copy --epochs 100000000000000000000",
+    ),
+    cli(
+        AREA,
+        "train with a batch of 10**20",
+        "train --out big --task copy --batch-size 100000000000000000000",
+    ),
+    cli(AREA, "train with seed 10**20", "train --out big --task copy --seed 100000000000000000000"),
+    cli(
+        AREA,
+        "train on 10**20 threads",
+        "train --out big --task copy --threads 100000000000000000000",
+    ),
+    cli(
+        AREA,
+        "train with a max length of 10**20",
+        "train --out big --task copy --max-len 100000000000000000000",
+    ),
+    cli(AREA, "detect with 10**20 probes", "detect goodrun --n-probes 100000000000000000000"),
+    # run.json edited after the checkpoints were written
+    cli(AREA, "run record naming another task", _resume("r_other_task", "--epochs 5")),
+    cli(AREA, "run record with another data seed", _resume("r_other_data_seed")),
+    cli(AREA, "run record with another learning rate", _resume("r_other_lr", "--epochs 5")),
+    cli(AREA, "run record with more heads", _resume("r_other_heads")),
+    cli(AREA, "another task, checkpoint without configs", _resume("r_task_unstored")),
+    api(AREA, "API resume of a run record naming another task", RESUMED.format("r_other_task")),
+    cli(AREA, "manifest configs that are a list", _resume("c_configs_list")),
+    cli(AREA, "manifest configs of another data size", _resume("c_configs_other")),
+    # history records whose fields are not what training writes
+    cli(AREA, "a history record whose test is text", _resume("h_text_test", "--epochs 6")),
+    cli(AREA, "a history record whose loss is text", _resume("h_text_loss")),
+    cli(AREA, "a history record without a train summary", _resume("h_no_summary")),
+    cli(AREA, "a history record with boolean seconds", _resume("h_bool_seconds")),
+    cli(AREA, "a history record with a text accuracy", _resume("h_text_accuracy")),
+    cli(AREA, "a history record with one loss for 3 lengths", _resume("h_short_losses")),
+    api(AREA, "reading a history whose test is text", "read_history('h_text_test')"),
+    api(
+        AREA,
+        "summary of a record whose test is text",
+        "history_summary([{'epoch': 0, 'test': 'x'}])",
+    ),
+    api(AREA, "curves of a history whose test is text", "training_curves('h_text_test')"),
+    # a saved model's config and metadata
+    cli(AREA, "evaluating a model whose max_len is 10**400", "eval m_huge_max_len"),
+    cli(AREA, "detecting in a model whose max_len is 10**400", "detect m_huge_max_len"),
+    cli(AREA, "evaluating a model of an unknown task", "eval m_task_unknown"),
+    cli(AREA, "detecting in a model of an unknown task", "detect m_task_unknown"),
+    cli(AREA, "evaluating a model whose task is a number", "eval m_task_number"),
+    cli(AREA, "detecting in a model whose task is a number", "detect m_task_number"),
+    api(AREA, "loading a model whose cot is text", "load('m_cot_text')"),
+    api(AREA, "loading a model whose data config is text", "load('m_data_text')"),
     cli(AREA, "evaluating a model with a deep config.json", "eval m_deep_config"),
 ]

@@ -25,6 +25,12 @@ def prepare(work: Path, namespace: dict[str, Any]) -> None:
     (work / "dup.toml").write_text("[axes]\nseed = [0, 1, 2, 0]\n")
     (work / "tiny.toml").write_text("[fixed]\n'data.task' = 'copy'\n[axes]\nseed = [0]\n")
     (work / "badrecipe.toml").write_text("recipe = 'authors'\n[axes]\nseed = [0]\n")
+    (work / "deep.toml").write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    (work / "deeptables.toml").write_text("x = " + "{a = " * 3000 + "1" + "}" * 3000 + "\n")
+    (work / "deepaxis.toml").write_text("[axes]\nseed = [" + "[" * 4000 + "]" * 4000 + "]\n")
+    (work / "longlen.toml").write_text("[fixed]\n'data.max_len' = 100000\n[axes]\nseed = [0]\n")
+    (work / "bigseed.toml").write_text("[axes]\nseed = [18446744073709551616]\n")
+    (work / "wide.toml").write_text("[axes]\n'model.d_model' = [16, 1000000]\n")
     namespace.update(
         SweepSpec=SweepSpec,
         dry_run=dry_run,
@@ -137,5 +143,79 @@ CASES: list[Case] = [
     api(AREA, "library recipe with an odd width", _spec("{'axes': {'model.d_model': [15]}}")),
     cli(
         AREA, "spec file with an unknown recipe", "sweep badrecipe.toml --dry-run --runs sweepruns"
+    ),
+    # a dry run checks what the real run checks before training
+    cli(AREA, "spec nested 5000 arrays deep", "sweep deep.toml --dry-run --runs sweepruns"),
+    cli(AREA, "spec nested 3000 tables deep", "sweep deeptables.toml --dry-run --runs sweepruns"),
+    cli(AREA, "axis value nested 4000 deep", "sweep deepaxis.toml --dry-run --runs sweepruns"),
+    cli(AREA, "dry run of a cell too long to fit", "sweep longlen.toml --dry-run --runs sweepruns"),
+    cli(AREA, "dry run of a seed past 2**64", "sweep bigseed.toml --dry-run --runs sweepruns"),
+    cli(AREA, "dry run of one cell too wide", "sweep wide.toml --dry-run --runs sweepruns"),
+    cli(AREA, "dry run with zero threads per run", "sweep tiny.toml --dry-run --threads-per-run 0"),
+    cli(AREA, "dry run with negative threads", "sweep tiny.toml --dry-run --threads-per-run -2"),
+    cli(
+        AREA,
+        "dry run with more threads than cores",
+        "sweep tiny.toml --dry-run --jobs 2 --threads-per-run 4096",
+    ),
+    cli(AREA, "dry run with more jobs than cores", "sweep tiny.toml --dry-run --jobs 100000"),
+    cli(AREA, "dry run with memory of NaN", "sweep tiny.toml --dry-run --mem-gb nan"),
+    cli(
+        AREA,
+        "dry run on SLURM with memory of NaN",
+        "sweep tiny.toml --dry-run --executor slurm --mem-gb nan",
+    ),
+    cli(AREA, "dry run with zero memory", "sweep tiny.toml --dry-run --executor slurm --mem-gb 0"),
+    cli(AREA, "dry run with negative GPUs", "sweep tiny.toml --dry-run --gpus-per-run -1"),
+    cli(
+        AREA, "dry run with NaN GPUs", "sweep tiny.toml --dry-run --executor ray --gpus-per-run nan"
+    ),
+    cli(
+        AREA,
+        "dry run with half a GPU on SLURM",
+        "sweep tiny.toml --dry-run --executor slurm --gpus-per-run 0.5",
+    ),
+    cli(
+        AREA,
+        "dry run with a GPU on the local executor",
+        "sweep tiny.toml --dry-run --gpus-per-run 1",
+    ),
+    cli(AREA, "dry run with a time limit of zero", "sweep tiny.toml --dry-run --time-min 0"),
+    cli(
+        AREA,
+        "dry run with a negative time limit",
+        "sweep tiny.toml --dry-run --executor slurm --time-min -5",
+    ),
+    cli(AREA, "dry run with zero runs per job", "sweep tiny.toml --dry-run --runs-per-job 0"),
+    cli(
+        AREA,
+        "dry run with a partition on the local executor",
+        "sweep tiny.toml --dry-run --partition gpu",
+    ),
+    cli(
+        AREA,
+        "dry run with a Ray address on the local executor",
+        "sweep tiny.toml --dry-run --ray-address localhost:6379",
+    ),
+    api(
+        AREA,
+        "dry run of a cell too long to fit",
+        "dry_run(SweepSpec.from_dict({'fixed': {'data.max_len': 100000}}), 'sweepruns')",
+    ),
+    api(
+        AREA,
+        "dry run of a dataset too large to fit",
+        "dry_run(SweepSpec.from_dict({'fixed': {'data.n_train': 10**12}}), 'sweepruns')",
+    ),
+    api(AREA, "dry run with local as a string", "dry_run(good_spec, 'sweepruns', local='yes')"),
+    api(
+        AREA,
+        "sweep of a cell too long to fit, before any trains",
+        "run_sweep(SweepSpec.from_dict({'fixed': {'data.max_len': 100000}}), 'sweepruns')",
+    ),
+    api(
+        AREA,
+        "sweep of one cell too wide among small ones, before any trains",
+        "run_sweep(SweepSpec.from_dict({'axes': {'model.d_model': [16, 10**6]}}), 'sweepruns')",
     ),
 ]

@@ -7,6 +7,7 @@ options that differ from the resumed run's are one line on the command line."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from iteration_heads.cli import main
 from iteration_heads.training import TrainConfig, train
 from iteration_heads.training.resume import check_manifest, read_checkpoint
 from iteration_heads.training.run_dir import (
+    check_resumable,
     read_history,
     read_run_record,
     remove_stale_temporaries,
@@ -338,6 +340,66 @@ def test_ctrl_c_in_train_is_one_line_with_the_resume_command(tmp_path, monkeypat
     def interrupt(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("iteration_heads.cli._tasks", interrupt)
+    monkeypatch.setattr("iteration_heads.cli.inspect.run_tasks", interrupt)
     assert main(["tasks"]) == 130  # any command: one line, exit 130
     assert capsys.readouterr().err == "iteration-heads: interrupted\n"
+
+
+# ---------------------------------------------------------------- edited configs and records
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value"),
+    [("data", "task", "parity"), ("data", "seed", 7), ("train", "lr", 0.5), ("model", "seed", 3)],
+)
+def test_a_run_record_edited_after_its_checkpoints_is_refused(
+    run: Path, section: str, field: str, value, capsys
+) -> None:
+    record = json.loads((run / "run.json").read_text())
+    manifest = json.loads((newest(run) / "state.json").read_text())
+    assert manifest["configs"][section] == record[section]  # written with the checkpoint
+    record[section][field] = value
+    (run / "run.json").write_text(json.dumps(record))
+    (run / "metadata.json").unlink()  # the manifest alone catches it
+    before = files(run)
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "6", "--quiet"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"run.json {section}.{field} is {value!r}" in lines[0]
+    assert files(run) == before
+
+
+def test_an_old_checkpoint_is_checked_against_the_model_metadata(run: Path) -> None:
+    for folder in (run / "checkpoint").iterdir():  # as written before configs were stored
+        state = json.loads((folder / "state.json").read_text())
+        (folder / "state.json").write_text(json.dumps({**state, "configs": None}))
+    record = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**record, "data": {**record["data"], "n_test": 8}}))
+    before = files(run)
+    with pytest.raises(IterationHeadsError, match=r"data\.n_test is 8, but its metadata\.json"):
+        check_resumable(run)
+    assert files(run) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"test": "x"}, "line 2: test='x', expected an object with a summary object"),
+        ({"train_loss": "x"}, "line 2: train_loss='x', expected a number or null"),
+        ({"eval_seconds": None}, "line 2: eval_seconds=None, expected a number"),
+        ({"step": -1}, "line 2: step=-1, expected an integer >= 0"),
+        ({"train": {"summary": {"accuracy": True}}}, "train.summary.accuracy=True"),
+    ],
+)
+def test_a_history_record_with_a_bad_field_is_refused_before_training(
+    run: Path, change: dict, message: str, capsys
+) -> None:
+    lines = (run / "history.jsonl").read_text().splitlines(keepends=True)
+    lines[1] = json.dumps({**json.loads(lines[1]), **change}) + "\n"
+    (run / "history.jsonl").write_text("".join(lines))
+    before = files(run)
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "6", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert files(run) == before  # nothing trained, nothing appended
+    with pytest.raises(IterationHeadsError, match=re.escape(message)):
+        read_history(run)
