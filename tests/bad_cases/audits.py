@@ -250,7 +250,14 @@ def prepare(work: Path, namespace: dict[str, Any]) -> None:
     variant("hf_width_float", n_embd=32.0)
     variant("hf_positions_bool", n_positions=True)
     variant("hf_inner_0", n_inner=0)
-    variant("hf_unscaled", scale_attn_weights=False)
+    import torch
+
+    torch.manual_seed(0)  # weights large enough that unscaled attention changes the logits a lot
+    unscaled = hf.GPT2Config(
+        n_layer=2, n_head=2, n_embd=32, n_positions=40, vocab_size=16, initializer_range=0.5,
+        scale_attn_weights=False,
+    )  # fmt: skip
+    hf.GPT2LMHeadModel(unscaled).save_pretrained(work / "hf_unscaled")
     bias = "transformer.ln_f.bias"
     weights("hf_int_weights", lambda t: t.__setitem__(bias, t[bias].long()))
     weights("hf_bool_weights", lambda t: t.__setitem__(bias, t[bias] > 0))

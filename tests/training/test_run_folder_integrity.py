@@ -385,7 +385,7 @@ def test_an_old_checkpoint_is_checked_against_the_model_metadata(run: Path) -> N
     [
         ({"test": "x"}, "line 2: test='x', expected an object with a summary object"),
         ({"train_loss": "x"}, "line 2: train_loss='x', expected a number or null"),
-        ({"eval_seconds": None}, "line 2: eval_seconds=None, expected a number"),
+        ({"eval_seconds": "1s"}, "line 2: eval_seconds='1s', expected a number or null"),
         ({"step": -1}, "line 2: step=-1, expected an integer >= 0"),
         ({"train": {"summary": {"accuracy": True}}}, "train.summary.accuracy=True"),
     ],
