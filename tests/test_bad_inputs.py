@@ -764,7 +764,7 @@ def code_span(text: str) -> str:
 def page(outcomes: dict[str, Outcome]) -> str:
     """The reliability page with its generated table (between the markers) rewritten."""
     rows = [
-        f"| {case.area} | {case.description}: {code_span(case.shown)} | "
+        f"| {case.area} | {case.description}: {code_span(case.shown.replace(str(ROOT), '<repo>'))} | "
         f"{code_span(outcomes[case.id].message)} |"
         for case in CASES
     ]
