@@ -26,9 +26,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch
 
-from iteration_heads.experiments.cluster_executors import make_executor
-from iteration_heads.experiments.scheduling import run_all, train_cells
-from iteration_heads.experiments.sweep import SweepSpec
+from iteration_heads.runs.cluster_executors import make_executor
+from iteration_heads.runs.scheduling import run_all, train_cells
+from iteration_heads.runs.sweep import SweepSpec
 
 
 def tiny_cells(n: int) -> list:

@@ -25,15 +25,20 @@
 # (`polynomial_paper`, one head per layer).
 
 # %%
+import json
+from pathlib import Path
+
 import torch
 
 from iteration_heads import DataConfig, make_dataset, viz, zoo
 from iteration_heads import pathways as pw
+from iteration_heads.detection.encoding import TextEncoding
 from iteration_heads.experiments.ontology_study import (
     contradiction_prompts,
     model_ontology,
     solved,
 )
+from iteration_heads.model import load_hf_folder
 from iteration_heads.tasks import make_ontology_problems
 
 # Figures as plotly JSON (interactive in Jupyter) and as HTML with plotly.js embedded once, no
@@ -134,3 +139,24 @@ steps = pw.iteration_prompts(data.test, data.layout)
 print(pw.head_patching(paper_model, steps).format())
 summary = pw.trace_many(paper_model, steps)
 print(summary.edges.head(6))
+
+# %% [markdown]
+# ## Your own model and your own prompts
+# A model trained elsewhere reads text through its tokenizer, and your prompts can live in a JSON
+# Lines file (schema: docs/guide/pathways.md). Here: the GPT-2 that the tests ship, trained with
+# plain PyTorch on the polynomial task written as text (`<s> 3 2 10 = 3 7 5 </s>`). The paper's
+# iteration prompts are written as text records, saved, read back through the model's tokenizer,
+# and head patching finds its iteration heads, L1H0 and L1H1.
+
+# %%
+here = Path.cwd()
+root = next(p for p in (here, *here.parents) if (p / "tests" / "fixtures").is_dir())
+text_model, tokenizer = load_hf_folder(root / "tests" / "fixtures" / "gpt2_text_polynomial")
+encoding = TextEncoding(tokenizer, "<s> {inputs} {eoi} {states} </s>")
+records = pw.iteration_records(encoding, n=24, max_len=8, min_len=4)
+print(json.dumps(records[0]))
+path = Path("polynomial_prompts.jsonl")
+path.write_text("".join(json.dumps(r) + "\n" for r in records))
+own = pw.read_prompts(path, tokenizer)
+path.unlink()
+print(pw.head_patching(text_model, own).format(k=2))

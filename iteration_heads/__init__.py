@@ -6,7 +6,7 @@ the pipeline: :mod:`~iteration_heads.tasks` → :mod:`~iteration_heads.model` �
 :mod:`~iteration_heads.training` → :mod:`~iteration_heads.detection` →
 :mod:`~iteration_heads.interventions` → :mod:`~iteration_heads.auditing` →
 :mod:`~iteration_heads.pathways` → :mod:`~iteration_heads.viz` →
-:mod:`~iteration_heads.experiments`, with the shipped models in :mod:`~iteration_heads.zoo`.
+:mod:`~iteration_heads.runs` → :mod:`~iteration_heads.experiments`, with the shipped models in :mod:`~iteration_heads.zoo`.
 The verbs and result types users call most are importable from here.
 
 Importing the package is cheap: each name (and each namespace, ``ih.viz``) is imported on first
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # what type checkers and readers see; at run time, __getattr__ below
     from iteration_heads import experiments as experiments  # the paper's experiments, reproduced
     from iteration_heads import pathways as pathways  # Dutta et al.'s analyses, on any model
+    from iteration_heads import runs as runs  # runs, sweeps, executors (local, SLURM, Ray)
     from iteration_heads import viz as viz  # figures, attention views, the HTML report
     from iteration_heads import zoo as zoo  # the shipped models: ih.zoo.load(name)
     from iteration_heads.auditing import Audit, audit
@@ -105,6 +106,7 @@ __all__ = [
     "recipe_model_config",
     "recipe_train_config",
     "register_task",
+    "runs",
     "save",
     "train",
     "verify",
@@ -113,7 +115,7 @@ __all__ = [
     "zoo",
 ]
 
-_SUBPACKAGES = frozenset({"experiments", "pathways", "viz", "zoo"})
+_SUBPACKAGES = frozenset({"experiments", "pathways", "runs", "viz", "zoo"})
 _EXPORTS = {
     "auditing": "Audit audit",
     "detection": "DetectionReport Probes detect",

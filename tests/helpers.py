@@ -16,7 +16,7 @@ from iteration_heads import (
     make_dataset,
     wrap_hf_model,
 )
-from iteration_heads.experiments import RunSpec
+from iteration_heads.runs import RunSpec
 from iteration_heads.tasks import Dataset
 
 
@@ -179,3 +179,39 @@ def crash_child(
             builtins.open = killing_open
     model, data, config = crash_run_parts(epochs)
     loop.train(model, data, config, out_dir=run, resume=resume, progress=False)
+
+
+BPE_STORY = "Every wumpus is a cat. Rex is a wumpus. Rex is a cat. Alex is a dog. "
+"""The corpus of :func:`tiny_bpe`: ' Rex', ' cat', ' dog' are one token each, ' Max' and
+' impus' several."""
+
+
+def tiny_bpe():
+    """A byte-level BPE tokenizer trained here on :data:`BPE_STORY` (no download), with
+    ``<s>`` as BOS and ``</s>`` as EoS, and no pad token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE(unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<s>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    core.train_from_iterator([BPE_STORY] * 20, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>")
+
+
+def fixture_tokenizer():
+    """The word-level tokenizer of the GPT-2 fixture ('<s>' BOS, '</s>' pad, '=' and 0..10)."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_file=str(FIXTURES / "gpt2_text_polynomial" / "tokenizer.json"),
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="</s>",
+    )

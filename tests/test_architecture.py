@@ -28,6 +28,7 @@ PIPELINE = [
     "auditing",
     "pathways",
     "viz",
+    "runs",
     "experiments",
 ]
 """Each subpackage may import the shared internals and the subpackages before it, never after."""

@@ -32,7 +32,17 @@ from typing import Any
 
 import pytest
 import torch
-from bad_cases import arguments, audits, export, runs, sweeps
+from bad_cases import (
+    arguments,
+    audits,
+    export,
+    pathways,
+    pathways_cli,
+    prontoqa,
+    runs,
+    sweeps,
+    text_prompts,
+)
 from bad_cases.base import Case, api, cli
 from helpers import IDENTITY, library_probes, tiny_data, tiny_model
 
@@ -45,16 +55,11 @@ import iteration_heads.training.budget as budget
 from iteration_heads import IterationHeadsError, Probes, get_task, list_tasks, save, zoo
 from iteration_heads.cli import main
 from iteration_heads.detection.detector import measure
-from iteration_heads.experiments import (
-    LocalExecutor,
-    SweepSpec,
-    estimate_cost,
-    make_executor,
-)
 from iteration_heads.experiments.ontology_study import study_ontology
 from iteration_heads.interventions import as_batch
 from iteration_heads.model import data_config, model_config
 from iteration_heads.pathways import iteration_prompts
+from iteration_heads.runs import LocalExecutor, SweepSpec, estimate_cost, make_executor
 from iteration_heads.tasks import (
     OntologyConfig,
     OntologyDataConfig,
@@ -69,7 +74,17 @@ from iteration_heads.viz import report_html, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "guide" / "reliability.md"
-AREAS: list[ModuleType] = [runs, sweeps, audits, arguments, export]
+AREAS: list[ModuleType] = [
+    runs,
+    sweeps,
+    audits,
+    arguments,
+    export,
+    pathways,
+    text_prompts,
+    pathways_cli,
+    prontoqa,
+]
 """The area modules of tests/bad_cases/, each with ``CASES`` and maybe ``prepare``."""
 MEMORY = 16 * 10**9
 """Bytes of memory the cases see as available (the real figure varies by machine)."""

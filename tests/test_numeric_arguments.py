@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import tiny_data, tiny_model
+from helpers import fixture_tokenizer, tiny_data, tiny_model
 
 import iteration_heads.zoo
 from iteration_heads import (
@@ -32,13 +32,15 @@ from iteration_heads import (
     detect,
 )
 from iteration_heads.auditing import TaskWriting
-from iteration_heads.experiments import RunSpec, SweepSpec, copy_spec
+from iteration_heads.detection.encoding import TextEncoding
 from iteration_heads.interventions import as_batch
 from iteration_heads.model import Weights, model_config
 from iteration_heads.pathways import answer_writers, iteration_prompts, pruning_curve
+from iteration_heads.runs import RunSpec, SweepSpec, copy_spec
 from iteration_heads.tasks import (
     OntologyConfig,
     OntologyDataConfig,
+    ProntoQAConfig,
     get_task,
     make_ontology_dataset,
     make_ontology_problems,
@@ -46,7 +48,7 @@ from iteration_heads.tasks import (
 
 SUBPACKAGES = (
     "detection", "interventions", "pathways", "viz", "tasks", "model",
-    "training", "auditing", "experiments",
+    "training", "auditing", "runs", "experiments",
 )  # fmt: skip
 """Covered here: every subpackage with public functions (cli and zoo are not libraries)."""
 
@@ -95,7 +97,7 @@ RESULT_TYPES = {
     "LogitLens", "PruningCurve", "Rift", "Weights", "Evaluation", "Audit", "Effect", "Scores",
     "Split", "Dataset", "OntologyProblems", "OntologyDataset", "StepAttention", "Batch",
     "AnswerWriters", "SegmentPathways", "FlowSummary", "Prompts", "AttentionView",
-    "OntologyEvaluation", "PositionRoute", "RunResult",
+    "OntologyEvaluation", "PositionRoute", "RunResult", "ProntoQAProblem",
 }  # fmt: skip
 
 
@@ -180,6 +182,11 @@ CALLS: dict[str, Callable[[dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any
     "context_free_prior": lambda s: ((s["model"], s["prompts"]), {}),
     "head_patching": lambda s: ((s["model"], s["prompts"]), {}),
     "iteration_prompts": lambda s: ((s["split"], s["layout"]), {}),
+    "iteration_records": lambda s: (
+        (TextEncoding(fixture_tokenizer(), "<s> {inputs} {eoi} {states} </s>"),),
+        {"n": 1, "max_len": 3},
+    ),
+    "prompts_from_records": lambda s: (([{"tokens": [0, 1, 2], "step": {"token": 2}}],), {}),
     "knockout_mask": lambda s: ((s["prompts"], frozenset({0}), "answer"), {}),
     "lens_logits": lambda s: ((s["model"], s["prompts"].clean, s["prompts"].position), {}),
     "logit_lens": lambda s: ((s["model"], s["prompts"]), {"n_boot": 2}),
@@ -193,6 +200,9 @@ CALLS: dict[str, Callable[[dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any
     "random_head_sets": lambda s: ((s["model"], [(1, 0)]), {"n_random": 1, "seed": 0}),
     "rift_layer": lambda s: ((torch.tensor([0.0, 1.0]),), {}),
     "segment_pathways": lambda s: ((s["model"], s["prompts"]), {}),
+    "sequence_accuracy": lambda s: ((s["model"], s["prompts"]), {}),
+    "solved_prompts": lambda s: ((s["model"], s["prompts"]), {}),
+    "step_accuracy": lambda s: ((s["model"], s["prompts"]), {}),
     "trace_flow": lambda s: ((s["model"], s["prompts"]), {}),
     "trace_flows": lambda s: ((s["model"], s["prompts"]), {}),
     "trace_many": lambda s: ((s["model"], s["prompts"]), {}),
@@ -211,6 +221,9 @@ CALLS: dict[str, Callable[[dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any
     "TokenLayout": lambda s: ((("polynomial",), 11), {}),
     "Task": lambda s: (("t", 2, (0, 1), lambda state, x: state), {"init": 0}),
     "make_ontology_problems": lambda s: ((OntologyConfig(), 4), {}),
+    "ProntoQAConfig": lambda s: ((), {}),
+    "make_problem": lambda s: ((ProntoQAConfig(), 0), {}),
+    "make_prontoqa": lambda s: ((ProntoQAConfig(), 1), {}),
     # model
     "ModelConfig": lambda s: ((), {}),
     "paper_parameter_count": lambda s: ((16, 4), {}),

@@ -12,8 +12,8 @@ from helpers import tiny_spec
 import iteration_heads as ih
 from iteration_heads.cli import main
 from iteration_heads.detection import spread_over_lengths
-from iteration_heads.experiments import run
 from iteration_heads.model import data_config
+from iteration_heads.runs import run
 
 
 @pytest.fixture(scope="module")

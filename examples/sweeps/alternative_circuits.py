@@ -19,8 +19,8 @@ from pathlib import Path
 
 from iteration_heads.experiments.alternative_circuits import write_alternative_circuits
 from iteration_heads.experiments.scaling import SCALING
-from iteration_heads.experiments.sweep import SweepSpec, cell_spec
-from iteration_heads.experiments.sweep_results import collect
+from iteration_heads.runs.sweep import SweepSpec, cell_spec
+from iteration_heads.runs.sweep_results import collect
 
 SWEEPS = Path(__file__).parent
 RUNS_ROOT = "runs/sweeps"

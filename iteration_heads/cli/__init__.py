@@ -27,6 +27,10 @@ COMMANDS = {
     "eval": ("inspect", "per-length accuracy and attention metrics of a saved model"),
     "detect": ("inspect", "find EoI and iteration heads in a saved model"),
     "audit": ("audit", "audit any model folder for iteration heads: found, used, position route"),
+    "pathways": (
+        "pathways",
+        "Dutta et al.'s pathway analyses of any model folder, as text or HTML",
+    ),
     "report": ("inspect", "one self-contained HTML report of a saved model or run"),
     "tasks": ("inspect", "list the registered tasks"),
     "zoo": ("zoo", "list the shipped trained models (or rebuild them)"),

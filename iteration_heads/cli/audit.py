@@ -44,6 +44,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--json", action="store_true", help="print one JSON object")
     g.add_argument("--report", type=Path, help="one model: write a self-contained HTML report")
     g.add_argument("--figure", type=Path, help="run folders: write the curves as HTML")
+    g.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="one model: print the plan (passes, tokens, estimated time and peak memory of each "
+        "stage, timed on a few passes here) and exit without auditing",
+    )
     p.set_defaults(func=run)
 
 
@@ -85,6 +91,11 @@ def run(args: argparse.Namespace) -> int:
             f"--figure does not apply to {str(folder)!r}, a single model: it draws the curves of "
             "a run folder's checkpoints"
         )
+    if args.dry_run and (many or args.report is not None):
+        raise IterationHeadsError(
+            "--dry-run plans the audit of one model and writes nothing: "
+            + ("audit one checkpoint-<step> folder" if many else "drop --report")
+        )
     report = None if args.report is None else checked_output(args.report)  # before any work
     figure = None if args.figure is None else checked_output(args.figure)
     writing = TaskWriting(
@@ -106,6 +117,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {save_html(checkpoint_curves(result), figure)}")
         return 0
     subject = open_subject(folder, writing, max_len=args.max_len, n_probes=args.n_probes)
+    from iteration_heads.auditing.cost import ForwardTiming, plan_audit
+
+    timing = None if args.dry_run else ForwardTiming(0.0, 0.0)  # a real run: memory only
+    plan = plan_audit(subject.model, subject.probes, route=not args.no_route, timing=timing)
+    if args.dry_run:
+        print(plan.to_json() if args.json else plan.format())
+        return 0
+    plan.check_fits()
     found = audit(subject.model, subject.probes, route=not args.no_route)
     print(found.to_json() if args.json else found.format())
     if report is not None:

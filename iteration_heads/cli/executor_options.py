@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 from iteration_heads.errors import IterationHeadsError
 
 if TYPE_CHECKING:
-    from iteration_heads.experiments.executors import Executor
+    from iteration_heads.runs.executors import Executor
 
 
 def add_executor_options(parser: argparse.ArgumentParser) -> None:
     """Add ``--executor`` and its options (``--jobs`` is the command's own)."""
-    from iteration_heads.experiments.cluster_executors import EXECUTORS
+    from iteration_heads.runs.cluster_executors import EXECUTORS
 
     group = parser.add_argument_group("where runs train")
     group.add_argument(
@@ -96,7 +96,7 @@ def check_executor_options(args: argparse.Namespace) -> None:
 def executor_from_args(args: argparse.Namespace, jobs: int | None, runs: Path) -> Executor:
     """The executor the options describe, ``jobs`` runs at once (None: what it allows), its
     options checked first (:func:`check_executor_options`)."""
-    from iteration_heads.experiments.cluster_executors import make_executor
+    from iteration_heads.runs.cluster_executors import make_executor
 
     check_executor_options(args)
     if args.executor == "local":

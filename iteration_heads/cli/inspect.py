@@ -123,6 +123,7 @@ def run_report(args: argparse.Namespace) -> int:
     from iteration_heads.model import load, model_metadata
     from iteration_heads.viz import write_report
 
+    _refuse_huggingface(args.directory)
     model = load(args.directory)
     if (model_metadata(model) or {}).get("task") == ONTOLOGY_EXPERIMENT:  # the pathways page
         if args.task is not None or args.length is not None:
@@ -145,6 +146,24 @@ def run_report(args: argparse.Namespace) -> int:
     )
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, self-contained)")
     return 0
+
+
+def _refuse_huggingface(directory: Path) -> None:
+    """One line for a HuggingFace checkpoint folder: ``report`` reads library models and runs."""
+    from iteration_heads._io import CONFIG_FILE, read_json
+    from iteration_heads.errors import IterationHeadsError
+    from iteration_heads.model.checkpoint import model_directory
+
+    config = model_directory(directory) / CONFIG_FILE
+    if not config.is_file():
+        return
+    fields = read_json(config)
+    if isinstance(fields, dict) and "model_type" in fields and "layout" not in fields:
+        raise IterationHeadsError(
+            f"{str(directory)!r} is a HuggingFace checkpoint folder; `report` takes library model "
+            "folders and runs: use `iteration-heads audit PATH --report FILE` (iteration heads) "
+            "or `iteration-heads pathways PATH --report FILE` (pathway analyses) for it"
+        )
 
 
 def run_tasks(args: argparse.Namespace) -> int:

@@ -64,10 +64,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the ``sweep`` subcommand. Ctrl-C (or SIGTERM) stops the jobs and prints one line:
     what finished and the command that resumes; the exit status is 130 (143)."""
-    from iteration_heads.experiments.executors import LocalExecutor, available_cores
-    from iteration_heads.experiments.runs import finished
-    from iteration_heads.experiments.sweep import SweepSpec, dry_run, run_sweep
-    from iteration_heads.experiments.sweep_results import write_table
+    from iteration_heads.runs.executors import LocalExecutor, available_cores
+    from iteration_heads.runs.specs import finished
+    from iteration_heads.runs.sweep import SweepSpec, dry_run, run_sweep
+    from iteration_heads.runs.sweep_results import write_table
 
     spec = SweepSpec.from_toml(args.spec).on_device(args.device)
     if args.jobs is not None and args.jobs < 1:
@@ -136,7 +136,7 @@ def sweep_command(args: argparse.Namespace) -> str:
     """
     jobs = args.jobs
     if jobs is None and args.executor == "local":  # what the local executor chose
-        from iteration_heads.experiments.executors import available_cores
+        from iteration_heads.runs.executors import available_cores
 
         jobs = max(available_cores() // args.threads_per_run, 1)
     options = [shlex.quote(str(args.spec)), f"--jobs {jobs}" if jobs else "",

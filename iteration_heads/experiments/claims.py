@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.experiments.results import RunResult
-from iteration_heads.experiments.runs import RunSpec
+from iteration_heads.runs.results import RunResult
+from iteration_heads.runs.specs import RunSpec
 from iteration_heads.tasks.task import check_int
 
 Results = dict[str, list[RunResult]]
@@ -46,7 +46,7 @@ class Experiment:
     experiment's description). ``figure`` is ``"curves"`` or ``"grid"``.
 
     Example:
-        >>> from iteration_heads.experiments.runs import polynomial_spec
+        >>> from iteration_heads.runs.specs import polynomial_spec
         >>> e = Experiment("demo", "one run per seed",
         ...                lambda seeds, epochs: {"arm": [polynomial_spec(s) for s in seeds]}, ())
         >>> [s.train.seed for s in e.specs(seeds=[3, 4])["arm"]]

@@ -20,8 +20,8 @@ from iteration_heads.experiments.claims import (
     mean_spread,
     only_arm,
 )
-from iteration_heads.experiments.results import format_list
-from iteration_heads.experiments.runs import RunSpec, polynomial_spec
+from iteration_heads.runs.results import format_list
+from iteration_heads.runs.specs import RunSpec, polynomial_spec
 from iteration_heads.training.metrics import ACCURACY_TARGET
 
 CONTROL_EPOCHS = 150
@@ -77,7 +77,7 @@ def fails(threshold: float, reason: str) -> Callable[[Results], Assessment]:
     """A claim that the task is not learned: accuracy below ``threshold`` on every seed.
 
     Example:
-        >>> from iteration_heads.experiments.results import RunResult
+        >>> from iteration_heads.runs.results import RunResult
         >>> runs = [RunResult(s, {"epochs": 150, "test": {"accuracy": 0.09}}) for s in (0, 1)]
         >>> fails(0.2, "no CoT gives one step")({"no CoT": runs})
         ('accuracy 0.09 ± 0.00 (0.09–0.09) after 150 epochs', 'yes', 'no CoT gives one step')
@@ -112,7 +112,7 @@ def assess_one_layer(results: Results) -> Assessment:
     length (where the single layer does well and where it does not).
 
     Example:
-        >>> from iteration_heads.experiments.results import RunResult
+        >>> from iteration_heads.runs.results import RunResult
         >>> lengths = {"lengths": [1, 2], "sequence_accuracy": [1.0, 0.3]}
         >>> run = RunResult(0, {"epochs": 150, "test": {"accuracy": 0.45}}, per_length=lengths)
         >>> _, verdict, why = assess_one_layer({"CoT, 1 layer": [run]})

@@ -19,8 +19,8 @@ from iteration_heads.experiments.claims import (
     mean_spread,
     only_arm,
 )
-from iteration_heads.experiments.results import RunResult
-from iteration_heads.experiments.runs import (
+from iteration_heads.runs.results import RunResult
+from iteration_heads.runs.specs import (
     PAPER_SIZE_EPOCHS,
     RunSpec,
     paper_size_spec,
@@ -137,7 +137,7 @@ EMERGENCE = Experiment(
 
 def paper_size_arms(seeds: tuple[int, ...], epochs: int | None) -> dict[str, list[RunSpec]]:
     """The paper's main setting, d 128, Lmax 16, with the library's recipe, up to
-    :data:`~iteration_heads.experiments.runs.PAPER_SIZE_EPOCHS` epochs (the paper: 1000).
+    :data:`~iteration_heads.runs.specs.PAPER_SIZE_EPOCHS` epochs (the paper: 1000).
 
     Example:
         >>> paper_size_arms((0,), 30)["d 128, Lmax 16"][0].train.epochs

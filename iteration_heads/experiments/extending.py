@@ -18,7 +18,7 @@ from typing import Any
 from iteration_heads._io import read_json
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.claims import Experiment, Results
-from iteration_heads.experiments.results import RunResult
+from iteration_heads.runs.results import RunResult
 
 
 def earlier_runs(

@@ -21,8 +21,8 @@ from iteration_heads.experiments.claims import (
     mean_spread,
     only_arm,
 )
-from iteration_heads.experiments.results import RunResult
-from iteration_heads.experiments.runs import (
+from iteration_heads.runs.results import RunResult
+from iteration_heads.runs.specs import (
     RunSpec,
     paper_size_spec,
     polynomial_spec,

@@ -46,14 +46,14 @@ from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.claims import Experiment, Results, first_epochs, mean_spread
 from iteration_heads.experiments.controls import NO_COT, ONE_LAYER, SMALL_WIDTH
 from iteration_heads.experiments.emergence import EMERGENCE, PAPER_SIZE, POSITIONAL
-from iteration_heads.experiments.executors import Executor
 from iteration_heads.experiments.extending import earlier_runs, merge_runs
 from iteration_heads.experiments.ontology import ONTOLOGY_EXPERIMENT
 from iteration_heads.experiments.parity import FAIR_PARITY, PARITY_SCRATCH, TRANSFER
-from iteration_heads.experiments.results import RunResult, format_list
-from iteration_heads.experiments.runs import RunSpec
 from iteration_heads.experiments.scaling import SCALING, THREE_BY_TWO
-from iteration_heads.experiments.scheduling import run_all
+from iteration_heads.runs.executors import Executor
+from iteration_heads.runs.results import RunResult, format_list
+from iteration_heads.runs.scheduling import run_all
+from iteration_heads.runs.specs import RunSpec
 from iteration_heads.tasks.task import check_int
 from iteration_heads.training.loop import TrainConfig
 from iteration_heads.training.metrics import ACCURACY_TARGET
@@ -309,7 +309,7 @@ def setting(record: dict[str, Any]) -> str:
     the library's recipe or the paper's settings (``—`` when the record has no run specs).
 
     Example:
-        >>> from iteration_heads.experiments.runs import paper_spec, polynomial_spec
+        >>> from iteration_heads.runs.specs import paper_spec, polynomial_spec
         >>> def record(spec):
         ...     return {"arms": {"a": [{"spec": spec.to_dict()}]}}
         >>> setting(record(polynomial_spec(0))), setting(record(paper_spec(0)))

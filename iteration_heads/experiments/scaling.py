@@ -18,8 +18,8 @@ from iteration_heads.experiments.claims import (
     holds,
     only_arm,
 )
-from iteration_heads.experiments.results import format_list
-from iteration_heads.experiments.runs import RunSpec, polynomial_spec
+from iteration_heads.runs.results import format_list
+from iteration_heads.runs.specs import RunSpec, polynomial_spec
 from iteration_heads.training.metrics import ACCURACY_TARGET, PEAKINESS_TARGET
 
 # ---------------------------------------------------------------- the grid
@@ -63,7 +63,7 @@ def cells(results: Results) -> dict[tuple[int, int], tuple[int, int, float]]:
     """Every (d_model, Lmax) cell: seeds that reach the accuracy target, seeds, mean accuracy.
 
     Example:
-        >>> from iteration_heads.experiments.results import RunResult
+        >>> from iteration_heads.runs.results import RunResult
         >>> spec = {"model": {"d_model": 32}, "data": {"max_len": 6}}
         >>> runs = [RunResult(s, {"test": {"accuracy": a}}, spec=spec) for s, a in [(0, 1), (1, 0.5)]]
         >>> cells({"a": runs})
@@ -82,7 +82,7 @@ def assess_scaling(results: Results) -> Assessment:
     on every seed, and at each Lmax the fraction of seeds solved never falls as the width grows.
 
     Example:
-        >>> from iteration_heads.experiments.results import RunResult
+        >>> from iteration_heads.runs.results import RunResult
         >>> def cell(d, L, accuracy):
         ...     spec = {"model": {"d_model": d}, "data": {"max_len": L}}
         ...     return [RunResult(0, {"test": {"accuracy": accuracy}}, spec=spec)]
@@ -143,7 +143,7 @@ def alternative_rates(results: Results, axis: str) -> dict[int, tuple[int, int]]
     head (final iteration peakiness below target), and the solved runs.
 
     Example:
-        >>> from iteration_heads.experiments.results import RunResult
+        >>> from iteration_heads.runs.results import RunResult
         >>> def run(d, L, peak):
         ...     test = {"accuracy": 1.0, "iteration_peakiness": [0.1, peak]}
         ...     return RunResult(0, {"test": test}, spec={"model": {"d_model": d}, "data": {"max_len": L}})
@@ -167,7 +167,7 @@ def assess_alternative(results: Results) -> Assessment:
     gather at another Lmax instead, the claim holds only partly, and the note says where.
 
     Example:
-        >>> from iteration_heads.experiments.results import RunResult
+        >>> from iteration_heads.runs.results import RunResult
         >>> def run(d, L, peak):
         ...     test = {"accuracy": 1.0, "iteration_peakiness": [0.1, peak]}
         ...     return RunResult(0, {"test": test}, spec={"model": {"d_model": d}, "data": {"max_len": L}})
@@ -261,7 +261,7 @@ def assess_spread(results: Results) -> Assessment:
     """The pattern spreads: more than two heads play a role, or a later layer sum iterates.
 
     Example:
-        >>> from iteration_heads.experiments.results import RunResult
+        >>> from iteration_heads.runs.results import RunResult
         >>> detect = {"eoi_heads": [[0, 0], [0, 1]], "iteration_heads": [[1, 0], [1, 1]], "layers": []}
         >>> test = {"accuracy": 1.0, "iteration_peakiness": [0.1, 0.9, 0.5]}
         >>> assess_spread({"3 layers x 2 heads": [RunResult(0, {"test": test}, detect=detect)]})[1]

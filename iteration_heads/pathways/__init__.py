@@ -4,8 +4,20 @@ model's answers, which heads write the answer, where the in-context answer overt
 how information flows to the answer, and how much comes from each part of the prompt.
 
 * :mod:`~iteration_heads.pathways.prompts`: the prompts every analysis takes;
+* :mod:`~iteration_heads.pathways.records`: prompts from your own data, text through any
+  tokenizer or token ids (:func:`prompts_from_records`);
+* :mod:`~iteration_heads.pathways.text_ontology`: natural-language PrOntoQA prompts through any
+  tokenizer, and the zoo's ontology problems as text (:func:`prontoqa_prompts`);
+* :mod:`~iteration_heads.pathways.text_iteration`: the paper's tasks written as text through a
+  model's tokenizer, as prompt records (:func:`iteration_records`);
+* :mod:`~iteration_heads.pathways.solved`: the prompts a model solves, by step or whole
+  sequence (:func:`solved_prompts`);
+* :mod:`~iteration_heads.pathways.jsonl`: prompts as JSON Lines files (:func:`read_prompts`,
+  :func:`write_prompts`);
 * :mod:`~iteration_heads.pathways.restoration`: per-head activation patching with KL and
   logit-difference scores per subtask (:func:`head_patching`);
+* :mod:`~iteration_heads.pathways.attribution`: attribution patching, the fast first-order path
+  of head patching (``head_patching(method="attribution")``, :func:`choose_method`);
 * :mod:`~iteration_heads.pathways.pruning`: mean-ablation pruning curves against random heads,
   and the causal check of named heads (:func:`pruning_curve`, :func:`ablation_check`);
 * :mod:`~iteration_heads.pathways.noising`: the check that matches head patching, named heads
@@ -22,7 +34,13 @@ how information flows to the answer, and how much comes from each part of the pr
   of each segment (:func:`trace_many`, :func:`segment_pathways`).
 """
 
+from iteration_heads.pathways.attribution import (
+    choose_method,
+    exact_cost,
+    transformer_lens_estimates,
+)
 from iteration_heads.pathways.flow import FlowEdge, FlowGraph, FlowNode, trace_flow, trace_flows
+from iteration_heads.pathways.jsonl import read_prompts, records_from_prompts, write_prompts
 from iteration_heads.pathways.noising import noising_check
 from iteration_heads.pathways.prompts import (
     ITERATION_SEGMENTS,
@@ -45,6 +63,7 @@ from iteration_heads.pathways.random_control import (
     mean_by_label,
     random_head_sets,
 )
+from iteration_heads.pathways.records import prompts_from_records
 from iteration_heads.pathways.restoration import HeadPatching, head_patching
 from iteration_heads.pathways.rift import (
     LogitLens,
@@ -63,6 +82,20 @@ from iteration_heads.pathways.segments import (
     segment_pathways,
     trace_many,
 )
+from iteration_heads.pathways.solved import (
+    SequenceAccuracy,
+    sequence_accuracy,
+    solved_prompts,
+    step_accuracy,
+)
+from iteration_heads.pathways.text_iteration import iteration_records
+from iteration_heads.pathways.text_ontology import (
+    ontology_records,
+    ontology_text,
+    ontology_tokenizer,
+    prontoqa_prompts,
+    prontoqa_records,
+)
 from iteration_heads.pathways.writers import AnswerWriters, answer_writers
 
 __all__ = [
@@ -80,12 +113,16 @@ __all__ = [
     "PruningCurve",
     "Rift",
     "SegmentPathways",
+    "SequenceAccuracy",
     "ablation_check",
     "all_heads",
     "answer_writers",
+    "choose_method",
     "context_free_prior",
+    "exact_cost",
     "head_patching",
     "iteration_prompts",
+    "iteration_records",
     "knockout_hooks",
     "knockout_mask",
     "knockout_pattern",
@@ -94,14 +131,27 @@ __all__ = [
     "mean_by_label",
     "noising_check",
     "ontology_prompts",
+    "ontology_records",
     "ontology_steps",
+    "ontology_text",
+    "ontology_tokenizer",
+    "prompts_from_records",
+    "prontoqa_prompts",
+    "prontoqa_records",
     "pruned_logits",
     "pruned_predictions",
     "pruning_curve",
     "random_head_sets",
+    "read_prompts",
+    "records_from_prompts",
     "rift_layer",
     "segment_pathways",
+    "sequence_accuracy",
+    "solved_prompts",
+    "step_accuracy",
     "trace_flow",
     "trace_flows",
     "trace_many",
+    "transformer_lens_estimates",
+    "write_prompts",
 ]

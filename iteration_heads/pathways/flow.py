@@ -2,7 +2,9 @@
 
 From token X predicted at p: **I** heads below the layer limit are scored by their logit
 attribution to X at p (cached final-norm scale, onto ``W_U[:, X] - mean W_U``); the top
-``writers`` above ``min_weight`` are kept. **II** a kept head's top ``sources`` keys above its
+``writers`` above ``min_weight`` are kept (``centre="foils"``, the default for prompts with
+foils: scored onto ``W_U[:, X] - mean W_U[:, rivals]`` at the answer, the rivals being the
+prompt's answer and foils other than X; deeper token nodes stay on the vocabulary). **II** a kept head's top ``sources`` keys above its
 row median. **III** the logit lens of its ``resid_pre`` there names the moved token (at layer 0
 the input token). Recurse on (source, token) with earlier layers. **Query side** (ours): the
 head's score ``q.k / sqrt(d_head)`` on its source, split exactly over its query input's parts
@@ -22,7 +24,6 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from iteration_heads._results import Result
 from iteration_heads._torch import (
     cached_run,
     device_of,
@@ -37,123 +38,10 @@ from iteration_heads._torch import (
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids
 from iteration_heads.model.transformer import check_additive_residual
+from iteration_heads.pathways.centring import Centre, resolve_centre, rival_tokens
+from iteration_heads.pathways.flow_graph import FlowEdge, FlowGraph, FlowNode
 from iteration_heads.pathways.prompts import Prompts
 from iteration_heads.tasks.task import check_int, check_number
-
-
-@dataclass(frozen=True, order=True)
-class FlowNode:
-    """A head at a position (``role="head"``), or a token in the stream entering ``layer`` at
-    ``position``: ``"answer"`` (``layer = n_layers``), ``"embedding"`` or ``"moved"`` (lens)."""
-
-    layer: int
-    position: int
-    head: int = -1
-    token: int = -1
-    role: str = "head"
-
-    @property
-    def name(self) -> str:
-        """``"L1H0@7"``, ``"answer 3@7"``, ``"embedding 9@2"`` or ``"L1 in 5@3"``."""
-        if self.role == "head":
-            return f"L{self.layer}H{self.head}@{self.position}"
-        prefix = f"L{self.layer} in" if self.role == "moved" else self.role
-        return f"{prefix} {self.token}@{self.position}"
-
-
-@dataclass(frozen=True)
-class FlowEdge:
-    """``weight``: the writer's score (``"writes"``), the attention on the source (``"value"``)
-    or the share of the attention score on ``key`` (``"query"``); ``token``: written or moved;
-    ``position`` and its ``segment``: where it happens; ``prob``: Dutta's probability of the
-    token under the logit lens of the head's output alone (``"writes"``)."""
-
-    source: FlowNode
-    target: FlowNode
-    kind: str
-    weight: float
-    token: int | None
-    position: int
-    segment: str | None
-    depth: int
-    prob: float | None = None
-    key: int | None = None
-
-
-@dataclass(frozen=True, repr=False)
-class FlowGraph(Result):
-    """The traced graph of one prediction (module docstring); ``nodes[0]`` is the answer.
-
-    Attributes:
-        nodes, edges: The graph in tracing order.
-        tokens, position, target: The input, the studied position and the traced token;
-            ``answer``, ``label``, ``segments`` (per position): from prompts, else None.
-    """
-
-    nodes: tuple[FlowNode, ...]
-    edges: tuple[FlowEdge, ...]
-    tokens: Int[Tensor, " pos"]
-    position: int
-    target: int
-    answer: int | None
-    label: str | None
-    segments: tuple[str | None, ...]
-
-    @property
-    def root(self) -> FlowNode:
-        """The answer node."""
-        return self.nodes[0]
-
-    def heads(self) -> list[tuple[int, int]]:
-        """The distinct ``(layer, head)`` of the graph, sorted."""
-        return sorted({(n.layer, n.head) for n in self.nodes if n.role == "head"})
-
-    def incoming(self) -> dict[FlowNode, list[FlowEdge]]:
-        """The edges into each node."""
-        return {n: into for n in self.nodes if (into := [e for e in self.edges if e.target == n])}
-
-    def to_networkx(self) -> Any:
-        """A ``networkx.DiGraph`` keyed by node name, every field an attribute."""
-        import networkx as nx
-
-        graph = nx.DiGraph()
-        graph.add_nodes_from((n.name, vars(n)) for n in self.nodes)
-        graph.add_edges_from((e["source"], e["target"], e) for e in self.to_dict()["edges"])
-        return graph
-
-    def paths(self) -> list[list[FlowNode]]:
-        """Every path from the answer back to a leaf (a node nothing flows into)."""
-        incoming, found, stack = self.incoming(), [], [[self.root]]
-        while stack:
-            path = stack.pop()
-            parents = [e.source for e in incoming.get(path[-1], [])]
-            found += [] if parents else [path]
-            stack += [[*path, parent] for parent in reversed(parents)]
-        return found
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: the prediction, nodes and edges (nodes referred to by name)."""
-        keys = ("position", "target", "answer", "label", "tokens", "segments")
-        edges = [vars(e) | {"source": e.source.name, "target": e.target.name} for e in self.edges]
-        nodes = [vars(n) | {"name": n.name} for n in self.nodes]
-        return {k: getattr(self, k) for k in keys} | {"nodes": nodes, "edges": edges}
-
-    def format(self) -> str:
-        """The prediction, then the graph as an indented tree from the answer back."""
-        answer = "" if self.answer is None else f" (answer {self.answer})"
-        lines = [f"information flow to token {self.target} at position {self.position}{answer}: "
-                 f"{len(self.heads())} heads, {len(self.edges)} edges", self.root.name]  # fmt: skip
-        incoming, shown = self.incoming(), set()
-        stack = [(e, 1) for e in reversed(incoming.get(self.root, []))]
-        while stack:
-            e, indent = stack.pop()
-            seen = e.source in shown and e.source in incoming
-            where = f" [{e.segment}]" if e.segment else ""
-            where += " (above)" if seen else ""
-            lines.append(f"{'  ' * indent}<- {e.kind} {e.weight:.3f} {e.source.name}{where}")
-            shown.add(e.source)
-            stack += [] if seen else [(f, indent + 1) for f in reversed(incoming.get(e.source, []))]
-        return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -165,6 +53,7 @@ class _Options:
     max_depth: int | None = None
     query_side: bool = True
     through_mlps: bool = True
+    centre: str = "auto"
 
     def __post_init__(self) -> None:
         check_int("writers", self.writers, minimum=1)
@@ -177,8 +66,10 @@ class _Options:
 class _Tracer:
     """Builds one graph from one prompt's cached activations ``run`` (hook name -> tensor)."""
 
-    def __init__(self, model: Any, run: dict[str, Tensor], opts: _Options, segments: Any) -> None:
+    def __init__(self, model: Any, run: dict[str, Tensor], opts: _Options, segments: Any,
+                 rivals: list[int] | None = None) -> None:  # fmt: skip
         self.model, self.run, self.opts, self.segments = model, run, opts, segments
+        self.rivals = rivals  # what the answer's writers are scored against (None: vocab)
         self.kind = getattr(model.cfg, "normalization_type", None)
         self.n_layers, self.n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
         self.nodes: dict[FlowNode, None] = {}
@@ -210,12 +101,15 @@ class _Tracer:
         """Logit lens ``W_U ln_final(x) + b_U``."""
         return self.model.ln_final(x) @ self.model.W_U + getattr(self.model, "b_U", 0.0)
 
-    def stage_one(self, p: int, token: int, limit: int) -> tuple[Tensor, Tensor]:
-        """Score and Dutta's probability of ``token`` for the heads below ``limit``."""
+    def stage_one(self, p: int, token: int, limit: int, root: bool) -> tuple[Tensor, Tensor]:
+        """Score and Dutta's probability of ``token`` for the heads below ``limit`` (at the
+        ``root``, against the rivals when there are some)."""
         outs = torch.stack([self.outs[layer][p] for layer in range(limit)])
         scale, delta = self.run.get("ln_final.hook_scale"), self.removal(outs, p, self.n_layers)
         normed, w_u = normalise_at(delta, scale, p, self.model.ln_final, self.kind), self.model.W_U
-        return normed @ (w_u[:, token] - w_u.mean(1)), self.lens(outs).softmax(-1)[..., token]
+        rivals = self.rivals if root and self.rivals else None
+        centre = w_u.mean(1) if rivals is None else w_u[:, rivals].mean(1)
+        return normed @ (w_u[:, token] - centre), self.lens(outs).softmax(-1)[..., token]
 
     def removal(self, outs: Tensor, p: int, end: int) -> Tensor:
         """The change in the stream entering ``end`` at ``p`` when each of ``outs [layer, head,
@@ -241,7 +135,8 @@ class _Tracer:
         if node in self.done or node.layer == 0 or depth > self.deepest:
             return
         self.done.add(node)
-        scores, probs = (x.flatten() for x in self.stage_one(node.position, node.token, node.layer))
+        found = self.stage_one(node.position, node.token, node.layer, node.role == "answer")
+        scores, probs = (x.flatten() for x in found)
         for i in scores.argsort(descending=True)[: max(self.opts.writers - depth, 1)].tolist():
             if float(scores[i]) <= self.opts.min_weight:
                 break
@@ -329,6 +224,7 @@ def _graphs(model: Any, prompts: Prompts, targets: list[int | None], opts: _Opti
             size: int = 64, named: bool = True) -> list[FlowGraph]:  # fmt: skip
     """Trace every prompt at its position, one forward pass per ``size`` prompts."""
     names, graphs = _hook_names(int(model.cfg.n_layers)), []
+    centre = resolve_centre(opts.centre, prompts, int(model.cfg.d_vocab))
     with evaluating(model):
         for start in range(0, len(prompts), size):
             chunk = prompts.select(list(range(start, min(start + size, len(prompts)))))
@@ -338,15 +234,20 @@ def _graphs(model: Any, prompts: Prompts, targets: list[int | None], opts: _Opti
                 run = {n: cache[n][b if cache[n].shape[0] > 1 else 0] for n in cache}
                 seg = chunk.segment_names
                 segments = tuple(None if s < 0 else seg[s] for s in chunk.segments[b].tolist())
-                tracer = _Tracer(model, run | {"tokens": chunk.clean[b]}, opts, segments)
                 p = int(chunk.position[b])
                 token = int(logits[b, p].argmax()) if target is None else target
+                rivals = None
+                if centre == "foils" and chunk.foils is not None:
+                    rivals = rival_tokens(token, int(chunk.answer[b]), chunk.foils[b])
+                tracer = _Tracer(model, run | {"tokens": chunk.clean[b]}, opts, segments, rivals)
                 tracer.nodes[FlowNode(tracer.n_layers, p, token=token, role="answer")] = None
                 tracer.writers_of(next(iter(tracer.nodes)), 0)
                 answer, label = (int(chunk.answer[b]), chunk.labels[b]) if named else (None, None)
                 nodes, edges = tuple(tracer.nodes), tuple(tracer.edges.values())
                 graphs.append(
-                    FlowGraph(nodes, edges, chunk.clean[b], p, token, answer, label, segments)
+                    FlowGraph(
+                        nodes, edges, chunk.clean[b], p, token, answer, label, segments, centre
+                    )
                 )
     return graphs
 
@@ -365,6 +266,7 @@ def trace_flow(
     max_depth: int | None = None,
     query_side: bool = True,
     through_mlps: bool = True,
+    centre: Centre = "auto",
 ) -> FlowGraph:
     """Trace backwards where the prediction at ``position`` comes from (module docstring).
 
@@ -382,6 +284,8 @@ def trace_flow(
         query_side: Trace query edges too (ours; Dutta et al. trace values only).
         through_mlps: Score writers with the MLPs at the position re-run (off: Dutta's direct
             score; see the module docstring).
+        centre: What the answer's writers are scored against: ``"foils"`` (the prompt's answer
+            and foils but the traced token), ``"vocab"``, or ``"auto"`` (foils when given).
 
     Raises:
         IterationHeadsError: position, token or target out of range, a bad index or option.
@@ -392,13 +296,14 @@ def trace_flow(
         >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
         >>> prompts = iteration_prompts(data.test, data.layout)
         >>> graph = trace_flow(zoo.load("polynomial_paper"), prompts, index=-3)
-        >>> graph.heads(), graph.root.name
-        ([(0, 0), (1, 0)], 'answer 7@14')
+        >>> graph.heads(), graph.root.name, graph.centre
+        ([(0, 0), (1, 0)], 'answer 7@14', 'foils')
     """
     check_number("min_weight", min_weight)
     check_number("min_share", min_share, minimum=0, maximum=1)
     check_additive_residual(model, "flow tracing (direct logit attribution)")
-    opts = _Options(writers, sources, min_weight, min_share, max_depth, query_side, through_mlps)
+    opts = _Options(writers, sources, min_weight, min_share, max_depth, query_side, through_mlps,
+                    centre)  # fmt: skip
     if isinstance(tokens, Prompts):
         index = check_int("index", index, minimum=-len(tokens), maximum=len(tokens) - 1)
         prompts = tokens.select([index % len(tokens)])
@@ -443,4 +348,9 @@ def trace_flows(
         raise IterationHeadsError(f"target={target!r}, expected 'prediction' or 'answer'")
     targets = prompts.answer.tolist() if target == "answer" else [None] * len(prompts)
     size = check_int("batch_size", batch_size, minimum=1)
+    unknown = sorted(set(options) - set(_Options.__dataclass_fields__))
+    if unknown:
+        raise IterationHeadsError(
+            f"unknown option {unknown[0]!r}, expected some of {list(_Options.__dataclass_fields__)}"
+        )
     return _graphs(model, prompts, targets, _Options(**options), size)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from jaxtyping import Int
+from jaxtyping import Bool, Int
 from torch import Tensor
 
 from iteration_heads.errors import IterationHeadsError
@@ -43,6 +44,15 @@ class Prompts:
         segments: Index into ``segment_names`` of every position, -1 for none.
         segment_names: What the segments are.
         labels: A label per prompt (the subtask), to group results by.
+        foils: Per prompt, the tokens the answer competes with (tokens of the same kind: the
+            other label, other names), padded with -1; answer-writer scores are centred on
+            their mean logit when given. None: centred on the whole vocabulary.
+        example: Per prompt, the sequence (problem) it was cut from, to group steps back into
+            sequences; None where prompts are independent.
+        info: Per prompt, JSON-ready details (hop, Dutta's subtask index, how a name was
+            tokenised, ...); None where there are none.
+        lengths: Per prompt, how many of its positions are its own (the rest is padding, left
+            out of mean-ablation means); None: every position is.
 
     Example:
         >>> p = Prompts(torch.tensor([[1, 2, 3]]), None, torch.tensor([2]), torch.tensor([4]),
@@ -58,6 +68,10 @@ class Prompts:
     segments: Int[Tensor, "n pos"]
     segment_names: tuple[str, ...]
     labels: tuple[str, ...]
+    foils: Int[Tensor, "n k"] | None = None
+    example: Int[Tensor, " n"] | None = None
+    info: tuple[dict[str, Any], ...] | None = None
+    lengths: Int[Tensor, " n"] | None = None
 
     def __post_init__(self) -> None:
         if (
@@ -94,6 +108,55 @@ class Prompts:
             )
         if len(self.labels) != n:
             raise IterationHeadsError(f"{len(self.labels)} labels for {n} prompts")
+        if self.foils is not None and (
+            not isinstance(self.foils, Tensor)
+            or self.foils.ndim != 2
+            or self.foils.shape[0] != n
+            or self.foils.shape[1] == 0
+            or self.foils.is_floating_point()
+        ):
+            raise IterationHeadsError(
+                f"foils of shape {tuple(getattr(self.foils, 'shape', ()))}, expected an integer "
+                f"tensor [{n}, k] with k >= 1 (-1 pads)"
+            )
+        if self.foils is not None:
+            lonely = ~(self.foils >= 0).any(1)
+            clash = (self.foils == self.answer[:, None]).any(1)
+            for what, rows in (("no foil", lonely), ("its answer among its foils", clash)):
+                if bool(rows.any()):
+                    row = int(rows.nonzero()[0])
+                    raise IterationHeadsError(
+                        f"prompt {row} has {what}; expected at least one foil token other than "
+                        "the answer"
+                    )
+        if self.example is not None and (
+            not isinstance(self.example, Tensor)
+            or self.example.shape != (n,)
+            or self.example.is_floating_point()
+        ):
+            raise IterationHeadsError(
+                f"example of shape {tuple(getattr(self.example, 'shape', ()))}, expected an "
+                f"integer tensor ({n},)"
+            )
+        if self.info is not None and len(self.info) != n:
+            raise IterationHeadsError(f"{len(self.info)} info records for {n} prompts")
+        if self.lengths is not None:
+            if (
+                not isinstance(self.lengths, Tensor)
+                or self.lengths.shape != (n,)
+                or self.lengths.is_floating_point()
+            ):
+                raise IterationHeadsError(
+                    f"lengths of shape {tuple(getattr(self.lengths, 'shape', ()))}, expected an "
+                    f"integer tensor ({n},)"
+                )
+            bad = ((self.lengths <= self.position) | (self.lengths > width)).nonzero().flatten()
+            if len(bad):
+                i = int(bad[0])
+                raise IterationHeadsError(
+                    f"length {int(self.lengths[i])} of prompt {i}, expected "
+                    f"{int(self.position[i]) + 1}..{width} (its studied position is its own)"
+                )
 
     def __len__(self) -> int:
         return self.clean.shape[0]
@@ -108,7 +171,9 @@ class Prompts:
             >>> p.select([1]).labels
             ('b',)
         """
-        index = torch.as_tensor(index)
+        index = torch.as_tensor(index) if isinstance(index, Tensor) else torch.tensor(index)
+        if index.numel() == 0:
+            raise IterationHeadsError("no prompts selected: expected at least one index")
         if index.dtype == torch.bool:
             index = index.nonzero().flatten()
         rows = index.tolist()
@@ -120,7 +185,27 @@ class Prompts:
             self.segments[index],
             self.segment_names,
             tuple(self.labels[i] for i in rows),
+            None if self.foils is None else self.foils[index],
+            None if self.example is None else self.example[index],
+            None if self.info is None else tuple(self.info[i] for i in rows),
+            None if self.lengths is None else self.lengths[index],
         )
+
+    def own_positions(self) -> Bool[Tensor, "n pos"]:
+        """True at the positions that are the prompts' own, False at padding (every position
+        when ``lengths`` is None): the ``reference_mask`` of mean ablation over these prompts.
+
+        Example:
+            >>> p = Prompts(torch.zeros(2, 3, dtype=torch.long), None, torch.tensor([0, 1]),
+            ...             torch.tensor([0, 0]), torch.zeros(2, 3, dtype=torch.long), ("s",),
+            ...             ("a", "b"), lengths=torch.tensor([2, 3]))
+            >>> p.own_positions().tolist()
+            [[True, True, False], [True, True, True]]
+        """
+        index = torch.arange(self.clean.shape[1])[None, :]
+        if self.lengths is None:
+            return torch.ones_like(self.clean, dtype=torch.bool)
+        return index < self.lengths[:, None]
 
     def group(self, label: str) -> Prompts:
         """The prompts with one label, or an error naming the labels present."""
@@ -144,12 +229,18 @@ def ontology_prompts(
     """One prompt per chain-of-thought step of ``problems`` whose subtask is in ``subtasks``
     and whose answer has a source in the prompt, corrupted at that source (same kind of name).
 
+    ``foils`` are the answer's rivals: every other name of its kind (concept, entity or
+    property) in the vocabulary, or the other of ``True``/``False``; ``example`` is the problem
+    (row of ``problems``) each prompt was cut from.
+
     Example:
         >>> from iteration_heads.tasks.ontology import OntologyConfig, make_ontology_problems
         >>> problems = make_ontology_problems(OntologyConfig(hops=(2,), distractors=0), 2)
         >>> prompts = ontology_prompts(problems, ("induction",))
         >>> len(prompts), prompts.labels[0], prompts.segment_names[prompts.segments[0, 1]]
         (4, 'induction', 'facts')
+        >>> prompts.example.tolist(), problems.vocab.kind(problems.vocab.names[prompts.foils[0, 0]])
+        ([0, 0, 1, 1], 'concept')
     """
     rows, positions = ontology_steps(problems, subtasks)
     vocab = problems.vocab
@@ -162,15 +253,37 @@ def ontology_prompts(
     segments[(index > 0) & (index < q_at)] = 0
     segments[(index >= q_at) & (index < arrow_at)] = 1
     segments[(index > arrow_at) & (clean != 0)] = 2
+    answer = problems.targets[rows, positions]
     return Prompts(
         clean,
         torch.stack([problems.corrupt(r, p) for r, p in zip(rows, positions, strict=True)]),
         torch.tensor(positions),
-        problems.targets[rows, positions],
+        answer,
         segments,
         ONTOLOGY_SEGMENTS,
         tuple(SUBTASKS[int(problems.subtasks[r, p])] for r, p in zip(rows, positions, strict=True)),
+        foils=_ontology_foils(problems, answer),
+        example=torch.tensor(rows),
+        lengths=(clean != vocab.id("<pad>")).long().cumsum(1).argmax(1) + 1,  # up to the last
     )
+
+
+def _ontology_foils(problems: OntologyProblems, answer: Tensor) -> Tensor:
+    """Per answer, the other tokens of its kind (-1 pads): names of the same kind, or the
+    other of ``True``/``False``."""
+    vocab = problems.vocab
+    pair = {"True": ["False"], "False": ["True"]}
+    rivals = []
+    for token in answer.tolist():
+        name = vocab.names[token]
+        kind = vocab.kind(name)
+        same = pair.get(name) or ([] if kind == "special" else vocab.of_kind(kind))
+        rivals.append([vocab.id(n) for n in same if n != name])
+    if not all(rivals):
+        bad = vocab.names[int(answer[[bool(r) for r in rivals].index(False)])]
+        raise IterationHeadsError(f"answer {bad!r} has no other token of its kind to compete with")
+    width = max(len(r) for r in rivals)
+    return torch.tensor([r + [-1] * (width - len(r)) for r in rivals])
 
 
 def ontology_steps(
@@ -199,7 +312,8 @@ def ontology_steps(
 def iteration_prompts(split: Split, layout: TokenLayout, *, seed: int = 0) -> Prompts:
     """One prompt per chain-of-thought step ``s_t`` (``t = 1..L``) of a CoT split of the
     paper's tasks: studied at the position that predicts ``s_t``, corrupted by replacing the
-    input ``x_t`` (what the iteration head reads there) with another symbol.
+    input ``x_t`` (what the iteration head reads there) with another symbol. ``foils``: the
+    other symbols; ``example``: the row of ``split`` each prompt was cut from.
 
     Example:
         >>> from iteration_heads import DataConfig, make_dataset
@@ -207,6 +321,8 @@ def iteration_prompts(split: Split, layout: TokenLayout, *, seed: int = 0) -> Pr
         >>> prompts = iteration_prompts(data.test, data.layout)
         >>> len(prompts), sorted(set(prompts.labels))
         (12, ['step 1', 'step 2', 'step 3'])
+        >>> prompts.example[:4].tolist(), prompts.foils.shape == (12, data.layout.n_symbols - 1)
+        ([0, 1, 2, 2], True)
     """
     check_int("seed", seed, minimum=0)
     if not split.cot:
@@ -229,12 +345,18 @@ def iteration_prompts(split: Split, layout: TokenLayout, *, seed: int = 0) -> Pr
     segments = torch.full_like(clean, -1)
     segments[(index >= 1) & (index <= lengths[:, None])] = 0
     segments[(index > lengths[:, None] + 1) & (index <= 2 * lengths[:, None] + 1)] = 1
+    answer = split.targets[rows, position.tolist()]
+    symbols = torch.arange(layout.n_symbols)
+    foils = symbols[None].repeat(len(rows), 1)[symbols[None] != answer[:, None]]
     return Prompts(
         clean,
         corrupted,
         position,
-        split.targets[rows, position.tolist()],
+        answer,
         segments,
         ITERATION_SEGMENTS,
         tuple(f"step {t}" for t in steps),
+        foils=foils.reshape(len(rows), layout.n_symbols - 1),
+        example=torch.tensor(rows),
+        lengths=torch.tensor([TokenLayout.seq_len(int(n)) for n in lengths]),  # EoS pads
     )

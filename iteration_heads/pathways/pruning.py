@@ -1,12 +1,15 @@
 """The smallest circuit that keeps the model's answers (Dutta et al., TMLR 2024: knockout):
 keep the top-k heads of a ranking and mean-ablate every other head, i.e. replace its output
 (its slice of ``blocks.{layer}.attn.hook_z``) at every position by its mean there over a
-``reference`` batch (theirs: the "false ontology" prompts). The measure is **agreement**: the
+``reference`` batch (theirs: the "false ontology" prompts); ``mean="sequence"`` takes one
+mean over every real position instead, and ``reference_mask`` keeps padding out of both
+(:mod:`~iteration_heads.pathways.reference`). The measure is **agreement**: the
 fraction of prompts whose argmax next token at the studied position is the full model's (not
 correctness; accuracy against the answer is reported too). :func:`ablation_check` is the causal
 check of named heads: ablating them should break the task, ablating as many random other heads
 should not. Variants (sets of kept heads) are stacked along the batch dimension; those that keep
-every head are the full model and are not run.
+every head are the full model and are not run (a call where every variant keeps every head
+runs nothing but the full model).
 """
 
 from __future__ import annotations
@@ -24,8 +27,7 @@ from torch import Tensor
 from iteration_heads._results import Result, plain
 from iteration_heads._torch import Head, check_heads, device_of, evaluating, head_names, z_hook
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.interventions.ablation import head_output_means
-from iteration_heads.interventions.batch import check_token_ids, integer_tensor
+from iteration_heads.interventions.batch import check_token_ids
 from iteration_heads.interventions.patching import SWEEP_BATCH
 from iteration_heads.passes import scored_logits
 from iteration_heads.pathways.prompts import Prompts
@@ -35,6 +37,7 @@ from iteration_heads.pathways.random_control import (
     mean_by_label,
     random_head_sets,
 )
+from iteration_heads.pathways.reference import MeanKind, reference_means
 from iteration_heads.tasks.task import check_int
 
 MAX_DEFAULT_KS = 32
@@ -129,15 +132,21 @@ def pruning_curve(
     n_random: int = 5,
     seed: int = 0,
     batch_size: int = SWEEP_BATCH,
+    mean: MeanKind = "position",
+    reference_mask: Bool[Tensor, "m pos"] | None = None,
 ) -> PruningCurve:
     """Agreement with the full model when only the top-k heads of ``ranking`` are kept and every
     other head is mean-ablated over ``reference``, for each k of ``ks`` (default: every k, or
     about 32 evenly spaced values beyond 32 heads), against ``n_random`` draws of k random
-    heads kept (seeded by ``seed``).
+    heads kept (seeded by ``seed``). ``mean``: ``"position"`` (per-position means over the
+    reference) or ``"sequence"`` (one mean per head over every real reference position);
+    ``reference_mask``: True at the reference's real tokens, False at padding (None: all real;
+    e.g. ``reference != pad_id``); see :mod:`~iteration_heads.pathways.reference`.
 
     Raises:
         IterationHeadsError: a ranking that does not hold every head of the model exactly once,
-            a reference narrower than the prompts, or a bad option.
+            a reference narrower than the prompts (per-position means), a reference mask of
+            another shape or dtype or with no real token, or a bad option.
 
     Example:
         >>> from iteration_heads import DataConfig, make_dataset, zoo
@@ -158,7 +167,7 @@ def pruning_curve(
     draws = [torch.randperm(n, generator=generator)[:k] for k in ks for _ in range(n_random)]
     masks = [_mask(model, heads[:k]) for k in ks]
     masks += [_mask(model, [heads[i] for i in draw]) for draw in draws]
-    run = _Run(model, prompts, reference, batch_size)
+    run = _Run(model, prompts, reference, batch_size, mean, reference_mask)
     preds, passes = run.run(torch.stack(masks), True)
     agree = (preds == run.full).float()
     correct = (preds == prompts.answer).float()
@@ -189,15 +198,18 @@ def ablation_check(
     n_random: int = 20,
     seed: int = 0,
     batch_size: int = SWEEP_BATCH,
+    mean: MeanKind = "position",
+    reference_mask: Bool[Tensor, "m pos"] | None = None,
 ) -> AblationCheck:
     """Mean-ablate exactly ``heads`` (over ``reference``, as :func:`pruning_curve` does), and in
     ``n_random`` draws as many random heads among the others: agreement with the full model
     and accuracy of each, per label. The named heads pass the causal check when ablating them
-    breaks the task more than every (or most) random draws.
+    breaks the task more than every (or most) random draws. ``mean`` and ``reference_mask`` as
+    in :func:`pruning_curve`.
 
     Raises:
         IterationHeadsError: a head that does not exist, fewer other heads than named ones, a
-            reference narrower than the prompts, or a bad option.
+            bad reference or reference mask, or a bad option.
 
     Example:
         >>> from iteration_heads import DataConfig, make_dataset, zoo
@@ -213,7 +225,7 @@ def ablation_check(
     every = all_heads(model)
     ablated = [named, *draws]
     masks = torch.stack([_mask(model, [h for h in every if h not in set(a)]) for a in ablated])
-    run = _Run(model, prompts, reference, batch_size)
+    run = _Run(model, prompts, reference, batch_size, mean, reference_mask)
     preds, _ = run.run(masks, True)
     return AblationCheck.of(named, draws, preds, run.full, prompts)
 
@@ -225,9 +237,12 @@ def pruned_logits(
     reference: Int[Tensor, "m pos"],
     *,
     batch_size: int = SWEEP_BATCH,
+    mean: MeanKind = "position",
+    reference_mask: Bool[Tensor, "m pos"] | None = None,
 ) -> Float[Tensor, "n vocab"]:
     """The logits at ``prompts.position`` with every head but ``keep`` mean-ablated over
-    ``reference``: one point of :func:`pruning_curve`.
+    ``reference``: one point of :func:`pruning_curve` (``mean`` and ``reference_mask`` as
+    there).
 
     Example:
         >>> from iteration_heads import DataConfig, make_dataset, zoo
@@ -237,9 +252,14 @@ def pruned_logits(
         >>> prompts = iteration_prompts(data.test, data.layout)
         >>> pruned_logits(model, prompts, [(1, 0)], data.train.tokens).shape
         torch.Size([288, 16])
+        >>> width = data.train.tokens.shape[1]  # real: up to each sequence's EoS, padding after
+        >>> real = torch.arange(width) < 2 * data.train.lengths[:, None] + 3
+        >>> pruned_logits(model, prompts, [(1, 0)], data.train.tokens, reference_mask=real).shape
+        torch.Size([288, 16])
     """
     kept = check_heads(model, keep) if len(keep) else []
-    return _Run(model, prompts, reference, batch_size).run(_mask(model, kept)[None], False)[0][0]
+    run = _Run(model, prompts, reference, batch_size, mean, reference_mask)
+    return run.run(_mask(model, kept)[None], False)[0][0]
 
 
 def pruned_predictions(
@@ -249,9 +269,13 @@ def pruned_predictions(
     reference: Int[Tensor, "m pos"],
     *,
     batch_size: int = SWEEP_BATCH,
+    mean: MeanKind = "position",
+    reference_mask: Bool[Tensor, "m pos"] | None = None,
 ) -> Int[Tensor, "variant n"]:
     """The top-1 at ``prompts.position`` for each set of kept heads in ``keeps`` (every other
-    head mean-ablated over ``reference``): many variants, the reference means computed once.
+    head mean-ablated over ``reference``): many variants, the reference means computed once
+    (``mean`` and ``reference_mask`` as in :func:`pruning_curve`). Variants that keep every
+    head are the full model's top-1 and are not run.
 
     Example:
         >>> from iteration_heads import DataConfig, make_dataset, zoo
@@ -262,9 +286,16 @@ def pruned_predictions(
         >>> top = pruned_predictions(model, prompts, [[(1, 0)], [(0, 0), (1, 0)]], data.train.tokens)
         >>> top.shape, bool((top[1] == prompts.answer).all())
         (torch.Size([2, 288]), True)
+        >>> full = pruned_predictions(model, prompts, [all_heads(model)], data.train.tokens,
+        ...                           mean="sequence")
+        >>> bool((full[0] == top[1]).all())
+        True
     """
+    if isinstance(keeps, str) or not isinstance(keeps, Sequence) or not len(keeps):
+        raise IterationHeadsError(f"keeps {keeps!r}: expected a non-empty list of head lists")
     masks = torch.stack([_mask(model, check_heads(model, k) if len(k) else []) for k in keeps])
-    return _Run(model, prompts, reference, batch_size).run(masks, True)[0]
+    run = _Run(model, prompts, reference, batch_size, mean, reference_mask)
+    return run.run(masks, True)[0]
 
 
 def _check_ranking(model: Any, ranking: Sequence[Head]) -> list[Head]:
@@ -305,29 +336,31 @@ class _Run:
     """The prompts cut after their last studied position, the reference means, the full model's
     argmax, and batched runs of variants (masks of kept heads)."""
 
-    def __init__(self, model: Any, prompts: Prompts, reference: Any, batch_size: int) -> None:
+    def __init__(
+        self,
+        model: Any,
+        prompts: Prompts,
+        reference: Any,
+        batch_size: int,
+        mean: MeanKind = "position",
+        mask: Any = None,
+    ) -> None:
         if not isinstance(prompts, Prompts):
             raise IterationHeadsError(f"prompts must be Prompts, got {type(prompts).__name__}")
         check_int("batch_size", batch_size, minimum=1)
-        reference = integer_tensor(reference, "reference")
-        width = prompts.clean.shape[1]
-        if reference.ndim != 2 or len(reference) < 1 or reference.shape[1] < width:
-            raise IterationHeadsError(
-                f"reference of shape {tuple(reference.shape)}: expected token ids [m >= 1, pos "
-                f">= {width}] (at least as wide as the prompts)"
-            )
         d_vocab = getattr(model.cfg, "d_vocab", None)
         if isinstance(d_vocab, int):
             check_token_ids(prompts.clean, d_vocab, "prompt token")
-            check_token_ids(reference, d_vocab, "reference token")
         self.model, self.batch_size, self.position = model, batch_size, prompts.position
         self.full = torch.zeros(len(prompts), dtype=torch.long)  # set below
         cut = int(prompts.position.max()) + 1  # causal: later positions change nothing studied
         self.tokens = prompts.clean[:, :cut]
-        layers = list(range(int(model.cfg.n_layers)))
-        means = head_output_means(model, reference[:, :width], layers, batch_size)
-        self.means = {layer: m[0, :cut] for layer, m in means.items()}  # pos head d_head
-        every = torch.ones(1, len(layers), int(model.cfg.n_heads), dtype=torch.bool)
+        means = reference_means(
+            model, reference, mean=mean, reference_mask=mask, width=prompts.clean.shape[1],
+            batch_size=batch_size,
+        )  # fmt: skip
+        self.means = {layer: m[:cut] for layer, m in means.items()}  # pos head d_head
+        every = torch.ones(1, len(means), int(model.cfg.n_heads), dtype=torch.bool)
         self.full = self.run(every, False)[0][0].argmax(-1)
 
     def run(self, masks: Bool[Tensor, "v layer head"], argmax: bool) -> tuple[Tensor, int]:
@@ -337,11 +370,11 @@ class _Run:
         unique, inverse = masks.flatten(1).unique(dim=0, return_inverse=True)
         unique = unique.reshape(-1, *masks.shape[1:])
         todo = [v for v in range(len(unique)) if not (argmax and bool(unique[v].all()))]
-        pairs = torch.tensor([(v, i) for v in todo for i in range(n)]).reshape(-1, 2)
+        pairs = torch.tensor([(v, i) for v in todo for i in range(n)], dtype=torch.long)
         done = self.full[None].repeat(len(unique), 1) if argmax else None
         device, passes = device_of(model), 0
         with evaluating(model):
-            for chunk in pairs.split(self.batch_size):
+            for chunk in pairs.reshape(-1, 2).split(self.batch_size) if len(pairs) else ():
                 variant, seq = chunk[:, 0], chunk[:, 1]
                 keep = unique[variant]  # rows layer head
                 hooks = [

@@ -14,11 +14,14 @@ normalised scores per subtask label:
   position, or its second when the top-1 is the answer (the corruption did not flip the
   prediction): the token the corruption pushes the model towards.
 
-Each score is aggregated two ways: the mean over prompts of the per-prompt score (``kl_score``,
-``logit_diff_score``, with a standard error) and, as Dutta et al. compute it, the ratio of batch
-means (``kl_ratio``, ``logit_diff_ratio``). Prompts whose corruption barely changes the output
-(``KL(P_clean‖P_corr) < min_kl``) enter neither: their ratio is noise. They are counted per
-label in ``n_excluded``.
+Each score is aggregated two ways (:mod:`~iteration_heads.pathways.patching_stats`): as Dutta
+et al. compute it, the ratio of batch means (``kl_ratio``, ``logit_diff_ratio``: the default of
+``values``, the rankings and the figures), and the mean over prompts of the per-prompt score
+(``kl_score``, ``logit_diff_score``, with a standard error and the spread of the per-prompt
+scores: ``aggregate="mean"``). A per-prompt score explodes where the corruption barely changes
+that prompt's output; the ratio of means weighs each prompt by its effect and stays stable.
+Prompts with ``KL(P_clean‖P_corr) < min_kl`` enter neither; they are counted per label in
+``n_excluded``.
 """
 
 from __future__ import annotations
@@ -38,24 +41,30 @@ from iteration_heads._torch import Head, device_of, evaluating, head_names, z_ho
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids
 from iteration_heads.interventions.patching import SWEEP_BATCH
-from iteration_heads.interventions.scores import standard_error
 from iteration_heads.passes import scored_logits
+from iteration_heads.pathways.attribution import choose_method, linearised_sweep, position_mask
+from iteration_heads.pathways.patching_stats import (
+    ALL_LABELS,
+    FIELDS,
+    SPREAD_STATS,
+    patching_aggregates,
+    spread,
+)
 from iteration_heads.pathways.prompts import Prompts
-
-ALL_LABELS = "all"
-"""The label under which every prompt is aggregated."""
+from iteration_heads.tasks.task import check_int
 
 PatchingMetric = Literal["kl", "logit_diff"]
-_FIELDS = [f"{m}_{s}" for m in ("kl", "logit_diff") for s in ("score", "stderr", "ratio")]
-"""The per-label maps of :class:`HeadPatching`."""
+Aggregate = Literal["ratio", "mean"]
 
 
 @dataclass(frozen=True, repr=False)
 class HeadPatching(Result):
     """Per-head patching scores, per label (subtask) and over all prompts (``"all"``).
 
-    ``values`` is ``kl_score["all"]``: the mean over the included prompts of the per-prompt KL
-    score. Dutta et al.'s own number is ``kl_ratio`` (ratio of the batch-mean KL divergences).
+    ``values`` is ``kl_ratio["all"]``: the ratio of the batch-mean KL divergences over the
+    included prompts (Dutta et al.'s number, robust to prompts the corruption barely changes);
+    the rankings use it too unless ``aggregate="mean"`` (the mean of per-prompt scores, whose
+    spread :meth:`spread` gives).
 
     Attributes:
         kl_score, logit_diff_score: Label -> mean per-prompt score ``[layer, head]`` (NaN for a
@@ -73,6 +82,7 @@ class HeadPatching(Result):
         labels: The label of every prompt.
         min_kl: The exclusion threshold; ``n_forward``: forward passes of the sweep (the clean
             and corrupted runs not counted).
+        method: ``"exact"`` or ``"attribution"`` (every score a first-order estimate).
     """
 
     kl_score: dict[str, Float[Tensor, "layer head"]]
@@ -92,31 +102,56 @@ class HeadPatching(Result):
     labels: tuple[str, ...]
     min_kl: float
     n_forward: int
+    method: str = "exact"
 
     @property
     def values(self) -> Float[Tensor, "layer head"]:
-        """The mean per-prompt KL score over all prompts (``kl_score["all"]``)."""
-        return self.kl_score[ALL_LABELS]
+        """The KL ratio of means over all prompts (``kl_ratio["all"]``)."""
+        return self.kl_ratio[ALL_LABELS]
 
     @property
     def groups(self) -> list[str]:
         """The labels, in order of first appearance, then ``"all"``."""
         return list(self.kl_score)
 
-    def scores(self, metric: PatchingMetric = "kl") -> dict[str, Float[Tensor, "layer head"]]:
-        """``kl_score`` or ``logit_diff_score``, or a clear error for another metric."""
+    def scores(
+        self, metric: PatchingMetric = "kl", aggregate: Aggregate = "ratio"
+    ) -> dict[str, Float[Tensor, "layer head"]]:
+        """Label -> ``[layer, head]`` map of ``metric`` (``"kl"``, ``"logit_diff"``), as the
+        ratio of means (``aggregate="ratio"``) or the mean per-prompt score (``"mean"``)."""
         if metric not in ("kl", "logit_diff"):
             raise IterationHeadsError(f"metric {metric!r}, expected 'kl' or 'logit_diff'")
-        return self.kl_score if metric == "kl" else self.logit_diff_score
+        if aggregate not in ("ratio", "mean"):
+            raise IterationHeadsError(f"aggregate {aggregate!r}, expected 'ratio' or 'mean'")
+        return getattr(self, f"{metric}_{'ratio' if aggregate == 'ratio' else 'score'}")
 
     def stderr(self, metric: PatchingMetric = "kl") -> dict[str, Float[Tensor, "layer head"]]:
-        """``kl_stderr`` or ``logit_diff_stderr``."""
+        """``kl_stderr`` or ``logit_diff_stderr``: of the mean per-prompt score."""
         self.scores(metric)
         return self.kl_stderr if metric == "kl" else self.logit_diff_stderr
 
-    def ranking(self, label: str = ALL_LABELS, metric: PatchingMetric = "kl") -> list[Head]:
-        """Every head, highest score first (NaN scores last; ties by layer, then head)."""
-        scores = self.scores(metric)
+    def spread(
+        self, label: str = ALL_LABELS, metric: PatchingMetric = "kl"
+    ) -> dict[str, Float[Tensor, "layer head"]]:
+        """The spread of the per-prompt scores of every head over ``label``'s included
+        prompts: ``median``, ``q1``, ``q3``, ``iqr`` and the fractions ``frac_below_-1`` and
+        ``frac_above_2`` (:func:`~iteration_heads.pathways.patching_stats.spread`)."""
+        self.scores(metric)
+        if label not in self.kl_score:
+            raise IterationHeadsError(f"label {label!r}, expected one of {self.groups}")
+        rows = torch.tensor([label in (ALL_LABELS, x) for x in self.labels])
+        per = self.per_prompt_kl if metric == "kl" else self.per_prompt_logit_diff
+        return spread(per, rows)
+
+    def ranking(
+        self,
+        label: str = ALL_LABELS,
+        metric: PatchingMetric = "kl",
+        aggregate: Aggregate = "ratio",
+    ) -> list[Head]:
+        """Every head, highest ratio of means (or mean score) first (NaN last; ties by layer,
+        then head)."""
+        scores = self.scores(metric, aggregate)
         if label not in scores:
             raise IterationHeadsError(f"label {label!r}, expected one of {list(scores)}")
         values = scores[label]
@@ -128,15 +163,24 @@ class HeadPatching(Result):
 
         return sorted(heads, key=key)
 
-    def top(self, k: int = 5, label: str = ALL_LABELS, metric: PatchingMetric = "kl") -> list[Head]:
+    def top(
+        self,
+        k: int = 5,
+        label: str = ALL_LABELS,
+        metric: PatchingMetric = "kl",
+        aggregate: Aggregate = "ratio",
+    ) -> list[Head]:
         """The ``k`` highest-scoring heads of ``label``."""
-        return self.ranking(label, metric)[:k]
+        check_int("k", k, minimum=0)
+        return self.ranking(label, metric, aggregate)[:k]
 
     def to_frame(self) -> pd.DataFrame:
-        """Tidy table: one row per (label, layer, head) with every score, its standard error,
-        the ratio of means, ``n`` and ``n_excluded``."""
+        """Tidy table: one row per (label, layer, head) with the ratio of means, the mean
+        per-prompt score, its standard error and spread (``kl_median``, ``kl_iqr``,
+        ``kl_frac_below_-1``, ...) of both metrics, ``n`` and ``n_excluded``."""
         rows = []
         for label, kl in self.kl_score.items():
+            spreads = {m: self.spread(label, m) for m in ("kl", "logit_diff")}
             for layer in range(kl.shape[0]):
                 for head in range(kl.shape[1]):
                     rows.append(
@@ -153,12 +197,22 @@ class HeadPatching(Result):
                             "n": self.n_prompts[label],
                             "n_excluded": self.n_excluded[label],
                         }
+                        | {
+                            f"{m}_{stat}": float(values[stat][layer, head])
+                            for m, values in spreads.items()
+                            for stat in SPREAD_STATS
+                        }
                     )
         return pd.DataFrame(rows)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary: the per-label maps and counts (per-prompt scores left out)."""
+        """JSON-ready dictionary: the per-label maps, the spread of the per-prompt scores
+        (``spread`` -> metric -> statistic -> label -> map) and the counts (per-prompt scores
+        left out). ``aggregate`` names the maps ``values`` and the rankings use."""
+        spreads = {m: {g: self.spread(g, m) for g in self.groups} for m in ("kl", "logit_diff")}
         return {
+            "aggregate": "ratio",
+            "method": self.method,
             "min_kl": self.min_kl,
             "n_forward": self.n_forward,
             "labels": self.groups,
@@ -166,25 +220,36 @@ class HeadPatching(Result):
             "n_excluded": dict(self.n_excluded),
             **{
                 name: {label: t.tolist() for label, t in getattr(self, name).items()}
-                for name in _FIELDS
+                for name in FIELDS
+            },
+            "spread": {
+                m: {
+                    stat: {g: by_label[g][stat].tolist() for g in self.groups}
+                    for stat in SPREAD_STATS
+                }
+                for m, by_label in spreads.items()
             },
         }
 
     def format(self, k: int = 3) -> str:
-        """A line per label: its counts and its ``k`` top heads by KL score (± stderr) with
-        their logit-difference score."""
+        """A line per label: its counts and its ``k`` top heads by KL ratio of means, with
+        the mean per-prompt KL score (± stderr), its median and IQR and the fraction of prompts
+        outside [-1, 2], and the logit-difference ratio."""
         n_layers, n_heads = self.values.shape
         lines = [
-            f"head patching (clean into corrupted, every position): {n_layers} layers x "
-            f"{n_heads} heads, {len(self.labels)} prompts, {self.n_excluded[ALL_LABELS]} "
+            f"head patching ({self.method}, clean into corrupted, every position): {n_layers} "
+            f"layers x {n_heads} heads, {len(self.labels)} prompts, {self.n_excluded[ALL_LABELS]} "
             f"excluded (KL(clean||corrupted) < {self.min_kl:g})"
         ]
         for label in self.groups:
             heads = self.top(k, label) if self.n_prompts[label] else []
+            s = self.spread(label)
             tops = ", ".join(
-                f"{head_names([h])} KL {float(self.kl_score[label][h]):.3f}"
-                f"±{float(self.kl_stderr[label][h]):.3f} LD "
-                f"{float(self.logit_diff_score[label][h]):.3f}"
+                f"{head_names([h])} KL ratio {float(self.kl_ratio[label][h]):.3f} (per-prompt "
+                f"mean {float(self.kl_score[label][h]):.3f}±{float(self.kl_stderr[label][h]):.3f},"
+                f" median {float(s['median'][h]):.3f}, IQR {float(s['iqr'][h]):.3f}, "
+                f"{float(s['frac_below_-1'][h] + s['frac_above_2'][h]):.0%} outside [-1, 2]) "
+                f"LD ratio {float(self.logit_diff_ratio[label][h]):.3f}"
                 for h in heads
             )
             lines.append(
@@ -195,7 +260,12 @@ class HeadPatching(Result):
 
 
 def head_patching(
-    model: Any, prompts: Prompts, *, min_kl: float = 1e-3, batch_size: int = SWEEP_BATCH
+    model: Any,
+    prompts: Prompts,
+    *,
+    min_kl: float = 1e-3,
+    batch_size: int = SWEEP_BATCH,
+    method: str = "auto",
 ) -> HeadPatching:
     """Patch each head's clean output into the corrupted run, at every position, one head at a
     time, and score the next-token distribution at ``prompts.position`` (see the module notes).
@@ -209,6 +279,8 @@ def head_patching(
         prompts: Prompts with ``corrupted`` tokens.
         min_kl: Prompts with ``KL(P_clean‖P_corr)`` below this (nats) enter no score.
         batch_size: Rows per forward pass.
+        method: ``"exact"``, ``"attribution"`` (first-order estimates: :mod:`~iteration_heads.
+            pathways.attribution`) or ``"auto"`` (exact up to its ``EXACT_BUDGET``).
 
     Raises:
         IterationHeadsError: prompts without corruption, token ids outside the vocabulary, a bad
@@ -220,8 +292,8 @@ def head_patching(
         >>> model = zoo.load("polynomial_paper")
         >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
         >>> result = head_patching(model, iteration_prompts(data.test, data.layout))
-        >>> result.ranking()[0], result.values.shape
-        ((1, 0), torch.Size([2, 1]))
+        >>> result.ranking()[0], result.values.shape, result.ranking(aggregate="mean")[0]
+        ((1, 0), torch.Size([2, 1]), (1, 0))
     """
     if not isinstance(prompts, Prompts):
         raise IterationHeadsError(f"prompts must be Prompts, got {type(prompts).__name__}")
@@ -234,6 +306,7 @@ def head_patching(
         raise IterationHeadsError(f"min_kl={min_kl!r}, expected a number >= 0")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise IterationHeadsError(f"batch_size={batch_size!r}, expected an integer >= 1")
+    chosen = choose_method(model, prompts, method)
     d_vocab = getattr(model.cfg, "d_vocab", None)
     if isinstance(d_vocab, int):
         check_token_ids(prompts.clean, d_vocab, "clean token")
@@ -261,36 +334,19 @@ def head_patching(
     def score(logits: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
         return _kl(clean_lp[rows], logits), _logit_diff(logits, answer[rows], foil[rows])
 
-    kl_patched, ld_patched, n_forward = _sweep(
+    sweep = _sweep if chosen == "exact" else linearised_sweep  # the same arguments
+    kl_patched, ld_patched, n_forward = sweep(
         model, corrupt_tokens, position, clean_z, corrupt_z, score, (kl_corr, ld_corr), batch_size
     )  # layer head n
-    nan = torch.tensor(math.nan, dtype=torch.float64)
-    per_kl = torch.where(included, (kl_corr - kl_patched) / kl_corr, nan)
-    per_ld = torch.where(included, (ld_patched - ld_corr) / (ld_clean - ld_corr), nan)
-    out: dict[str, dict[str, Tensor]] = {name: {} for name in _FIELDS}
-    n_prompts, n_excluded = {}, {}
-    groups = [*dict.fromkeys(prompts.labels), ALL_LABELS]
-    for label in groups:
-        rows = torch.tensor([label in (ALL_LABELS, x) for x in prompts.labels])
-        use = rows & included
-        n_prompts[label], n_excluded[label] = int(use.sum()), int((rows & ~included).sum())
-        kl_c, kl_p = kl_corr[use], kl_patched[..., use]
-        ld_gap = (ld_clean - ld_corr)[use].mean()
-        for name, value in (
-            ("kl_score", _mean(per_kl[..., use])),
-            ("kl_stderr", _stderr(per_kl[..., use])),
-            ("kl_ratio", (kl_c.mean() - kl_p.mean(-1)) / kl_c.mean()),
-            ("logit_diff_score", _mean(per_ld[..., use])),
-            ("logit_diff_stderr", _stderr(per_ld[..., use])),
-            ("logit_diff_ratio", (ld_patched[..., use].mean(-1) - ld_corr[use].mean()) / ld_gap),
-        ):
-            out[name][label] = value.float()
+    out, per, n_prompts, n_excluded = patching_aggregates(
+        kl_corr, kl_patched, ld_clean, ld_corr, ld_patched, prompts.labels, included
+    )
     return HeadPatching(
         **out,
         n_prompts=n_prompts,
         n_excluded=n_excluded,
-        per_prompt_kl=per_kl,
-        per_prompt_logit_diff=per_ld,
+        per_prompt_kl=per["kl"],
+        per_prompt_logit_diff=per["logit_diff"],
         kl_corrupted=kl_corr,
         logit_diff_clean=ld_clean,
         logit_diff_corrupted=ld_corr,
@@ -298,19 +354,8 @@ def head_patching(
         labels=tuple(prompts.labels),
         min_kl=float(min_kl),
         n_forward=n_forward,
+        method=chosen,
     )
-
-
-def _mean(values: Tensor) -> Tensor:
-    if values.shape[-1] == 0:
-        return torch.full(values.shape[:-1], math.nan, dtype=torch.float64)
-    return values.mean(-1)
-
-
-def _stderr(values: Tensor) -> Tensor:
-    if values.shape[-1] == 0:  # a label whose prompts were all excluded
-        return torch.full(values.shape[:-1], math.nan, dtype=torch.float64)
-    return standard_error(values)
 
 
 def _kl(clean_lp: Tensor, logits: Tensor) -> Tensor:
@@ -343,7 +388,9 @@ def _run(
     with evaluating(model):
         for t, p in zip(tokens.split(size), position.split(size), strict=True):
             hooks = [(z_hook(layer), _keep(z[layer])) for layer in range(n_layers)]
-            logits.append(scored_logits(model, t.to(device), _at(t, p), hooks=hooks).cpu())
+            logits.append(
+                scored_logits(model, t.to(device), position_mask(t, p), hooks=hooks).cpu()
+            )
     return torch.cat(logits), {layer: torch.cat(parts) for layer, parts in z.items()}
 
 
@@ -352,13 +399,6 @@ def _keep(store: list[Tensor]) -> Callable[[Tensor, Any], None]:
         store.append(value.detach().cpu())
 
     return hook
-
-
-def _at(tokens: Tensor, position: Tensor) -> Tensor:
-    """A boolean mask ``[n, pos]`` true at each row's position."""
-    mask = torch.zeros(tokens.shape, dtype=torch.bool)
-    mask[torch.arange(len(tokens)), position] = True
-    return mask
 
 
 def _sweep(
@@ -392,7 +432,7 @@ def _sweep(
                 hooks.append((z_hook(layer), _patch(pick, head[pick], value)))
             tokens = corrupted[seq]
             logits = scored_logits(
-                model, tokens.to(device), _at(tokens, position[seq]), hooks=hooks
+                model, tokens.to(device), position_mask(tokens, position[seq]), hooks=hooks
             )
             kl[lay, head, seq], ld[lay, head, seq] = score(logits.cpu(), seq)
             passes += 1

@@ -59,12 +59,18 @@ class FlowSummary(Result):
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the two tables and the accuracy (graphs left out)."""
         tables = {"edges": self.edges.to_dict("records"), "heads": self.heads.to_dict("records")}
-        return {"n": len(self.graphs), "accuracy": float(self.correct.float().mean())} | tables
+        centres = sorted({g.centre for g in self.graphs})  # what the writers were scored against
+        n, accuracy = len(self.graphs), float(self.correct.float().mean())
+        return {"n": n, "accuracy": accuracy, "centre": "/".join(centres)} | tables
 
     def format(self) -> str:
         """The edges found in most graphs and each head's pathway label."""
         accuracy = float(self.correct.float().mean())
-        lines = [f"information flow over {len(self.graphs)} prompts ({accuracy:.0%} correct)"]
+        centre = "/".join(sorted({g.centre for g in self.graphs}))
+        lines = [
+            f"information flow over {len(self.graphs)} prompts ({accuracy:.0%} correct; "
+            f"writers scored against the {centre})"
+        ]
         for table in (self.edges.head(12), self.heads):
             lines.append(table.to_string(index=False, float_format="{:.2f}".format))
         return "\n".join(lines)

@@ -6,13 +6,16 @@ raises the answer's logit. :func:`answer_writers` measures this as direct logit 
 (DLA) at each prompt's studied position, for every head and also for every other component
 of the residual stream, so that the parts add up to the model's own logit:
 
-* the answer direction is centred, ``u = W_U[:, answer] - mean_v W_U[:, v]``: a shift of every
-  logit by the same amount does not count, and the attributions sum to the *centred* answer
-  logit ``logit[answer] - mean(logits)``;
+* the answer direction is centred (``centre``, :mod:`~iteration_heads.pathways.centring`): on
+  the answer's foils, ``u = W_U[:, answer] - mean_f W_U[:, f]`` over the valid foils of
+  ``prompts.foils`` (the default when the prompts have foils), or on the vocabulary, ``u =
+  W_U[:, answer] - mean_v W_U[:, v]``; a shift of every competitor's logit by the same amount
+  does not count, and the attributions sum to the *centred* answer logit ``logit[answer] -
+  mean(logit[foils])`` (or ``- mean(logits)``);
 * the final norm is linearised with its cached scale ``s`` at the position (the standard DLA
   convention): a component ``c`` contributes ``((c - mean c) / s) · (w ⊙ u)`` (no centring
   for RMS norms), the norm's bias and the unembedding bias contribute the constant
-  ``b · u + b_U[answer] - mean(b_U)``;
+  ``b · u + b_U[answer] - mean(b_U[foils])`` (or ``- mean(b_U)``);
 * a head writes ``z_h W_O[h]`` (``b_O`` belongs to the layer, not to a head, and is its own
   term). TransformerLens's ``cache.logit_attrs`` leaves the final norm's weight ``w`` out on a
   raw bridge (it assumes folded norms), so the projection is computed here; the tests check it
@@ -50,6 +53,7 @@ from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids
 from iteration_heads.interventions.scores import standard_error
 from iteration_heads.model.transformer import check_additive_residual
+from iteration_heads.pathways.centring import Centre, competitor_weights, resolve_centre
 from iteration_heads.pathways.prompts import Prompts
 
 WRITERS_BATCH = 64
@@ -60,6 +64,8 @@ OTHER_SEGMENT = "other"
 
 FINAL_BIAS = "final bias"
 """The component of the final norm's bias and the unembedding bias."""
+
+_CENTRE_NAMES = {"foils": "foils", "vocab": "vocabulary"}
 
 
 @dataclass(frozen=True, repr=False)
@@ -79,11 +85,13 @@ class AnswerWriters(Result):
         per_prompt_components: ``[n, component]``.
         attn_bias: DLA of every layer's ``b_O`` ``[n, layer]`` (the heads plus it give the
             layer's attention component).
-        logit: The model's centred answer logit ``logit[answer] - mean(logits)`` ``[n]``.
+        logit: The model's centred answer logit ``[n]``: ``logit[answer] - mean(logit[foils])``
+            with ``centre == "foils"``, ``logit[answer] - mean(logits)`` with ``"vocab"``.
         components: Names of the components (``embed``, ``pos_embed``, ``attn L0``,
             ``mlp L0``, ..., ``final bias``).
         segment_names: The segments, ``"other"`` last.
         labels: The label of every prompt.
+        centre: What the answer was centred on: ``"foils"`` or ``"vocab"``.
     """
 
     dla: dict[str, Float[Tensor, "layer head"]]
@@ -98,6 +106,7 @@ class AnswerWriters(Result):
     components: tuple[str, ...]
     segment_names: tuple[str, ...]
     labels: tuple[str, ...]
+    centre: str = "vocab"
 
     def _check_label(self, label: str) -> None:
         if label not in self.dla:
@@ -172,6 +181,7 @@ class AnswerWriters(Result):
         """JSON-ready dictionary of the per-label means (per-prompt values left out)."""
         return {
             "n_prompts": len(self.labels),
+            "centre": self.centre,
             "components": list(self.components),
             "segment_names": list(self.segment_names),
             "labels": {
@@ -191,7 +201,8 @@ class AnswerWriters(Result):
         n_layers, n_heads = self.per_prompt.shape[1:]
         lines = [
             f"answer writers: {len(self.labels)} prompts, {n_layers} layers x {n_heads} heads; "
-            f"mean centred answer logit {float(self.logit.mean()):.3f}"
+            f"mean answer logit centred on the {_CENTRE_NAMES[self.centre]} "
+            f"{float(self.logit.mean()):.3f}"
         ]
         for label in self.dla:
             chosen = self.writers(label)
@@ -209,7 +220,7 @@ class AnswerWriters(Result):
 
 
 def answer_writers(
-    model: Any, prompts: Prompts, *, batch_size: int = WRITERS_BATCH
+    model: Any, prompts: Prompts, *, batch_size: int = WRITERS_BATCH, centre: Centre = "auto"
 ) -> AnswerWriters:
     """Direct logit attribution of every head (and component) onto the answer at each prompt's
     position, split by the segment each head reads from.
@@ -218,10 +229,13 @@ def answer_writers(
         model: A TransformerLens model (native or HuggingFace-wrapped bridge).
         prompts: The prompts, their positions and answers (:class:`Prompts`).
         batch_size: Prompts per forward pass.
+        centre: ``"foils"``: centre the answer on the mean of its foils (``prompts.foils``);
+            ``"vocab"``: on the whole vocabulary; ``"auto"``: foils when the prompts have them.
 
     Raises:
-        IterationHeadsError: not :class:`Prompts`, a token or answer outside the vocabulary,
-            prompts wider than the model's context, a label ``"all"`` or a bad ``batch_size``.
+        IterationHeadsError: not :class:`Prompts`, a token, answer or foil outside the
+            vocabulary, prompts wider than the model's context, a label ``"all"``, a bad
+            ``batch_size`` or ``centre``, or ``centre="foils"`` for prompts without foils.
 
     Example:
         >>> from iteration_heads import DataConfig, make_dataset, zoo
@@ -231,10 +245,15 @@ def answer_writers(
         >>> result = answer_writers(model, iteration_prompts(data.test, data.layout))
         >>> result.writers(), result.segment_names[int(result.segment_dla["all"][1, 0].argmax())]
         ([(0, 0), (1, 0)], 'input')
+        >>> result.centre, answer_writers(model, iteration_prompts(data.test, data.layout),
+        ...                               centre="vocab").centre
+        ('foils', 'vocab')
     """
     check_additive_residual(model, "direct logit attribution")
     _check(model, prompts, batch_size)
     cfg = model.cfg
+    centring = resolve_centre(centre, prompts, int(cfg.d_vocab))
+    foils = prompts.foils if centring == "foils" else None
     n_layers, n_heads = int(cfg.n_layers), int(cfg.n_heads)
     names = {f"blocks.{lay}.hook_attn_out" for lay in range(n_layers)}
     for lay in range(n_layers):
@@ -258,13 +277,16 @@ def answer_writers(
             answer = prompts.answer[rows].to(device)
             logits, cache = cached_run(model, tokens, names_filter=lambda n: n in names)
             at = torch.arange(len(rows), device=device)
-            u = (W_U[:, answer] - W_U.mean(1, keepdim=True)).T  # [b, d_model]
+            rivals = None if foils is None else foils[rows]
+            weights = competitor_weights(prompts.answer[rows], rivals, W_U.shape[1])
+            weights = weights.to(device, W_U.dtype)  # [b, vocab]: the mean centred on
+            u = W_U[:, answer].T - weights @ W_U.T  # [b, d_model]
             direction = u * w if w is not None else u
             if norm == "ln":
                 direction = direction - direction.mean(-1, keepdim=True)
             if norm != "none":
                 direction = direction / cache["ln_final.hook_scale"][at, pos]
-            constant = b_U[answer] - b_U.mean()
+            constant = b_U[answer] - weights @ b_U
             if b is not None:
                 constant = constant + (u * b).sum(-1)
             streams = [n for n in ("hook_embed", "hook_pos_embed") if n in cache.cache_dict]
@@ -297,7 +319,8 @@ def answer_writers(
             parts["seg"].append(torch.stack(sources, 1).float().cpu())
             parts["comp"].append(torch.stack(comp, 1).float().cpu())
             parts["bias"].append(torch.stack(bias, 1).float().cpu())
-            parts["logit"].append((final[at, answer] - final.mean(-1)).float().cpu())
+            centred = final[at, answer] - (weights * final).sum(-1)
+            parts["logit"].append(centred.float().cpu())
     per_prompt, per_seg, per_comp = (torch.cat(parts[k]) for k in ("head", "seg", "comp"))
     groups = {"all": list(range(len(prompts)))}
     for i, label in enumerate(prompts.labels):
@@ -315,6 +338,7 @@ def answer_writers(
         components=tuple(components),
         segment_names=(*prompts.segment_names, OTHER_SEGMENT),
         labels=prompts.labels,
+        centre=centring,
     )
 
 

@@ -8,7 +8,9 @@
 * :mod:`~iteration_heads.tasks.ontology`: multi-hop reasoning over fictional ontologies, every
   chain-of-thought target tagged with its subtask and source;
 * :mod:`~iteration_heads.tasks.ontology_world`: the fixed world a model memorises (its prior);
-* :mod:`~iteration_heads.tasks.ontology_data`: training problems and held-out test splits.
+* :mod:`~iteration_heads.tasks.ontology_data`: training problems and held-out test splits;
+* :mod:`~iteration_heads.tasks.prontoqa`: the same reasoning in English (PrOntoQA), every
+  studied word of the chain of thought tagged with its subtask and source.
 """
 
 from iteration_heads.tasks.data import IGNORE, DataConfig, Dataset, Split, encode, make_dataset
@@ -27,6 +29,12 @@ from iteration_heads.tasks.ontology_data import (
     make_ontology_dataset,
 )
 from iteration_heads.tasks.ontology_world import World
+from iteration_heads.tasks.prontoqa import (
+    ProntoQAConfig,
+    ProntoQAProblem,
+    make_problem,
+    make_prontoqa,
+)
 from iteration_heads.tasks.task import Task, get_task, list_tasks, register_task
 
 __all__ = [
@@ -40,6 +48,8 @@ __all__ = [
     "OntologyDataset",
     "OntologyProblems",
     "OntologyVocab",
+    "ProntoQAConfig",
+    "ProntoQAProblem",
     "Split",
     "Task",
     "TokenLayout",
@@ -50,5 +60,7 @@ __all__ = [
     "make_dataset",
     "make_ontology_dataset",
     "make_ontology_problems",
+    "make_problem",
+    "make_prontoqa",
     "register_task",
 ]

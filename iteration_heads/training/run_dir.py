@@ -290,6 +290,47 @@ def check_run_folder(run: Path, resume: bool) -> None:
         )
 
 
+class RunInUse(IterationHeadsError):
+    """Another process holds the lock of a run directory; ``holder`` says who (``process 12 on
+    host since ...``, or ``another process`` when it has not said)."""
+
+    holder: str = "another process"
+
+
+def take_run_lock(run: Path) -> FileLock:
+    """Take the lock of the existing run directory ``run`` without waiting, and return it (the
+    caller releases it). :class:`RunInUse` naming the holder when another process holds it; a
+    failure to write the lock file is one line.
+
+    Example:
+        >>> import tempfile
+        >>> run = Path(tempfile.mkdtemp())
+        >>> lock = take_run_lock(run)
+        >>> take_run_lock(run)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        iteration_heads.training.run_dir.RunInUse: run directory ... is in use by another process; wait for it to finish, or stop it
+        >>> lock.release()
+    """
+    lock = FileLock(str(run / LOCK_FILE), timeout=0, thread_local=False, is_singleton=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            holder = read_json(run / LOCK_HOLDER_FILE)
+            who = f"process {holder['pid']} on {holder['host']} since {holder['since']}"
+        except (IterationHeadsError, KeyError, TypeError):
+            who = "another process"
+        error = RunInUse(
+            f"run directory {str(run)!r} is in use by {who}; wait for it to finish, or stop it"
+        )
+        error.holder = who
+        raise error from None
+    except OSError as err:
+        raise write_error(run / LOCK_FILE, err) from None
+    return lock
+
+
 @contextmanager
 def locked_run(run: Path) -> Iterator[None]:
     """Hold the lock of the run directory ``run`` (created if needed) inside the block: a
@@ -304,29 +345,21 @@ def locked_run(run: Path) -> Iterator[None]:
         ...         pass  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        iteration_heads.errors.IterationHeadsError: run directory ... is in use by process ... since ...; wait for it to finish, or stop it
+        iteration_heads.training.run_dir.RunInUse: run directory ... is in use by process ... since ...; wait for it to finish, or stop it
     """
     created = not run.exists()
     try:
         run.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise write_error(run, err) from None
-    lock = FileLock(str(run / LOCK_FILE), timeout=0, thread_local=False, is_singleton=False)
     try:
-        lock.acquire()
-    except Timeout:
-        try:
-            holder = read_json(run / LOCK_HOLDER_FILE)
-            who = f"process {holder['pid']} on {holder['host']} since {holder['since']}"
-        except (IterationHeadsError, KeyError, TypeError):
-            who = "another process"
-        raise IterationHeadsError(
-            f"run directory {str(run)!r} is in use by {who}; wait for it to finish, or stop it"
-        ) from None
-    except OSError as err:
+        lock = take_run_lock(run)
+    except RunInUse:
+        raise
+    except IterationHeadsError:
         if created:
             shutil.rmtree(run, ignore_errors=True)
-        raise write_error(run / LOCK_FILE, err) from None
+        raise
     try:
         since = time.strftime("%Y-%m-%d %H:%M:%S")
         write_json(

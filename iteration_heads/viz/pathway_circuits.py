@@ -20,14 +20,20 @@ HEATMAP_COLUMNS = 4
 """Subplots per row of :func:`head_patching_heatmap`."""
 
 
-def head_patching_heatmap(result: HeadPatching, *, metric: str = "kl") -> go.Figure:
+def head_patching_heatmap(
+    result: HeadPatching, *, metric: str = "kl", aggregate: str = "ratio"
+) -> go.Figure:
     """One layer × head heatmap of patching scores per label (subtask) and over all prompts,
-    on one shared colour scale (1: patching the head alone restores the clean run); the hover
-    text gives the score ± its standard error and the number of prompts.
+    on one shared colour scale (1: patching the head alone restores the clean run) spanning
+    exactly the plotted values (and 0..1); nothing is clipped. The hover text gives the plotted
+    value, the mean per-prompt score ± its standard error, the median and inter-quartile range
+    of the per-prompt scores, and the number of prompts.
 
     Args:
         result: What :func:`~iteration_heads.pathways.restoration.head_patching` returned.
         metric: ``"kl"`` or ``"logit_diff"``.
+        aggregate: ``"ratio"``: the ratio of means (robust; the default), ``"mean"``: the mean
+            of per-prompt scores (one prompt the corruption barely changes can stretch it).
 
     Example:
         >>> from iteration_heads import DataConfig, make_dataset, zoo
@@ -36,8 +42,8 @@ def head_patching_heatmap(result: HeadPatching, *, metric: str = "kl") -> go.Fig
         >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
         >>> result = head_patching(zoo.load("polynomial_paper"), iteration_prompts(data.test, data.layout))
         >>> fig = head_patching_heatmap(result)
-        >>> fig.data[-1].name, fig.data[-1].z[1][0] > 0.9
-        ('all', True)
+        >>> fig.data[-1].name, fig.data[-1].z[1][0] > 0.9, "ratio of means" in fig.layout.title.text
+        ('all', True, True)
     """
     if not isinstance(result, HeadPatching):
         raise IterationHeadsError(
@@ -46,8 +52,11 @@ def head_patching_heatmap(result: HeadPatching, *, metric: str = "kl") -> go.Fig
         )
     if metric not in ("kl", "logit_diff"):
         raise IterationHeadsError(f"metric {metric!r}, expected 'kl' or 'logit_diff'")
+    if aggregate not in ("ratio", "mean"):
+        raise IterationHeadsError(f"aggregate {aggregate!r}, expected 'ratio' or 'mean'")
     chosen: PatchingMetric = "kl" if metric == "kl" else "logit_diff"
-    scores, stderr = result.scores(chosen), result.stderr(chosen)
+    scores = result.scores(chosen, "ratio" if aggregate == "ratio" else "mean")
+    means, stderr = result.scores(chosen, "mean"), result.stderr(chosen)
     labels = result.groups
     n_layers, n_heads = result.values.shape
     cols = min(HEATMAP_COLUMNS, len(labels))
@@ -64,12 +73,23 @@ def head_patching_heatmap(result: HeadPatching, *, metric: str = "kl") -> go.Fig
         vertical_spacing=0.25 / rows,
     )
     finite = [v for label in labels for v in scores[label].flatten().tolist() if math.isfinite(v)]
+    shown = "ratio of means" if aggregate == "ratio" else "mean per-prompt score"
     low, high = min([0.0, *finite]), max([1.0, *finite])
     for i, label in enumerate(labels):
         row, col = i // cols + 1, i % cols + 1
         z = scores[label].tolist()
+        spread = result.spread(label, chosen)
         custom = [
-            [[float(stderr[label][lay, h]), result.n_prompts[label]] for h in range(n_heads)]
+            [
+                [
+                    float(means[label][lay, h]),
+                    float(stderr[label][lay, h]),
+                    float(spread["median"][lay, h]),
+                    float(spread["iqr"][lay, h]),
+                    result.n_prompts[label],
+                ]
+                for h in range(n_heads)
+            ]
             for lay in range(n_layers)
         ]
         fig.add_trace(
@@ -82,8 +102,10 @@ def head_patching_heatmap(result: HeadPatching, *, metric: str = "kl") -> go.Fig
                 name=label,
                 text=[[f"{v:.2f}" for v in line] for line in z],
                 texttemplate="%{text}" if n_layers * n_heads <= 64 else None,
-                hovertemplate=f"{html.escape(label)} L%{{y}}H%{{x}}: %{{z:.3f}} ± "
-                "%{customdata[0]:.3f} (n=%{customdata[1]})<extra></extra>",
+                hovertemplate=f"{html.escape(label)} L%{{y}}H%{{x}}: %{{z:.3f}} ({shown}); "
+                "per-prompt mean %{customdata[0]:.3f} ± %{customdata[1]:.3f}, median "
+                "%{customdata[2]:.3f}, IQR %{customdata[3]:.3f} (n=%{customdata[4]})"
+                "<extra></extra>",
             ),
             row=row,
             col=col,
@@ -92,7 +114,7 @@ def head_patching_heatmap(result: HeadPatching, *, metric: str = "kl") -> go.Fig
         fig.update_yaxes(title_text="layer", dtick=1, autorange="reversed", row=row, col=col)
     name = "KL" if metric == "kl" else "logit-difference"
     fig.update_layout(
-        title=f"Head patching, clean into corrupted: {name} score per subtask "
+        title=f"Head patching, clean into corrupted: {name} score per subtask, {shown} "
         "(1 = the head alone restores the clean prediction)",
         coloraxis={
             "colorscale": "RdBu",

@@ -1,5 +1,5 @@
 """The paper's sweep heatmaps from a table of runs (one row per run, such as
-:func:`iteration_heads.experiments.sweep_results.collect` returns): the runs of every cell are
+:func:`iteration_heads.runs.sweep_results.collect` returns): the runs of every cell are
 averaged over seeds (:func:`aggregate_seeds`), then drawn as two rows of heatmaps, the mean of
 a value (top) and the fraction of seeds where the iteration head formed (bottom), one column of
 panels per value of a ``panel`` column (:func:`sweep_heatmaps`), or written as markdown grids

@@ -49,14 +49,9 @@ from iteration_heads._io import (
     write_json,
 )
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.experiments import (
-    EXPERIMENTS,
-    copy_spec,
-    paper_spec,
-    run_all,
-    train_ontology,
-)
+from iteration_heads.experiments import EXPERIMENTS, train_ontology
 from iteration_heads.model import checkpoint
+from iteration_heads.runs import copy_spec, paper_spec, run_all
 
 
 @dataclass(frozen=True)
@@ -227,7 +222,7 @@ def table() -> str:
 
 
 def recipes() -> dict[str, Any]:
-    """The run (a :class:`~iteration_heads.experiments.runs.RunSpec`) each shipped iterative-task
+    """The run (a :class:`~iteration_heads.runs.specs.RunSpec`) each shipped iterative-task
     model comes from (the ontology models come from
     :func:`~iteration_heads.experiments.train_ontology`).
 

@@ -280,7 +280,7 @@ CASES: list[Case] = [
         "reproduce: float runs per job",
         "iteration_heads.experiments.reproduce(['emergence'], runs_per_job=1.5)",
     ),
-    api(AREA, "run_all: zero jobs", "iteration_heads.experiments.run_all([], 'runs', jobs=0)"),
+    api(AREA, "run_all: zero jobs", "iteration_heads.runs.run_all([], 'runs', jobs=0)"),
     api(AREA, "verify: report of a 3-layer model", "verify(model, detected3, split)"),
     api(AREA, "verify: report of a model with 2 heads", "verify(model, detected_2h, split)"),
     api(AREA, "verify: report dictionary", "verify(model, detected.to_dict(), split)"),

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from bad_cases.base import Case, api, cli
-from iteration_heads.experiments.executors import LocalExecutor
-from iteration_heads.experiments.sweep import SweepSpec, dry_run, run_sweep
-from iteration_heads.experiments.sweep_results import collect, write_table
+from iteration_heads.runs.executors import LocalExecutor
+from iteration_heads.runs.sweep import SweepSpec, dry_run, run_sweep
+from iteration_heads.runs.sweep_results import collect, write_table
 
 AREA = "sweeps"
 HUGE = (

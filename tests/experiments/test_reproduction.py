@@ -10,16 +10,7 @@ from helpers import tiny_spec
 from iteration_heads import DataConfig, ModelConfig
 from iteration_heads.cli import main
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.experiments import (
-    EXPERIMENTS,
-    Claim,
-    Experiment,
-    RunResult,
-    RunSpec,
-    mean_spread,
-    reproduce,
-    run_all,
-)
+from iteration_heads.experiments import EXPERIMENTS, Claim, Experiment, mean_spread, reproduce
 from iteration_heads.experiments.controls import fails
 from iteration_heads.experiments.emergence import (
     assess_head_forms,
@@ -28,6 +19,7 @@ from iteration_heads.experiments.emergence import (
 )
 from iteration_heads.experiments.reproduction import write_results, write_summary
 from iteration_heads.experiments.scaling import assess_alternative, assess_scaling, assess_spread
+from iteration_heads.runs import RunResult, RunSpec, run_all
 from iteration_heads.training import TrainConfig
 
 

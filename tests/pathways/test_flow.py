@@ -126,16 +126,19 @@ def test_random_model_does_not_show_the_circuit(prompts) -> None:
     assert sum(found) / len(found) < 0.2
 
 
-def explicit_score(model, cache, layer: int, head: int, q: int, token: int, out=None) -> float:
+def explicit_score(
+    model, cache, layer: int, head: int, q: int, token: int, out=None, rivals=None
+) -> float:
     """Logit attribution by hand: centred, divided by the cached final scale, times the final
-    norm's weight, onto W_U[:, token] - mean W_U."""
+    norm's weight, onto W_U[:, token] - mean W_U (or - mean W_U[:, rivals])."""
     out = (
         cache[f"blocks.{layer}.attn.hook_z"][0, q, head] @ model.W_O[layer, head]
         if out is None
         else out
     )
     normed = (out - out.mean()) / cache["ln_final.hook_scale"][0, q] * model.ln_final.w
-    return float(normed @ (model.W_U[:, token] - model.W_U.mean(1)))
+    centre = model.W_U.mean(1) if rivals is None else model.W_U[:, rivals].mean(1)
+    return float(normed @ (model.W_U[:, token] - centre))
 
 
 def direct_graph(model, prompts: Prompts) -> tuple[int, FlowGraph]:
@@ -157,14 +160,28 @@ def test_stage_one_scores_match_explicit_computations(model, prompts) -> None:
     tokens, q = prompts.clean[index : index + 1], int(prompts.position[index])
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=NAMES.__contains__)
-        direct = trace_flow(model, prompts, index=index, through_mlps=False, query_side=False)
+        direct = trace_flow(
+            model, prompts, index=index, through_mlps=False, query_side=False, centre="vocab"
+        )
         writes = [e for e in direct.edges if e.target == direct.root]
-        assert len(writes) == 2
+        assert len(writes) == 2 and direct.centre == "vocab"
         for e in writes:
             layer, head, x = e.source.layer, e.source.head, direct.target
             assert e.weight == pytest.approx(
                 explicit_score(model, cache, layer, head, q, x), abs=1e-6
             )
+        # the default for prompts with foils: against the answer and foils, the token left out
+        foiled = trace_flow(model, prompts, index=index, through_mlps=False, query_side=False)
+        rivals = [int(prompts.answer[index]), *prompts.foils[index].tolist()]
+        rivals = [t for t in rivals if t >= 0 and t != foiled.target]
+        assert foiled.centre == "foils" and foiled.to_dict()["centre"] == "foils"
+        for e in (e for e in foiled.edges if e.target == foiled.root):
+            layer, head, x = e.source.layer, e.source.head, foiled.target
+            assert e.weight == pytest.approx(
+                explicit_score(model, cache, layer, head, q, x, rivals=rivals), abs=1e-6
+            )
+        for e in writes:
+            layer, head, x = e.source.layer, e.source.head, direct.target
             out = cache[f"blocks.{layer}.attn.hook_z"][0, q, head] @ model.W_O[layer, head]
             prob = (model.ln_final(out) @ model.W_U + model.b_U).softmax(-1)[x]
             assert e.prob == pytest.approx(float(prob), abs=1e-6)
@@ -175,7 +192,8 @@ def test_stage_one_scores_match_explicit_computations(model, prompts) -> None:
         block = model.blocks[1]
         final = [x + block.mlp(block.ln2(x[None, None]))[0, 0] for x in (mid, mid - out)]
         weight = next(e.weight for e in graph.edges if e.source.name == f"L1H0@{q}")
-        change = explicit_score(model, cache, 1, 0, q, graph.target, final[0] - final[1])
+        assert graph.target == foiled.target
+        change = explicit_score(model, cache, 1, 0, q, graph.target, final[0] - final[1], rivals)
         assert weight == pytest.approx(change, abs=1e-6)
 
 

@@ -126,3 +126,40 @@ def test_bad_prompts_get_one_line_errors(problems):
     data = make_dataset(DataConfig(task="copy", max_len=3, n_train=2, n_test=2, cot=False))
     with pytest.raises(IterationHeadsError, match="chain-of-thought split"):
         iteration_prompts(data.test, TokenLayout.default())
+
+
+def test_lengths_mark_the_padding_of_every_builder(problems, tmp_path) -> None:
+    from iteration_heads.pathways import prompts_from_records, read_prompts, write_prompts
+
+    prompts = ontology_prompts(problems)  # problems of 1..3 hops: padded with <pad> (0)
+    own = prompts.own_positions()
+    assert bool((prompts.clean[~own] == 0).all()) and bool((prompts.clean[own] != 0).all())
+    assert int(prompts.lengths.min()) < prompts.clean.shape[1]  # some padding exists
+    data = make_dataset(DataConfig(task="copy", max_len=4, n_train=2, n_test=8))
+    steps = iteration_prompts(data.test, data.layout)
+    lengths = data.test.lengths[steps.example]
+    assert steps.lengths.tolist() == (2 * lengths + 3).tolist()  # task, x, EoI, s, EoS
+    # records: the reader's padding is not the prompts' own; lengths survive a round trip
+    records = [{"tokens": [5, 6, 7, 8], "step": {"token": 3}},
+               {"tokens": [5, 6], "step": {"token": 1}}]  # fmt: skip
+    read = prompts_from_records(records)
+    assert read.lengths.tolist() == [4, 2] and read.clean[1].tolist() == [5, 6, 0, 0]
+    again = read_prompts(write_prompts(read, tmp_path / "p.jsonl"))
+    assert again.lengths.tolist() == [4, 2] and torch.equal(again.clean, read.clean)
+    assert prompts_from_records(records[:1]).lengths is None  # nothing padded
+    assert read.select([1]).lengths.tolist() == [2]
+
+
+def test_bad_lengths_and_empty_selections_are_one_line() -> None:
+    base = dict(clean=torch.zeros(2, 3, dtype=torch.long), corrupted=None,
+                position=torch.tensor([1, 1]), answer=torch.tensor([0, 0]),
+                segments=torch.zeros(2, 3, dtype=torch.long), segment_names=("s",),
+                labels=("a", "b"))  # fmt: skip
+    with pytest.raises(IterationHeadsError, match="length 1 of prompt 0, expected 2..3"):
+        Prompts(**base, lengths=torch.tensor([1, 3]))
+    with pytest.raises(IterationHeadsError, match="length 4 of prompt 1"):
+        Prompts(**base, lengths=torch.tensor([3, 4]))
+    with pytest.raises(IterationHeadsError, match=r"lengths of shape \(3,\)"):
+        Prompts(**base, lengths=torch.tensor([3, 3, 3]))
+    with pytest.raises(IterationHeadsError, match="no prompts selected"):
+        Prompts(**base).select([])

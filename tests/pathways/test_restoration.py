@@ -254,13 +254,16 @@ def test_result_views(result):
     frame = result.to_frame()
     assert len(frame) == len(result.groups) * 2
     row = frame[(frame["label"] == ALL_LABELS) & (frame["layer"] == 1)].iloc[0]
-    assert row["kl_score"] == pytest.approx(float(result.values[1, 0]))
+    assert row["kl_ratio"] == pytest.approx(float(result.values[1, 0]))  # the default: ratio
+    assert row["kl_score"] == pytest.approx(float(result.kl_score[ALL_LABELS][1, 0]))
+    assert row["kl_median"] == pytest.approx(float(result.spread()["median"][1, 0]))
     assert row["n"] == result.n_prompts[ALL_LABELS]
     data = json.loads(result.to_json())
-    assert data["kl_score"][ALL_LABELS] == result.values.tolist()
+    assert data["kl_ratio"][ALL_LABELS] == result.values.tolist() and data["aggregate"] == "ratio"
+    assert data["spread"]["kl"]["iqr"][ALL_LABELS] == result.spread()["iqr"].tolist()
     text = result.format()
     assert repr(result) == text and "<script" not in result._repr_html_()
-    assert "L1H0 KL 0.9" in text and "step 8" in text and "excluded" in text
+    assert "L1H0 KL ratio 0.9" in text and "step 8" in text and "excluded" in text
     with pytest.raises(IterationHeadsError, match="label 'nope'"):
         result.ranking("nope")
     with pytest.raises(IterationHeadsError, match="metric 'wasserstein'"):

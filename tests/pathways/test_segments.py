@@ -150,6 +150,9 @@ def test_trace_many_labels_each_head_by_its_source_segment(model, prompts) -> No
     assert edges[("L0H0", "L1H0", "query")] >= 0.5
     assert bool(summary.correct.all()) and isinstance(summary.to_dict()["edges"], list)
     assert summary.format().startswith("information flow over 72 prompts")
+    assert summary.to_dict()["centre"] == "foils" and "against the foils" in summary.format()
+    vocab = trace_many(model, prompts.select(range(4)), centre="vocab")
+    assert vocab.to_dict()["centre"] == "vocab"
 
 
 def test_bad_input_raises(model, prompts) -> None:

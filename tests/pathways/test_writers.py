@@ -45,7 +45,11 @@ def zoo_writers(polynomial, zoo_prompts):
 def centred_logit(model, prompts: Prompts) -> torch.Tensor:
     with torch.no_grad():
         logits = model.eval()(prompts.clean)[torch.arange(len(prompts)), prompts.position]
-    return logits[torch.arange(len(prompts)), prompts.answer] - logits.mean(-1)
+    answer = logits[torch.arange(len(prompts)), prompts.answer]
+    if prompts.foils is None:
+        return answer - logits.mean(-1)
+    foils = [f[f >= 0] for f in prompts.foils]  # by hand: each prompt's valid foils
+    return answer - torch.stack([logits[i, f].mean() for i, f in enumerate(foils)])
 
 
 @pytest.mark.parametrize("build", ["zoo", "gpt2", "llama"])

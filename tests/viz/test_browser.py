@@ -290,3 +290,52 @@ def test_reports_fit_a_1300px_window(pages: dict[str, Path], tmp_path: Path) -> 
         measured = overflow(page, tmp_path)
         assert measured["wide"] == [], f"{name}: wider than 1,300 px: {measured['wide'][:5]}"
         assert measured["page"] <= 1300, f"{name}: the page scrolls to {measured['page']} px"
+
+
+def test_pathways_report_draws_and_fits_a_1300px_window(tmp_path: Path) -> None:
+    """``iteration-heads pathways ontology --ontology --report``: every figure drawn, no script
+    error, no remote request, nothing wider than a 1,300 px window."""
+    from iteration_heads.cli import main
+
+    page = tmp_path / "pathways.html"
+    argv = ["pathways", "ontology", "--ontology", "--n", "2", "--prior", "context-free"]
+    assert main([*argv, "--n-random", "1", "--n-traced", "2", "--report", str(page)]) == 0
+    result = browse(page, tmp_path, height=3000)
+    check_page(result, 3000)
+    assert result["dom"].count('class="plot-container plotly"') == 6
+    measured = overflow(page, tmp_path)
+    assert measured["wide"] == [], f"wider than 1,300 px: {measured['wide'][:5]}"
+    assert measured["page"] <= 1300, f"the page scrolls to {measured['page']} px"
+
+
+def test_pathways_report_of_the_llama_fixture_draws_every_analysis(tmp_path: Path) -> None:
+    """The Llama trained elsewhere on natural-language PrOntoQA (tests/fixtures/llama_prontoqa),
+    its own held-out problems as JSON Lines: every analysis's figure drawn, the page fits."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from iteration_heads.cli import main
+    from iteration_heads.pathways import prontoqa_records
+    from iteration_heads.tasks import ProntoQAConfig, make_prontoqa
+
+    folder = Path(__file__).parents[1] / "fixtures" / "llama_prontoqa"
+    spec = json.loads((folder / "ground_truth.json").read_text())["problems"]
+    config = ProntoQAConfig(
+        **{k: tuple(v) if k == "hops" else v for k, v in spec["config"].items()}
+    )
+    drawn = make_prontoqa(config, spec["drawn"], seed=spec["seed"])
+    held_out = [drawn[i] for i in spec["indices"][:3]]
+    records = prontoqa_records(held_out, AutoTokenizer.from_pretrained(folder))
+    prompts = tmp_path / "held_out.jsonl"
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in records))
+    page = tmp_path / "pathways.html"
+    argv = ["pathways", str(folder), "--prompts", str(prompts), "--prior", "context-free"]
+    argv += ["--n-random", "1", "--n-traced", "2", "--report", str(page), "--threads", "1"]
+    assert main(argv) == 0
+    result = browse(page, tmp_path, height=3000)
+    check_page(result, 3000)
+    assert result["dom"].count('class="plot-container plotly"') == 6
+    measured = overflow(page, tmp_path)
+    assert measured["wide"] == [], f"wider than 1,300 px: {measured['wide'][:5]}"
+    assert measured["page"] <= 1300, f"the page scrolls to {measured['page']} px"

@@ -41,7 +41,8 @@ def curve(patching, prompts, data):
 def test_heatmap_carries_every_label_score_and_stderr(patching, metric):
     fig = head_patching_heatmap(patching, metric=metric)
     assert isinstance(fig, go.Figure)
-    scores, stderr = patching.scores(metric), patching.stderr(metric)
+    scores, stderr = patching.scores(metric), patching.stderr(metric)  # ratio of means
+    means = patching.scores(metric, "mean")
     assert [trace.name for trace in fig.data] == patching.groups
     assert patching.groups[-1] == ALL_LABELS and len(fig.data) == 9  # 8 steps + all
     for trace in fig.data:
@@ -50,12 +51,16 @@ def test_heatmap_carries_every_label_score_and_stderr(patching, metric):
             for head in range(2):
                 assert trace.z[layer][head] == pytest.approx(float(scores[trace.name][layer, head]))
                 custom = trace.customdata[layer][head]
-                assert custom[0] == pytest.approx(float(stderr[trace.name][layer, head]))
-                assert custom[1] == patching.n_prompts[trace.name]
+                assert custom[0] == pytest.approx(float(means[trace.name][layer, head]))
+                assert custom[1] == pytest.approx(float(stderr[trace.name][layer, head]))
+                median = patching.spread(trace.name, metric)["median"][layer, head]
+                assert custom[2] == pytest.approx(float(median), nan_ok=True)
+                assert custom[4] == patching.n_prompts[trace.name]
         assert "±" in trace.hovertemplate and "n=" in trace.hovertemplate
     finite = [float(v) for t in scores.values() for v in t.flatten() if math.isfinite(v)]
     axis = fig.layout.coloraxis
-    assert axis.cmin <= min(finite) and axis.cmax >= max(finite) and axis.cmax >= 1
+    assert axis.cmin == pytest.approx(min(0.0, *finite))  # the plotted values' range
+    assert axis.cmax == pytest.approx(max(1.0, *finite))
     titles = [a.text for a in fig.layout.annotations]
     assert f"all (n={patching.n_prompts['all']}, {patching.n_excluded['all']} excluded)" in titles
 

@@ -197,8 +197,8 @@ def test_heatmap_markdown_grids(table):
 
 
 def test_a_collected_sweep_with_nothing_trained_draws_an_empty_grid(tmp_path):
-    from iteration_heads.experiments.sweep import SweepSpec
-    from iteration_heads.experiments.sweep_results import collect
+    from iteration_heads.runs.sweep import SweepSpec
+    from iteration_heads.runs.sweep_results import collect
 
     axes = {"model.d_model": [16, 32], "data.cot": [True, False], "seed": [0, 1]}
     spec = SweepSpec.from_dict({"fixed": {"data.task": "copy"}, "axes": axes})

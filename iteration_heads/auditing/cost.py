@@ -1,0 +1,405 @@
+"""What an analysis will cost before it runs: its forward (and backward) passes, the tokens they
+run, the peak memory they hold, and the time they take on this machine, from a few forward
+passes of the model timed here (:func:`time_forward`). Shared by ``audit --dry-run``
+(:func:`plan_audit`) and ``pathways --dry-run`` (:mod:`iteration_heads.pathways.cost`).
+
+Memory is counted in float32 activations: a forward pass of ``rows x width`` tokens holds about
+``rows·width·(3·d_model + d_mlp + 2·n_heads·width)`` floats at its widest layer, plus its
+logits (every position, or only the scored ones), plus what the analysis caches or keeps; with
+gradients, every layer's activations are kept for the backward pass. The model's weights are
+in memory already and are not counted against what is free.
+
+Example:
+    >>> from iteration_heads import load
+    >>> from iteration_heads.detection.probes import Probes
+    >>> model = load("polynomial_paper")
+    >>> plan = plan_audit(model, Probes.from_model(model, n=64), timing=ForwardTiming(0.01, 1e-7))
+    >>> [stage.name for stage in plan.stages]
+    ['accuracy', 'detection', 'route', 'ablation']
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from iteration_heads._results import Result
+from iteration_heads._torch import device_of, evaluating
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.tasks.task import check_int
+
+FLOAT_BYTES = 4
+
+
+@dataclass(frozen=True)
+class ForwardTiming:
+    """Seconds of a forward pass: ``overhead`` per pass plus ``per_token`` per row x position;
+    a backward pass costs ``backward`` times its forward pass.
+
+    Example:
+        >>> ForwardTiming(0.01, 1e-6).seconds(forwards=2, tokens=10_000)
+        0.03
+    """
+
+    overhead: float
+    per_token: float
+    backward: float = 2.0
+
+    def seconds(
+        self, *, forwards: int, tokens: int, backwards: int = 0, grad_tokens: int = 0
+    ) -> float:
+        """Estimated seconds of ``forwards`` passes running ``tokens`` in all, and of
+        ``backwards`` passes over ``grad_tokens``."""
+        forward = forwards * self.overhead + tokens * self.per_token
+        return forward + self.backward * (backwards * self.overhead + grad_tokens * self.per_token)
+
+
+def time_forward(
+    model: Any, width: int, *, rows: int = 32, backward: bool = False
+) -> ForwardTiming:
+    """Time forward passes of ``model`` on this machine at ``width`` positions, one row and
+    ``rows`` rows (the best of two runs each, after one that is not timed), and with
+    ``backward`` also a backward pass; the model's weights, mode and hooks are left as found.
+
+    Example:
+        >>> from iteration_heads import load
+        >>> timing = time_forward(load("polynomial_paper"), 12)
+        >>> timing.overhead >= 0 and timing.per_token >= 0
+        True
+    """
+    check_int("width", width, minimum=1)
+    check_int("rows", rows, minimum=1)
+    if not isinstance(backward, bool):
+        raise IterationHeadsError(f"backward={backward!r}, expected True or False")
+    n_ctx = getattr(model.cfg, "n_ctx", None)
+    width = max(1, min(int(width), int(n_ctx) if isinstance(n_ctx, int) else int(width)))
+    device = device_of(model)
+    tokens = torch.zeros(max(rows, 2), width, dtype=torch.long, device=device)
+
+    def best(batch: torch.Tensor) -> float:
+        times = []
+        for _ in range(3):
+            tick = time.perf_counter()
+            model(batch)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - tick)
+        return min(times[1:])
+
+    with evaluating(model):
+        one, many = best(tokens[:1]), best(tokens)
+    per_token = max(0.0, (many - one) / ((len(tokens) - 1) * width))
+    overhead = max(0.0, one - per_token * width)
+    if not backward:
+        return ForwardTiming(overhead, per_token)
+    weights = [p for p in model.parameters() if p.requires_grad]
+    with evaluating(model), torch.enable_grad():
+        tick = time.perf_counter()
+        out = model(tokens)
+        middle = time.perf_counter()
+        if weights:
+            torch.autograd.grad(out.float().sum(), weights[:1])
+        end = time.perf_counter()
+    ratio = (end - middle) / max(middle - tick, 1e-9)
+    return ForwardTiming(overhead, per_token, max(ratio, 1.0))
+
+
+def forward_bytes(
+    model: Any,
+    rows: int,
+    width: int,
+    *,
+    logits: str = "all",
+    cached: float = 0.0,
+    patterns: int = 0,
+    grad: bool = False,
+) -> int:
+    """Bytes a forward pass of ``rows x width`` tokens holds at once (module docstring):
+    ``logits`` at ``"all"`` positions or ``"one"`` per row, ``cached`` more activations of
+    ``d_model`` floats per position (e.g. ``n_layers`` for every layer's ``hook_z``),
+    ``patterns`` attention patterns kept (layers), and with ``grad`` every layer's
+    activations kept for a backward pass.
+
+    Example:
+        >>> from iteration_heads import load
+        >>> model = load("polynomial_paper")
+        >>> forward_bytes(model, 2, 10) < forward_bytes(model, 2, 10, grad=True)
+        True
+    """
+    check_int("rows", rows, minimum=0)
+    check_int("width", width, minimum=0)
+    if logits not in ("all", "one"):
+        raise IterationHeadsError(f"logits={logits!r}, expected 'all' or 'one'")
+    cfg = model.cfg
+    d_model, n_heads, vocab = int(cfg.d_model), int(cfg.n_heads), int(cfg.d_vocab)
+    d_mlp = int(getattr(cfg, "d_mlp", None) or 0)
+    layer = 3 * d_model + d_mlp + 2 * n_heads * width
+    floats: float = rows * width * layer * (int(cfg.n_layers) if grad else 1)
+    floats += rows * (width if logits == "all" else 1) * vocab
+    floats += rows * width * (cached * d_model + patterns * n_heads * width)
+    return int(floats * FLOAT_BYTES)
+
+
+def weight_bytes(model: Any) -> int:
+    """Bytes of the model's parameters.
+
+    Example:
+        >>> from iteration_heads import load
+        >>> weight_bytes(load("polynomial_paper")) > 0
+        True
+    """
+    return int(sum(p.numel() * p.element_size() for p in model.parameters()))
+
+
+def free_memory(model: Any) -> tuple[int | None, str]:
+    """Bytes free where ``model`` runs (its GPU's free memory, else this machine's available
+    memory; None when unknown) and the name of that place.
+
+    Example:
+        >>> from iteration_heads import load
+        >>> free_memory(load("polynomial_paper"))[1]
+        'this machine'
+    """
+    from iteration_heads.tasks.data import available_memory
+
+    device = device_of(model)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0]), str(device)
+    return available_memory(), "this machine"
+
+
+def format_seconds(seconds: float) -> str:
+    """Seconds as ``42 s``, ``3.5 min`` or ``2.1 h`` (as ``sweep --estimate`` writes them).
+
+    Example:
+        >>> format_seconds(0.4), format_seconds(210), format_seconds(7560)
+        ('0.4 s', '3.5 min', '2.1 h')
+    """
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 100:
+        return f"{seconds:.0f} s"
+    if seconds < 6000:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def size_text(n: float) -> str:
+    """Bytes as ``12.0 MB`` or ``3.4 GB``.
+
+    Example:
+        >>> size_text(12e6), size_text(3.4e9)
+        ('12.0 MB', '3.4 GB')
+    """
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One analysis of a plan: its passes, tokens, the memory it holds beyond the weights at
+    its peak, and its estimated seconds; ``bound``: the counts are upper bounds (they depend
+    on results not known before the run)."""
+
+    name: str
+    forwards: int
+    backwards: int
+    tokens: int
+    working: int
+    seconds: float
+    bound: bool = False
+
+
+@dataclass(frozen=True, repr=False)
+class CostPlan(Result):
+    """The stages of a run with their cost, the model's weights, and the memory free where it
+    runs (``free`` None when unknown); ``advice`` says what to change when it does not fit."""
+
+    what: str
+    stages: tuple[Stage, ...]
+    weights: int
+    free: int | None
+    where: str = "this machine"
+    advice: str = "run fewer prompts"
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def seconds(self) -> float:
+        """Estimated seconds, all stages together."""
+        return sum(stage.seconds for stage in self.stages)
+
+    @property
+    def peak(self) -> int:
+        """Estimated peak bytes: the weights plus the largest stage's working memory."""
+        return self.weights + max((s.working for s in self.stages), default=0)
+
+    def refusal(self) -> str | None:
+        """One line naming the first stage that does not fit in the free memory, what it needs
+        and what is free, and what to change; None when every stage fits (or free is unknown)."""
+        for stage in self.stages:
+            if self.free is not None and stage.working > self.free:
+                return (
+                    f"{self.what}: {stage.name} needs about {size_text(stage.working)} beyond the "
+                    f"model's {size_text(self.weights)}; {self.where} has {size_text(self.free)} "
+                    f"free: {self.advice}"
+                )
+        return None
+
+    def check_fits(self) -> None:
+        """Raise :class:`~iteration_heads.errors.IterationHeadsError` with :meth:`refusal`."""
+        message = self.refusal()
+        if message is not None:
+            raise IterationHeadsError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary: every stage, the totals and whether it fits."""
+        return {
+            "what": self.what,
+            "stages": [
+                {
+                    "name": s.name,
+                    "forwards": s.forwards,
+                    "backwards": s.backwards,
+                    "tokens": s.tokens,
+                    "seconds": s.seconds,
+                    "peak_bytes": self.weights + s.working,
+                    "upper_bound": s.bound,
+                }
+                for s in self.stages
+            ],
+            "seconds": self.seconds,
+            "weights_bytes": self.weights,
+            "peak_bytes": self.peak,
+            "free_bytes": self.free,
+            "fits": self.refusal() is None,
+            "refusal": self.refusal(),
+            "notes": list(self.notes),
+        }
+
+    def format(self) -> str:
+        """A table: stage, passes, tokens, estimated time and peak memory; then the totals."""
+        rows = [("analysis", "passes", "tokens", "est. time", "est. peak memory")]
+        for s in self.stages:
+            passes = f"{'<=' if s.bound else ''}{s.forwards}" + (
+                f" + {s.backwards} bwd" if s.backwards else ""
+            )
+            tokens = f"{'<=' if s.bound else ''}{s.tokens:,}"
+            rows.append((s.name, passes, tokens, format_seconds(s.seconds),
+                         size_text(self.weights + s.working)))  # fmt: skip
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        lines = [f"plan: {self.what}"]
+        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                  for r in rows]  # fmt: skip
+        free = "unknown" if self.free is None else size_text(self.free)
+        lines.append(
+            f"total: about {format_seconds(self.seconds)}, peak {size_text(self.peak)} "
+            f"(weights {size_text(self.weights)}; {free} free on {self.where})"
+        )
+        lines += list(self.notes)
+        message = self.refusal()
+        lines.append(f"does not fit: {message}" if message else "fits in memory")
+        return "\n".join(lines)
+
+
+def passes_of(n: int, batch: int) -> list[int]:
+    """The rows of each pass when ``n`` rows run ``batch`` at a time.
+
+    Example:
+        >>> passes_of(5, 2)
+        [2, 2, 1]
+    """
+    return [min(batch, n - start) for start in range(0, n, batch)]
+
+
+def stage(
+    name: str,
+    rows: Sequence[int],
+    width: int,
+    timing: ForwardTiming,
+    working: int,
+    *,
+    backwards: int = 0,
+    bound: bool = False,
+) -> Stage:
+    """A :class:`Stage` of forward passes of ``rows`` rows each at ``width`` positions
+    (``backwards`` of them also run backward).
+
+    Example:
+        >>> stage("x", [2, 1], 5, ForwardTiming(0.0, 0.1), 0).tokens
+        15
+    """
+    tokens = sum(rows) * width
+    grad = tokens * backwards // max(len(rows), 1)
+    seconds = timing.seconds(forwards=len(rows), tokens=tokens, backwards=backwards,
+                             grad_tokens=grad)  # fmt: skip
+    return Stage(name, len(rows), backwards, tokens, working, seconds, bound)
+
+
+def plan_audit(
+    model: Any,
+    probes: Any,
+    *,
+    route: bool = True,
+    route_probes: int = 256,
+    batch_size: int = 512,
+    timing: ForwardTiming | None = None,
+) -> CostPlan:
+    """The cost of :func:`~iteration_heads.auditing.audit` on ``probes``: the accuracy pass,
+    detection (two passes), the position route (two cached passes and one per label — clean,
+    all, and each component before the iteration heads' layer, at most the last — per batch of
+    the route's probes) and the ablation (the clean run, the iteration heads, and about
+    640 control sequences). The route and ablation counts are upper bounds: they depend on
+    the heads detection finds.
+
+    Example:
+        >>> from iteration_heads import load
+        >>> from iteration_heads.detection.probes import Probes
+        >>> model = load("polynomial_paper")
+        >>> plan = plan_audit(model, Probes.from_model(model, n=64), timing=ForwardTiming(0, 0))
+        >>> [(s.name, s.forwards) for s in plan.stages]
+        [('accuracy', 1), ('detection', 2), ('route', 7), ('ablation', 5)]
+    """
+    from iteration_heads.auditing.route import components_before
+    from iteration_heads.detection.probes import Probes
+    from iteration_heads.interventions.verification import CONTROL_SEQUENCES
+
+    if not isinstance(probes, Probes):
+        raise IterationHeadsError(f"probes must be Probes, got {type(probes).__name__}")
+    if not isinstance(route, bool):
+        raise IterationHeadsError(f"route={route!r}, expected True or False")
+    check_int("route_probes", route_probes, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
+    n, width = len(probes), int(probes.tokens.shape[1])
+    timing = timing or time_forward(model, width)
+    n_layers = int(model.cfg.n_layers)
+    chunks = passes_of(n, batch_size)
+    per_pass = forward_bytes(model, min(n, batch_size), width)
+    stages = [
+        stage("accuracy", chunks, width, timing, per_pass),
+        stage(
+            "detection",
+            chunks * 2,
+            width - 1,  # the probes without their last token
+            timing,
+            forward_bytes(model, min(n, batch_size), width, patterns=n_layers),
+        ),
+    ]
+    if route and n_layers > 1:
+        senders = len(components_before(model, n_layers - 1))
+        sample = passes_of(min(n, route_probes), batch_size)
+        rows = [r for r in sample for _ in range(4 + senders)]
+        working = forward_bytes(model, sample[0], width, cached=2 * (2 + senders))
+        stages.append(stage("route", rows, width, timing, working, bound=True))
+    controls = passes_of(min(n, CONTROL_SEQUENCES), batch_size)
+    means = [2, 2]  # the mean ablation's reference means
+    stages.append(
+        stage("ablation", chunks * 2 + controls + means, width, timing, per_pass, bound=True)
+    )
+    free, where = free_memory(model)
+    return CostPlan(
+        f"audit of {n} probes of width {width}", tuple(stages), weight_bytes(model), free, where,
+        advice="give fewer probes (--n-probes) or shorter ones (--max-len)",
+    )  # fmt: skip

@@ -1,0 +1,302 @@
+"""What ``iteration-heads pathways`` will cost before it runs (``--dry-run``): per analysis, its
+forward (and backward) passes and the tokens they run, counted from how each analysis batches
+its work, the peak memory it holds, and the time it takes here, from forward passes of the
+model timed at the prompts' width (:func:`~iteration_heads.auditing.cost.time_forward`).
+
+The counts follow the command's own sequence (``cli/pathway_runs.py``): an analysis that needs
+the answer writers or a ranking that was not run computes it itself, and costs it. Counts that
+depend on results not known before the run are upper bounds, marked ``<=``: the exact patching
+sweep skips (head, prompt) pairs whose head output the corruption leaves unchanged, and the
+ablation check's random sets may coincide (give ``named`` for the exact count).
+
+Example:
+    >>> from iteration_heads import DataConfig, make_dataset, zoo
+    >>> from iteration_heads.auditing.cost import ForwardTiming
+    >>> from iteration_heads.pathways import iteration_prompts
+    >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=2))
+    >>> plan = plan_pathways(zoo.load("polynomial_paper"), iteration_prompts(data.test, data.layout),
+    ...                      ["writers", "segments"], timing=ForwardTiming(0.01, 1e-7))
+    >>> [(s.name, s.forwards) for s in plan.stages]
+    [('writers', 2), ('segments', 2)]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from iteration_heads._torch import Head
+from iteration_heads.auditing.cost import (
+    CostPlan,
+    ForwardTiming,
+    Stage,
+    forward_bytes,
+    free_memory,
+    passes_of,
+    stage,
+    time_forward,
+    weight_bytes,
+)
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.interventions.patching import SWEEP_BATCH
+from iteration_heads.pathways.prompts import Prompts
+from iteration_heads.pathways.pruning import MAX_DEFAULT_KS
+from iteration_heads.pathways.random_control import random_head_sets
+from iteration_heads.pathways.rift import LENS_BATCH
+from iteration_heads.pathways.solved import SOLVED_BATCH
+from iteration_heads.pathways.writers import WRITERS_BATCH
+from iteration_heads.tasks.task import check_int
+
+_ORDER = ("patching", "writers", "lens", "segments", "pruning", "checks", "flow")
+# the analyses of ``iteration-heads pathways`` (its ANALYSES), in the order they run
+
+SEGMENTS_BATCH, FLOW_BATCH = 256, 64
+
+TRACE_SECONDS = 0.06
+"""Seconds of Python work per traced prompt and layer in flow tracing, beyond its forward
+passes (measured on two CPU cores: benchmarks/pathways_cost.py)."""
+
+
+@dataclass(frozen=True, repr=False)
+class PathwaysPlan(CostPlan):
+    """The cost of ``iteration-heads pathways`` (:class:`~iteration_heads.auditing.cost.CostPlan`:
+    a table of analysis, passes, tokens, estimated time and peak memory; ``refusal`` names the
+    analysis that does not fit); ``skipped``: the analyses that will not run, with why."""
+
+    skipped: tuple[tuple[str, str], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """:meth:`CostPlan.to_dict` and the skipped analyses."""
+        return super().to_dict() | {"skipped": dict(self.skipped)}
+
+    def format(self) -> str:
+        """The table, then the skipped analyses."""
+        skipped = [f"skipped {name}: {why}" for name, why in self.skipped]
+        return "\n".join([super().format(), *skipped])
+
+
+def plan_pathways(
+    model: Any,
+    prompts: Prompts,
+    analyses: Sequence[str],
+    *,
+    n_random: int = 5,
+    n_traced: int = 8,
+    seed: int = 0,
+    method: str = "auto",
+    prior: str | None = None,
+    solved: str | None = None,
+    named: Sequence[Head] | None = None,
+    timing: ForwardTiming | None = None,
+) -> PathwaysPlan:
+    """The passes, tokens, peak memory and time of each of ``analyses`` on ``prompts``, as
+    ``iteration-heads pathways`` runs them (module docstring): ``n_random``, ``n_traced``,
+    ``seed``, ``prior`` (``"context-free"`` or None) and ``solved`` as its options, ``method``
+    the head-patching method, ``named`` the heads the ablation check names (for an exact
+    count), ``timing`` the measured speed (default: timed here now).
+
+    Raises:
+        IterationHeadsError: not :class:`Prompts`, an unknown analysis or method, or a bad
+            count.
+
+    Example:
+        >>> from iteration_heads import DataConfig, make_dataset, zoo
+        >>> from iteration_heads.pathways import iteration_prompts
+        >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=2))
+        >>> plan = plan_pathways(zoo.load("polynomial_paper"),
+        ...                      iteration_prompts(data.test, data.layout), ["patching", "flow"])
+        >>> [(s.name, s.forwards, s.bound) for s in plan.stages], plan.refusal()
+        ([('patching', 3, True), ('flow', 2, False)], None)
+    """
+    from iteration_heads.pathways.attribution import choose_method
+
+    if not isinstance(prompts, Prompts):
+        raise IterationHeadsError(f"prompts must be Prompts, got {type(prompts).__name__}")
+    unknown = [a for a in analyses if a not in _ORDER]
+    if unknown or isinstance(analyses, str):
+        raise IterationHeadsError(f"analyses {list(analyses)!r}: expected some of {_ORDER}")
+    for name, value, least in (("n_random", n_random, 1), ("n_traced", n_traced, 1),
+                               ("seed", seed, 0)):  # fmt: skip
+        check_int(name, value, minimum=least)
+    for name, choice, allowed in (("method", method, ("auto", "exact", "attribution")),
+                                 ("prior", prior, (None, "context-free")),
+                                 ("solved", solved, (None, "step", "sequence"))):  # fmt: skip
+        if not isinstance(choice, str | None) or choice not in allowed:
+            raise IterationHeadsError(f"{name}={choice!r}, expected one of {allowed}")
+    counter = _Counter(model, prompts, timing or time_forward(model, prompts.clean.shape[1]))
+    corrupted = prompts.corrupted is not None
+    stages: list[Stage] = []
+    skipped: list[tuple[str, str]] = []
+    if solved is not None:
+        stages.append(counter.simple("solved", SOLVED_BATCH, bound=True))
+    patched = corrupted and "patching" in analyses
+    wrote = "writers" in analyses
+    for name in [a for a in _ORDER if a in analyses]:
+        if name == "patching":
+            if not corrupted:
+                skipped.append((name, "the prompts have no corrupted version"))
+                continue
+            stages.append(counter.patching(choose_method(model, prompts, method)))
+        elif name == "writers":
+            stages.append(counter.simple("writers", WRITERS_BATCH, cached=4, patterns=True))
+        elif name == "lens":
+            infos = prompts.info or ()
+            given = bool(infos) and all(isinstance(i.get("prior"), int) for i in infos)
+            if prior != "context-free" and not given:
+                skipped.append((name, "no prior token"))
+                continue
+            stages.append(counter.lens(prior == "context-free"))
+        elif name == "segments":
+            if not prompts.segment_names or bool((prompts.segments < 0).all()):
+                skipped.append((name, "the prompts have no segments"))
+                continue
+            stages.append(counter.segments())
+        elif name == "pruning":
+            extra = 0 if patched or wrote else 1
+            stages.append(counter.pruning(max(1, n_random // 2), seed, extra))
+        elif name == "checks":
+            extra = (not wrote) + (corrupted and not patched and not wrote)
+            stages.append(counter.checks(n_random, seed, named, int(extra)))
+        elif name == "flow":
+            stages.append(counter.flow(min(n_traced, len(prompts))))
+    free, where = free_memory(model)
+    advice = "give fewer prompts (--n, or a shorter --prompts file)"
+    if corrupted and "patching" in analyses:
+        advice += ", or --method attribution for head patching"
+    return PathwaysPlan(
+        f"pathways on {len(prompts)} prompts of width {prompts.clean.shape[1]}",
+        tuple(stages), weight_bytes(model), free, where, advice=advice, skipped=tuple(skipped),
+    )  # fmt: skip
+
+
+class _Counter:
+    """The passes of each analysis: rows per pass, width, memory (see the analyses' code)."""
+
+    def __init__(self, model: Any, prompts: Prompts, timing: ForwardTiming) -> None:
+        self.model, self.prompts, self.timing = model, prompts, timing
+        self.n, self.width = len(prompts), int(prompts.clean.shape[1])
+        self.cut = int(prompts.position.max()) + 1  # causal analyses run up to here
+        cfg = model.cfg
+        self.layers, self.heads = int(cfg.n_layers), int(cfg.n_heads)
+        self.d_z = self.heads * int(getattr(cfg, "d_head", cfg.d_model // self.heads))
+
+    def _bytes(self, rows: int, width: int, **options: Any) -> int:
+        return forward_bytes(self.model, rows, width, **options)
+
+    def simple(self, name: str, batch: int, *, cached: int = 0, patterns: bool = False,
+               bound: bool = False) -> Stage:  # fmt: skip
+        """Cached forward passes of every prompt, ``batch`` at a time, at full width."""
+        rows = passes_of(self.n, batch)
+        memory = self._bytes(rows[0], self.width, cached=cached * self.layers,
+                             patterns=self.layers if patterns else 0)  # fmt: skip
+        return stage(name, rows, self.width, self.timing, memory, bound=bound)
+
+    def patching(self, method: str) -> Stage:
+        runs = passes_of(self.n, SWEEP_BATCH)
+        kept = 2 * self.n * self.cut * self.layers * self.d_z * 4  # clean and corrupted hook_z
+        run = self._bytes(runs[0], self.cut, logits="one", cached=self.layers)
+        if method == "attribution":
+            sweep = passes_of(self.n, SWEEP_BATCH)
+            work = self._bytes(sweep[0], self.cut, logits="one", cached=self.layers, grad=True)
+            total = stage("patching", runs * 2 + sweep, self.cut, self.timing, 0)
+            grad = sum(sweep) * self.cut
+            seconds = total.seconds + self.timing.seconds(
+                forwards=0, tokens=0, backwards=2 * len(sweep), grad_tokens=2 * grad
+            )
+            return Stage("patching (attribution)", total.forwards, 2 * len(sweep), total.tokens,
+                         kept + max(run, work), seconds)  # fmt: skip
+        sweep = passes_of(self.layers * self.heads * self.n, SWEEP_BATCH)
+        work = self._bytes(sweep[0], self.cut, logits="one", cached=1)
+        return stage("patching", runs * 2 + sweep, self.cut, self.timing, kept + max(run, work),
+                     bound=True)  # fmt: skip
+
+    def lens(self, context_free: bool) -> Stage:
+        rows = passes_of(self.n, LENS_BATCH)
+        widths = [self.width] * len(rows)
+        if context_free:  # one pass per length of the short sequences (rift.context_free_prior)
+            lengths = [1 + p + 1 - max(p - 1, 1) for p in self.prompts.position.tolist()]
+            for length in sorted(set(lengths)):
+                rows.append(lengths.count(length))
+                widths.append(length)
+        tokens = sum(r * w for r, w in zip(rows, widths, strict=True))
+        memory = self._bytes(rows[0], self.width, cached=2 * (self.layers + 1))
+        seconds = self.timing.seconds(forwards=len(rows), tokens=tokens)
+        return Stage("lens", len(rows), 0, tokens, memory, seconds)
+
+    def segments(self) -> Stage:
+        names = len(self.prompts.segment_names)
+        cuts = names + (names if names >= 3 else 0)  # each segment, and all but one from three
+        rows = passes_of(self.n, SEGMENTS_BATCH) + passes_of(cuts * self.n, SEGMENTS_BATCH)
+        vocab = int(self.model.cfg.d_vocab)
+        kept = self.n * self.width * vocab * 4 + cuts * self.n * self.width**2  # logits, masks
+        return stage("segments", rows, self.width, self.timing,
+                     kept + self._bytes(rows[-1], self.width))  # fmt: skip
+
+    def _writers(self, extra: int) -> tuple[list[int], int]:
+        rows = passes_of(self.n, WRITERS_BATCH) * extra
+        return rows, self._bytes(rows[0], self.width, cached=4 * self.layers,
+                                 patterns=self.layers) if rows else 0  # fmt: skip
+
+    def _ablation_runs(self, variants: int) -> tuple[Stage, Stage]:
+        """The reference means (full width), the full model and ``variants`` variants."""
+        means = passes_of(self.n, SWEEP_BATCH)
+        runs = means + passes_of(self.n, SWEEP_BATCH) + passes_of(variants * self.n, SWEEP_BATCH)
+        memory = self._bytes(means[0], self.width, cached=self.layers)
+        work = self._bytes(runs[-1], self.cut, logits="one", cached=1)
+        return (stage("", means, self.width, self.timing, memory),
+                stage("", runs[len(means):], self.cut, self.timing, work))  # fmt: skip
+
+    def pruning(self, n_random: int, seed: int, extra: int) -> Stage:
+        heads = self.layers * self.heads
+        step = max(1, math.ceil(heads / MAX_DEFAULT_KS))
+        ks = sorted({*range(0, heads, step), heads})
+        generator = torch.Generator().manual_seed(seed)
+        draws = [
+            torch.randperm(heads, generator=generator)[:k] for k in ks for _ in range(n_random)
+        ]
+        masks = {frozenset(range(k)) for k in ks} | {frozenset(d.tolist()) for d in draws}
+        variants = len(masks - {frozenset(range(heads))})  # keeping every head: the full model
+        return self._combine("pruning", self._ablation_runs(variants), extra, bound=False)
+
+    def checks(self, n_random: int, seed: int, named: Sequence[Head] | None, extra: int) -> Stage:
+        parts: list[Stage] = []
+        if self.prompts.corrupted is not None:  # noising: two unbatched runs, then the variants
+            rows = [self.n, self.n, *passes_of((1 + n_random) * self.n, SWEEP_BATCH)]
+            vocab = int(self.model.cfg.d_vocab)
+            kept = self.n * self.cut * (vocab + self.layers * self.d_z) * 4
+            parts.append(
+                stage("", rows, self.cut, self.timing, kept + self._bytes(self.n, self.cut))
+            )
+        if named is None:
+            variants, bound = 1 + n_random, True
+        else:
+            first, draws = random_head_sets(self.model, named, n_random=n_random, seed=seed)
+            variants, bound = len({frozenset(first), *map(frozenset, draws)}), False
+        parts += self._ablation_runs(variants)
+        return self._combine("checks", tuple(parts), extra, bound)
+
+    def flow(self, traced: int) -> Stage:
+        rows = [*passes_of(traced, FLOW_BATCH), 1]  # trace_many, then the example
+        memory = self._bytes(rows[0], self.width, cached=10 * self.layers, patterns=self.layers)
+        passes = stage("flow", rows, self.width, self.timing, memory)
+        extra = TRACE_SECONDS * (traced + 1) * self.layers
+        return Stage("flow", passes.forwards, 0, passes.tokens, memory, passes.seconds + extra)
+
+    def _combine(self, name: str, parts: tuple[Stage, ...], extra: int, bound: bool) -> Stage:
+        """One stage of ``parts`` and of ``extra`` runs of the answer writers it needs."""
+        rows, memory = self._writers(extra)
+        if rows:
+            parts = (*parts, stage("", rows, self.width, self.timing, memory))
+        return Stage(
+            name,
+            sum(p.forwards for p in parts),
+            sum(p.backwards for p in parts),
+            sum(p.tokens for p in parts),
+            max(p.working for p in parts),
+            sum(p.seconds for p in parts),
+            bound,
+        )

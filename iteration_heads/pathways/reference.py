@@ -1,0 +1,131 @@
+"""The means a mean ablation replaces a head's output with, over a reference batch, padding kept
+out.
+
+Pruning and the ablation check (:mod:`~iteration_heads.pathways.pruning`) replace a head's
+output (its ``hook_z``) by its mean over ``reference`` sequences. ``reference_mask`` says which
+reference positions hold real tokens (True) and which padding (False); None: every position is
+real. Two means:
+
+* ``"position"`` (Dutta et al.'s): one mean per position ``p`` over the reference sequences
+  with a real token at ``p``; a position with none takes the sequence mean instead;
+* ``"sequence"``: one mean vector per head over every real position of every reference
+  sequence, the same at every position (for references whose positions do not line up with
+  the prompts', such as text of other lengths).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from iteration_heads._torch import cached_run, device_of, evaluating, z_hook
+from iteration_heads.errors import IterationHeadsError
+from iteration_heads.interventions.batch import check_token_ids, integer_tensor
+from iteration_heads.interventions.patching import SWEEP_BATCH
+from iteration_heads.tasks.task import check_int
+
+MeanKind = Literal["position", "sequence"]
+MEANS = ("position", "sequence")
+"""The values of the ``mean`` option."""
+
+
+def check_reference(
+    model: Any, reference: Any, reference_mask: Any, mean: str, width: int
+) -> tuple[Int[Tensor, "m pos"], Bool[Tensor, "m pos"]]:
+    """The reference tokens and mask, checked: integer ids in the vocabulary ``[m >= 1, pos]``
+    (at least ``width`` wide for per-position means), a boolean mask of the same shape with a
+    real position somewhere, and ``mean`` one of :data:`MEANS`.
+
+    Example:
+        >>> from iteration_heads import zoo
+        >>> tokens, mask = check_reference(zoo.load("polynomial_paper"), [[1, 2, 0]], None,
+        ...                                "sequence", 5)
+        >>> mask.tolist()
+        [[True, True, True]]
+    """
+    if not isinstance(mean, str) or mean not in MEANS:
+        raise IterationHeadsError(f"mean={mean!r}, expected one of {list(MEANS)}")
+    reference = integer_tensor(reference, "reference")
+    least = width if mean == "position" else 1
+    if reference.ndim != 2 or len(reference) < 1 or reference.shape[1] < least:
+        wide = " (at least as wide as the prompts)" if mean == "position" else ""
+        raise IterationHeadsError(
+            f"reference of shape {tuple(reference.shape)}: expected token ids [m >= 1, pos "
+            f">= {least}]{wide}"
+        )
+    d_vocab = getattr(model.cfg, "d_vocab", None)
+    if isinstance(d_vocab, int):
+        check_token_ids(reference, d_vocab, "reference token")
+    if reference_mask is None:
+        return reference, torch.ones(reference.shape, dtype=torch.bool)
+    if not isinstance(reference_mask, Tensor) or reference_mask.dtype != torch.bool:
+        raise IterationHeadsError(
+            f"reference_mask of type {getattr(reference_mask, 'dtype', type(reference_mask).__name__)}"
+            ", expected a boolean tensor (True at real tokens)"
+        )
+    if reference_mask.shape != reference.shape:
+        raise IterationHeadsError(
+            f"reference_mask of shape {tuple(reference_mask.shape)}, expected the reference's "
+            f"{tuple(reference.shape)}"
+        )
+    if not bool(reference_mask.any()):
+        raise IterationHeadsError("reference_mask marks no position as a real token")
+    return reference, reference_mask.cpu()
+
+
+def reference_means(
+    model: Any,
+    reference: Int[Tensor, "m pos"],
+    *,
+    mean: MeanKind = "position",
+    reference_mask: Bool[Tensor, "m pos"] | None = None,
+    width: int | None = None,
+    batch_size: int = SWEEP_BATCH,
+) -> dict[int, Float[Tensor, "pos head d_head"]]:
+    """Per layer, the mean ``hook_z`` of every head over the real positions of ``reference``
+    (module docstring), at each of ``width`` positions (default: the reference's width).
+
+    Example:
+        >>> from iteration_heads import zoo
+        >>> model = zoo.load("polynomial_paper")
+        >>> reference = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])
+        >>> real = reference != 0
+        >>> by_position = reference_means(model, reference, reference_mask=real)
+        >>> whole = reference_means(model, reference, mean="sequence", reference_mask=real)
+        >>> by_position[0].shape, bool(torch.equal(whole[1][0], whole[1][3]))
+        (torch.Size([4, 1, 64]), True)
+        >>> bool(torch.allclose(by_position[1][3], whole[1][3]))  # no real token: sequence mean
+        True
+    """
+    size = reference.shape[1] if width is None else width
+    check_int("width", size, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
+    tokens, mask = check_reference(model, reference, reference_mask, mean, size)
+    if mean == "position":
+        tokens, mask = tokens[:, :size], mask[:, :size]
+    names = {z_hook(layer): layer for layer in range(int(model.cfg.n_layers))}
+    sums: dict[int, Tensor] = {}
+    weight_all = mask.double()
+    with evaluating(model):
+        for chunk, weight in zip(
+            tokens.split(batch_size), weight_all.split(batch_size), strict=True
+        ):
+            _, cache = cached_run(
+                model, chunk.to(device_of(model)), names_filter=names.__contains__
+            )
+            for name, layer in names.items():
+                part = (cache[name].double().cpu() * weight[:, :, None, None]).sum(0)
+                sums[layer] = part if layer not in sums else sums[layer] + part
+    counts = weight_all.sum(0)  # real tokens per position
+    means = {}
+    for layer, total in sums.items():
+        whole = total.sum(0) / counts.sum()  # head d_head
+        if mean == "sequence":
+            means[layer] = whole[None].expand(size, *whole.shape).float()
+            continue
+        at = total / counts.clamp(min=1)[:, None, None]
+        means[layer] = torch.where(counts[:, None, None] > 0, at, whole[None]).float()
+    return means
