@@ -56,11 +56,11 @@ docs: $(STAMP)
 notebooks: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --nbmake examples/*.ipynb
 
-# The suite on both cores (pytest-xdist; a test file stays on one worker, so module fixtures are
-# built once). tests/test_docs.py builds the docs strictly, as `make docs` does.
+# The suite and the notebooks in one run on both cores (pytest-xdist; a test file or notebook
+# stays on one worker, so module fixtures are built once, and the notebooks fill the gaps).
+# tests/test_docs.py builds the docs strictly, as `make docs` does.
 test: lint typecheck browser
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
-	$(BIN)/python -m pytest -q -n 2 --nbmake examples/*.ipynb
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --nbmake tests iteration_heads examples/*.ipynb
 
 # Long training runs (marked slow), not in the default suite.
 slow: $(STAMP)
