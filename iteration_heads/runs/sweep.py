@@ -57,8 +57,8 @@ else:  # Python 3.10: the same parser, as a package
 from iteration_heads._io import write_json
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.runs.executors import Executor, LocalExecutor
-from iteration_heads.runs.specs import RunSpec, finished, run_holder
 from iteration_heads.runs.scheduling import run_all
+from iteration_heads.runs.specs import RunSpec, finished, run_holder
 from iteration_heads.runs.sweep_cost import check_cells_fit, estimate_cost, format_seconds
 from iteration_heads.runs.sweep_fields import (
     VARIANT,

@@ -25,8 +25,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.runs.specs import RunSpec
 from iteration_heads.model.transformer import build_model
+from iteration_heads.runs.specs import RunSpec
 from iteration_heads.tasks.data import make_dataset
 from iteration_heads.tasks.task import check_int
 from iteration_heads.training.evaluation import evaluation_records

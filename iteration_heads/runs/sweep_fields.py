@@ -14,8 +14,8 @@ import json
 from typing import Any
 
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.runs.specs import RunSpec
 from iteration_heads.model.transformer import ModelConfig
+from iteration_heads.runs.specs import RunSpec
 from iteration_heads.tasks.data import DataConfig
 from iteration_heads.training.loop import TrainConfig
 from iteration_heads.training.recipe import (
