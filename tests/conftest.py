@@ -1,4 +1,5 @@
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -9,3 +10,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 torch.set_num_threads(
     1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads())
 )
+
+# Ctrl-C as a user's shell delivers it, even when the suite was started in the background of a
+# script (which starts with SIGINT ignored, and its subprocesses inherit that): the interrupt
+# tests send SIGINT to this process and to `iteration-heads` subprocesses.
+signal.signal(signal.SIGINT, signal.default_int_handler)

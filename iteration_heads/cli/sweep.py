@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, stop)
+    previous_int = signal.getsignal(signal.SIGINT)
     try:
         if not args.collect:
             with executor_from_args(args, args.jobs, args.runs) as executor:
@@ -116,8 +117,9 @@ def run(args: argparse.Namespace) -> int:
               f"short resumes from its checkpoint); resume with: {command}",
               file=sys.stderr, flush=True)  # fmt: skip
         return signals.get(received[0] if received else signal.SIGINT, 130)
-    finally:
+    finally:  # as found: main() may run inside a longer process (a notebook, a test)
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     print("wrote " + ", ".join(str(path) for path in written))
     return 0
 

@@ -6,11 +6,14 @@ directories. A job trains a group of runs: one after another (:func:`train_cells
 runs that differ only in their seed, stacked in one process (:func:`train_seed_batch`).
 
 Example:
-    >>> import tempfile
+    >>> import dataclasses, tempfile
     >>> from iteration_heads.runs.specs import copy_spec
+    >>> def short(seed):  # the shipped copy run, one epoch
+    ...     spec = copy_spec(seed)
+    ...     return dataclasses.replace(spec, train=dataclasses.replace(spec.train, epochs=1))
     >>> runs = tempfile.mkdtemp()
-    >>> run_all([copy_spec(0), copy_spec(1)], runs, log=lambda line: None)
-    >>> [finished(copy_spec(seed), runs) for seed in (0, 1)]
+    >>> run_all([short(0), short(1)], runs, log=lambda line: None)
+    >>> [finished(short(seed), runs) for seed in (0, 1)]
     [True, True]
 """
 
@@ -52,9 +55,11 @@ def train_cells(specs: Sequence[RunSpec], runs: str | os.PathLike[str]) -> dict[
     are read back from their files, never from this return value.
 
     Example:
-        >>> import tempfile
+        >>> import dataclasses, tempfile
         >>> from iteration_heads.runs.specs import copy_spec
-        >>> train_cells([copy_spec()], tempfile.mkdtemp())
+        >>> spec = copy_spec()
+        >>> one_epoch = dataclasses.replace(spec, train=dataclasses.replace(spec.train, epochs=1))
+        >>> train_cells([one_epoch], tempfile.mkdtemp())
         {}
     """
     errors: dict[str, str] = {}
@@ -203,11 +208,13 @@ def run_all(
     directories, never from the jobs.
 
     Example:
-        >>> import tempfile
+        >>> import dataclasses, tempfile
         >>> from iteration_heads.runs.specs import copy_spec
+        >>> spec = copy_spec()
+        >>> one_epoch = dataclasses.replace(spec, train=dataclasses.replace(spec.train, epochs=1))
         >>> runs = tempfile.mkdtemp()
-        >>> run_all([copy_spec()], runs, log=lambda line: None)
-        >>> finished(copy_spec(), runs)
+        >>> run_all([one_epoch], runs, log=lambda line: None)
+        >>> finished(one_epoch, runs)
         True
     """
     runs = Path(runs)

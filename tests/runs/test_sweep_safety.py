@@ -228,3 +228,24 @@ def test_the_local_executor_releases_its_workers_on_leaving() -> None:
         workers = list(executor._pool._processes.values())  # type: ignore[union-attr]
     assert futures[0].result() == 3
     assert workers and not any(worker.is_alive() for worker in workers)
+
+
+def test_an_interrupted_sweep_leaves_the_callers_signal_handlers_as_found(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """``main(["sweep", ...])`` inside a longer process (a notebook, a test worker): after a
+    Ctrl-C it returns 130 and Ctrl-C still interrupts the caller (it used to stay ignored, and
+    every subprocess started later inherited that)."""
+    import iteration_heads.cli.sweep as sweep_command
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep_command, "run_sweep", interrupted, raising=False)
+    monkeypatch.setattr("iteration_heads.runs.sweep.run_sweep", interrupted)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    spec_file = write_spec(tmp_path, epochs=1)
+    argv = ["sweep", str(spec_file), "--runs", str(tmp_path / "runs"), "--jobs", "1"]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--no-progress"]) == 130
+    assert "interrupted: 0 of" in capsys.readouterr().err
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
