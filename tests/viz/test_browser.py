@@ -325,7 +325,7 @@ def test_pathways_report_of_the_llama_fixture_draws_every_analysis(tmp_path: Pat
         **{k: tuple(v) if k == "hops" else v for k, v in spec["config"].items()}
     )
     drawn = make_prontoqa(config, spec["drawn"], seed=spec["seed"])
-    held_out = [drawn[i] for i in spec["indices"][:3]]
+    held_out = [drawn[i] for i in spec["indices"][:2]]
     records = prontoqa_records(held_out, AutoTokenizer.from_pretrained(folder))
     prompts = tmp_path / "held_out.jsonl"
     prompts.write_text("".join(json.dumps(r) + "\n" for r in records))
