@@ -59,14 +59,10 @@ notebooks: $(STAMP)
 # The suite and the notebooks in one run on both cores (pytest-xdist; a test file or notebook
 # stays on one worker, so module fixtures are built once, and the notebooks fill the gaps). One
 # torch thread per process: two workers of two threads each on two cores slow each other down.
-# mypy (one core, 40 s on a fresh clone) runs beside them; either failing fails the target.
 # tests/test_docs.py builds the docs strictly, as `make docs` does.
-test: lint browser
-	@$(BIN)/mypy > $(VENV)/mypy.log 2>&1 & mypy=$$!; \
+test: lint typecheck browser
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --nbmake tests \
-		iteration_heads examples/*.ipynb; tests=$$?; \
-	wait $$mypy; types=$$?; echo "$(BIN)/mypy"; cat $(VENV)/mypy.log; \
-	test $$tests -eq 0 && test $$types -eq 0
+		iteration_heads examples/*.ipynb
 
 # Long training runs (marked slow), not in the default suite.
 slow: $(STAMP)
