@@ -21,9 +21,10 @@ from iteration_heads.pathways.prompts import ITERATION_SEGMENTS
 from iteration_heads.tasks.task import Task, check_int, get_task
 
 
-def _offsets(encoding: TextEncoding, text: str) -> list[tuple[int, int]]:
+def _encode(encoding: TextEncoding, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids of ``text`` and their character spans."""
     encoded = encoding.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    return [tuple(span) for span in encoded["offset_mapping"]]
+    return list(encoded["input_ids"]), [tuple(span) for span in encoded["offset_mapping"]]
 
 
 def _token_at(offsets: list[tuple[int, int]], lo: int, hi: int) -> tuple[int, int]:
@@ -84,7 +85,7 @@ def iteration_records(
         x = inputs[0].tolist()
         s = task.states(inputs)[0].tolist()
         text, spans = encoding.render(x, s)
-        offsets = _offsets(encoding, text)
+        ids, offsets = _encode(encoding, text)
         input_span = [spans[0][0], spans[length - 1][1]]
         cot_span = [spans[length + 1][0], spans[-1][1]]
         for t in range(1, length + 1):
@@ -95,7 +96,7 @@ def iteration_records(
             for shift in order:
                 value = (x[t - 1] + shift + 1) % task.n_symbols
                 candidate = text[:lo] + encoding.symbol_text(value) + text[hi:]
-                if len(_offsets(encoding, candidate)) == len(offsets):
+                if len(_encode(encoding, candidate)[0]) == len(ids):
                     corrupted = {"span": [lo, hi], "with": encoding.symbol_text(value)}
                     break
             if corrupted is None:
@@ -104,15 +105,14 @@ def iteration_records(
                     "the corruption would shift the positions"
                 )
             prefix = text[start : spans[length + t][0]]  # e.g. the space a BPE token starts with
-            answer = encoding.tokenizer(text, add_special_tokens=False)["input_ids"][answer_index]
+            answer = ids[answer_index]
             foils: list[str] = []
             seen = {answer}  # a foil is one token, not the answer's, and not another foil's
             for value in range(task.n_symbols):
                 foil = prefix + encoding.symbol_text(value)
-                ids = encoding.tokenizer(text[:start] + foil, add_special_tokens=False)
-                ids = ids["input_ids"]
-                if len(ids) == answer_index + 1 and ids[-1] not in seen:
-                    seen.add(ids[-1])
+                written, _ = _encode(encoding, text[:start] + foil)
+                if len(written) == answer_index + 1 and written[-1] not in seen:
+                    seen.add(written[-1])
                     foils.append(foil)
             records.append(
                 {
