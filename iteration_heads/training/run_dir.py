@@ -235,10 +235,12 @@ RUN_FILES = {
 """What a run directory may hold (besides temporary files of interrupted writes)."""
 
 
-def check_run_folder(run: Path, resume: bool) -> None:
+def check_run_folder(run: Path, resume: bool, holding_lock: bool = False) -> None:
     """A clear error, before anything is written, when ``run`` cannot hold this run: a file, a
-    folder that cannot be created or written, a folder holding anything that is not a run, an
-    existing run without ``resume`` or a missing one with it.
+    folder that cannot be created or written, a run another process holds (:class:`RunInUse`,
+    even before that run wrote its ``run.json``), a folder holding anything that is not a run,
+    an existing run without ``resume`` or a missing one with it. ``holding_lock``: the caller
+    holds the run's lock already.
 
     Example:
         >>> import tempfile
@@ -263,6 +265,8 @@ def check_run_folder(run: Path, resume: bool) -> None:
         return
     if not os.access(run, os.W_OK | os.X_OK):
         raise IterationHeadsError(f"cannot write into the run directory {str(run)!r}")
+    if not holding_lock and (run / LOCK_FILE).exists():  # a run that is starting has its lock before its run.json
+        take_run_lock(run).release()
     if (run / RUN_FILE).is_file():
         if not resume:
             raise IterationHeadsError(
@@ -396,7 +400,7 @@ def prepare_run(
         >>> sorted(p.name for p in run.iterdir())
         ['checkpoint', 'history.jsonl', 'run.json']
     """
-    check_run_folder(run, resume)
+    check_run_folder(run, resume, holding_lock=True)
     if not resume:
         remove_stale_temporaries(run)
         for leftover in (run / CHECKPOINT_DIR, run / HISTORY_FILE):  # a start that never finished

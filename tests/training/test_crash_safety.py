@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from iteration_heads import IterationHeadsError, build_model, load, save
 from iteration_heads.cli import main
 from iteration_heads.training import TrainConfig, train
+from iteration_heads.training.run_dir import locked_run
 
 CONTEXT = multiprocessing.get_context("forkserver")
 CONTEXT.set_forkserver_preload(["iteration_heads", "iteration_heads.experiments"])  # not
@@ -202,6 +203,19 @@ def test_a_second_process_is_refused_and_the_history_stays_increasing(tmp_path) 
     lines = (run / "history.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == list(range(41))
     assert not (run / ".lock.holder").exists()
+
+
+def test_a_run_that_has_its_lock_but_no_run_json_yet_is_refused_as_in_use(tmp_path) -> None:
+    """A run starting in another process holds its lock before it writes run.json: a resume in
+    that instant hears who holds the run, not that there is nothing to resume."""
+    run = tmp_path / "run"
+    model, data, config = crash_run_parts()
+    with locked_run(run):
+        assert not (run / "run.json").exists()
+        for resume in (True, False):
+            with pytest.raises(IterationHeadsError, match=f"in use by process {os.getpid()}"):
+                train(model, data, config, out_dir=run, resume=resume, progress=False)
+    assert sorted(p.name for p in run.iterdir()) == [".lock"]
 
 
 def test_a_full_disk_stops_the_run_with_one_line_and_loses_nothing(tmp_path, monkeypatch) -> None:
