@@ -20,9 +20,10 @@ figures are pinned while the cases run: 16 GB of memory available, no CUDA and n
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import os
+import stat
+import time
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
@@ -86,6 +87,9 @@ AREAS: list[ModuleType] = [
     prontoqa,
 ]
 """The area modules of tests/bad_cases/, each with ``CASES`` and maybe ``prepare``."""
+TICK = 0.05
+"""Seconds between a write and the next one the snapshot must tell apart (file systems stamp
+times with a coarse clock of a few milliseconds)."""
 MEMORY = 16 * 10**9
 """Bytes of memory the cases see as available (the real figure varies by machine)."""
 
@@ -598,19 +602,22 @@ def work_folder(root: Path) -> Path:
 
 
 def snapshot(*roots: Path) -> dict[str, Any]:
-    """Every entry under ``roots``: folders, links (their target) and files (hash, mtime)."""
+    """Every entry under ``roots``: folders, links (their target) and files (size, inode, mode,
+    modification and change times: any write, replacement, rename or chmod moves one of them;
+    stat alone, as hashing ~800 files twice per case cost a minute of the suite)."""
     entries: dict[str, Any] = {}
     for root in roots:
         for folder, dirs, files in os.walk(root):
             for name in [*dirs, *files]:
-                path = Path(folder) / name
-                if path.is_symlink():
-                    entries[str(path)] = ("link", os.readlink(path))
-                elif path.is_dir():
-                    entries[str(path)] = ("dir",)
+                path = os.path.join(folder, name)
+                info = os.lstat(path)
+                if stat.S_ISLNK(info.st_mode):
+                    entries[path] = ("link", os.readlink(path))
+                elif stat.S_ISDIR(info.st_mode):
+                    entries[path] = ("dir", info.st_mode)
                 else:
-                    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-                    entries[str(path)] = ("file", digest, path.stat().st_mtime_ns)
+                    entries[path] = ("file", info.st_size, info.st_ino, info.st_mode,
+                                     info.st_mtime_ns, info.st_ctime_ns)  # fmt: skip
     return entries
 
 
@@ -735,6 +742,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Out
     for area in AREAS:
         if hasattr(area, "prepare"):
             area.prepare(work, namespace)
+    time.sleep(TICK)  # a case's write gets a later timestamp than anything prepare wrote
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(work)
         # messages list the registered tasks: the built-in ones only, whatever ran before
@@ -748,6 +756,25 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Out
         patch.setattr(zoo, "run_all", refuse_work)
         patch.setattr(reproduction, "run_all", refuse_work)
         yield {case.id: run_case(case, work, namespace) for case in CASES}
+
+
+def test_the_snapshot_sees_every_kind_of_change(tmp_path: Path) -> None:
+    """Same-size rewrites (even of the same bytes), replacements, chmods, new and removed
+    entries: each changes the snapshot, which the cases compare."""
+    root = work_folder(tmp_path / "work")
+    target = root / "afile"
+    changes = [
+        lambda: target.write_text(target.read_text()),
+        lambda: (root / "copy").write_text("x") or os.replace(root / "copy", target),
+        lambda: target.chmod(0o600),
+        lambda: (root / "adir" / "new").mkdir(),
+        lambda: (root / "untrained" / "config.json").unlink(),
+    ]
+    for change in changes:
+        before = snapshot(root)
+        time.sleep(TICK)
+        change()
+        assert snapshot(root) != before
 
 
 def test_there_are_enough_cases() -> None:

@@ -26,6 +26,7 @@ import itertools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from jaxtyping import Bool, Int
@@ -148,11 +149,24 @@ class OntologyVocab:
         """Number of tokens."""
         return len(self.names)
 
+    @cached_property
+    def ids(self) -> dict[str, int]:
+        """The id of every token name."""
+        return {name: i for i, name in enumerate(self.names)}
+
+    @cached_property
+    def kinds(self) -> dict[str, tuple[str, ...]]:
+        """The names of each kind, in id order."""
+        grouped: dict[str, list[str]] = {}
+        for name in self.names:
+            grouped.setdefault(self.kind(name), []).append(name)
+        return {kind: tuple(names) for kind, names in grouped.items()}
+
     def id(self, name: str) -> int:
         """The id of a token name."""
         try:
-            return self.names.index(name)
-        except ValueError:
+            return self.ids[name]
+        except KeyError:
             raise IterationHeadsError(f"unknown token {name!r}") from None
 
     def kind(self, name: str) -> str:
@@ -165,7 +179,7 @@ class OntologyVocab:
 
     def of_kind(self, kind: str) -> list[str]:
         """Every name of one kind."""
-        return [n for n in self.names if self.kind(n) == kind]
+        return list(self.kinds.get(kind, ()))
 
 
 def walk_chain(facts: Sequence[Fact], entity: str) -> list[str]:
@@ -376,33 +390,40 @@ def make_ontology_problems(
         rows.append((prompt, steps, [entity, *walk_chain(every_fact, entity)]))
         meta.append((hops, answer, PROBLEM_KINDS.index(problem_kind)))
     width = max(len(p) + len(s) for p, s, _ in rows)
-    tokens = torch.zeros(n, width, dtype=torch.long)  # <pad> is 0
-    targets = torch.full((n, width), IGNORE, dtype=torch.long)
-    subtasks = torch.full((n, width), -1, dtype=torch.long)
-    sources = torch.full((n, width), -1, dtype=torch.long)
-    priors = torch.full((n, width), -1, dtype=torch.long)
+    tokens = [[0] * width for _ in range(n)]  # <pad> is 0
+    targets = [[IGNORE] * width for _ in range(n)]
+    subtasks = [[-1] * width for _ in range(n)]
+    sources = [[-1] * width for _ in range(n)]
+    priors = [[-1] * width for _ in range(n)]
     parents = {} if world is None else world.parent
     for i, (prompt, steps, path) in enumerate(rows):
         names = prompt + [t for t, _ in steps]
-        tokens[i, : len(names)] = torch.tensor([vocab.id(t) for t in names])
+        tokens[i][: len(names)] = [vocab.id(t) for t in names]
+        where: dict[str, list[int]] = {}  # the positions of each name, in order
+        for p, name in enumerate(names):
+            where.setdefault(name, []).append(p)
         for j, (token, subtask) in enumerate(steps):
             at = len(prompt) + j  # the position of this token; it is predicted at at - 1
-            targets[i, at - 1] = vocab.id(token)
-            subtasks[i, at - 1] = SUBTASKS.index(subtask)
+            targets[i][at - 1] = vocab.id(token)
+            subtasks[i][at - 1] = SUBTASKS.index(subtask)
             if subtask in ("copy", "induction") and path[path.index(token) - 1] in parents:
-                priors[i, at - 1] = vocab.id(parents[path[path.index(token) - 1]])
+                priors[i][at - 1] = vocab.id(parents[path[path.index(token) - 1]])
             if subtask in ("decision", "copy", "induction"):
-                earlier = [p for p in range(at) if names[p] == token]
+                earlier = [p for p in where[token] if p < at]
                 if subtask == "copy":  # from the fact "subject is token ." of the prompt
                     earlier = [
                         p
                         for p in earlier
                         if p < len(prompt) and names[p + 1] == "." and names[p - 2] == names[at - 2]
                     ]
-                sources[i, at - 1] = earlier[-1] if earlier else -1
+                sources[i][at - 1] = earlier[-1] if earlier else -1
     hops_t = torch.tensor([h for h, _, _ in meta])
     answers = torch.tensor([a for _, a, _ in meta])
     kinds_t = torch.tensor([k for _, _, k in meta])
+    tokens_t, targets_t, subtasks_t, sources_t, priors_t = (
+        torch.tensor(rows_, dtype=torch.long).reshape(n, width)
+        for rows_ in (tokens, targets, subtasks, sources, priors)
+    )
     return OntologyProblems(
-        tokens, targets, hops_t, answers, subtasks, sources, vocab, kinds_t, priors
+        tokens_t, targets_t, hops_t, answers, subtasks_t, sources_t, vocab, kinds_t, priors_t
     )
