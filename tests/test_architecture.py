@@ -32,7 +32,7 @@ PIPELINE = [
     "experiments",
 ]
 """Each subpackage may import the shared internals and the subpackages before it, never after."""
-SHARED = {"errors", "_io", "_torch", "_results", "passes"}
+SHARED = {"errors", "_io", "_torch", "_results", "passes", "memory"}
 TOP = {"zoo": PIPELINE, "cli": [*PIPELINE, "zoo"], "__init__": [*PIPELINE, "zoo"]}
 
 

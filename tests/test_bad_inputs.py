@@ -35,12 +35,15 @@ import pytest
 import torch
 from bad_cases import (
     arguments,
+    audit_cost,
     audits,
     export,
     pathways,
     pathways_cli,
+    precision,
     prontoqa,
     runs,
+    sharding,
     sweeps,
     text_prompts,
 )
@@ -49,6 +52,7 @@ from helpers import IDENTITY, library_probes, tiny_data, tiny_model
 
 import iteration_heads
 import iteration_heads.experiments.reproduction as reproduction
+import iteration_heads.memory as memory_module
 import iteration_heads.model.transformer as transformer
 import iteration_heads.tasks.data as data_module
 import iteration_heads.tasks.task as task_module
@@ -85,6 +89,9 @@ AREAS: list[ModuleType] = [
     text_prompts,
     pathways_cli,
     prontoqa,
+    audit_cost,
+    sharding,
+    precision,
 ]
 """The area modules of tests/bad_cases/, each with ``CASES`` and maybe ``prepare``."""
 TICK = 0.05
@@ -748,7 +755,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Out
         # messages list the registered tasks: the built-in ones only, whatever ran before
         builtins = {name: get_task(name) for name in task_module.BUILTIN_TASKS}
         patch.setattr(task_module, "_REGISTRY", builtins)
-        for module in (data_module, transformer, budget):
+        for module in (data_module, transformer, budget, memory_module):
             patch.setattr(module, "available_memory", lambda: MEMORY)
         patch.setattr(torch.cuda, "is_available", lambda: False)
         patch.setattr(torch.backends.mps, "is_available", lambda: False)

@@ -36,7 +36,7 @@ from iteration_heads.detection.encoding import TextEncoding
 from iteration_heads.interventions import as_batch
 from iteration_heads.model import Weights, model_config
 from iteration_heads.pathways import answer_writers, iteration_prompts, pruning_curve
-from iteration_heads.runs import RunSpec, SweepSpec, copy_spec
+from iteration_heads.runs import LocalExecutor, RunSpec, SweepSpec, copy_spec
 from iteration_heads.tasks import (
     OntologyConfig,
     OntologyDataConfig,
@@ -181,6 +181,7 @@ CALLS: dict[str, Callable[[dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any
     "answer_writers": lambda s: ((s["model"], s["prompts"]), {}),
     "context_free_prior": lambda s: ((s["model"], s["prompts"]), {}),
     "head_patching": lambda s: ((s["model"], s["prompts"]), {}),
+    "sharded_head_patching": lambda s: (("polynomial_paper", s["prompts"], LocalExecutor(1)), {}),
     "iteration_prompts": lambda s: ((s["split"], s["layout"]), {}),
     "iteration_records": lambda s: (
         (TextEncoding(fixture_tokenizer(), "<s> {inputs} {eoi} {states} </s>"),),
@@ -281,6 +282,7 @@ SLOW_WHEN_VALID = {
     "report_html": "a model per call",
     "write_report": "a model per call",
     "RayExecutor": "starts a Ray cluster",
+    "sharded_head_patching": "starts worker processes",
     "reproduce": "trains an experiment's runs",
     "run_sweep": "trains its cell in a worker process",
     "audit_checkpoints": "detects on every checkpoint of a run",

@@ -30,9 +30,8 @@ import torch
 from iteration_heads._results import Result
 from iteration_heads._torch import device_of, evaluating
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.memory import forward_bytes, free_bytes
 from iteration_heads.tasks.task import check_int
-
-FLOAT_BYTES = 4
 
 
 @dataclass(frozen=True)
@@ -108,42 +107,6 @@ def time_forward(
     return ForwardTiming(overhead, per_token, max(ratio, 1.0))
 
 
-def forward_bytes(
-    model: Any,
-    rows: int,
-    width: int,
-    *,
-    logits: str = "all",
-    cached: float = 0.0,
-    patterns: int = 0,
-    grad: bool = False,
-) -> int:
-    """Bytes a forward pass of ``rows x width`` tokens holds at once (module docstring):
-    ``logits`` at ``"all"`` positions or ``"one"`` per row, ``cached`` more activations of
-    ``d_model`` floats per position (e.g. ``n_layers`` for every layer's ``hook_z``),
-    ``patterns`` attention patterns kept (layers), and with ``grad`` every layer's
-    activations kept for a backward pass.
-
-    Example:
-        >>> from iteration_heads import load
-        >>> model = load("polynomial_paper")
-        >>> forward_bytes(model, 2, 10) < forward_bytes(model, 2, 10, grad=True)
-        True
-    """
-    check_int("rows", rows, minimum=0)
-    check_int("width", width, minimum=0)
-    if logits not in ("all", "one"):
-        raise IterationHeadsError(f"logits={logits!r}, expected 'all' or 'one'")
-    cfg = model.cfg
-    d_model, n_heads, vocab = int(cfg.d_model), int(cfg.n_heads), int(cfg.d_vocab)
-    d_mlp = int(getattr(cfg, "d_mlp", None) or 0)
-    layer = 3 * d_model + d_mlp + 2 * n_heads * width
-    floats: float = rows * width * layer * (int(cfg.n_layers) if grad else 1)
-    floats += rows * (width if logits == "all" else 1) * vocab
-    floats += rows * width * (cached * d_model + patterns * n_heads * width)
-    return int(floats * FLOAT_BYTES)
-
-
 def weight_bytes(model: Any) -> int:
     """Bytes of the model's parameters.
 
@@ -164,12 +127,8 @@ def free_memory(model: Any) -> tuple[int | None, str]:
         >>> free_memory(load("polynomial_paper"))[1]
         'this machine'
     """
-    from iteration_heads.tasks.data import available_memory
-
     device = device_of(model)
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0]), str(device)
-    return available_memory(), "this machine"
+    return free_bytes(model), (str(device) if device.type == "cuda" else "this machine")
 
 
 def format_seconds(seconds: float) -> str:

@@ -20,6 +20,7 @@ from iteration_heads.detection.probes import Encoding, Probes
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.checkpoint import load, model_directory
 from iteration_heads.model.hf import load_hf_folder
+from iteration_heads.model.precision import cast_model, dtype_named
 from iteration_heads.tasks.task import Task, check_int, get_task
 
 MAX_PROBE_LEN = 16
@@ -151,8 +152,10 @@ def open_subject(
     n_probes: int = 512,
     seed: int = 0,
     probes: Probes | None = None,
+    dtype: str = "float32",
 ) -> Subject:
-    """Load a model folder (or a shipped model's name) and build its probes.
+    """Load a model folder (or a shipped model's name), its weights cast to ``dtype``
+    (:func:`~iteration_heads.model.precision.cast_model`), and build its probes.
 
     A library model probes its own test split (``writing`` may name another task); a
     HuggingFace folder needs ``writing`` (a template for its tokenizer, or token ids).
@@ -185,6 +188,7 @@ def open_subject(
             f"n_probes={n_probes}: an audit needs at least {MIN_PROBES} probes for a verdict"
         )
     check_int("seed", seed, minimum=0)
+    dtype_named(dtype)
     if writing is not None and not isinstance(writing, TaskWriting):
         raise IterationHeadsError(f"writing must be a TaskWriting, got {type(writing).__name__}")
     folder = model_directory(path)
@@ -210,12 +214,13 @@ def open_subject(
                 f"max_len={max_len}: a library model is probed on its own test lengths; leave "
                 "max_len out"
             )
-        model = load(folder)
+        model = cast_model(load(folder), dtype)
         own = None if writing is None else writing.task
         probes = probes or Probes.from_model(model, task=own, n=n_probes, seed=seed)
         config = read_json(folder / CONFIG_FILE)
         return Subject(model, probes, None, "library", folder, config)
     model, tokenizer = load_hf_folder(folder)
+    cast_model(model, dtype)
     config = read_json(folder / CONFIG_FILE)
     if probes is not None:
         return Subject(model, probes, tokenizer, "huggingface", folder, config)

@@ -41,14 +41,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--n-probes", type=int, default=512, help="probes, >= 16 (default 512)")
     g.add_argument("--no-route", action="store_true", help="skip the position route")
+    g.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default="float32",
+        help="one model: the weights' dtype for the audit (default float32); refused where the "
+        "device has no fast kernels for it (float16 on most CPUs)",
+    )
     g.add_argument("--json", action="store_true", help="print one JSON object")
     g.add_argument("--report", type=Path, help="one model: write a self-contained HTML report")
     g.add_argument("--figure", type=Path, help="run folders: write the curves as HTML")
     g.add_argument(
         "--dry-run",
         action="store_true",
-        help="one model: print the plan (passes, tokens, estimated time and peak memory of each "
-        "stage, timed on a few passes here) and exit without auditing",
+        help="print the plan (passes, tokens, estimated time and peak memory of each stage, "
+        "timed on a few passes here; for a run folder, of every checkpoint) and exit without "
+        "auditing",
     )
     p.set_defaults(func=run)
 
@@ -91,11 +99,20 @@ def run(args: argparse.Namespace) -> int:
             f"--figure does not apply to {str(folder)!r}, a single model: it draws the curves of "
             "a run folder's checkpoints"
         )
-    if args.dry_run and (many or args.report is not None):
+    dtype = getattr(args, "dtype", "float32")
+    if many and dtype != "float32":
         raise IterationHeadsError(
-            "--dry-run plans the audit of one model and writes nothing: "
-            + ("audit one checkpoint-<step> folder" if many else "drop --report")
+            f"--dtype {dtype} applies to one model, not to {str(folder)!r}, a run folder of "
+            "checkpoints (audit one checkpoint-<step> folder for it)"
         )
+    if many and args.no_route:
+        raise IterationHeadsError(
+            f"--no-route does not apply to {str(folder)!r}, a run folder of checkpoints: its "
+            "audit runs no position route"
+        )
+    for option in ("report", "figure"):
+        if args.dry_run and getattr(args, option) is not None:
+            raise IterationHeadsError(f"--dry-run writes nothing: drop --{option}")
     report = None if args.report is None else checked_output(args.report)  # before any work
     figure = None if args.figure is None else checked_output(args.figure)
     writing = TaskWriting(
@@ -110,13 +127,21 @@ def run(args: argparse.Namespace) -> int:
         eos_token=args.eos_token,
         task_token=args.task_token,
     )
+    if many and args.dry_run:
+        from iteration_heads.auditing.checkpoint_cost import plan_checkpoints
+
+        planned = plan_checkpoints(folder, writing, n_probes=args.n_probes, max_len=args.max_len)
+        print(planned.to_json() if args.json else planned.format())
+        return 0
     if many:
         result = audit_checkpoints(folder, writing, n_probes=args.n_probes, max_len=args.max_len)
         print(json.dumps(result.to_dict(), default=str) if args.json else result.format())
         if figure is not None:
             print(f"wrote {save_html(checkpoint_curves(result), figure)}")
         return 0
-    subject = open_subject(folder, writing, max_len=args.max_len, n_probes=args.n_probes)
+    subject = open_subject(
+        folder, writing, max_len=args.max_len, n_probes=args.n_probes, dtype=dtype
+    )
     from iteration_heads.auditing.cost import ForwardTiming, plan_audit
 
     timing = None if args.dry_run else ForwardTiming(0.0, 0.0)  # a real run: memory only

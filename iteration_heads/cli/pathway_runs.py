@@ -14,6 +14,7 @@ import torch
 
 from iteration_heads._io import CONFIG_FILE, METADATA_FILE, read_json
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.memory import element_bytes
 from iteration_heads.pathways.prompts import Prompts
 
 
@@ -36,15 +37,21 @@ class Opened:
     names: tuple[str, ...] | None
 
 
-def open_model(path: Path) -> Opened:
-    """A library model folder, a shipped name, or a HuggingFace folder with its tokenizer.
+def open_model(path: Path, dtype: str = "float32") -> Opened:
+    """A library model folder, a shipped name, or a HuggingFace folder with its tokenizer, its
+    weights cast to ``dtype`` (:func:`~iteration_heads.model.precision.cast_model`).
 
     Example:
         >>> open_model(Path("ontology")).source
         'library'
+        >>> open_model(Path("ontology"), "bfloat16").model.W_U.dtype
+        torch.bfloat16
     """
     from iteration_heads.model.checkpoint import load, model_directory, model_metadata
     from iteration_heads.model.hf import load_hf_folder
+    from iteration_heads.model.precision import cast_model, dtype_named
+
+    dtype_named(dtype)  # an unknown name is refused before any loading
 
     folder = model_directory(path)
     if not (folder / CONFIG_FILE).is_file():
@@ -53,7 +60,7 @@ def open_model(path: Path) -> Opened:
             "a HuggingFace checkpoint) or a shipped name"
         )
     if (folder / METADATA_FILE).is_file() and "layout" in read_json(folder / CONFIG_FILE):
-        model = load(folder)
+        model = cast_model(load(folder), dtype)
         if (model_metadata(model) or {}).get("task") != "ontology":
             return Opened(model, None, "library", None, None)
         from iteration_heads.experiments.ontology_study import data_config_of
@@ -64,6 +71,7 @@ def open_model(path: Path) -> Opened:
         vocab = OntologyVocab.of(config.ontology)
         return Opened(model, ontology_tokenizer(vocab), "library", config, vocab.names)
     model, tokenizer = load_hf_folder(folder)
+    cast_model(model, dtype)
     names = None
     if tokenizer is not None:
         names = tuple(tokenizer.convert_ids_to_tokens(list(range(int(model.cfg.d_vocab)))))
@@ -137,6 +145,10 @@ def _prior(model: Any, prompts: Prompts, args: argparse.Namespace) -> Any:
     return "no prior token: give --prior context-free, or records whose info holds a 'prior'"
 
 
+FLOW_FLOAT32 = "flow tracing runs on float32 weights only (drop --dtype)"
+"""Why flow is skipped on a model opened in another dtype."""
+
+
 def run_analyses(
     model: Any, prompts: Prompts, args: argparse.Namespace
 ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -186,6 +198,9 @@ def run_analyses(
             if not corrupted:
                 skipped["checks: noising"] = no_corruption
         elif name == "flow":
+            if element_bytes(model) != 4:
+                skipped[name] = FLOW_FLOAT32
+                continue
             picked = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(seed))
             traced = prompts.select(picked[: args.n_traced])
             results["flow"] = pw.trace_many(model, traced)

@@ -38,6 +38,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(--ontology).",
     )
     p.add_argument("path", type=Path, help="model folder or shipped name")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default="float32",
+        help="the weights' dtype for the analyses (default float32); refused where the device "
+        "has no fast kernels for it (float16 on most CPUs)",
+    )
     g = p.add_argument_group("prompts (exactly one of --prompts and --ontology)")
     g.add_argument("--prompts", type=Path, help="a .jsonl file of prompts (docs/guide/pathways.md)")
     g.add_argument("--ontology", action="store_true", help="generated multi-hop problems")
@@ -169,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     from iteration_heads.pathways.solved import solved_prompts
     from iteration_heads.viz.pathway_report import write_pathway_report
 
-    opened = open_model(args.path)
+    opened = open_model(args.path, getattr(args, "dtype", "float32"))
     prompts, source = studied_prompts(args, opened)
     if args.dry_run:
         return _dry_run(args, opened, prompts, source)

@@ -253,7 +253,8 @@ def receiver_hooks(
                 same = torch.einsum("bpm,hmd->bphd", norm(resid), w) + b
                 expected = x[:, :, heads]
                 scale = float(expected.detach().abs().max()) + 1.0
-                if float((same - expected).detach().abs().max()) > 1e-4 * scale:
+                limit = 1e-4 if x.dtype == torch.float32 else 3e-2  # bf16/fp16: 8-11 bit mantissa
+                if float((same - expected).detach().abs().max()) > limit * scale:
                     raise IterationHeadsError(
                         f"cannot path-patch block {layer}'s {name}: recomputing it from "
                         "ln1(resid_pre) with W_{0}, b_{0} does not reproduce hook_{1}".format(

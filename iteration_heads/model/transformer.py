@@ -20,7 +20,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from iteration_heads._io import strict_from_dict
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.tasks.data import available_memory
+from iteration_heads.memory import available_memory
 from iteration_heads.tasks.layout import TokenLayout
 from iteration_heads.tasks.task import check_bool, check_choice, check_int
 

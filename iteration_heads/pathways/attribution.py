@@ -49,6 +49,7 @@ from torch import Tensor
 from iteration_heads._torch import attached_hooks, device_of, evaluating, z_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids
+from iteration_heads.memory import analysis_rows, rows_per_pass
 from iteration_heads.passes import scored_logits
 from iteration_heads.pathways.prompts import Prompts
 
@@ -96,6 +97,22 @@ def _check(model: Any, prompts: Any) -> None:
         raise IterationHeadsError(
             f"model {type(model).__name__} has no TransformerLens config (cfg with {', '.join(names)})"
         )
+
+
+def patching_rows(model: Any, width: int, method: str) -> int:
+    """Rows per pass of head patching at ``width`` by ``method`` (``"exact"`` or
+    ``"attribution"``, whose gradient passes keep every layer's activations), sized to the
+    memory budget (:mod:`iteration_heads.memory`).
+
+    Example:
+        >>> from iteration_heads import zoo
+        >>> model = zoo.load("polynomial_paper")
+        >>> patching_rows(model, 12, "attribution") <= patching_rows(model, 12, "exact")
+        True
+    """
+    if method == "exact":
+        return analysis_rows(model, width)
+    return rows_per_pass(model, width, cached=2 * int(model.cfg.n_layers), grad=True)
 
 
 def choose_method(model: Any, prompts: Any, method: str) -> Literal["exact", "attribution"]:

@@ -34,7 +34,6 @@ from iteration_heads.auditing.cost import (
     CostPlan,
     ForwardTiming,
     Stage,
-    forward_bytes,
     free_memory,
     passes_of,
     stage,
@@ -42,19 +41,20 @@ from iteration_heads.auditing.cost import (
     weight_bytes,
 )
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.interventions.patching import SWEEP_BATCH
+from iteration_heads.memory import analysis_rows, element_bytes, forward_bytes
+from iteration_heads.pathways.attribution import patching_rows
+from iteration_heads.pathways.flow import flow_rows
 from iteration_heads.pathways.prompts import Prompts
 from iteration_heads.pathways.pruning import MAX_DEFAULT_KS
 from iteration_heads.pathways.random_control import random_head_sets
-from iteration_heads.pathways.rift import LENS_BATCH
-from iteration_heads.pathways.solved import SOLVED_BATCH
-from iteration_heads.pathways.writers import WRITERS_BATCH
+from iteration_heads.pathways.rift import lens_rows
+from iteration_heads.pathways.segments import segments_rows
+from iteration_heads.pathways.solved import solved_rows
+from iteration_heads.pathways.writers import writers_rows
 from iteration_heads.tasks.task import check_int
 
 _ORDER = ("patching", "writers", "lens", "segments", "pruning", "checks", "flow")
 # the analyses of ``iteration-heads pathways`` (its ANALYSES), in the order they run
-
-SEGMENTS_BATCH, FLOW_BATCH = 256, 64
 
 TRACE_SECONDS = 0.06
 """Seconds of Python work per traced prompt and layer in flow tracing, beyond its forward
@@ -132,7 +132,7 @@ def plan_pathways(
     stages: list[Stage] = []
     skipped: list[tuple[str, str]] = []
     if solved is not None:
-        stages.append(counter.simple("solved", SOLVED_BATCH, bound=True))
+        stages.append(counter.simple("solved", solved_rows, bound=True))
     patched = corrupted and "patching" in analyses
     wrote = "writers" in analyses
     for name in [a for a in _ORDER if a in analyses]:
@@ -142,7 +142,7 @@ def plan_pathways(
                 continue
             stages.append(counter.patching(choose_method(model, prompts, method)))
         elif name == "writers":
-            stages.append(counter.simple("writers", WRITERS_BATCH, cached=4, patterns=True))
+            stages.append(counter.simple("writers", writers_rows, cached=4, patterns=True))
         elif name == "lens":
             infos = prompts.info or ()
             given = bool(infos) and all(isinstance(i.get("prior"), int) for i in infos)
@@ -162,6 +162,9 @@ def plan_pathways(
             extra = (not wrote) + (corrupted and not patched and not wrote)
             stages.append(counter.checks(n_random, seed, named, int(extra)))
         elif name == "flow":
+            if element_bytes(model) != 4:
+                skipped.append((name, "flow tracing runs on float32 weights only"))
+                continue
             stages.append(counter.flow(min(n_traced, len(prompts))))
     free, where = free_memory(model)
     advice = "give fewer prompts (--n, or a shorter --prompts file)"
@@ -187,20 +190,22 @@ class _Counter:
     def _bytes(self, rows: int, width: int, **options: Any) -> int:
         return forward_bytes(self.model, rows, width, **options)
 
-    def simple(self, name: str, batch: int, *, cached: int = 0, patterns: bool = False,
+    def simple(self, name: str, batch: Any, *, cached: int = 0, patterns: bool = False,
                bound: bool = False) -> Stage:  # fmt: skip
-        """Cached forward passes of every prompt, ``batch`` at a time, at full width."""
-        rows = passes_of(self.n, batch)
+        """Cached forward passes of every prompt, ``batch(model, width)`` at a time, at full
+        width."""
+        rows = passes_of(self.n, batch(self.model, self.width))
         memory = self._bytes(rows[0], self.width, cached=cached * self.layers,
                              patterns=self.layers if patterns else 0)  # fmt: skip
         return stage(name, rows, self.width, self.timing, memory, bound=bound)
 
     def patching(self, method: str) -> Stage:
-        runs = passes_of(self.n, SWEEP_BATCH)
+        size = patching_rows(self.model, self.cut, method)
+        runs = passes_of(self.n, size)
         kept = 2 * self.n * self.cut * self.layers * self.d_z * 4  # clean and corrupted hook_z
         run = self._bytes(runs[0], self.cut, logits="one", cached=self.layers)
         if method == "attribution":
-            sweep = passes_of(self.n, SWEEP_BATCH)
+            sweep = passes_of(self.n, size)
             work = self._bytes(sweep[0], self.cut, logits="one", cached=self.layers, grad=True)
             total = stage("patching", runs * 2 + sweep, self.cut, self.timing, 0)
             grad = sum(sweep) * self.cut
@@ -209,13 +214,13 @@ class _Counter:
             )
             return Stage("patching (attribution)", total.forwards, 2 * len(sweep), total.tokens,
                          kept + max(run, work), seconds)  # fmt: skip
-        sweep = passes_of(self.layers * self.heads * self.n, SWEEP_BATCH)
+        sweep = passes_of(self.layers * self.heads * self.n, size)
         work = self._bytes(sweep[0], self.cut, logits="one", cached=1)
         return stage("patching", runs * 2 + sweep, self.cut, self.timing, kept + max(run, work),
                      bound=True)  # fmt: skip
 
     def lens(self, context_free: bool) -> Stage:
-        rows = passes_of(self.n, LENS_BATCH)
+        rows = passes_of(self.n, lens_rows(self.model, self.width))
         widths = [self.width] * len(rows)
         if context_free:  # one pass per length of the short sequences (rift.context_free_prior)
             lengths = [1 + p + 1 - max(p - 1, 1) for p in self.prompts.position.tolist()]
@@ -230,21 +235,23 @@ class _Counter:
     def segments(self) -> Stage:
         names = len(self.prompts.segment_names)
         cuts = names + (names if names >= 3 else 0)  # each segment, and all but one from three
-        rows = passes_of(self.n, SEGMENTS_BATCH) + passes_of(cuts * self.n, SEGMENTS_BATCH)
+        size = segments_rows(self.model, self.width)
+        rows = passes_of(self.n, size) + passes_of(cuts * self.n, size)
         vocab = int(self.model.cfg.d_vocab)
         kept = self.n * self.width * vocab * 4 + cuts * self.n * self.width**2  # logits, masks
         return stage("segments", rows, self.width, self.timing,
                      kept + self._bytes(rows[-1], self.width))  # fmt: skip
 
     def _writers(self, extra: int) -> tuple[list[int], int]:
-        rows = passes_of(self.n, WRITERS_BATCH) * extra
+        rows = passes_of(self.n, writers_rows(self.model, self.width)) * extra
         return rows, self._bytes(rows[0], self.width, cached=4 * self.layers,
                                  patterns=self.layers) if rows else 0  # fmt: skip
 
     def _ablation_runs(self, variants: int) -> tuple[Stage, Stage]:
         """The reference means (full width), the full model and ``variants`` variants."""
-        means = passes_of(self.n, SWEEP_BATCH)
-        runs = means + passes_of(self.n, SWEEP_BATCH) + passes_of(variants * self.n, SWEEP_BATCH)
+        means = passes_of(self.n, analysis_rows(self.model, self.width))
+        size = analysis_rows(self.model, self.cut)
+        runs = means + passes_of(self.n, size) + passes_of(variants * self.n, size)
         memory = self._bytes(means[0], self.width, cached=self.layers)
         work = self._bytes(runs[-1], self.cut, logits="one", cached=1)
         return (stage("", means, self.width, self.timing, memory),
@@ -264,13 +271,12 @@ class _Counter:
 
     def checks(self, n_random: int, seed: int, named: Sequence[Head] | None, extra: int) -> Stage:
         parts: list[Stage] = []
-        if self.prompts.corrupted is not None:  # noising: two unbatched runs, then the variants
-            rows = [self.n, self.n, *passes_of((1 + n_random) * self.n, SWEEP_BATCH)]
-            vocab = int(self.model.cfg.d_vocab)
-            kept = self.n * self.cut * (vocab + self.layers * self.d_z) * 4
-            parts.append(
-                stage("", rows, self.cut, self.timing, kept + self._bytes(self.n, self.cut))
-            )
+        if self.prompts.corrupted is not None:  # noising: clean and corrupted runs, variants
+            size = analysis_rows(self.model, self.cut)
+            rows = passes_of(self.n, size) * 2 + passes_of((1 + n_random) * self.n, size)
+            kept = self.n * self.cut * self.layers * self.d_z * 4  # the corrupted hook_z
+            work = self._bytes(size, self.cut, logits="one", cached=self.layers)
+            parts.append(stage("", rows, self.cut, self.timing, kept + work))
         if named is None:
             variants, bound = 1 + n_random, True
         else:
@@ -280,7 +286,7 @@ class _Counter:
         return self._combine("checks", tuple(parts), extra, bound)
 
     def flow(self, traced: int) -> Stage:
-        rows = [*passes_of(traced, FLOW_BATCH), 1]  # trace_many, then the example
+        rows = [*passes_of(traced, flow_rows(self.model, self.width)), 1]  # trace_many, example
         memory = self._bytes(rows[0], self.width, cached=10 * self.layers, patterns=self.layers)
         passes = stage("flow", rows, self.width, self.timing, memory)
         extra = TRACE_SECONDS * (traced + 1) * self.layers

@@ -37,6 +37,7 @@ from iteration_heads._torch import (
 )
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids
+from iteration_heads.memory import batch_rows, element_bytes, rows_per_pass
 from iteration_heads.model.transformer import check_additive_residual
 from iteration_heads.pathways.centring import Centre, resolve_centre, rival_tokens
 from iteration_heads.pathways.flow_graph import FlowEdge, FlowGraph, FlowNode
@@ -322,16 +323,36 @@ def trace_flow(
     return _graphs(model, prompts, [target], opts, named=isinstance(tokens, Prompts))[0]
 
 
+FLOW_BATCH = 64
+"""Prompts per pass of :func:`trace_flows` at most."""
+
+
+def flow_rows(model: Any, width: int) -> int:
+    """Prompts per pass of :func:`trace_flows` at ``width``: at most :data:`FLOW_BATCH`, within
+    the memory budget of a pass that caches ten activations and the attention pattern of every
+    layer (:func:`~iteration_heads.memory.rows_per_pass`).
+
+    Example:
+        >>> from iteration_heads import zoo
+        >>> flow_rows(zoo.load("polynomial_paper"), 12)
+        64
+    """
+    layers = int(model.cfg.n_layers)
+    return rows_per_pass(model, width, logits="all", cached=10 * layers, patterns=layers,
+                         cap=FLOW_BATCH)  # fmt: skip
+
+
 def trace_flows(
     model: Any,
     prompts: Prompts,
     *,
     target: Literal["prediction", "answer"] = "prediction",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     **options: Any,
 ) -> list[FlowGraph]:
     """:func:`trace_flow` on every prompt (keyword ``options`` as there) in batched forward
-    passes; ``target``: trace the model's top-1 or the prompt's answer.
+    passes of ``batch_size`` prompts (None: :func:`flow_rows`); ``target``: trace the model's
+    top-1 or the prompt's answer.
 
     Example:
         >>> from iteration_heads import DataConfig, make_dataset, zoo
@@ -342,12 +363,17 @@ def trace_flows(
         (72, [(0, 0), (1, 0)])
     """
     check_additive_residual(model, "flow tracing (direct logit attribution)")
+    if element_bytes(model) != 4:
+        raise IterationHeadsError(
+            "flow tracing runs on float32 weights only (its decompositions are checked to 1e-4): "
+            "open the model in float32 (no --dtype) or leave flow out"
+        )
     if not isinstance(prompts, Prompts):
         raise IterationHeadsError(f"prompts must be Prompts, got {type(prompts).__name__}")
     if target not in ("prediction", "answer"):
         raise IterationHeadsError(f"target={target!r}, expected 'prediction' or 'answer'")
     targets = prompts.answer.tolist() if target == "answer" else [None] * len(prompts)
-    size = check_int("batch_size", batch_size, minimum=1)
+    size = batch_rows(batch_size, flow_rows(model, int(prompts.clean.shape[1])))
     unknown = sorted(set(options) - set(_Options.__dataclass_fields__))
     if unknown:
         raise IterationHeadsError(

@@ -16,13 +16,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from iteration_heads._torch import Head, cached_run, device_of, evaluating, z_hook
+from iteration_heads._torch import Head, device_of, evaluating, z_hook
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.interventions.patching import SWEEP_BATCH
+from iteration_heads.memory import analysis_rows, batch_rows
 from iteration_heads.passes import scored_logits
 from iteration_heads.pathways.prompts import Prompts
 from iteration_heads.pathways.random_control import AblationCheck, random_head_sets
-from iteration_heads.tasks.task import check_int
 
 
 def noising_check(
@@ -32,11 +31,12 @@ def noising_check(
     *,
     n_random: int = 20,
     seed: int = 0,
-    batch_size: int = SWEEP_BATCH,
+    batch_size: int | None = None,
 ) -> AblationCheck:
     """Noise exactly ``heads`` (clean run, their ``hook_z`` taken from the corrupted run at
     every position), and in ``n_random`` seeded draws as many random other heads: agreement
-    with the clean model's top-1 and accuracy of each, per label.
+    with the clean model's top-1 and accuracy of each, per label. ``batch_size`` rows per
+    forward pass (None: sized to the memory budget, :func:`~iteration_heads.memory.analysis_rows`).
 
     Raises:
         IterationHeadsError: prompts without corruption, a head that does not exist, fewer
@@ -55,7 +55,7 @@ def noising_check(
     if not isinstance(prompts, Prompts):
         raise IterationHeadsError(f"prompts must be Prompts, got {type(prompts).__name__}")
     corrupted = prompts.need_corrupted("a noising check")
-    check_int("batch_size", batch_size, minimum=1)
+    batch_rows(batch_size, 1)  # checked before any work
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
     named, draws = random_head_sets(model, heads, n_random=n_random, seed=seed)
     masks = torch.zeros(1 + n_random, n_layers, n_heads, dtype=torch.bool)  # True: noised
@@ -63,15 +63,23 @@ def noising_check(
         for layer, head in chosen:
             masks[v, layer, head] = True
     cut = int(prompts.position.max()) + 1  # causal: later positions change nothing studied
+    size = batch_rows(batch_size, analysis_rows(model, cut))
     device = device_of(model)
+    names = [z_hook(layer) for layer in range(n_layers)]
+    clean_top: list[Tensor] = []
+    parts: dict[str, list[Tensor]] = {name: [] for name in names}
     with evaluating(model):
-        names = {z_hook(layer) for layer in range(n_layers)}
-        full = model(prompts.clean[:, :cut].to(device))
-        rows = torch.arange(len(prompts))
-        clean_top = full[rows, prompts.position].argmax(-1).cpu()
-        _, noisy = cached_run(model, corrupted[:, :cut].to(device), names_filter=names.__contains__)
-        predictions = _noised_predictions(model, prompts, masks, noisy, cut, batch_size)
-    return AblationCheck.of(named, draws, predictions, clean_top, prompts, method="noising")
+        for seq in torch.arange(len(prompts)).split(size):
+            at = torch.zeros(len(seq), cut, dtype=torch.bool)
+            at[torch.arange(len(seq)), prompts.position[seq]] = True
+            clean = scored_logits(model, prompts.clean[seq, :cut].to(device), at)
+            clean_top.append(clean.argmax(-1).cpu())
+            keep = [(name, _keep(parts[name])) for name in names]  # the corrupted run's hook_z
+            scored_logits(model, corrupted[seq, :cut].to(device), at, hooks=keep)
+        noisy = {name: torch.cat(values) for name, values in parts.items()}
+        predictions = _noised_predictions(model, prompts, masks, noisy, cut, size)
+    top = torch.cat(clean_top)
+    return AblationCheck.of(named, draws, predictions, top, prompts, method="noising")
 
 
 def _noised_predictions(
@@ -96,6 +104,13 @@ def _noised_predictions(
             scored_logits(model, tokens.to(device), at, hooks=hooks).argmax(-1).cpu()
         )
     return out
+
+
+def _keep(store: list[Tensor]) -> Callable[[Tensor, Any], None]:
+    def hook(value: Tensor, hook: Any) -> None:
+        store.append(value.detach())
+
+    return hook
 
 
 def _noise(noised: Tensor, value: Tensor) -> Callable[[Tensor, Any], Tensor]:

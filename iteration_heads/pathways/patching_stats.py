@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from iteration_heads.interventions.scores import standard_error
@@ -110,6 +110,48 @@ def patching_aggregates(
         ):
             out[name][label] = value.float()
     return out, {"kl": per_kl, "logit_diff": per_ld}, n_prompts, n_excluded
+
+
+def kl_from_clean(
+    clean_lp: Float[Tensor, "*batch vocab"], logits: Float[Tensor, "*batch vocab"]
+) -> Float[Tensor, "*batch"]:
+    """``KL(P_clean‖P)`` over the last dimension (float64) from the clean log-probabilities and
+    another run's logits, broadcast over leading dimensions.
+
+    Example:
+        >>> clean = torch.tensor([[2.0, 0.0]]).double().log_softmax(-1)
+        >>> kl_from_clean(clean, torch.tensor([[2.0, 0.0]])).tolist()
+        [0.0]
+        >>> round(kl_from_clean(clean, torch.tensor([[0.0, 0.0]])).item(), 4)  # vs uniform
+        0.3278
+    """
+    lp = logits.double().log_softmax(-1)
+    return (clean_lp.exp() * (clean_lp - lp)).sum(-1)
+
+
+def answer_foil(logits: Float[Tensor, "n vocab"], answer: Int[Tensor, " n"]) -> Int[Tensor, " n"]:
+    """The top-1 token of ``logits``, or its second where the top-1 is the answer.
+
+    Example:
+        >>> answer_foil(torch.tensor([[3.0, 1.0, 2.0], [0.0, 1.0, 2.0]]), torch.tensor([0, 0])).tolist()
+        [2, 2]
+    """
+    top2 = logits.topk(2, dim=-1).indices
+    return torch.where(top2[:, 0] == answer, top2[:, 1], top2[:, 0])
+
+
+def logit_difference(
+    logits: Float[Tensor, "n vocab"], answer: Int[Tensor, " n"], foil: Int[Tensor, " n"]
+) -> Float[Tensor, " n"]:
+    """``logit[answer] − logit[foil]`` (float64).
+
+    Example:
+        >>> logit_difference(torch.tensor([[3.0, 1.0]]), torch.tensor([0]), torch.tensor([1]))
+        tensor([2.], dtype=torch.float64)
+    """
+    a = logits.gather(-1, answer[:, None]).squeeze(-1)
+    b = logits.gather(-1, foil[:, None]).squeeze(-1)
+    return a.double() - b.double()
 
 
 def _mean(values: Tensor) -> Tensor:

@@ -28,7 +28,7 @@ from iteration_heads._results import Result, plain
 from iteration_heads._torch import Head, check_heads, device_of, evaluating, head_names, z_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids
-from iteration_heads.interventions.patching import SWEEP_BATCH
+from iteration_heads.memory import analysis_rows, batch_rows
 from iteration_heads.passes import scored_logits
 from iteration_heads.pathways.prompts import Prompts
 from iteration_heads.pathways.random_control import (
@@ -131,7 +131,7 @@ def pruning_curve(
     ks: Sequence[int] | None = None,
     n_random: int = 5,
     seed: int = 0,
-    batch_size: int = SWEEP_BATCH,
+    batch_size: int | None = None,
     mean: MeanKind = "position",
     reference_mask: Bool[Tensor, "m pos"] | None = None,
 ) -> PruningCurve:
@@ -197,7 +197,7 @@ def ablation_check(
     *,
     n_random: int = 20,
     seed: int = 0,
-    batch_size: int = SWEEP_BATCH,
+    batch_size: int | None = None,
     mean: MeanKind = "position",
     reference_mask: Bool[Tensor, "m pos"] | None = None,
 ) -> AblationCheck:
@@ -236,7 +236,7 @@ def pruned_logits(
     keep: Sequence[Head],
     reference: Int[Tensor, "m pos"],
     *,
-    batch_size: int = SWEEP_BATCH,
+    batch_size: int | None = None,
     mean: MeanKind = "position",
     reference_mask: Bool[Tensor, "m pos"] | None = None,
 ) -> Float[Tensor, "n vocab"]:
@@ -268,7 +268,7 @@ def pruned_predictions(
     keeps: Sequence[Sequence[Head]],
     reference: Int[Tensor, "m pos"],
     *,
-    batch_size: int = SWEEP_BATCH,
+    batch_size: int | None = None,
     mean: MeanKind = "position",
     reference_mask: Bool[Tensor, "m pos"] | None = None,
 ) -> Int[Tensor, "variant n"]:
@@ -341,19 +341,20 @@ class _Run:
         model: Any,
         prompts: Prompts,
         reference: Any,
-        batch_size: int,
+        batch_size: int | None,
         mean: MeanKind = "position",
         mask: Any = None,
     ) -> None:
         if not isinstance(prompts, Prompts):
             raise IterationHeadsError(f"prompts must be Prompts, got {type(prompts).__name__}")
-        check_int("batch_size", batch_size, minimum=1)
+        batch_rows(batch_size, 1)  # checked before any work
         d_vocab = getattr(model.cfg, "d_vocab", None)
         if isinstance(d_vocab, int):
             check_token_ids(prompts.clean, d_vocab, "prompt token")
-        self.model, self.batch_size, self.position = model, batch_size, prompts.position
-        self.full = torch.zeros(len(prompts), dtype=torch.long)  # set below
         cut = int(prompts.position.max()) + 1  # causal: later positions change nothing studied
+        self.batch_size = batch_rows(batch_size, analysis_rows(model, cut))
+        self.model, self.position = model, prompts.position
+        self.full = torch.zeros(len(prompts), dtype=torch.long)  # set below
         self.tokens = prompts.clean[:, :cut]
         means = reference_means(
             model, reference, mean=mean, reference_mask=mask, width=prompts.clean.shape[1],

@@ -24,7 +24,7 @@ from torch import Tensor
 from iteration_heads._torch import cached_run, device_of, evaluating, z_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids, integer_tensor
-from iteration_heads.interventions.patching import SWEEP_BATCH
+from iteration_heads.memory import analysis_rows, batch_rows
 from iteration_heads.tasks.task import check_int
 
 MeanKind = Literal["position", "sequence"]
@@ -83,7 +83,7 @@ def reference_means(
     mean: MeanKind = "position",
     reference_mask: Bool[Tensor, "m pos"] | None = None,
     width: int | None = None,
-    batch_size: int = SWEEP_BATCH,
+    batch_size: int | None = None,
 ) -> dict[int, Float[Tensor, "pos head d_head"]]:
     """Per layer, the mean ``hook_z`` of every head over the real positions of ``reference``
     (module docstring), at each of ``width`` positions (default: the reference's width).
@@ -102,10 +102,11 @@ def reference_means(
     """
     size = reference.shape[1] if width is None else width
     check_int("width", size, minimum=1)
-    check_int("batch_size", batch_size, minimum=1)
+    batch_rows(batch_size, 1)  # checked before any work
     tokens, mask = check_reference(model, reference, reference_mask, mean, size)
     if mean == "position":
         tokens, mask = tokens[:, :size], mask[:, :size]
+    batch_size = batch_rows(batch_size, analysis_rows(model, tokens.shape[1]))
     names = {z_hook(layer): layer for layer in range(int(model.cfg.n_layers))}
     sums: dict[int, Tensor] = {}
     weight_all = mask.double()

@@ -27,7 +27,7 @@ Prompts with ``KL(P_clean‖P_corr) < min_kl`` enter neither; they are counted p
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,13 +40,22 @@ from iteration_heads._results import Result
 from iteration_heads._torch import Head, device_of, evaluating, head_names, z_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids
-from iteration_heads.interventions.patching import SWEEP_BATCH
+from iteration_heads.memory import batch_rows
 from iteration_heads.passes import scored_logits
-from iteration_heads.pathways.attribution import choose_method, linearised_sweep, position_mask
+from iteration_heads.pathways.attribution import (
+    choose_method,
+    linearised_sweep,
+    patching_rows,
+    position_mask,
+)
+from iteration_heads.pathways.patching_shards import only_heads
 from iteration_heads.pathways.patching_stats import (
     ALL_LABELS,
     FIELDS,
     SPREAD_STATS,
+    answer_foil,
+    kl_from_clean,
+    logit_difference,
     patching_aggregates,
     spread,
 )
@@ -264,8 +273,9 @@ def head_patching(
     prompts: Prompts,
     *,
     min_kl: float = 1e-3,
-    batch_size: int = SWEEP_BATCH,
+    batch_size: int | None = None,
     method: str = "auto",
+    heads: Sequence[Head] | None = None,
 ) -> HeadPatching:
     """Patch each head's clean output into the corrupted run, at every position, one head at a
     time, and score the next-token distribution at ``prompts.position`` (see the module notes).
@@ -278,9 +288,12 @@ def head_patching(
         model: A TransformerLens bridge (native or wrapped HuggingFace) or ``HookedTransformer``.
         prompts: Prompts with ``corrupted`` tokens.
         min_kl: Prompts with ``KL(P_clean‖P_corr)`` below this (nats) enter no score.
-        batch_size: Rows per forward pass.
+        batch_size: Rows per forward pass (None: sized to the memory budget,
+            :func:`~iteration_heads.memory.analysis_rows`).
         method: ``"exact"``, ``"attribution"`` (first-order estimates: :mod:`~iteration_heads.
             pathways.attribution`) or ``"auto"`` (exact up to its ``EXACT_BUDGET``).
+        heads: Only these ``(layer, head)`` pairs (exact method; the others are not run and
+            score NaN: :mod:`~iteration_heads.pathways.patching_shards`). None: every head.
 
     Raises:
         IterationHeadsError: prompts without corruption, token ids outside the vocabulary, a bad
@@ -304,9 +317,9 @@ def head_patching(
         )
     if isinstance(min_kl, bool) or not isinstance(min_kl, int | float) or not min_kl >= 0:
         raise IterationHeadsError(f"min_kl={min_kl!r}, expected a number >= 0")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise IterationHeadsError(f"batch_size={batch_size!r}, expected an integer >= 1")
+    batch_rows(batch_size, 1)  # checked before any work
     chosen = choose_method(model, prompts, method)
+    sweep = only_heads(heads, model, chosen, _sweep if chosen == "exact" else linearised_sweep)
     d_vocab = getattr(model.cfg, "d_vocab", None)
     if isinstance(d_vocab, int):
         check_token_ids(prompts.clean, d_vocab, "clean token")
@@ -314,15 +327,16 @@ def head_patching(
         check_token_ids(prompts.answer, d_vocab, "answer token")
     width = int(prompts.position.max()) + 1  # causal: later positions change nothing studied
     clean_tokens, corrupt_tokens = prompts.clean[:, :width], corrupted[:, :width]
+    batch_size = batch_rows(batch_size, patching_rows(model, width, chosen))
     position, answer = prompts.position, prompts.answer
     clean_logits, clean_z = _run(model, clean_tokens, position, batch_size)
     corrupt_logits, corrupt_z = _run(model, corrupt_tokens, position, batch_size)
     clean_lp = clean_logits.double().log_softmax(-1)
-    kl_corr = _kl(clean_lp, corrupt_logits)
-    foil = _foil(corrupt_logits, answer)
+    kl_corr = kl_from_clean(clean_lp, corrupt_logits)
+    foil = answer_foil(corrupt_logits, answer)
     ld_clean, ld_corr = (
-        _logit_diff(clean_logits, answer, foil),
-        _logit_diff(corrupt_logits, answer, foil),
+        logit_difference(clean_logits, answer, foil),
+        logit_difference(corrupt_logits, answer, foil),
     )
     included = kl_corr >= min_kl
     if not bool(included.any()):
@@ -332,9 +346,10 @@ def head_patching(
         )
 
     def score(logits: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
-        return _kl(clean_lp[rows], logits), _logit_diff(logits, answer[rows], foil[rows])
+        return kl_from_clean(clean_lp[rows], logits), logit_difference(
+            logits, answer[rows], foil[rows]
+        )
 
-    sweep = _sweep if chosen == "exact" else linearised_sweep  # the same arguments
     kl_patched, ld_patched, n_forward = sweep(
         model, corrupt_tokens, position, clean_z, corrupt_z, score, (kl_corr, ld_corr), batch_size
     )  # layer head n
@@ -356,25 +371,6 @@ def head_patching(
         n_forward=n_forward,
         method=chosen,
     )
-
-
-def _kl(clean_lp: Tensor, logits: Tensor) -> Tensor:
-    """``KL(P_clean‖P)`` over the last dimension (float64), broadcast over leading ones."""
-    lp = logits.double().log_softmax(-1)
-    return (clean_lp.exp() * (clean_lp - lp)).sum(-1)
-
-
-def _foil(logits: Tensor, answer: Tensor) -> Tensor:
-    """The top-1 token of ``logits`` ``[n, vocab]``, or its second where the top-1 is the answer."""
-    top2 = logits.topk(2, dim=-1).indices
-    return torch.where(top2[:, 0] == answer, top2[:, 1], top2[:, 0])
-
-
-def _logit_diff(logits: Tensor, answer: Tensor, foil: Tensor) -> Tensor:
-    """``logit[answer] − logit[foil]`` (float64) for logits ``[n, vocab]``."""
-    a = logits.gather(-1, answer[:, None]).squeeze(-1)
-    b = logits.gather(-1, foil[:, None]).squeeze(-1)
-    return a.double() - b.double()
 
 
 def _run(

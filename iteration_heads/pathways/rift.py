@@ -31,8 +31,9 @@ from iteration_heads._results import Result
 from iteration_heads._torch import cached_run, device_of, evaluating, resid_pre_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids, integer_tensor
+from iteration_heads.memory import batch_rows, rows_per_pass
 from iteration_heads.pathways.prompts import Prompts
-from iteration_heads.tasks.task import check_int, check_number
+from iteration_heads.tasks.task import check_number
 
 LENS_BATCH = 64
 """Prompts per forward pass of the logit lens."""
@@ -237,12 +238,26 @@ class LogitLens(Result):
         return "\n".join(lines)
 
 
+def lens_rows(model: Any, width: int) -> int:
+    """Prompts per pass of the logit lens at ``width``: at most :data:`LENS_BATCH`, within the
+    memory budget of a pass that caches the residual stream at every layer boundary
+    (:func:`~iteration_heads.memory.rows_per_pass`).
+
+    Example:
+        >>> from iteration_heads import zoo
+        >>> lens_rows(zoo.load("polynomial_paper"), 12)
+        64
+    """
+    return rows_per_pass(model, width, logits="all", cached=2 * (int(model.cfg.n_layers) + 1),
+                         cap=LENS_BATCH)  # fmt: skip
+
+
 def lens_logits(
     model: Any,
     tokens: Int[Tensor, "n pos"],
     position: Int[Tensor, " n"],
     *,
-    batch_size: int = LENS_BATCH,
+    batch_size: int | None = None,
 ) -> tuple[Float[Tensor, "boundary n vocab"], tuple[str, ...]]:
     """Logit-lens logits at each sequence's ``position`` for every layer boundary, and the
     boundaries' names: ``ln_final(resid) @ W_U + b_U`` with the norm's statistics recomputed
@@ -255,13 +270,13 @@ def lens_logits(
         >>> logits.shape, names
         (torch.Size([3, 2, 16]), ('0_pre', '1_pre', 'final_post'))
     """
-    check_int("batch_size", batch_size, minimum=1)
+    size = batch_rows(batch_size, lens_rows(model, int(tokens.shape[1])))
     n_layers = int(model.cfg.n_layers)
     final = f"blocks.{n_layers - 1}.hook_resid_post"
     names = {resid_pre_hook(layer) for layer in range(n_layers)} | {final}
     device, parts, labels = device_of(model), [], []
     with evaluating(model):
-        for t, p in zip(tokens.split(batch_size), position.split(batch_size), strict=True):
+        for t, p in zip(tokens.split(size), position.split(size), strict=True):
             _, cache = cached_run(model, t.to(device), names_filter=lambda n: n in names)
             stack, labels = cache.accumulated_resid(apply_ln=True, return_labels=True)
             at = torch.arange(len(t), device=device)
@@ -276,7 +291,7 @@ def logit_lens(
     prior: Int[Tensor, " n"] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
-    batch_size: int = LENS_BATCH,
+    batch_size: int | None = None,
 ) -> LogitLens:
     """Probability and rank of each prompt's answer (and prior token) under the logit lens at
     every layer boundary, read at the prompt's studied position.
@@ -286,7 +301,7 @@ def logit_lens(
         prompts: The prompts, positions and in-context answers (:class:`Prompts`).
         prior: One prior token per prompt, e.g. :func:`context_free_prior`; None: answer only.
         n_boot: Bootstrap resamples of the intervals; ``seed`` seeds them.
-        batch_size: Prompts per forward pass.
+        batch_size: Prompts per forward pass (None: :func:`lens_rows`).
 
     Raises:
         IterationHeadsError: not :class:`Prompts`, a prior of another shape or a token outside
@@ -303,9 +318,9 @@ def logit_lens(
         (('0_pre', '1_pre', 'final_post'), 1.0)
     """
     _check_prompts(model, prompts)
-    for name, value in (("n_boot", n_boot), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise IterationHeadsError(f"{name}={value!r}, expected an integer >= 1")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise IterationHeadsError(f"n_boot={n_boot!r}, expected an integer >= 1")
+    batch_rows(batch_size, 1)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise IterationHeadsError(f"seed={seed!r}, expected an integer")
     n = len(prompts)

@@ -30,6 +30,7 @@ from torch import Tensor
 from iteration_heads._results import Result
 from iteration_heads._torch import attached_hooks, device_of, evaluating, pattern_hook
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.memory import batch_rows, rows_per_pass
 from iteration_heads.pathways.flow import FlowGraph, FlowNode, trace_flows
 from iteration_heads.pathways.prompts import Prompts
 from iteration_heads.tasks.task import check_int
@@ -92,7 +93,7 @@ def trace_many(
     prompts: Prompts,
     *,
     target: Literal["prediction", "answer"] = "prediction",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     **options: Any,
 ) -> FlowSummary:
     """Trace every prompt (``options`` as :func:`~iteration_heads.pathways.flow.trace_flow`)
@@ -262,8 +263,25 @@ def _metrics(logits: Tensor, prompts: Prompts, second: Tensor, top: Tensor) -> d
     }
 
 
+SEGMENTS_BATCH = 256
+"""Rows (cuts × prompts) per pass of :func:`segment_pathways` at most."""
+
+
+def segments_rows(model: Any, width: int) -> int:
+    """Rows per pass of :func:`segment_pathways` at ``width``: at most :data:`SEGMENTS_BATCH`,
+    within the memory budget of a plain pass with logits at every position
+    (:func:`~iteration_heads.memory.rows_per_pass`).
+
+    Example:
+        >>> from iteration_heads import zoo
+        >>> segments_rows(zoo.load("polynomial_paper"), 12)
+        256
+    """
+    return rows_per_pass(model, width, logits="all", cap=SEGMENTS_BATCH)
+
+
 def segment_pathways(
-    model: Any, prompts: Prompts, *, scope: Scope = "answer", batch_size: int = 256
+    model: Any, prompts: Prompts, *, scope: Scope = "answer", batch_size: int | None = None
 ) -> SegmentPathways:
     """Cut attention to each segment of ``prompts`` in every head (module docstring).
 
@@ -272,7 +290,7 @@ def segment_pathways(
         prompts: The prompts; their ``segment_names`` define the cuts.
         scope: ``"answer"``: only the studied position's row; ``"all"``: every query outside
             the cut segment.
-        batch_size: Rows (cuts × prompts) per forward pass.
+        batch_size: Rows (cuts × prompts) per forward pass (None: :func:`segments_rows`).
 
     Raises:
         IterationHeadsError: a bad scope, batch size or prompts without segments.
@@ -293,7 +311,7 @@ def segment_pathways(
         raise IterationHeadsError(f"prompts must be Prompts, got {type(prompts).__name__}")
     if not prompts.segment_names:
         raise IterationHeadsError("prompts without segment names: there is nothing to cut")
-    batch_size = check_int("batch_size", batch_size, minimum=1)
+    batch_size = batch_rows(batch_size, segments_rows(model, int(prompts.clean.shape[1])))
     cuts, n, device = _cuts(prompts.segment_names), len(prompts), device_of(model)
     with evaluating(model):
         clean = torch.cat([model(t.to(device)) for t in prompts.clean.split(batch_size)])

@@ -18,8 +18,8 @@ from torch import Tensor
 from iteration_heads._results import Result
 from iteration_heads._torch import device_of, evaluating
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.memory import batch_rows, rows_per_pass
 from iteration_heads.pathways.prompts import Prompts
-from iteration_heads.tasks.task import check_int
 
 SOLVED_BATCH = 64
 """Prompts per forward pass of :func:`step_accuracy`."""
@@ -33,8 +33,21 @@ def _check_prompts(prompts: Any) -> Prompts:
     return prompts
 
 
+def solved_rows(model: Any, width: int) -> int:
+    """Prompts per pass of :func:`step_accuracy` at ``width``: at most :data:`SOLVED_BATCH`,
+    within the memory budget of a plain pass with logits at every position
+    (:func:`~iteration_heads.memory.rows_per_pass`).
+
+    Example:
+        >>> from iteration_heads import zoo
+        >>> solved_rows(zoo.load("polynomial_paper"), 12)
+        64
+    """
+    return rows_per_pass(model, width, logits="all", cap=SOLVED_BATCH)
+
+
 def step_accuracy(
-    model: Any, prompts: Prompts, *, batch_size: int = SOLVED_BATCH
+    model: Any, prompts: Prompts, *, batch_size: int | None = None
 ) -> Bool[Tensor, " n"]:
     """Per prompt: is the model's greedy (argmax) next token at ``prompts.position`` the
     answer? Teacher forcing: each prompt already holds the true prefix, so a step is judged on
@@ -49,7 +62,7 @@ def step_accuracy(
         True
     """
     prompts = _check_prompts(prompts)
-    check_int("batch_size", batch_size, minimum=1)
+    size = batch_rows(batch_size, solved_rows(model, int(prompts.clean.shape[1])))
     vocab = int(model.cfg.d_vocab)
     if int(prompts.clean.max()) >= vocab or int(prompts.clean.min()) < 0:
         raise IterationHeadsError(
@@ -59,13 +72,13 @@ def step_accuracy(
     device = device_of(model)
     right = []
     with evaluating(model), torch.inference_mode():
-        for start in range(0, len(prompts), batch_size):
-            position = prompts.position[start : start + batch_size]
-            tokens = prompts.clean[start : start + batch_size, : int(position.max()) + 1]
+        for start in range(0, len(prompts), size):
+            position = prompts.position[start : start + size]
+            tokens = prompts.clean[start : start + size, : int(position.max()) + 1]
             logits = model(tokens.to(device))
             rows = torch.arange(len(position))
             top = logits[rows, position.to(logits.device)].argmax(-1).cpu()
-            right.append(top == prompts.answer[start : start + batch_size])
+            right.append(top == prompts.answer[start : start + size])
     return torch.cat(right)
 
 
@@ -126,7 +139,7 @@ class SequenceAccuracy(Result):
 
 
 def sequence_accuracy(
-    model: Any, prompts: Prompts, *, batch_size: int = SOLVED_BATCH
+    model: Any, prompts: Prompts, *, batch_size: int | None = None
 ) -> SequenceAccuracy:
     """:func:`step_accuracy` regrouped by ``prompts.example`` (the sequence each step was cut
     from): accuracy per label and exact match of whole sequences.
@@ -156,7 +169,7 @@ def sequence_accuracy(
 
 
 def solved_prompts(
-    model: Any, prompts: Prompts, *, by: SolvedBy = "step", batch_size: int = SOLVED_BATCH
+    model: Any, prompts: Prompts, *, by: SolvedBy = "step", batch_size: int | None = None
 ) -> tuple[Prompts, dict[str, float]]:
     """The prompts the model solves, and the fraction kept per label (``"all"`` first):
     ``by="step"`` keeps each prompt whose studied step is right, ``by="sequence"`` keeps the

@@ -52,6 +52,7 @@ from iteration_heads._torch import (
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids
 from iteration_heads.interventions.scores import standard_error
+from iteration_heads.memory import batch_rows, rows_per_pass
 from iteration_heads.model.transformer import check_additive_residual
 from iteration_heads.pathways.centring import Centre, competitor_weights, resolve_centre
 from iteration_heads.pathways.prompts import Prompts
@@ -219,8 +220,23 @@ class AnswerWriters(Result):
         return "\n".join(lines)
 
 
+def writers_rows(model: Any, width: int) -> int:
+    """Prompts per pass of :func:`answer_writers` at ``width``: at most :data:`WRITERS_BATCH`,
+    within the memory budget of a pass that caches four activations and the attention pattern
+    of every layer (:func:`~iteration_heads.memory.rows_per_pass`).
+
+    Example:
+        >>> from iteration_heads import zoo
+        >>> writers_rows(zoo.load("polynomial_paper"), 12)
+        64
+    """
+    layers = int(model.cfg.n_layers)
+    return rows_per_pass(model, width, logits="all", cached=4 * layers, patterns=layers,
+                         cap=WRITERS_BATCH)  # fmt: skip
+
+
 def answer_writers(
-    model: Any, prompts: Prompts, *, batch_size: int = WRITERS_BATCH, centre: Centre = "auto"
+    model: Any, prompts: Prompts, *, batch_size: int | None = None, centre: Centre = "auto"
 ) -> AnswerWriters:
     """Direct logit attribution of every head (and component) onto the answer at each prompt's
     position, split by the segment each head reads from.
@@ -228,7 +244,7 @@ def answer_writers(
     Args:
         model: A TransformerLens model (native or HuggingFace-wrapped bridge).
         prompts: The prompts, their positions and answers (:class:`Prompts`).
-        batch_size: Prompts per forward pass.
+        batch_size: Prompts per forward pass (None: :func:`writers_rows`).
         centre: ``"foils"``: centre the answer on the mean of its foils (``prompts.foils``);
             ``"vocab"``: on the whole vocabulary; ``"auto"``: foils when the prompts have them.
 
@@ -267,11 +283,12 @@ def answer_writers(
     device = device_of(model)
     parts: dict[str, list[Tensor]] = {k: [] for k in ("head", "seg", "comp", "bias", "logit")}
     with evaluating(model):
-        W_U, W_O = model.W_U, model.W_O
-        b_O, b_U = _bias(model, "b_O", W_O[:, 0, 0]), _bias(model, "b_U", W_U[0])
+        W_U, W_O = model.W_U.float(), model.W_O.float()  # DLA in float32 whatever the weights
+        b_O, b_U = _bias(model, "b_O", W_O[:, 0, 0]).float(), _bias(model, "b_U", W_U[0]).float()
         ln = getattr(model, "ln_final", None)
         w, b = getattr(ln, "w", None), getattr(ln, "b", None)
-        for rows in torch.arange(len(prompts)).split(batch_size):
+        size = batch_rows(batch_size, writers_rows(model, int(prompts.clean.shape[1])))
+        for rows in torch.arange(len(prompts)).split(size):
             tokens = prompts.clean[rows].to(device)
             pos = prompts.position[rows].to(device)
             answer = prompts.answer[rows].to(device)
@@ -300,7 +317,7 @@ def answer_writers(
             for lay in range(n_layers):
                 wo_e = torch.einsum("hdm,bm->bhd", W_O[lay], direction)
                 heads.append((cache[z_hook(lay)][at, pos] * wo_e).sum(-1))
-                v = cache[input_hook(lay, "v")]
+                v = cache[input_hook(lay, "v")].float()
                 if v.shape[2] != n_heads:  # grouped-query attention: heads share values
                     v = v.repeat_interleave(n_heads // v.shape[2], dim=2)
                 row = cache[pattern_hook(lay)][at, :, pos]  # [b, head, key]
@@ -359,13 +376,12 @@ def _norm_kind(model: Any) -> str:
     return "rms" if kind in ("RMS", "RMSPre") else "none"
 
 
-def _check(model: Any, prompts: Prompts, batch_size: int) -> None:
+def _check(model: Any, prompts: Prompts, batch_size: int | None) -> None:
     if not isinstance(prompts, Prompts):
         raise IterationHeadsError(
             f"prompts must be Prompts (from iteration_heads.pathways), got {type(prompts).__name__}"
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise IterationHeadsError(f"batch_size={batch_size!r}, expected an integer >= 1")
+    batch_rows(batch_size, 1)
     if "all" in prompts.labels:
         raise IterationHeadsError("a prompt is labelled 'all', which names every prompt here")
     d_vocab = int(model.cfg.d_vocab)

@@ -15,12 +15,15 @@ The paper's and Dutta et al.'s experiments (:mod:`iteration_heads.experiments`) 
   :mod:`~iteration_heads.runs.sweep_cost` (:func:`estimate_cost`) and
   :mod:`~iteration_heads.runs.sweep_results` (:func:`collect`, :func:`collect_curves`,
   :func:`write_table`).
+* :mod:`~iteration_heads.runs.sharding`: :func:`sharded_head_patching` (exact head patching,
+  its heads sharded over an executor).
 """
 
 from iteration_heads.runs.cluster_executors import RayExecutor, SlurmExecutor, make_executor
 from iteration_heads.runs.executors import Executor, LocalExecutor
 from iteration_heads.runs.results import RunResult
 from iteration_heads.runs.scheduling import run_all
+from iteration_heads.runs.sharding import sharded_head_patching
 from iteration_heads.runs.specs import (
     RunSpec,
     copy_spec,
@@ -53,6 +56,7 @@ __all__ = [
     "run",
     "run_all",
     "run_sweep",
+    "sharded_head_patching",
     "transfer_spec",
     "write_table",
 ]

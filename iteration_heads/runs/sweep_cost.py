@@ -174,7 +174,7 @@ def check_cells_fit(cells: list[RunSpec]) -> None:
         ...
         iteration_heads.errors.IterationHeadsError: sweep cell polynomial-cot-d128-L100000-...: max_len=100000, ...
     """
-    from iteration_heads.tasks.data import available_memory
+    from iteration_heads.memory import available_memory
     from iteration_heads.training.budget import check_memory
 
     have, seen = available_memory(), set()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -20,6 +19,7 @@ from torch import Tensor
 
 from iteration_heads._io import strict_from_dict
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.memory import available_memory
 from iteration_heads.tasks.layout import TokenLayout
 from iteration_heads.tasks.task import Task, check_bool, check_int
 
@@ -247,30 +247,6 @@ def dataset_bytes(config: DataConfig) -> int:
     per_row = (2 * width + 1) * 8  # tokens and targets of one sequence, and its length
     train, test = config.n_train * lengths * per_row, config.n_test * lengths * per_row
     return train + test + max(train, test)
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (``psutil``, else ``/proc/meminfo``;
-    None when neither can tell). :func:`make_dataset` and the training budget
-    (:func:`~iteration_heads.training.budget.check_memory`) refuse work that does not fit.
-
-    Example:
-        >>> available_memory() > 0
-        True
-    """
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except (ImportError, OSError, AttributeError):
-        pass
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def encode(

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.memory import available_memory
 from iteration_heads.model.transformer import ModelConfig, check_device
-from iteration_heads.tasks.data import DataConfig, available_memory, dataset_bytes
+from iteration_heads.tasks.data import DataConfig, dataset_bytes
 from iteration_heads.tasks.layout import TokenLayout
 from iteration_heads.training.loop import TrainConfig
 

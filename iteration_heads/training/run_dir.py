@@ -265,7 +265,9 @@ def check_run_folder(run: Path, resume: bool, holding_lock: bool = False) -> Non
         return
     if not os.access(run, os.W_OK | os.X_OK):
         raise IterationHeadsError(f"cannot write into the run directory {str(run)!r}")
-    if not holding_lock and (run / LOCK_FILE).exists():  # a run that is starting has its lock before its run.json
+    if (
+        not holding_lock and (run / LOCK_FILE).exists()
+    ):  # a run that is starting has its lock before its run.json
         take_run_lock(run).release()
     if (run / RUN_FILE).is_file():
         if not resume:

@@ -62,3 +62,106 @@ def test_dry_run_json_and_refusal(capsys, monkeypatch, tmp_path):
     assert not report.exists()
     assert main([*argv, "--dry-run"]) == 0  # the plan says it does not fit, and runs nothing
     assert "does not fit: audit of 64 probes" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- across checkpoints
+
+
+def tiny_run(root, epochs=(1, 2, 3)):
+    """A run folder of library checkpoints ``checkpoint-<epoch>``: a tiny model trained one
+    epoch at a time, saved after each of ``epochs``."""
+    from helpers import tiny_data, tiny_model
+
+    from iteration_heads import TrainConfig, save
+    from iteration_heads.training import train
+
+    model, data = tiny_model(max_len=4), tiny_data(max_len=4)
+    config = TrainConfig(epochs=1, eval_every=1, threads=1, lr=3e-3)
+    for epoch in range(1, max(epochs) + 1):
+        train(model, data, config, progress=False)
+        if epoch in epochs:
+            metadata = {
+                "task": "polynomial",
+                "data": data.config.to_dict(),
+                "summary": {"epochs": epoch},
+            }
+            save(model, root / f"checkpoint-{epoch}", metadata=metadata)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    return tiny_run(tmp_path_factory.mktemp("run"))
+
+
+def test_the_checkpoint_plan_counts_the_passes_of_the_real_audit(run_folder, monkeypatch, capsys):
+    import iteration_heads.auditing.checkpoints as checkpoints_module
+    from iteration_heads.auditing import audit_checkpoints
+    from iteration_heads.auditing.checkpoint_cost import plan_checkpoints
+
+    calls: list[tuple[str, int, int]] = []
+    opened = checkpoints_module.open_subject
+
+    def counting(path, *args, **kwargs):  # every model the audit opens counts its passes
+        subject = opened(path, *args, **kwargs)
+        subject.model.blocks[-1].register_forward_pre_hook(
+            lambda module, a: calls.append((path.name, *a[0].shape[:2]))
+        )
+        return subject
+
+    monkeypatch.setattr(checkpoints_module, "open_subject", counting)
+    result = audit_checkpoints(run_folder, n_probes=64)
+    plan = plan_checkpoints(run_folder, n_probes=64, timing=ForwardTiming(0.0, 0.0))
+    loading, accuracy, detection, check = plan.stages
+    checked = int(result.table["state_sensitivity"].notna().sum())  # the state check ran there
+    assert len(calls) == accuracy.forwards + detection.forwards + check.forwards * checked // 3
+    assert sum(r * w for _, r, w in calls) == (
+        accuracy.tokens + detection.tokens + check.tokens * checked // 3
+    )
+    assert plan.checkpoints == ("checkpoint-1", "checkpoint-2", "checkpoint-3")
+    assert sorted({name for name, _, _ in calls}) == list(plan.checkpoints)
+    assert (accuracy.bound, detection.bound, check.bound) == (False, False, True)
+    assert loading.forwards == 0 and loading.name == "loading x3"
+
+    monkeypatch.setattr(checkpoints_module, "open_subject", opened)
+    assert main(["audit", str(run_folder), "--n-probes", "64", "--dry-run", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in plan.checkpoints), out
+    assert "accuracy x3" in out and "timed once, on checkpoint-1, for the 3" in out
+    assert main(["audit", str(run_folder), "--n-probes", "64", "--dry-run", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["checkpoints"] == list(plan.checkpoints)
+    assert [s["forwards"] for s in record["stages"]] == [s.forwards for s in plan.stages]
+
+
+def test_the_checkpoint_plan_refuses_what_does_not_fit(run_folder, monkeypatch, capsys):
+    monkeypatch.setattr(
+        "iteration_heads.auditing.checkpoint_cost.free_memory", lambda model: (1000, "this machine")
+    )
+    assert main(["audit", str(run_folder), "--n-probes", "64", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "does not fit: audit of 3 checkpoints" in out and "--n-probes" in out
+
+
+def test_the_state_check_runs_where_heads_are_found_and_as_planned(monkeypatch):
+    import iteration_heads.auditing.checkpoints as checkpoints_module
+    from iteration_heads.auditing import TaskWriting, audit_checkpoints
+    from iteration_heads.auditing.checkpoint_cost import plan_checkpoints
+
+    folder = "tests/fixtures/gpt2_text_polynomial/checkpoints"  # heads form at its 4th of 5
+    writing = TaskWriting(template="<s> {inputs} {eoi} {states} </s>")
+    calls: list[int] = []
+    opened = checkpoints_module.open_subject
+
+    def counting(path, *args, **kwargs):
+        subject = opened(path, *args, **kwargs)
+        subject.model.blocks[-1].register_forward_pre_hook(lambda m, a: calls.append(1))
+        return subject
+
+    monkeypatch.setattr(checkpoints_module, "open_subject", counting)
+    result = audit_checkpoints(folder, writing, n_probes=64)
+    plan = plan_checkpoints(folder, writing, n_probes=64, timing=ForwardTiming(0.0, 0.0))
+    checked = int(result.table["state_sensitivity"].notna().sum())
+    _, accuracy, detection, check = plan.stages
+    assert checked == 2 and check.forwards % 5 == 0
+    assert len(calls) == accuracy.forwards + detection.forwards + check.forwards * checked // 5

@@ -17,6 +17,7 @@ from iteration_heads.cli.pathways import ANALYSES
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.ontology_study import model_ontology
 from iteration_heads.pathways import answer_writers, ontology_prompts
+from iteration_heads.pathways.attribution import patching_rows
 from iteration_heads.pathways.cost import plan_pathways
 from iteration_heads.tasks import make_ontology_problems
 
@@ -87,7 +88,9 @@ def test_attribution_patching_counts_a_backward_pass_per_metric(model, prompts):
     exact = plan_pathways(model, prompts, ["patching"], method="exact", timing=TIMING)
     linear = plan_pathways(model, prompts, ["patching"], method="attribution", timing=TIMING)
     (e,), (a,) = exact.stages, linear.stages
-    assert (e.forwards, e.backwards) == (3, 0)  # clean, corrupted, 224 rows of (head, prompt)
+    rows = patching_rows(model, int(prompts.position.max()) + 1, "exact")  # memory-budgeted
+    pairs = len(prompts) * int(model.cfg.n_layers) * int(model.cfg.n_heads)
+    assert (e.forwards, e.backwards) == (2 * -(-len(prompts) // rows) + -(-pairs // rows), 0)
     assert (a.name, a.forwards, a.backwards) == ("patching (attribution)", 3, 2)
     assert a.tokens == len(prompts) * 3 * (int(prompts.position.max()) + 1)
 
@@ -108,7 +111,7 @@ def test_skipped_analyses_and_the_table(model, prompts):
 
 
 def test_a_plan_that_does_not_fit_is_refused_in_one_line(model, prompts, monkeypatch):
-    monkeypatch.setattr("iteration_heads.tasks.data.available_memory", lambda: 10**6)
+    monkeypatch.setattr("iteration_heads.memory.available_memory", lambda: 10**6)
     plan = plan_pathways(model, prompts, ["writers", "patching"], timing=TIMING)
     message = plan.refusal()
     assert message is not None and "\n" not in message
@@ -158,7 +161,7 @@ def test_a_real_run_that_does_not_fit_stops_in_one_line_and_writes_nothing(
 ):
     from iteration_heads.cli import main
 
-    monkeypatch.setattr("iteration_heads.tasks.data.available_memory", lambda: 10**6)
+    monkeypatch.setattr("iteration_heads.memory.available_memory", lambda: 10**4)
     out = tmp_path / "out.json"
     argv = ["pathways", "ontology", "--ontology", "--n", "1", "--analyses", "writers",
             "--out-json", str(out), "--threads", "1"]  # fmt: skip
