@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -96,19 +95,14 @@ def timed(fn: Any) -> tuple[float, Any]:
 
 
 def validate(name: str, n: int, ig_steps: int) -> list[dict[str, Any]]:
-    from iteration_heads.pathways import attribution, restoration
+    from iteration_heads.pathways import attribution
     from iteration_heads.pathways.attribution import transformer_lens_estimates
     from iteration_heads.pathways.restoration import head_patching
 
     model, prompts = load(name, n)
     exact_s, exact = timed(lambda: head_patching(model, prompts, method="exact"))
     attr_s, attr = timed(lambda: head_patching(model, prompts, method="attribution"))
-    plain = restoration.linearised_sweep
-    restoration.linearised_sweep = partial(attribution.linearised_sweep, steps=ig_steps)  # type: ignore[assignment]
-    try:
-        ig_s, ig = timed(lambda: head_patching(model, prompts, method="attribution"))
-    finally:
-        restoration.linearised_sweep = plain  # type: ignore[assignment]
+    ig_s, ig = timed(lambda: head_patching(model, prompts, method="attribution", ig_steps=ig_steps))
     tl_s, (tl_kl, tl_ld) = timed(lambda: transformer_lens_estimates(model, prompts))
     # the library's per-prompt estimates of KL_patched - KL_corr and LD_patched - LD_corr
     mine_kl = -attr.per_prompt_kl * attr.kl_corrupted

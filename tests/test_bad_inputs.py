@@ -42,6 +42,7 @@ from bad_cases import (
     pathways_cli,
     precision,
     prontoqa,
+    pruning_attribution,
     runs,
     sharding,
     sweeps,
@@ -92,6 +93,7 @@ AREAS: list[ModuleType] = [
     audit_cost,
     sharding,
     precision,
+    pruning_attribution,
 ]
 """The area modules of tests/bad_cases/, each with ``CASES`` and maybe ``prepare``."""
 TICK = 0.05

@@ -97,7 +97,7 @@ RESULT_TYPES = {
     "LogitLens", "PruningCurve", "Rift", "Weights", "Evaluation", "Audit", "Effect", "Scores",
     "Split", "Dataset", "OntologyProblems", "OntologyDataset", "StepAttention", "Batch",
     "AnswerWriters", "SegmentPathways", "FlowSummary", "Prompts", "AttentionView",
-    "OntologyEvaluation", "PositionRoute", "RunResult", "ProntoQAProblem",
+    "OntologyEvaluation", "PositionRoute", "RunResult", "ProntoQAProblem", "LinearPruningCurve",
 }  # fmt: skip
 
 
@@ -198,6 +198,11 @@ CALLS: dict[str, Callable[[dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any
         (s["model"], s["prompts"], s["heads"], s["reference"]),
         {"ks": [1], "n_random": 1},
     ),
+    "linear_pruning_curve": lambda s: (
+        (s["model"], s["prompts"], s["heads"], s["reference"]),
+        {"ks": [1], "n_random": 1, "steps": 1, "candidates": 2},
+    ),
+    "pruning_sweep": lambda s: ((s["model"], s["heads"], None), {"n_random": 1, "seed": 0}),
     "random_head_sets": lambda s: ((s["model"], [(1, 0)]), {"n_random": 1, "seed": 0}),
     "rift_layer": lambda s: ((torch.tensor([0.0, 1.0]),), {}),
     "segment_pathways": lambda s: ((s["model"], s["prompts"]), {}),

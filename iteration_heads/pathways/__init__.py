@@ -20,6 +20,8 @@ how information flows to the answer, and how much comes from each part of the pr
   of head patching (``head_patching(method="attribution")``, :func:`choose_method`);
 * :mod:`~iteration_heads.pathways.pruning`: mean-ablation pruning curves against random heads,
   and the causal check of named heads (:func:`pruning_curve`, :func:`ablation_check`);
+* :mod:`~iteration_heads.pathways.pruning_attribution`: pruning curves estimated by attribution,
+  with the final circuit checked exactly (:func:`linear_pruning_curve`);
 * :mod:`~iteration_heads.pathways.noising`: the check that matches head patching, named heads
   fed the corrupted prompt against random ones (:func:`noising_check`);
 * :mod:`~iteration_heads.pathways.random_control`: the random heads both checks compare with,
@@ -56,7 +58,9 @@ from iteration_heads.pathways.pruning import (
     pruned_logits,
     pruned_predictions,
     pruning_curve,
+    pruning_sweep,
 )
+from iteration_heads.pathways.pruning_attribution import LinearPruningCurve, linear_pruning_curve
 from iteration_heads.pathways.random_control import (
     AblationCheck,
     all_heads,
@@ -108,6 +112,7 @@ __all__ = [
     "FlowNode",
     "FlowSummary",
     "HeadPatching",
+    "LinearPruningCurve",
     "LogitLens",
     "Prompts",
     "PruningCurve",
@@ -127,6 +132,7 @@ __all__ = [
     "knockout_mask",
     "knockout_pattern",
     "lens_logits",
+    "linear_pruning_curve",
     "logit_lens",
     "mean_by_label",
     "noising_check",
@@ -141,6 +147,7 @@ __all__ = [
     "pruned_logits",
     "pruned_predictions",
     "pruning_curve",
+    "pruning_sweep",
     "random_head_sets",
     "read_prompts",
     "records_from_prompts",

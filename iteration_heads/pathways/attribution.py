@@ -135,6 +135,115 @@ def choose_method(model: Any, prompts: Any, method: str) -> Literal["exact", "at
     return "exact" if method == "exact" else "attribution"
 
 
+def run_keeping_z(
+    model: Any, tokens: Tensor, position: Tensor, size: int
+) -> tuple[Tensor, dict[int, Tensor]]:
+    """Logits at ``position`` ``[n, vocab]`` and every layer's ``hook_z`` (on the CPU), ``size``
+    rows per pass: the clean and corrupted runs of head patching.
+
+    Example:
+        >>> from iteration_heads import zoo
+        >>> logits, z = run_keeping_z(zoo.load("polynomial_paper"), torch.zeros(3, 5).long(),
+        ...                           torch.tensor([4, 4, 2]), 2)
+        >>> logits.shape, z[1].shape
+        (torch.Size([3, 16]), torch.Size([3, 5, 1, 64]))
+    """
+    n_layers = int(model.cfg.n_layers)
+    device = device_of(model)
+    logits: list[Tensor] = []
+    z: dict[int, list[Tensor]] = {layer: [] for layer in range(n_layers)}
+    with evaluating(model):
+        for t, p in zip(tokens.split(size), position.split(size), strict=True):
+            hooks = [(z_hook(layer), keep_into(z[layer])) for layer in range(n_layers)]
+            logits.append(
+                scored_logits(model, t.to(device), position_mask(t, p), hooks=hooks).cpu()
+            )
+    return torch.cat(logits), {layer: torch.cat(parts) for layer, parts in z.items()}
+
+
+def keep_into(store: list[Tensor]) -> Callable[[Tensor, Any], None]:
+    """A hook that appends each value it sees, detached, on the CPU, to ``store``."""
+
+    def hook(value: Tensor, hook: Any) -> None:
+        store.append(value.detach().cpu())
+
+    return hook
+
+
+def attribution_estimates(
+    model: Any,
+    corrupted: Tensor,
+    position: Tensor,
+    clean_z: dict[int, Tensor],
+    clean_lp: Tensor,
+    answer: Tensor,
+    size: int,
+) -> tuple[Tensor, tuple[Tensor, Tensor], int]:
+    """The corrupted run of head patching and its first-order estimates in one forward pass per
+    ``size`` rows: the logits at ``position`` ``[n, vocab]``, the estimated changes of
+    ``KL(P_clean‖P)`` and of ``logit[answer] − logit[foil]`` after each single-head patch
+    ``[layer, head, n]`` (:func:`linearised_sweep` with ``steps=1``, whose corrupted forward is
+    this one: a forward pass fewer), and the passes (each with two backward passes, one per
+    metric). ``clean_lp``: the clean log-probabilities at ``position``; the foil is the
+    corrupted run's top-1, or its second where that is the answer.
+
+    Example:
+        >>> from iteration_heads import zoo
+        >>> model = zoo.load("polynomial_paper")
+        >>> clean, corrupted = torch.tensor([[1, 2, 3, 4]]), torch.tensor([[1, 5, 3, 4]])
+        >>> logits, clean_z = run_keeping_z(model, clean, torch.tensor([3]), 1)
+        >>> out, (kl, ld), passes = attribution_estimates(
+        ...     model, corrupted, torch.tensor([3]), clean_z, logits.double().log_softmax(-1),
+        ...     torch.tensor([2]), 1)
+        >>> out.shape, kl.shape, passes
+        (torch.Size([1, 16]), torch.Size([2, 1, 1]), 1)
+    """
+    from iteration_heads.pathways.patching_stats import answer_foil, kl_from_clean, logit_difference
+
+    n_layers, device = int(model.cfg.n_layers), device_of(model)
+    logits_parts: list[Tensor] = []
+    estimates: tuple[list[Tensor], list[Tensor]] = ([], [])
+    passes = 0
+    with evaluating(model), torch.enable_grad():
+        for rows in torch.arange(len(corrupted)).split(size):
+            deltas = [
+                torch.zeros_like(clean_z[lay][rows], device=device, requires_grad=True)
+                for lay in range(n_layers)
+            ]  # fmt: skip
+            seen: list[list[Tensor]] = [[] for _ in range(n_layers)]
+            hooks = [
+                (z_hook(lay), _shift_keeping(deltas[lay], seen[lay])) for lay in range(n_layers)
+            ]
+            tokens = corrupted[rows]
+            logits = scored_logits(
+                model, tokens.to(device), position_mask(tokens, position[rows]), hooks=hooks
+            ).cpu()
+            foil = answer_foil(logits.detach(), answer[rows])
+            kl = kl_from_clean(clean_lp[rows], logits)
+            ld = logit_difference(logits, answer[rows], foil)
+            for m, (value, keep) in enumerate(((kl, True), (ld, False))):
+                grads = torch.autograd.grad(value.sum(), deltas, retain_graph=keep)
+                estimates[m].append(torch.stack([
+                    ((clean_z[lay][rows] - seen[lay][0]).double() * grads[lay].cpu().double())
+                    .sum((1, 3)).T
+                    for lay in range(n_layers)
+                ]))  # fmt: skip
+            logits_parts.append(logits.detach())
+            passes += 1
+    kl_est, ld_est = (torch.cat(parts, -1) for parts in estimates)
+    return torch.cat(logits_parts), (kl_est, ld_est), passes
+
+
+def _shift_keeping(delta: Tensor, seen: list[Tensor]) -> Callable[[Tensor, Any], Tensor]:
+    """A ``hook_z`` hook: keeps ``z`` (detached, on the CPU) and returns ``z + delta``."""
+
+    def hook(z: Tensor, hook: Any) -> Tensor:
+        seen.append(z.detach().cpu())
+        return z + delta.to(z.dtype)
+
+    return hook
+
+
 def linearised_sweep(
     model: Any,
     corrupted: Tensor,

@@ -127,8 +127,11 @@ def plan_pathways(
                                  ("solved", solved, (None, "step", "sequence"))):  # fmt: skip
         if not isinstance(choice, str | None) or choice not in allowed:
             raise IterationHeadsError(f"{name}={choice!r}, expected one of {allowed}")
-    counter = _Counter(model, prompts, timing or time_forward(model, prompts.clean.shape[1]))
     corrupted = prompts.corrupted is not None
+    backward = corrupted and "patching" in analyses  # attribution's passes w.r.t. activations
+    backward = backward and choose_method(model, prompts, method) == "attribution"
+    width = int(prompts.clean.shape[1])
+    counter = _Counter(model, prompts, timing or time_forward(model, width, backward=backward))
     stages: list[Stage] = []
     skipped: list[tuple[str, str]] = []
     if solved is not None:
@@ -207,7 +210,7 @@ class _Counter:
         if method == "attribution":
             sweep = passes_of(self.n, size)
             work = self._bytes(sweep[0], self.cut, logits="one", cached=self.layers, grad=True)
-            total = stage("patching", runs * 2 + sweep, self.cut, self.timing, 0)
+            total = stage("patching", runs + sweep, self.cut, self.timing, 0)  # clean, corrupted
             grad = sum(sweep) * self.cut
             seconds = total.seconds + self.timing.seconds(
                 forwards=0, tokens=0, backwards=2 * len(sweep), grad_tokens=2 * grad

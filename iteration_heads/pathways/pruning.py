@@ -158,13 +158,7 @@ def pruning_curve(
         >>> curve.ks, curve.agreement[-1].item(), curve.smallest_circuit()[0]
         ((0, 1, 2), 1.0, 2)
     """
-    heads = _check_ranking(model, ranking)
-    n = len(heads)
-    ks = _check_ks(ks, n)
-    check_int("n_random", n_random, minimum=1)
-    check_int("seed", seed, minimum=0)
-    generator = torch.Generator().manual_seed(seed)
-    draws = [torch.randperm(n, generator=generator)[:k] for k in ks for _ in range(n_random)]
+    heads, ks, draws = pruning_sweep(model, ranking, ks, n_random=n_random, seed=seed)
     masks = [_mask(model, heads[:k]) for k in ks]
     masks += [_mask(model, [heads[i] for i in draw]) for draw in draws]
     run = _Run(model, prompts, reference, batch_size, mean, reference_mask)
@@ -187,6 +181,29 @@ def pruning_curve(
         n_forward=passes,
         seed=seed,
     )
+
+
+def pruning_sweep(
+    model: Any, ranking: Sequence[Head], ks: Sequence[int] | None, *, n_random: int, seed: int
+) -> tuple[list[Head], list[int], list[Tensor]]:
+    """What :func:`pruning_curve` sweeps: the ranking checked, the ks (sorted, default as there)
+    and ``n_random`` seeded draws per k (indices into the ranking, ``k`` each, k by k).
+
+    Example:
+        >>> from iteration_heads import zoo
+        >>> heads, ks, draws = pruning_sweep(zoo.load("polynomial_paper"), [(1, 0), (0, 0)],
+        ...                                  None, n_random=2, seed=0)
+        >>> heads, ks, [len(d) for d in draws]
+        ([(1, 0), (0, 0)], [0, 1, 2], [0, 0, 1, 1, 2, 2])
+    """
+    heads = _check_ranking(model, ranking)
+    n = len(heads)
+    ks = _check_ks(ks, n)
+    check_int("n_random", n_random, minimum=1)
+    check_int("seed", seed, minimum=0)
+    generator = torch.Generator().manual_seed(seed)
+    draws = [torch.randperm(n, generator=generator)[:k] for k in ks for _ in range(n_random)]
+    return heads, ks, draws
 
 
 def ablation_check(

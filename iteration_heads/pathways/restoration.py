@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import pandas as pd
@@ -43,10 +44,12 @@ from iteration_heads.interventions.batch import check_token_ids
 from iteration_heads.memory import batch_rows
 from iteration_heads.passes import scored_logits
 from iteration_heads.pathways.attribution import (
+    attribution_estimates,
     choose_method,
     linearised_sweep,
     patching_rows,
     position_mask,
+    run_keeping_z,
 )
 from iteration_heads.pathways.patching_shards import only_heads
 from iteration_heads.pathways.patching_stats import (
@@ -276,6 +279,7 @@ def head_patching(
     batch_size: int | None = None,
     method: str = "auto",
     heads: Sequence[Head] | None = None,
+    ig_steps: int = 1,
 ) -> HeadPatching:
     """Patch each head's clean output into the corrupted run, at every position, one head at a
     time, and score the next-token distribution at ``prompts.position`` (see the module notes).
@@ -294,6 +298,8 @@ def head_patching(
             pathways.attribution`) or ``"auto"`` (exact up to its ``EXACT_BUDGET``).
         heads: Only these ``(layer, head)`` pairs (exact method; the others are not run and
             score NaN: :mod:`~iteration_heads.pathways.patching_shards`). None: every head.
+        ig_steps: Attribution with more than 1: integrated gradients over that many steps
+            from the corrupted to the clean run (a forward and two backward passes each).
 
     Raises:
         IterationHeadsError: prompts without corruption, token ids outside the vocabulary, a bad
@@ -318,8 +324,11 @@ def head_patching(
     if isinstance(min_kl, bool) or not isinstance(min_kl, int | float) or not min_kl >= 0:
         raise IterationHeadsError(f"min_kl={min_kl!r}, expected a number >= 0")
     batch_rows(batch_size, 1)  # checked before any work
+    if isinstance(ig_steps, bool) or not isinstance(ig_steps, int) or ig_steps < 1:
+        raise IterationHeadsError(f"ig_steps={ig_steps!r}, expected an integer >= 1")
     chosen = choose_method(model, prompts, method)
     sweep = only_heads(heads, model, chosen, _sweep if chosen == "exact" else linearised_sweep)
+    sweep = partial(sweep, steps=ig_steps) if chosen == "attribution" else sweep
     d_vocab = getattr(model.cfg, "d_vocab", None)
     if isinstance(d_vocab, int):
         check_token_ids(prompts.clean, d_vocab, "clean token")
@@ -329,9 +338,15 @@ def head_patching(
     clean_tokens, corrupt_tokens = prompts.clean[:, :width], corrupted[:, :width]
     batch_size = batch_rows(batch_size, patching_rows(model, width, chosen))
     position, answer = prompts.position, prompts.answer
-    clean_logits, clean_z = _run(model, clean_tokens, position, batch_size)
-    corrupt_logits, corrupt_z = _run(model, corrupt_tokens, position, batch_size)
+    clean_logits, clean_z = run_keeping_z(model, clean_tokens, position, batch_size)
     clean_lp = clean_logits.double().log_softmax(-1)
+    fast = chosen == "attribution" and ig_steps == 1
+    if fast:  # the corrupted run and its gradients in one pass
+        run = attribution_estimates(model, corrupt_tokens, position, clean_z, clean_lp, answer,
+                                    batch_size)  # fmt: skip
+        corrupt_logits, estimates, n_forward = run
+    else:
+        corrupt_logits, corrupt_z = run_keeping_z(model, corrupt_tokens, position, batch_size)
     kl_corr = kl_from_clean(clean_lp, corrupt_logits)
     foil = answer_foil(corrupt_logits, answer)
     ld_clean, ld_corr = (
@@ -350,9 +365,13 @@ def head_patching(
             logits, answer[rows], foil[rows]
         )
 
-    kl_patched, ld_patched, n_forward = sweep(
-        model, corrupt_tokens, position, clean_z, corrupt_z, score, (kl_corr, ld_corr), batch_size
-    )  # layer head n
+    if fast:
+        kl_patched, ld_patched = kl_corr + estimates[0], ld_corr + estimates[1]  # layer head n
+    else:
+        kl_patched, ld_patched, n_forward = sweep(
+            model, corrupt_tokens, position, clean_z, corrupt_z, score, (kl_corr, ld_corr),
+            batch_size,
+        )  # fmt: skip
     out, per, n_prompts, n_excluded = patching_aggregates(
         kl_corr, kl_patched, ld_clean, ld_corr, ld_patched, prompts.labels, included
     )
@@ -371,30 +390,6 @@ def head_patching(
         n_forward=n_forward,
         method=chosen,
     )
-
-
-def _run(
-    model: Any, tokens: Tensor, position: Tensor, size: int
-) -> tuple[Tensor, dict[int, Tensor]]:
-    """Logits at ``position`` ``[n, vocab]`` and every layer's ``hook_z``."""
-    n_layers = int(model.cfg.n_layers)
-    device = device_of(model)
-    logits: list[Tensor] = []
-    z: dict[int, list[Tensor]] = {layer: [] for layer in range(n_layers)}
-    with evaluating(model):
-        for t, p in zip(tokens.split(size), position.split(size), strict=True):
-            hooks = [(z_hook(layer), _keep(z[layer])) for layer in range(n_layers)]
-            logits.append(
-                scored_logits(model, t.to(device), position_mask(t, p), hooks=hooks).cpu()
-            )
-    return torch.cat(logits), {layer: torch.cat(parts) for layer, parts in z.items()}
-
-
-def _keep(store: list[Tensor]) -> Callable[[Tensor, Any], None]:
-    def hook(value: Tensor, hook: Any) -> None:
-        store.append(value.detach().cpu())
-
-    return hook
 
 
 def _sweep(

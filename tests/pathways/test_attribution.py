@@ -173,10 +173,10 @@ def test_nothing_is_left_behind_and_an_interrupt_restores_the_model(monkeypatch)
 
     head_patching(model, prompts, method="attribution")
     clean_state()
-    shift, calls, stop = attribution._shift, [], [0]
+    shift, calls, stop = attribution._shift_keeping, [], [0]
 
-    def counted(delta):
-        inner = shift(delta)
+    def counted(delta, seen):
+        inner = shift(delta, seen)
 
         def hook(z, hook):
             calls.append(1)
@@ -186,7 +186,7 @@ def test_nothing_is_left_behind_and_an_interrupt_restores_the_model(monkeypatch)
 
         return hook
 
-    monkeypatch.setattr(attribution, "_shift", counted)
+    monkeypatch.setattr(attribution, "_shift_keeping", counted)
     for k in (1, 2):  # in layer 0's hook, in layer 1's
         calls.clear()
         stop[0] = k
@@ -219,3 +219,47 @@ def test_a_bad_method_is_one_line(method):
     with pytest.raises(IterationHeadsError, match="method=") as err:
         head_patching(model, prompts, method=method)
     assert "\n" not in str(err.value) and "exact, attribution, auto" in str(err.value)
+
+
+def test_one_corrupted_pass_gives_the_linearised_sweep_and_integrated_gradients_differ():
+    """The fast path (the corrupted run and its gradients in one pass) equals the linearised
+    sweep after a separate corrupted run; ig_steps > 1 takes the integrated-gradients path."""
+    from iteration_heads.pathways.attribution import (
+        attribution_estimates,
+        linearised_sweep,
+        run_keeping_z,
+    )
+    from iteration_heads.pathways.patching_stats import (
+        answer_foil,
+        kl_from_clean,
+        logit_difference,
+    )
+
+    prompts, model = polynomial_prompts(7), zoo.load("polynomial_paper")
+    width = int(prompts.position.max()) + 1
+    clean, corrupted = prompts.clean[:, :width], prompts.corrupted[:, :width]
+    position, answer = prompts.position, prompts.answer
+    clean_logits, clean_z = run_keeping_z(model, clean, position, 5)
+    clean_lp = clean_logits.double().log_softmax(-1)
+    fast_logits, (kl_fast, ld_fast), passes = attribution_estimates(
+        model, corrupted, position, clean_z, clean_lp, answer, 5
+    )
+    corrupt_logits, corrupt_z = run_keeping_z(model, corrupted, position, 5)
+    assert torch.allclose(fast_logits, corrupt_logits, atol=1e-6)
+    foil = answer_foil(corrupt_logits, answer)
+
+    def score(logits, rows):
+        kl = kl_from_clean(clean_lp[rows], logits)
+        return kl, logit_difference(logits, answer[rows], foil[rows])
+
+    zero = (torch.zeros(len(prompts), dtype=torch.float64),) * 2
+    kl_old, ld_old, old_passes = linearised_sweep(
+        model, corrupted, position, clean_z, corrupt_z, score, zero, 5
+    )
+    assert torch.allclose(kl_fast, kl_old, atol=1e-6) and torch.allclose(ld_fast, ld_old, atol=1e-6)
+    assert passes == old_passes == -(-len(prompts) // 5)
+    one = head_patching(model, prompts, method="attribution")
+    four = head_patching(model, prompts, method="attribution", ig_steps=4)
+    assert not torch.allclose(one.kl_score["all"], four.kl_score["all"])
+    with pytest.raises(IterationHeadsError, match="ig_steps=0"):
+        head_patching(model, prompts, method="attribution", ig_steps=0)

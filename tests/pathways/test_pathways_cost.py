@@ -91,8 +91,8 @@ def test_attribution_patching_counts_a_backward_pass_per_metric(model, prompts):
     rows = patching_rows(model, int(prompts.position.max()) + 1, "exact")  # memory-budgeted
     pairs = len(prompts) * int(model.cfg.n_layers) * int(model.cfg.n_heads)
     assert (e.forwards, e.backwards) == (2 * -(-len(prompts) // rows) + -(-pairs // rows), 0)
-    assert (a.name, a.forwards, a.backwards) == ("patching (attribution)", 3, 2)
-    assert a.tokens == len(prompts) * 3 * (int(prompts.position.max()) + 1)
+    assert (a.name, a.forwards, a.backwards) == ("patching (attribution)", 2, 2)
+    assert a.tokens == len(prompts) * 2 * (int(prompts.position.max()) + 1)
 
 
 def test_skipped_analyses_and_the_table(model, prompts):
