@@ -35,7 +35,12 @@ from iteration_heads.auditing import TaskWriting
 from iteration_heads.detection.encoding import TextEncoding
 from iteration_heads.interventions import as_batch
 from iteration_heads.model import Weights, model_config
-from iteration_heads.pathways import answer_writers, iteration_prompts, pruning_curve
+from iteration_heads.pathways import (
+    answer_writers,
+    iteration_prompts,
+    linear_pruning_curve,
+    pruning_curve,
+)
 from iteration_heads.runs import LocalExecutor, RunSpec, SweepSpec, copy_spec
 from iteration_heads.tasks import (
     OntologyConfig,
@@ -125,6 +130,9 @@ def ns(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "reference": reference,
         "report": detect(model, probes),
         "curve": pruning_curve(model, prompts, heads, reference, ks=[1], n_random=1),
+        "linear": linear_pruning_curve(
+            model, prompts, heads, reference, ks=[1], n_random=1, steps=1, candidates=2
+        ),
         "weights": Weights.of(model, model_config(model)),
         "writers": answer_writers(model, prompts),
         "tmp": tmp_path_factory.mktemp("numeric"),
@@ -218,6 +226,7 @@ CALLS: dict[str, Callable[[dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any
     "report_html": lambda s: ((ZOO / "polynomial_paper",), {"n_probes": 16}),
     "write_report": lambda s: ((ZOO / "polynomial_paper", s["tmp"] / "r.html"), {"n_probes": 16}),
     "pruning_chart": lambda s: ((s["curve"],), {}),
+    "linear_pruning_chart": lambda s: ((s["linear"],), {}),
     "save_png": lambda s: ((_figure(s), s["tmp"] / "f.png"), {}),
     "writers_chart": lambda s: ((s["writers"],), {}),
     # tasks

@@ -187,10 +187,15 @@ def run_analyses(
                 continue
             results[name] = pw.segment_pathways(model, prompts, scope="answer")
         elif name == "pruning":
-            ranking = _ranking(model, prompts, results)
-            results[name] = pw.pruning_curve(
-                model, prompts, ranking, prompts.clean, n_random=max(1, args.n_random // 2),
-                seed=seed, mean=args.mean, reference_mask=prompts.own_positions(),
+            from iteration_heads.pathways.cost import pruning_method
+
+            ranking, draws = _ranking(model, prompts, results), max(1, args.n_random // 2)
+            method = pruning_method(model, prompts, getattr(args, "method", "auto"),
+                                    n_random=draws, seed=seed)  # fmt: skip
+            curve = pw.pruning_curve if method == "exact" else pw.linear_pruning_curve
+            results[name] = curve(
+                model, prompts, ranking, prompts.clean, n_random=draws, seed=seed,
+                mean=args.mean, reference_mask=prompts.own_positions(),
             )  # fmt: skip
         elif name == "checks":
             for key, check in _checks(model, prompts, results, args, most).items():

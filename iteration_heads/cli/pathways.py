@@ -88,8 +88,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--method",
         choices=["auto", "exact", "attribution"],
         default="auto",
-        help="head patching: one pass per head and prompt (exact), first-order estimates from "
-        "one forward and backward pass per batch (attribution), or auto (exact while cheap)",
+        help="head patching and pruning: one pass per head and prompt, or per set of kept heads "
+        "(exact), first-order estimates from a few forward and backward passes per batch, the "
+        "pruned circuit then checked exactly (attribution), or auto (exact while cheap)",
     )
     g.add_argument("--n-random", type=int, default=5, help="random head sets per check (5)")
     g.add_argument("--n-traced", type=int, default=8, help="prompts traced for the flow (8)")

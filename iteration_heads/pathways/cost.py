@@ -42,10 +42,20 @@ from iteration_heads.auditing.cost import (
 )
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.memory import analysis_rows, element_bytes, forward_bytes
-from iteration_heads.pathways.attribution import patching_rows
+from iteration_heads.pathways.attribution import (
+    EXACT_BUDGET,
+    choose_method,
+    exact_cost,
+    patching_rows,
+)
 from iteration_heads.pathways.flow import flow_rows
 from iteration_heads.pathways.prompts import Prompts
 from iteration_heads.pathways.pruning import MAX_DEFAULT_KS
+from iteration_heads.pathways.pruning_attribution import (
+    LINEAR_CANDIDATES,
+    LINEAR_STEPS,
+    linear_pruning_rows,
+)
 from iteration_heads.pathways.random_control import random_head_sets
 from iteration_heads.pathways.rift import lens_rows
 from iteration_heads.pathways.segments import segments_rows
@@ -112,8 +122,6 @@ def plan_pathways(
         >>> [(s.name, s.forwards, s.bound) for s in plan.stages], plan.refusal()
         ([('patching', 3, True), ('flow', 2, False)], None)
     """
-    from iteration_heads.pathways.attribution import choose_method
-
     if not isinstance(prompts, Prompts):
         raise IterationHeadsError(f"prompts must be Prompts, got {type(prompts).__name__}")
     unknown = [a for a in analyses if a not in _ORDER]
@@ -160,7 +168,9 @@ def plan_pathways(
             stages.append(counter.segments())
         elif name == "pruning":
             extra = 0 if patched or wrote else 1
-            stages.append(counter.pruning(max(1, n_random // 2), seed, extra))
+            draws = max(1, n_random // 2)
+            chosen = pruning_method(model, prompts, method, n_random=draws, seed=seed)
+            stages.append(counter.pruning(draws, seed, extra, chosen))
         elif name == "checks":
             extra = (not wrote) + (corrupted and not patched and not wrote)
             stages.append(counter.checks(n_random, seed, named, int(extra)))
@@ -177,6 +187,49 @@ def plan_pathways(
         f"pathways on {len(prompts)} prompts of width {prompts.clean.shape[1]}",
         tuple(stages), weight_bytes(model), free, where, advice=advice, skipped=tuple(skipped),
     )  # fmt: skip
+
+
+def pruning_variants(model: Any, n_random: int, seed: int) -> int:
+    """Variants (sets of kept heads) the exact pruning curve runs with its default ks and
+    ``n_random`` seeded draws per k, the full model left out.
+
+    Example:
+        >>> from iteration_heads import zoo
+        >>> pruning_variants(zoo.load("polynomial_paper"), 1, 0)  # k = 0 and 1, ranked and drawn
+        3
+    """
+    heads = int(model.cfg.n_layers) * int(model.cfg.n_heads)
+    step = max(1, math.ceil(heads / MAX_DEFAULT_KS))
+    ks = sorted({*range(0, heads, step), heads})
+    generator = torch.Generator().manual_seed(seed)
+    draws = [torch.randperm(heads, generator=generator)[:k] for k in ks for _ in range(n_random)]
+    masks = {frozenset(range(k)) for k in ks} | {frozenset(d.tolist()) for d in draws}
+    return len(masks - {frozenset(range(heads))})  # keeping every head: the full model
+
+
+def pruning_method(
+    model: Any, prompts: Prompts, method: str, *, n_random: int, seed: int = 0
+) -> str:
+    """The method of the pruning curve of ``iteration-heads pathways``: ``method`` itself, or
+    for ``"auto"`` exact (:func:`~iteration_heads.pathways.pruning.pruning_curve`) while its
+    variants cost at most :data:`~iteration_heads.pathways.attribution.EXACT_BUDGET`, by
+    attribution with an exact check of the final circuit above
+    (:func:`~iteration_heads.pathways.pruning_attribution.linear_pruning_curve`).
+
+    Example:
+        >>> from iteration_heads import DataConfig, make_dataset, zoo
+        >>> from iteration_heads.pathways import iteration_prompts
+        >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
+        >>> pruning_method(zoo.load("polynomial_paper"), iteration_prompts(data.test, data.layout),
+        ...                "auto", n_random=2)
+        'exact'
+    """
+    if method != "auto":
+        return choose_method(model, prompts, method)
+    heads = int(model.cfg.n_layers) * int(model.cfg.n_heads)
+    per_variant = exact_cost(model, prompts) / heads  # one pass of every prompt
+    cost = per_variant * pruning_variants(model, n_random, seed)
+    return "exact" if cost <= EXACT_BUDGET else "attribution"
 
 
 class _Counter:
@@ -260,17 +313,29 @@ class _Counter:
         return (stage("", means, self.width, self.timing, memory),
                 stage("", runs[len(means):], self.cut, self.timing, work))  # fmt: skip
 
-    def pruning(self, n_random: int, seed: int, extra: int) -> Stage:
-        heads = self.layers * self.heads
-        step = max(1, math.ceil(heads / MAX_DEFAULT_KS))
-        ks = sorted({*range(0, heads, step), heads})
-        generator = torch.Generator().manual_seed(seed)
-        draws = [
-            torch.randperm(heads, generator=generator)[:k] for k in ks for _ in range(n_random)
-        ]
-        masks = {frozenset(range(k)) for k in ks} | {frozenset(d.tolist()) for d in draws}
-        variants = len(masks - {frozenset(range(heads))})  # keeping every head: the full model
-        return self._combine("pruning", self._ablation_runs(variants), extra, bound=False)
+    def pruning(self, n_random: int, seed: int, extra: int, method: str) -> Stage:
+        if method == "exact":
+            variants = pruning_variants(self.model, n_random, seed)
+            return self._combine("pruning", self._ablation_runs(variants), extra, bound=False)
+        # linear_pruning_curve: reference means, the estimate's passes per batch, then the
+        # exact check (reference means again, the full model, the circuit and its random sets)
+        means = passes_of(self.n, analysis_rows(self.model, self.width))
+        batches = passes_of(self.n, linear_pruning_rows(self.model, self.cut))
+        steps, rivals = LINEAR_STEPS, LINEAR_CANDIDATES - 1
+        estimate = [r for r in batches for _ in range(steps + (steps > 1))]
+        size = analysis_rows(self.model, self.cut)
+        check = passes_of(self.n, size) + passes_of((1 + n_random) * self.n, size)
+        grad = sum(batches) * self.cut * steps * rivals
+        parts = (stage("", means * 2, self.width, self.timing, 0),
+                 stage("", estimate + check, self.cut, self.timing, 0))  # fmt: skip
+        work = self._bytes(batches[0], self.cut, logits="one", cached=2 * self.layers, grad=True)
+        seconds = sum(p.seconds for p in parts) + self.timing.seconds(
+            forwards=0, tokens=0, backwards=len(batches) * steps * rivals, grad_tokens=grad
+        )
+        combined = self._combine("pruning (attribution)", parts, extra, bound=True)
+        writers = combined.seconds - sum(p.seconds for p in parts)
+        return Stage(combined.name, combined.forwards, len(batches) * steps * rivals,
+                     combined.tokens, max(combined.working, work), seconds + writers, True)  # fmt: skip
 
     def checks(self, n_random: int, seed: int, named: Sequence[Head] | None, extra: int) -> Stage:
         parts: list[Stage] = []

@@ -50,6 +50,25 @@ from iteration_heads.pathways.random_control import all_heads, mean_by_label
 from iteration_heads.pathways.reference import MeanKind, reference_means
 from iteration_heads.tasks.task import check_int
 
+LINEAR_CANDIDATES = 5
+"""Default tokens whose margins the estimate tracks: the full model's top-1 and 4 rivals."""
+
+LINEAR_STEPS = 4
+"""Default points of the path from the heads' outputs to the means (integrated gradients)."""
+
+
+def linear_pruning_rows(model: Any, width: int) -> int:
+    """Prompts per pass of the estimate of :func:`linear_pruning_curve` at ``width``: a pass
+    with gradients that keeps two activations per layer, sized to the memory budget
+    (:func:`~iteration_heads.memory.rows_per_pass`).
+
+    Example:
+        >>> from iteration_heads import zoo
+        >>> linear_pruning_rows(zoo.load("polynomial_paper"), 12) >= 1
+        True
+    """
+    return rows_per_pass(model, width, cached=2 * int(model.cfg.n_layers), grad=True)
+
 
 @dataclass(frozen=True, repr=False)
 class LinearPruningCurve(Result):
@@ -95,8 +114,8 @@ class LinearPruningCurve(Result):
     threshold: float
     n_passes: int
     exact_n_forward: int
-    candidates: int = 5
-    steps: int = 4
+    candidates: int = LINEAR_CANDIDATES
+    steps: int = LINEAR_STEPS
 
     @property
     def circuit(self) -> list[Head]:
@@ -170,8 +189,8 @@ def linear_pruning_curve(
     reference_mask: Bool[Tensor, "m pos"] | None = None,
     batch_size: int | None = None,
     threshold: float = 0.9,
-    candidates: int = 5,
-    steps: int = 4,
+    candidates: int = LINEAR_CANDIDATES,
+    steps: int = LINEAR_STEPS,
 ) -> LinearPruningCurve:
     """The pruning curve of :func:`~iteration_heads.pathways.pruning.pruning_curve` (same
     arguments, same ks and random draws) ESTIMATED by attribution (module docstring) against
@@ -215,8 +234,7 @@ def linear_pruning_curve(
         model, reference, mean=mean, reference_mask=reference_mask, width=prompts.clean.shape[1],
         batch_size=batch_size,
     )  # fmt: skip
-    layers = int(model.cfg.n_layers)
-    rows = batch_rows(batch_size, rows_per_pass(model, cut, cached=2 * layers, grad=True))
+    rows = batch_rows(batch_size, linear_pruning_rows(model, cut))
     tokens = prompts.clean[:, :cut]
     means = {layer: m[:cut] for layer, m in means.items()}
     contributions, margins, top, passes = _contributions(

@@ -13,7 +13,7 @@ Every function takes the library's own objects and returns a plotly ``Figure`` o
 * :mod:`~iteration_heads.viz.sweep_figures`: :func:`aggregate_seeds`, :func:`sweep_heatmaps`,
   :func:`heatmap_markdown` (the paper's heatmaps of a sweep's table, seeds aggregated);
 * pathway analyses: :mod:`~iteration_heads.viz.pathway_circuits` (:func:`head_patching_heatmap`,
-  :func:`pruning_chart`), :mod:`~iteration_heads.viz.pathway_layers` (:func:`writers_chart`,
+  :func:`pruning_chart`, :func:`linear_pruning_chart`), :mod:`~iteration_heads.viz.pathway_layers` (:func:`writers_chart`,
   :func:`logit_lens_chart`), :mod:`~iteration_heads.viz.pathway_flow` (:func:`flow_graph_chart`,
   :func:`segment_chart`);
 * :mod:`~iteration_heads.viz.circuits` also draws the position route (:func:`route_chart`), and
@@ -40,7 +40,11 @@ from iteration_heads.viz.circuits import (
 from iteration_heads.viz.curves import checkpoint_curves, scaling_grid, training_curves
 from iteration_heads.viz.export import find_chromium, notebook_figures, save_html, save_png
 from iteration_heads.viz.html_report import report_html, write_report
-from iteration_heads.viz.pathway_circuits import head_patching_heatmap, pruning_chart
+from iteration_heads.viz.pathway_circuits import (
+    head_patching_heatmap,
+    linear_pruning_chart,
+    pruning_chart,
+)
 from iteration_heads.viz.pathway_flow import flow_graph_chart, segment_chart
 from iteration_heads.viz.pathway_layers import logit_lens_chart, writers_chart
 from iteration_heads.viz.sweep_figures import aggregate_seeds, heatmap_markdown, sweep_heatmaps
@@ -60,6 +64,7 @@ __all__ = [
     "flow_graph_chart",
     "head_patching_heatmap",
     "heatmap_markdown",
+    "linear_pruning_chart",
     "logit_lens_chart",
     "notebook_figures",
     "patching_heatmap",

@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 from iteration_heads._torch import head_names
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.pathways.pruning import PruningCurve
+from iteration_heads.pathways.pruning_attribution import LinearPruningCurve
 from iteration_heads.pathways.restoration import HeadPatching, PatchingMetric
 from iteration_heads.tasks.task import check_number
 
@@ -227,6 +228,72 @@ def pruning_chart(curve: PruningCurve, *, threshold: float = 0.9) -> go.Figure:
     fig.update_layout(
         title=f"Pruning: agreement with the full model on {len(curve.labels)} prompts "
         f"(threshold {threshold:g}: {circuit})",
+        xaxis_title="heads kept (others mean-ablated)",
+        yaxis_title="agreement with the full model",
+        yaxis_range=[0, 1.05],
+        height=450,
+        width=900,
+    )
+    return fig
+
+
+def linear_pruning_chart(curve: LinearPruningCurve, *, threshold: float | None = None) -> go.Figure:
+    """A pruning curve estimated by attribution: the ESTIMATED agreement of the ranked heads and
+    of random heads (dashed), the circuit run EXACTLY (a star) and its random sets of as many
+    heads run exactly (crosses), and a dashed line at ``threshold`` (default: the curve's).
+
+    Example:
+        >>> from iteration_heads import DataConfig, make_dataset, zoo
+        >>> from iteration_heads.pathways import iteration_prompts, linear_pruning_curve
+        >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
+        >>> prompts = iteration_prompts(data.test, data.layout)
+        >>> curve = linear_pruning_curve(zoo.load("polynomial_paper"), prompts, [(1, 0), (0, 0)],
+        ...                              data.train.tokens, n_random=1)
+        >>> [trace.name for trace in linear_pruning_chart(curve).data]
+        ['random heads (estimated mean)', 'ranked heads (estimated)', 'random heads, run exactly', 'circuit of 2 heads, run exactly']
+    """
+    if not isinstance(curve, LinearPruningCurve):
+        raise IterationHeadsError(
+            "curve must be a LinearPruningCurve (from iteration_heads.pathways."
+            f"pruning_attribution), got {type(curve).__name__}"
+        )
+    threshold = curve.threshold if threshold is None else threshold
+    check_number("threshold", threshold, minimum=0, maximum=1)
+    ks, k = list(curve.ks), curve.circuit_k
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=ks, y=curve.estimated_random_agreement.mean(-1).tolist(), mode="lines",
+        line={"color": "grey", "dash": "dot"}, name="random heads (estimated mean)",
+        hovertemplate="%{x} random heads kept: estimated %{y:.3f}<extra></extra>",
+    ))  # fmt: skip
+    kept = [html.escape(head_names(curve.ranking[:j])) for j in ks]
+    fig.add_trace(go.Scatter(
+        x=ks, y=curve.estimated_agreement.tolist(), customdata=kept, mode="lines+markers",
+        line={"color": "#3182bd", "dash": "dash"}, name="ranked heads (estimated)",
+        hovertemplate="top %{x} heads kept (%{customdata}): estimated agreement %{y:.3f}"
+        "<extra></extra>",
+    ))  # fmt: skip
+    randoms = curve.exact_random_agreement.tolist()
+    fig.add_trace(go.Scatter(
+        x=[k] * len(randoms), y=randoms, mode="markers", name="random heads, run exactly",
+        marker={"color": "grey", "size": 10, "symbol": "x"},
+        hovertemplate=f"{k} random heads, exact: %{{y:.3f}}<extra></extra>",
+    ))  # fmt: skip
+    fig.add_trace(go.Scatter(
+        x=[k], y=[curve.exact_agreement], mode="markers",
+        marker={"color": "red", "size": 14, "symbol": "star"},
+        name=f"circuit of {k} heads, run exactly",
+        hovertemplate=f"{html.escape(head_names(curve.circuit))}: exact %{{y:.3f}} "
+        f"(estimated {curve.estimated_circuit_agreement:.3f})<extra></extra>",
+    ))  # fmt: skip
+    fig.add_hline(y=threshold, line_dash="dash", line_color="black",
+                  annotation_text=f"threshold {threshold:g}",
+                  annotation_position="bottom right")  # fmt: skip
+    verdict = "reaches" if curve.exact_agreement >= threshold else "misses"
+    fig.update_layout(
+        title=f"Pruning by attribution on {len(curve.labels)} prompts: the curve is ESTIMATED; "
+        f"the circuit of {k} heads, run exactly, {verdict} {threshold:g} "
+        f"({curve.exact_agreement:.3f})",
         xaxis_title="heads kept (others mean-ablated)",
         yaxis_title="agreement with the full model",
         yaxis_range=[0, 1.05],

@@ -19,12 +19,17 @@ from iteration_heads._results import Result
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.pathways.flow import FlowGraph
 from iteration_heads.pathways.pruning import PruningCurve
+from iteration_heads.pathways.pruning_attribution import LinearPruningCurve
 from iteration_heads.pathways.restoration import HeadPatching
 from iteration_heads.pathways.rift import LogitLens
 from iteration_heads.pathways.segments import SegmentPathways
 from iteration_heads.pathways.writers import AnswerWriters
 from iteration_heads.viz.page import HtmlPage
-from iteration_heads.viz.pathway_circuits import head_patching_heatmap, pruning_chart
+from iteration_heads.viz.pathway_circuits import (
+    head_patching_heatmap,
+    linear_pruning_chart,
+    pruning_chart,
+)
 from iteration_heads.viz.pathway_flow import flow_graph_chart, segment_chart
 from iteration_heads.viz.pathway_layers import logit_lens_chart, writers_chart
 
@@ -44,6 +49,8 @@ def _figure_of(result: Any, names: Sequence[str] | None) -> Callable[[], go.Figu
         return partial(segment_chart, result)
     if isinstance(result, PruningCurve):
         return partial(pruning_chart, result)
+    if isinstance(result, LinearPruningCurve):
+        return partial(linear_pruning_chart, result)
     if isinstance(result, FlowGraph):
         return partial(flow_graph_chart, result, names=names)
     return None

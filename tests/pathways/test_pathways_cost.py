@@ -37,14 +37,14 @@ def prompts(model):
     return made.select(list(range(0, len(made), 2)))  # 14 prompts of every label
 
 
-def counted(model, prompts, chosen):
+def counted(model, prompts, chosen, method="auto"):
     """Forward passes (rows x width of each) of ``run_analyses`` on ``chosen``."""
     calls: list[tuple[int, int]] = []
     handle = model.blocks[-1].register_forward_pre_hook(
         lambda module, args: calls.append(tuple(args[0].shape[:2]))
     )
     args = argparse.Namespace(chosen=chosen, seed=0, n_random=5, n_traced=8, centre="auto",
-                              mean="position", prior="context-free")  # fmt: skip
+                              mean="position", prior="context-free", method=method)  # fmt: skip
     try:
         results, _ = run_analyses(model, prompts, args)
     finally:
@@ -169,3 +169,15 @@ def test_a_real_run_that_does_not_fit_stops_in_one_line_and_writes_nothing(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "writers needs about" in err and "--n" in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("chosen", [["pruning"], ["patching", "pruning"]])
+def test_pruning_by_attribution_is_planned_as_run(model, prompts, chosen):
+    from iteration_heads.pathways import LinearPruningCurve
+
+    calls, results = counted(model, prompts, chosen, method="attribution")
+    assert isinstance(results["pruning"], LinearPruningCurve)
+    plan = plan_pathways(model, prompts, chosen, method="attribution", timing=TIMING)
+    assert plan.stages[-1].name == "pruning (attribution)" and plan.stages[-1].backwards > 0
+    assert sum(s.forwards for s in plan.stages) == len(calls)
+    assert sum(s.tokens for s in plan.stages) == sum(r * w for r, w in calls)

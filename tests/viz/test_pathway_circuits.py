@@ -98,3 +98,24 @@ def test_figures_refuse_other_inputs(patching, curve):
         head_patching_heatmap(patching, metric="wasserstein")
     with pytest.raises(IterationHeadsError, match="threshold=1.5"):
         pruning_chart(curve, threshold=1.5)
+
+
+def test_the_attribution_chart_tells_the_estimate_from_the_exact_check(patching):
+    from iteration_heads.pathways import linear_pruning_curve
+    from iteration_heads.viz.pathway_circuits import linear_pruning_chart
+
+    data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
+    prompts = iteration_prompts(data.test, data.layout)
+    curve = linear_pruning_curve(
+        zoo.load("polynomial_paper"), prompts, [(1, 0), (0, 0)], data.train.tokens, n_random=2
+    )
+    fig = linear_pruning_chart(curve)
+    by_name = {t.name: t for t in fig.data}
+    assert list(by_name["ranked heads (estimated)"].y) == curve.estimated_agreement.tolist()
+    star = by_name[f"circuit of {curve.circuit_k} heads, run exactly"]
+    assert (list(star.x), list(star.y)) == ([curve.circuit_k], [curve.exact_agreement])
+    crosses = by_name["random heads, run exactly"]
+    assert list(crosses.y) == curve.exact_random_agreement.tolist()
+    assert "ESTIMATED" in fig.layout.title.text
+    with pytest.raises(IterationHeadsError, match="must be a LinearPruningCurve.*got HeadPatching"):
+        linear_pruning_chart(patching)
