@@ -96,6 +96,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--method", default="auto", help="head patching method")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dry-run", action="store_true", help="write the plan only")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/iteration_heads_scale"))
     options = parser.parse_args()
     if options.device == "cuda" and not torch.cuda.is_available():
@@ -115,6 +116,13 @@ def main() -> None:
                          timing=timing)  # fmt: skip
     planning = time.perf_counter() - tick
     print(plan.format(), flush=True)
+    if options.dry_run:
+        out = HERE / f"pathways_scale_{options.shape}_plan.json"
+        record = {"command": "python " + " ".join(sys.argv), "threads": torch.get_num_threads(),
+                  "prompts": len(prompts), "width": width, "plan": plan.to_dict()}  # fmt: skip
+        out.write_text(json.dumps(record, indent=2, default=str) + "\n")
+        out.with_suffix(".md").write_text(f"`{record['command']}`\n\n```\n{plan.format()}\n```\n")
+        return
     calls: list[int] = []
     model.blocks[-1].register_forward_pre_hook(lambda module, args: calls.append(1))
     one_forward = timing.seconds(forwards=1, tokens=len(prompts) * width)

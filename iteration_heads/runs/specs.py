@@ -239,9 +239,11 @@ def run(spec: RunSpec, runs: str | os.PathLike[str]) -> RunResult:
     run of a fine-tuning spec must be finished.
 
     Example:
-        >>> import tempfile
-        >>> run(copy_spec(), tempfile.mkdtemp()).accuracy
-        1.0
+        >>> import dataclasses, tempfile
+        >>> spec = copy_spec()
+        >>> spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, epochs=1))
+        >>> run(spec, tempfile.mkdtemp()).name  # a finished run is read back, not retrained
+        'copy-cot-d32-L6-2x1-s0-e1'
     """
     if not finished(spec, runs):
         train_run(spec, runs)
@@ -338,9 +340,10 @@ def train_run(spec: RunSpec, runs: str | os.PathLike[str]) -> None:
     process holds is :class:`RunningElsewhere`.
 
     Example:
-        >>> import tempfile
-        >>> runs = tempfile.mkdtemp()
-        >>> train_run(copy_spec(), runs); finished(copy_spec(), runs)
+        >>> import dataclasses, tempfile
+        >>> spec, runs = copy_spec(), tempfile.mkdtemp()
+        >>> spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, epochs=1))
+        >>> train_run(spec, runs); finished(spec, runs)
         True
     """
     import torch
@@ -392,10 +395,11 @@ def finish_run(
     training added to any earlier ones), which marks the run finished.
 
     Example:
-        >>> import tempfile
+        >>> import dataclasses, tempfile
         >>> from iteration_heads import build_model, make_dataset
         >>> from iteration_heads.training import train
         >>> spec, runs = copy_spec(), tempfile.mkdtemp()
+        >>> spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, epochs=1))
         >>> model = build_model(spec.model)
         >>> data = make_dataset(spec.data, spec.model.layout)
         >>> _ = train(model, data, spec.train, out_dir=spec.directory(runs), progress=False)
