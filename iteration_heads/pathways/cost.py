@@ -22,12 +22,9 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import torch
 
 from iteration_heads._torch import Head
 from iteration_heads.auditing.cost import (
@@ -50,13 +47,13 @@ from iteration_heads.pathways.attribution import (
 )
 from iteration_heads.pathways.flow import flow_rows
 from iteration_heads.pathways.prompts import Prompts
-from iteration_heads.pathways.pruning import MAX_DEFAULT_KS
+from iteration_heads.pathways.pruning import pruning_sweep
 from iteration_heads.pathways.pruning_attribution import (
     LINEAR_CANDIDATES,
     LINEAR_STEPS,
     linear_pruning_rows,
 )
-from iteration_heads.pathways.random_control import random_head_sets
+from iteration_heads.pathways.random_control import all_heads, random_head_sets
 from iteration_heads.pathways.rift import lens_rows
 from iteration_heads.pathways.segments import segments_rows
 from iteration_heads.pathways.solved import solved_rows
@@ -198,13 +195,9 @@ def pruning_variants(model: Any, n_random: int, seed: int) -> int:
         >>> pruning_variants(zoo.load("polynomial_paper"), 1, 0)  # k = 0 and 1, ranked and drawn
         3
     """
-    heads = int(model.cfg.n_layers) * int(model.cfg.n_heads)
-    step = max(1, math.ceil(heads / MAX_DEFAULT_KS))
-    ks = sorted({*range(0, heads, step), heads})
-    generator = torch.Generator().manual_seed(seed)
-    draws = [torch.randperm(heads, generator=generator)[:k] for k in ks for _ in range(n_random)]
+    ranking, ks, draws = pruning_sweep(model, all_heads(model), None, n_random=n_random, seed=seed)
     masks = {frozenset(range(k)) for k in ks} | {frozenset(d.tolist()) for d in draws}
-    return len(masks - {frozenset(range(heads))})  # keeping every head: the full model
+    return len(masks - {frozenset(range(len(ranking)))})  # every head kept: the full model
 
 
 def pruning_method(
