@@ -8,6 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
+from iteration_heads.cli.common import DTYPE_CHOICES
 from iteration_heads.errors import IterationHeadsError
 
 
@@ -43,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--no-route", action="store_true", help="skip the position route")
     g.add_argument(
         "--dtype",
-        choices=["float32", "bfloat16", "float16"],
+        choices=DTYPE_CHOICES,
         default="float32",
         help="one model: the weights' dtype for the audit (default float32); refused where the "
         "device has no fast kernels for it (float16 on most CPUs)",

@@ -10,6 +10,10 @@ from contextlib import contextmanager
 
 from iteration_heads.errors import IterationHeadsError
 
+DTYPE_CHOICES = ("float32", "bfloat16", "float16")
+"""``--dtype`` of ``pathways`` and ``audit``: the names of ``model.precision.DTYPES``, written
+out so that building the parser imports no torch (checked by the tests of precision)."""
+
 DEFAULT_THREADS = 1
 """Torch threads of a command unless ``--threads`` says otherwise. One: the models of this
 library are small, so extra threads mostly wait on each other; on 2 shared cores,

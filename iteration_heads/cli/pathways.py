@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from iteration_heads.cli.common import DTYPE_CHOICES
 from iteration_heads.errors import IterationHeadsError
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("path", type=Path, help="model folder or shipped name")
     p.add_argument(
         "--dtype",
-        choices=["float32", "bfloat16", "float16"],
+        choices=DTYPE_CHOICES,
         default="float32",
         help="the weights' dtype for the analyses (default float32); refused where the device "
         "has no fast kernels for it (float16 on most CPUs)",

@@ -20,7 +20,10 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.scores import standard_error
+from iteration_heads.memory import batch_rows
+from iteration_heads.pathways.prompts import Prompts
 
 ALL_LABELS = "all"
 """The label under which every prompt is aggregated."""
@@ -152,6 +155,30 @@ def logit_difference(
     a = logits.gather(-1, answer[:, None]).squeeze(-1)
     b = logits.gather(-1, foil[:, None]).squeeze(-1)
     return a.double() - b.double()
+
+
+def check_patching_request(prompts: object, min_kl: object, batch_size: int | None) -> Tensor:
+    """The checks of :func:`head_patching`'s arguments before any work (also made before a
+    sharded sweep starts a worker): :class:`Prompts` with corrupted tokens and no prompt
+    labelled ``"all"``, ``min_kl >= 0``, a valid ``batch_size``; returns the corrupted tokens.
+
+    Example:
+        >>> check_patching_request("prompts", 1e-3, None)
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: prompts must be Prompts, got str
+    """
+    if not isinstance(prompts, Prompts):
+        raise IterationHeadsError(f"prompts must be Prompts, got {type(prompts).__name__}")
+    corrupted = prompts.need_corrupted("head patching")
+    if ALL_LABELS in prompts.labels:
+        raise IterationHeadsError(
+            f"a prompt is labelled {ALL_LABELS!r}, the name of the overall aggregate; rename it"
+        )
+    if isinstance(min_kl, bool) or not isinstance(min_kl, int | float) or not min_kl >= 0:
+        raise IterationHeadsError(f"min_kl={min_kl!r}, expected a number >= 0")
+    batch_rows(batch_size, 1)
+    return corrupted
 
 
 def _mean(values: Tensor) -> Tensor:

@@ -57,6 +57,7 @@ from iteration_heads.pathways.patching_stats import (
     FIELDS,
     SPREAD_STATS,
     answer_foil,
+    check_patching_request,
     kl_from_clean,
     logit_difference,
     patching_aggregates,
@@ -314,16 +315,7 @@ def head_patching(
         >>> result.ranking()[0], result.values.shape, result.ranking(aggregate="mean")[0]
         ((1, 0), torch.Size([2, 1]), (1, 0))
     """
-    if not isinstance(prompts, Prompts):
-        raise IterationHeadsError(f"prompts must be Prompts, got {type(prompts).__name__}")
-    corrupted = prompts.need_corrupted("head patching")
-    if ALL_LABELS in prompts.labels:
-        raise IterationHeadsError(
-            f"a prompt is labelled {ALL_LABELS!r}, the name of the overall aggregate; rename it"
-        )
-    if isinstance(min_kl, bool) or not isinstance(min_kl, int | float) or not min_kl >= 0:
-        raise IterationHeadsError(f"min_kl={min_kl!r}, expected a number >= 0")
-    batch_rows(batch_size, 1)  # checked before any work
+    corrupted = check_patching_request(prompts, min_kl, batch_size)
     if isinstance(ig_steps, bool) or not isinstance(ig_steps, int) or ig_steps < 1:
         raise IterationHeadsError(f"ig_steps={ig_steps!r}, expected an integer >= 1")
     chosen = choose_method(model, prompts, method)

@@ -21,9 +21,8 @@ from iteration_heads._io import CONFIG_FILE, METADATA_FILE, read_json
 from iteration_heads._torch import Head
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids
-from iteration_heads.memory import batch_rows
 from iteration_heads.pathways.patching_shards import assemble_head_patching, split_heads
-from iteration_heads.pathways.patching_stats import ALL_LABELS
+from iteration_heads.pathways.patching_stats import check_patching_request
 from iteration_heads.pathways.prompts import Prompts
 from iteration_heads.pathways.restoration import HeadPatching, head_patching
 from iteration_heads.runs.executors import Executor
@@ -126,16 +125,7 @@ def sharded_head_patching(
             f"executor is a {type(executor).__name__}, expected an Executor (LocalExecutor, "
             "RayExecutor, SlurmExecutor: see make_executor)"
         )
-    if not isinstance(prompts, Prompts):
-        raise IterationHeadsError(f"prompts must be Prompts, got {type(prompts).__name__}")
-    corrupted = prompts.need_corrupted("head patching")
-    if ALL_LABELS in prompts.labels:
-        raise IterationHeadsError(
-            f"a prompt is labelled {ALL_LABELS!r}, the name of the overall aggregate; rename it"
-        )
-    if isinstance(min_kl, bool) or not isinstance(min_kl, int | float) or not min_kl >= 0:
-        raise IterationHeadsError(f"min_kl={min_kl!r}, expected a number >= 0")
-    batch_rows(batch_size, 1)
+    corrupted = check_patching_request(prompts, min_kl, batch_size)
     model = load_source(model_source)
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
     for tokens, what in ((prompts.clean, "clean"), (corrupted, "corrupted"),

@@ -188,3 +188,9 @@ def test_flow_tracing_refuses_bfloat16_and_the_command_skips_it(capsys):
     assert "skipped flow: flow tracing runs on float32 weights only" in capsys.readouterr().out
     assert main([*argv, "--dry-run"]) == 0
     assert "skipped flow: flow tracing runs on float32 weights only" in capsys.readouterr().out
+
+
+def test_the_cli_offers_exactly_the_dtypes_precision_knows():
+    from iteration_heads.cli.common import DTYPE_CHOICES
+
+    assert tuple(precision.DTYPES) == DTYPE_CHOICES
