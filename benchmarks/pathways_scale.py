@@ -126,7 +126,7 @@ def main() -> None:
     calls: list[int] = []
     model.blocks[-1].register_forward_pre_hook(lambda module, args: calls.append(1))
     one_forward = timing.seconds(forwards=1, tokens=len(prompts) * width)
-    rows = []
+    rows, results = [], {}
     for stage in plan.stages:
         name = stage.name.split()[0]
         args = argparse.Namespace(chosen=[name], seed=0, n_random=5, n_traced=8, centre="auto",
@@ -134,7 +134,7 @@ def main() -> None:
         calls.clear()
         peak_reset()
         tick = time.perf_counter()
-        run_analyses(model, prompts, args)
+        results |= run_analyses(model, prompts, args, results)[0]  # as one full run reads them
         seconds = time.perf_counter() - tick
         row = {"analysis": stage.name, "planned passes": stage.forwards,
                "run passes": len(calls), "estimated s": round(stage.seconds, 1),

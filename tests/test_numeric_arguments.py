@@ -211,6 +211,10 @@ CALLS: dict[str, Callable[[dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any
         {"ks": [1], "n_random": 1, "steps": 1, "candidates": 2},
     ),
     "pruning_sweep": lambda s: ((s["model"], s["heads"], None), {"n_random": 1, "seed": 0}),
+    "bisected_pruning_curve": lambda s: (
+        (s["model"], s["prompts"], s["heads"], s["reference"]),
+        {"n_random": 1, "threshold": 0.5},
+    ),
     "random_head_sets": lambda s: ((s["model"], [(1, 0)]), {"n_random": 1, "seed": 0}),
     "rift_layer": lambda s: ((torch.tensor([0.0, 1.0]),), {}),
     "segment_pathways": lambda s: ((s["model"], s["prompts"]), {}),

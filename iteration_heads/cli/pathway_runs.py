@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,15 +151,33 @@ FLOW_FLOAT32 = "flow tracing runs on float32 weights only (drop --dtype)"
 
 
 def run_analyses(
-    model: Any, prompts: Prompts, args: argparse.Namespace
+    model: Any,
+    prompts: Prompts,
+    args: argparse.Namespace,
+    earlier: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Run ``args.chosen`` in order with a progress bar on stderr (shown on a terminal);
-    results by name, and the reason of each analysis that was skipped."""
+    results by name, and the reason of each analysis that was skipped. ``earlier``: results
+    of analyses already run on the same prompts, read as a full run reads its own (head
+    patching ranks the pruning, the answer writers name the ablation check) and not returned.
+
+    Example:
+        >>> args = argparse.Namespace(chosen=["writers"], seed=0, n_random=2, n_traced=1,
+        ...                           centre="auto", mean="position", prior=None, method="auto")
+        >>> from iteration_heads.experiments.ontology_study import model_ontology
+        >>> from iteration_heads.pathways import ontology_prompts
+        >>> from iteration_heads.tasks import make_ontology_problems
+        >>> model = open_model(Path("ontology")).model
+        >>> problems = make_ontology_problems(model_ontology(model), 1, seed=0, kind="fictional")
+        >>> results, skipped = run_analyses(model, ontology_prompts(problems), args)
+        >>> list(results), skipped
+        (['writers'], {})
+    """
     from tqdm import tqdm
 
     from iteration_heads import pathways as pw
 
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = dict(earlier or {})
     skipped: dict[str, str] = {}
     n_heads = int(model.cfg.n_layers) * int(model.cfg.n_heads)
     most = max(1, n_heads // 4)  # named heads in a check: random sets of that size must exist
@@ -192,7 +211,11 @@ def run_analyses(
             ranking, draws = _ranking(model, prompts, results), max(1, args.n_random // 2)
             method = pruning_method(model, prompts, getattr(args, "method", "auto"),
                                     n_random=draws, seed=seed)  # fmt: skip
-            curve = pw.pruning_curve if method == "exact" else pw.linear_pruning_curve
+            curve: Callable[..., Any] = pw.linear_pruning_curve  # method "attribution"
+            if method == "exact":
+                curve = pw.pruning_curve
+            elif method == "bisection":
+                curve = pw.bisected_pruning_curve
             results[name] = curve(
                 model, prompts, ranking, prompts.clean, n_random=draws, seed=seed,
                 mean=args.mean, reference_mask=prompts.own_positions(),
@@ -211,7 +234,8 @@ def run_analyses(
             results["flow"] = pw.trace_many(model, traced)
             results["flow: example"] = pw.trace_flow(model, traced, index=0)
     bar.close()
-    return results, skipped
+    earlier = earlier or {}
+    return {k: v for k, v in results.items() if earlier.get(k) is not v}, skipped
 
 
 def _ranking(model: Any, prompts: Prompts, results: dict[str, Any]) -> list[tuple[int, int]]:

@@ -22,6 +22,8 @@ how information flows to the answer, and how much comes from each part of the pr
   and the causal check of named heads (:func:`pruning_curve`, :func:`ablation_check`);
 * :mod:`~iteration_heads.pathways.pruning_attribution`: pruning curves estimated by attribution,
   with the final circuit checked exactly (:func:`linear_pruning_curve`);
+* :mod:`~iteration_heads.pathways.pruning_bisection`: the smallest circuit found by bisection
+  over k, every point exact (:func:`bisected_pruning_curve`);
 * :mod:`~iteration_heads.pathways.noising`: the check that matches head patching, named heads
   fed the corrupted prompt against random ones (:func:`noising_check`);
 * :mod:`~iteration_heads.pathways.random_control`: the random heads both checks compare with,
@@ -61,6 +63,7 @@ from iteration_heads.pathways.pruning import (
     pruning_sweep,
 )
 from iteration_heads.pathways.pruning_attribution import LinearPruningCurve, linear_pruning_curve
+from iteration_heads.pathways.pruning_bisection import bisected_pruning_curve
 from iteration_heads.pathways.random_control import (
     AblationCheck,
     all_heads,
@@ -122,6 +125,7 @@ __all__ = [
     "ablation_check",
     "all_heads",
     "answer_writers",
+    "bisected_pruning_curve",
     "choose_method",
     "context_free_prior",
     "exact_cost",

@@ -53,9 +53,10 @@ from iteration_heads.pathways.pruning_attribution import (
     LINEAR_STEPS,
     linear_pruning_rows,
 )
+from iteration_heads.pathways.pruning_bisection import bisection_rounds
 from iteration_heads.pathways.random_control import all_heads, random_head_sets
 from iteration_heads.pathways.rift import lens_rows
-from iteration_heads.pathways.segments import segments_rows
+from iteration_heads.pathways.segments import segment_passes, segments_rows
 from iteration_heads.pathways.solved import solved_rows
 from iteration_heads.pathways.writers import writers_rows
 from iteration_heads.tasks.task import check_int
@@ -203,11 +204,12 @@ def pruning_variants(model: Any, n_random: int, seed: int) -> int:
 def pruning_method(
     model: Any, prompts: Prompts, method: str, *, n_random: int, seed: int = 0
 ) -> str:
-    """The method of the pruning curve of ``iteration-heads pathways``: ``method`` itself, or
-    for ``"auto"`` exact (:func:`~iteration_heads.pathways.pruning.pruning_curve`) while its
-    variants cost at most :data:`~iteration_heads.pathways.attribution.EXACT_BUDGET`, by
-    attribution with an exact check of the final circuit above
-    (:func:`~iteration_heads.pathways.pruning_attribution.linear_pruning_curve`).
+    """The method of the pruning curve of ``iteration-heads pathways``: ``method`` itself
+    (``"attribution"``: :func:`~iteration_heads.pathways.pruning_attribution.linear_pruning_curve`),
+    or for ``"auto"`` exact (:func:`~iteration_heads.pathways.pruning.pruning_curve`) while its
+    variants cost at most :data:`~iteration_heads.pathways.attribution.EXACT_BUDGET`, and above
+    it ``"bisection"``: the smallest circuit found by bisection over k, about log2(heads)
+    exact variants (:func:`~iteration_heads.pathways.pruning_bisection.bisected_pruning_curve`).
 
     Example:
         >>> from iteration_heads import DataConfig, make_dataset, zoo
@@ -222,7 +224,7 @@ def pruning_method(
     heads = int(model.cfg.n_layers) * int(model.cfg.n_heads)
     per_variant = exact_cost(model, prompts) / heads  # one pass of every prompt
     cost = per_variant * pruning_variants(model, n_random, seed)
-    return "exact" if cost <= EXACT_BUDGET else "attribution"
+    return "exact" if cost <= EXACT_BUDGET else "bisection"
 
 
 class _Counter:
@@ -285,11 +287,14 @@ class _Counter:
         names = len(self.prompts.segment_names)
         cuts = names + (names if names >= 3 else 0)  # each segment, and all but one from three
         size = segments_rows(self.model, self.width)
-        rows = passes_of(self.n, size) + passes_of(cuts * self.n, size)
-        vocab = int(self.model.cfg.d_vocab)
-        kept = self.n * self.width * vocab * 4 + cuts * self.n * self.width**2  # logits, masks
-        return stage("segments", rows, self.width, self.timing,
-                     kept + self._bytes(rows[-1], self.width))  # fmt: skip
+        clean, cut = segment_passes(self.prompts.position, cuts, size)
+        rows = list(clean) + [p for _, p in cut]
+        widths = [int(self.prompts.position[p].max()) + 1 for p in rows]
+        tokens = sum(len(p) * w for p, w in zip(rows, widths, strict=True))
+        masks = cuts * self.n * self.width**2  # one bool per query and key, per cut
+        memory = masks + self._bytes(size, max(widths, default=1))
+        seconds = self.timing.seconds(forwards=len(rows), tokens=tokens)
+        return Stage("segments", len(rows), 0, tokens, memory, seconds)
 
     def _writers(self, extra: int) -> tuple[list[int], int]:
         rows = passes_of(self.n, writers_rows(self.model, self.width)) * extra
@@ -310,6 +315,16 @@ class _Counter:
         if method == "exact":
             variants = pruning_variants(self.model, n_random, seed)
             return self._combine("pruning", self._ablation_runs(variants), extra, bound=False)
+        if method == "bisection":  # at most: k = 0 and every halving, one at a time; the draws
+            means = passes_of(self.n, analysis_rows(self.model, self.width))
+            size = analysis_rows(self.model, self.cut)
+            rounds = bisection_rounds(self.layers * self.heads)
+            runs = passes_of(self.n, size) * (1 + rounds) + passes_of(n_random * self.n, size)
+            parts = (stage("", means, self.width, self.timing,
+                           self._bytes(means[0], self.width, cached=self.layers)),
+                     stage("", runs, self.cut, self.timing,
+                           self._bytes(size, self.cut, logits="one", cached=1)))  # fmt: skip
+            return self._combine("pruning (bisection)", parts, extra, bound=True)
         # linear_pruning_curve: reference means, the estimate's passes per batch, then the
         # exact check (reference means again, the full model, the circuit and its random sets)
         means = passes_of(self.n, analysis_rows(self.model, self.width))

@@ -59,6 +59,10 @@ class PruningCurve(Result):
         ranking: Every head, the order heads are kept in.
         labels: The label of every prompt; ``n_forward``: forward passes (reference and full
             runs not counted); ``seed``: seeds the random draws.
+        method: ``"exact"``: every k of the sweep with its random draws; ``"bisection"``: only
+            the ks a bisection for ``threshold`` visited, random draws (else NaN) at the k found
+            (:func:`~iteration_heads.pathways.pruning_bisection.bisected_pruning_curve`).
+        threshold: The agreement :meth:`smallest_circuit` looks for by default.
     """
 
     ks: tuple[int, ...]
@@ -74,6 +78,8 @@ class PruningCurve(Result):
     labels: tuple[str, ...]
     n_forward: int
     seed: int
+    method: str = "exact"
+    threshold: float = 0.9
 
     @property
     def random_mean(self) -> Float[Tensor, " k"]:
@@ -85,9 +91,10 @@ class PruningCurve(Result):
         """Standard deviation of the random draws' agreement per k (0 for one draw)."""
         return self.random_agreement.std(-1, correction=int(self.random_agreement.shape[-1] > 1))
 
-    def smallest_circuit(self, threshold: float = 0.9) -> tuple[int, list[Head]] | None:
-        """The smallest k whose agreement is at least ``threshold``, and its heads (None if no
-        k of the sweep reaches it)."""
+    def smallest_circuit(self, threshold: float | None = None) -> tuple[int, list[Head]] | None:
+        """The smallest k whose agreement is at least ``threshold`` (None: :attr:`threshold`),
+        and its heads (None if no k of the sweep reaches it)."""
+        threshold = self.threshold if threshold is None else threshold
         if not 0 <= threshold <= 1:
             raise IterationHeadsError(f"threshold={threshold!r}, expected a number in [0, 1]")
         for k, value in zip(self.ks, self.agreement.tolist(), strict=True):
@@ -107,18 +114,22 @@ class PruningCurve(Result):
         names += ["agreement_by_label", "full_accuracy", "ranking", "n_forward", "seed"]
         found = self.smallest_circuit()
         return plain(
-            {name: getattr(self, name) for name in names}
-            | {"smallest_circuit_0.9": found and found[1], "n_prompts": len(self.labels)}
+            {name: getattr(self, name) for name in [*names, "method", "threshold"]}
+            | {f"smallest_circuit_{self.threshold:g}": found and found[1]}
+            | {"n_prompts": len(self.labels)}
         )
 
     def format(self) -> str:
         """The smallest circuit at 0.9 agreement, then the curve against random."""
         found = self.smallest_circuit()
         circuit = "none" if found is None else f"{found[0]} heads ({head_names(found[1])})"
+        how = ""
+        if self.method == "bisection":
+            how = " by bisection (every row exact; the ks between them not run)"
         return (
             f"pruning curve on {len(self.labels)} prompts (full model accuracy "
-            f"{self.full_accuracy:.3f}); smallest circuit at 0.9 agreement: {circuit}\n"
-            + self.to_frame().to_string(index=False, float_format="{:.3f}".format)
+            f"{self.full_accuracy:.3f}); smallest circuit at {self.threshold:g} agreement{how}: "
+            f"{circuit}\n" + self.to_frame().to_string(index=False, float_format="{:.3f}".format)
         )
 
 
@@ -161,7 +172,7 @@ def pruning_curve(
     heads, ks, draws = pruning_sweep(model, ranking, ks, n_random=n_random, seed=seed)
     masks = [_mask(model, heads[:k]) for k in ks]
     masks += [_mask(model, [heads[i] for i in draw]) for draw in draws]
-    run = _Run(model, prompts, reference, batch_size, mean, reference_mask)
+    run = PrunedRuns(model, prompts, reference, batch_size, mean, reference_mask)
     preds, passes = run.run(torch.stack(masks), True)
     agree = (preds == run.full).float()
     correct = (preds == prompts.answer).float()
@@ -242,7 +253,7 @@ def ablation_check(
     every = all_heads(model)
     ablated = [named, *draws]
     masks = torch.stack([_mask(model, [h for h in every if h not in set(a)]) for a in ablated])
-    run = _Run(model, prompts, reference, batch_size, mean, reference_mask)
+    run = PrunedRuns(model, prompts, reference, batch_size, mean, reference_mask)
     preds, _ = run.run(masks, True)
     return AblationCheck.of(named, draws, preds, run.full, prompts)
 
@@ -275,7 +286,7 @@ def pruned_logits(
         torch.Size([288, 16])
     """
     kept = check_heads(model, keep) if len(keep) else []
-    run = _Run(model, prompts, reference, batch_size, mean, reference_mask)
+    run = PrunedRuns(model, prompts, reference, batch_size, mean, reference_mask)
     return run.run(_mask(model, kept)[None], False)[0][0]
 
 
@@ -311,7 +322,7 @@ def pruned_predictions(
     if isinstance(keeps, str) or not isinstance(keeps, Sequence) or not len(keeps):
         raise IterationHeadsError(f"keeps {keeps!r}: expected a non-empty list of head lists")
     masks = torch.stack([_mask(model, check_heads(model, k) if len(k) else []) for k in keeps])
-    run = _Run(model, prompts, reference, batch_size, mean, reference_mask)
+    run = PrunedRuns(model, prompts, reference, batch_size, mean, reference_mask)
     return run.run(masks, True)[0]
 
 
@@ -349,9 +360,24 @@ def _mask(model: Any, kept: Sequence[Head]) -> Bool[Tensor, "layer head"]:
     return mask
 
 
-class _Run:
-    """The prompts cut after their last studied position, the reference means, the full model's
-    argmax, and batched runs of variants (masks of kept heads)."""
+class PrunedRuns:
+    """Runs of ``prompts`` with some heads mean-ablated, many variants at a time: the prompts
+    cut after their last studied position, the reference means computed once (``mean`` and
+    ``mask`` as ``mean`` and ``reference_mask`` of :func:`pruning_curve`) and ``full``, the
+    full model's argmax at each studied position. :func:`pruning_curve` and its relatives run
+    their variants through it.
+
+    Example:
+        >>> from iteration_heads import DataConfig, make_dataset, zoo
+        >>> from iteration_heads.pathways import iteration_prompts
+        >>> model = zoo.load("polynomial_paper")
+        >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
+        >>> runs = PrunedRuns(model, iteration_prompts(data.test, data.layout), data.train.tokens, None)
+        >>> keep_l1 = torch.tensor([[[False], [True]]])  # variant, layer, head: L1H0 kept
+        >>> top, passes = runs.run(keep_l1, True)
+        >>> bool((top[0] == runs.full).float().mean() < 0.5), passes >= 1
+        (True, True)
+    """
 
     def __init__(
         self,

@@ -24,13 +24,15 @@ from typing import Any, Literal
 
 import pandas as pd
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from iteration_heads._results import Result
-from iteration_heads._torch import attached_hooks, device_of, evaluating, pattern_hook
+from iteration_heads._torch import device_of, evaluating, pattern_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.memory import batch_rows, rows_per_pass
+from iteration_heads.passes import scored_logits
+from iteration_heads.pathways.attribution import position_mask
 from iteration_heads.pathways.flow import FlowGraph, FlowNode, trace_flows
 from iteration_heads.pathways.prompts import Prompts
 from iteration_heads.tasks.task import check_int
@@ -250,9 +252,24 @@ def knockout_hooks(model: Any, mask: Bool[Tensor, "batch query key"]) -> list[tu
     return [(pattern_hook(layer), hook) for layer in range(int(model.cfg.n_layers))]
 
 
-def _metrics(logits: Tensor, prompts: Prompts, second: Tensor, top: Tensor) -> dict[str, Tensor]:
+def _scored(
+    model: Any,
+    prompts: Prompts,
+    rows: Tensor,
+    device: Any,
+    hooks: list[tuple[str, Callable]] | None = None,
+) -> Tensor:
+    """The logits ``[rows, vocab]`` at each row's studied position, from a pass over the
+    tokens up to the widest such position (only those positions are unembedded)."""
+    width = int(prompts.position[rows].max()) + 1
+    tokens = prompts.clean[rows, :width]
+    return scored_logits(model, tokens.to(device), position_mask(tokens, prompts.position[rows]),
+                         hooks=hooks or [])  # fmt: skip
+
+
+def _metrics(at: Tensor, prompts: Prompts, second: Tensor, top: Tensor) -> dict[str, Tensor]:
+    """Per prompt, from the logits ``at`` its studied position."""
     rows = torch.arange(len(prompts))
-    at = logits[rows, prompts.position.to(logits.device)].float().cpu()
     answer = at[rows, prompts.answer]
     return {
         "prob": at.softmax(-1)[rows, prompts.answer],
@@ -267,9 +284,30 @@ SEGMENTS_BATCH = 256
 """Rows (cuts × prompts) per pass of :func:`segment_pathways` at most."""
 
 
+def segment_passes(
+    position: Int[Tensor, " n"], n_cuts: int, batch_size: int
+) -> tuple[list[Int[Tensor, " rows"]], list[tuple[Int[Tensor, " rows"], Int[Tensor, " rows"]]]]:
+    """The forward passes of :func:`segment_pathways`: the prompts of each clean pass, then the
+    ``(cut, prompt)`` rows of each pass with a cut, ``batch_size`` rows at a time. Prompts go
+    in order of their studied position, so that a pass, which runs up to its widest row's
+    position, wastes few tokens.
+
+    Example:
+        >>> clean, cut = segment_passes(torch.tensor([9, 3, 5]), 2, 4)
+        >>> [p.tolist() for p in clean], [(c.tolist(), p.tolist()) for c, p in cut]
+        ([[1, 2, 0]], [([0, 1, 0, 1], [1, 1, 2, 2]), ([0, 1], [0, 0])])
+    """
+    check_int("n_cuts", n_cuts, minimum=0)
+    check_int("batch_size", batch_size, minimum=1)
+    order = torch.argsort(position, stable=True)
+    rows = torch.tensor([(c, int(i)) for i in order for c in range(n_cuts)], dtype=torch.long)
+    cut = [(chunk[:, 0], chunk[:, 1]) for chunk in rows.reshape(-1, 2).split(batch_size)]
+    return list(order.split(batch_size)), cut
+
+
 def segments_rows(model: Any, width: int) -> int:
     """Rows per pass of :func:`segment_pathways` at ``width``: at most :data:`SEGMENTS_BATCH`,
-    within the memory budget of a plain pass with logits at every position
+    within the memory budget of a plain pass that unembeds one position per row
     (:func:`~iteration_heads.memory.rows_per_pass`).
 
     Example:
@@ -277,7 +315,7 @@ def segments_rows(model: Any, width: int) -> int:
         >>> segments_rows(zoo.load("polynomial_paper"), 12)
         256
     """
-    return rows_per_pass(model, width, logits="all", cap=SEGMENTS_BATCH)
+    return rows_per_pass(model, width, cap=SEGMENTS_BATCH)
 
 
 def segment_pathways(
@@ -313,20 +351,19 @@ def segment_pathways(
         raise IterationHeadsError("prompts without segment names: there is nothing to cut")
     batch_size = batch_rows(batch_size, segments_rows(model, int(prompts.clean.shape[1])))
     cuts, n, device = _cuts(prompts.segment_names), len(prompts), device_of(model)
+    clean_passes, cut_passes = segment_passes(prompts.position, len(cuts), batch_size)
     with evaluating(model):
-        clean = torch.cat([model(t.to(device)) for t in prompts.clean.split(batch_size)])
-        at = clean[torch.arange(n), prompts.position.to(device)].float().cpu()
+        at = torch.cat([_scored(model, prompts, seq, device) for seq in clean_passes])
+        at = at[torch.argsort(torch.cat(clean_passes))].float().cpu()
         top = at.argmax(-1)
         second = at.scatter(1, prompts.answer[:, None], float("-inf")).argmax(-1)
-        tables = [pd.DataFrame(_metrics(clean, prompts, second, top)).assign(cut="none")]
-        rows = [(c, i) for c in range(len(cuts)) for i in range(n)]
+        tables = [pd.DataFrame(_metrics(at, prompts, second, top)).assign(cut="none")]
         masks = torch.stack([knockout_mask(prompts, cut, scope) for _, cut in cuts])
-        for start in range(0, len(rows), batch_size):
-            c, i = (torch.tensor(x) for x in zip(*rows[start : start + batch_size], strict=True))
-            hooks = knockout_hooks(model, masks[c, i].to(device))
-            with attached_hooks(model, hooks):
-                logits = model(prompts.clean[i].to(device))
-            part = _metrics(logits, prompts.select(i), second[i], top[i])
+        for c, i in cut_passes:
+            width = int(prompts.position[i].max()) + 1  # causal: later keys change nothing read
+            hooks = knockout_hooks(model, masks[c, i, :width, :width].to(device))
+            logits = _scored(model, prompts, i, device, hooks)
+            part = _metrics(logits.float().cpu(), prompts.select(i), second[i], top[i])
             names = [cuts[j][0] for j in c.tolist()]
             tables.append(pd.DataFrame(part).assign(cut=names, prompt=i.numpy()))
     tables[0]["prompt"] = range(n)

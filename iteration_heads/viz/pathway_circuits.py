@@ -131,10 +131,11 @@ def head_patching_heatmap(
     return fig
 
 
-def pruning_chart(curve: PruningCurve, *, threshold: float = 0.9) -> go.Figure:
+def pruning_chart(curve: PruningCurve, *, threshold: float | None = None) -> go.Figure:
     """Agreement with the full model against the number of heads kept: the ranked heads' curve,
-    the random heads' mean ± std as a band, a dashed line at ``threshold`` and a marker at the
-    smallest circuit that reaches it.
+    the random heads' mean ± std as a band (as a marker with error bars where only one k has
+    random draws, as after a bisection), a dashed line at ``threshold`` (None: the curve's) and
+    a marker at the smallest circuit that reaches it.
 
     Example:
         >>> from iteration_heads import DataConfig, make_dataset, zoo
@@ -146,15 +147,17 @@ def pruning_chart(curve: PruningCurve, *, threshold: float = 0.9) -> go.Figure:
         >>> [trace.name for trace in pruning_chart(curve).data]
         ['random + std', 'random - std', 'random heads (mean)', 'ranked heads', 'smallest circuit: 2 heads']
     """
-    check_number("threshold", threshold, minimum=0, maximum=1)
     if not isinstance(curve, PruningCurve):
         raise IterationHeadsError(
             f"curve must be a PruningCurve (from iteration_heads.pathways.pruning), got "
             f"{type(curve).__name__}"
         )
+    threshold = curve.threshold if threshold is None else threshold
+    check_number("threshold", threshold, minimum=0, maximum=1)
     found = curve.smallest_circuit(threshold)  # checks the threshold
     ks = list(curve.ks)
     mean, std = curve.random_mean.tolist(), curve.random_std.tolist()
+    drawn = sum(not math.isnan(m) for m in mean)  # ks with random draws (a bisection: one)
     grey = "rgba(120, 120, 120, 0.25)"
     fig = go.Figure()
     fig.add_trace(
@@ -186,8 +189,9 @@ def pruning_chart(curve: PruningCurve, *, threshold: float = 0.9) -> go.Figure:
             x=ks,
             y=mean,
             customdata=std,
-            mode="lines",
+            mode="lines" if drawn > 1 else "markers",
             line={"color": "grey", "dash": "dot"},
+            error_y={"array": std, "visible": drawn == 1},
             name="random heads (mean)",
             hovertemplate="%{x} random heads kept: %{y:.3f} ± %{customdata:.3f}<extra></extra>",
         )

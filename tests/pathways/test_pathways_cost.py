@@ -37,7 +37,7 @@ def prompts(model):
     return made.select(list(range(0, len(made), 2)))  # 14 prompts of every label
 
 
-def counted(model, prompts, chosen, method="auto"):
+def counted(model, prompts, chosen, method="auto", earlier=None):
     """Forward passes (rows x width of each) of ``run_analyses`` on ``chosen``."""
     calls: list[tuple[int, int]] = []
     handle = model.blocks[-1].register_forward_pre_hook(
@@ -46,7 +46,7 @@ def counted(model, prompts, chosen, method="auto"):
     args = argparse.Namespace(chosen=chosen, seed=0, n_random=5, n_traced=8, centre="auto",
                               mean="position", prior="context-free", method=method)  # fmt: skip
     try:
-        results, _ = run_analyses(model, prompts, args)
+        results, _ = run_analyses(model, prompts, args, earlier)
     finally:
         handle.remove()
     return calls, results
@@ -181,3 +181,41 @@ def test_pruning_by_attribution_is_planned_as_run(model, prompts, chosen):
     assert plan.stages[-1].name == "pruning (attribution)" and plan.stages[-1].backwards > 0
     assert sum(s.forwards for s in plan.stages) == len(calls)
     assert sum(s.tokens for s in plan.stages) == sum(r * w for r, w in calls)
+
+
+@pytest.mark.parametrize("chosen", [["pruning"], ["patching", "pruning"]])
+def test_auto_above_the_exact_budget_bisects_and_the_plan_bounds_the_run(
+    model, prompts, chosen, monkeypatch
+):
+    from iteration_heads.pathways import PruningCurve
+
+    monkeypatch.setattr("iteration_heads.pathways.cost.EXACT_BUDGET", 0.0)
+    calls, results = counted(model, prompts, chosen)
+    assert isinstance(results["pruning"], PruningCurve)
+    assert results["pruning"].method == "bisection"
+    plan = plan_pathways(model, prompts, chosen, timing=TIMING)
+    stage = plan.stages[-1]
+    assert stage.name == "pruning (bisection)" and stage.bound
+    run = len(calls) - sum(s.forwards for s in plan.stages[:-1])
+    tokens = sum(r * w for r, w in calls) - sum(s.tokens for s in plan.stages[:-1])
+    assert 0 < run <= stage.forwards and 0 < tokens <= stage.tokens
+    # the bound is tight: one variant per halving, k = 0 and the draws (here none are skipped)
+    assert stage.tokens - tokens <= len(prompts) * int(prompts.position.max() + 1)
+
+
+def test_earlier_results_are_read_as_a_full_run_reads_its_own(model, prompts):
+    """Analyses run one at a time with the earlier ones' results pass as many tokens as one
+    run of them all, and return only their own results."""
+    chosen = ["patching", "writers", "pruning", "checks"]
+    together, whole = counted(model, prompts, chosen)
+    tokens, results = 0, {}
+    for name in chosen:
+        calls, new = counted(model, prompts, [name], earlier=dict(results))
+        assert list(new) == (
+            [name] if name != "checks" else ["checks: noising", "checks: ablation"]
+        )
+        tokens += sum(r * w for r, w in calls)
+        results |= new
+    assert tokens == sum(r * w for r, w in together)
+    assert results["pruning"].to_dict() == whole["pruning"].to_dict()
+    assert results["checks: ablation"].to_dict() == whole["checks: ablation"].to_dict()

@@ -169,3 +169,30 @@ def test_bad_input_raises(model, prompts) -> None:
         segment_pathways(
             model, Prompts(one.clean, None, one.position, one.answer, one.segments, (), ("x",))
         )
+
+
+@pytest.mark.parametrize("scope", ["answer", "all"])
+@pytest.mark.parametrize("build", [None, gpt2, llama])
+def test_every_row_equals_a_full_width_pass_whatever_the_batching(build, scope, prompts) -> None:
+    """Passes cut at their widest studied position and unembedded there only, with prompts
+    reordered by position, give each prompt's numbers of a whole pass over all its tokens."""
+    if build is None:
+        model = zoo.load("polynomial_paper")
+    else:
+        model = build(vocab=16, n_ctx=19) if build is gpt2 else build(vocab=16)
+    model.eval()
+    shuffled = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(0))
+    mixed = prompts.select(shuffled[:12])
+    results = [segment_pathways(model, mixed, scope=scope, batch_size=b) for b in (1, 5, 64)]
+    for cut_index, (cut, segments) in enumerate([("input", {0}), ("chain of thought", {1})]):
+        masks = knockout_mask(mixed, frozenset(segments), scope)
+        with torch.no_grad():
+            full = model.run_with_hooks(mixed.clean, fwd_hooks=knockout_hooks(model, masks))
+        at = full[torch.arange(len(mixed)), mixed.position]
+        for result in results:
+            rows = result.per_prompt[result.per_prompt["cut"] == cut].sort_values("prompt")
+            assert rows["prompt"].tolist() == list(range(len(mixed)))
+            expected = at[torch.arange(len(mixed)), mixed.answer]
+            assert torch.allclose(torch.tensor(rows["logit"].values), expected, atol=1e-5), (
+                cut_index
+            )

@@ -89,6 +89,26 @@ def test_pruning_chart_carries_the_curve_the_band_and_the_circuit(curve):
     assert [t.name for t in pruning_chart(low).data if "smallest" in t.name] == []
 
 
+def test_a_bisected_curve_draws_its_random_sets_as_one_marker_with_error_bars(
+    patching, prompts, data
+):
+    from iteration_heads.pathways.pruning_bisection import bisected_pruning_curve
+
+    model = zoo.load("polynomial_3x2")
+    curve = bisected_pruning_curve(
+        model, prompts, patching.ranking(), data.train.tokens, threshold=0.75, n_random=3
+    )
+    traces = {trace.name: trace for trace in pruning_chart(curve).data}
+    k, _ = curve.smallest_circuit()
+    assert f"smallest circuit: {k} heads" in traces  # the curve's own threshold by default
+    random = traces["random heads (mean)"]
+    assert random.mode == "markers" and random.error_y.visible
+    at = list(curve.ks).index(k)
+    drawn = [(x, y) for x, y in zip(random.x, random.y, strict=True) if not math.isnan(y)]
+    assert drawn == [(k, pytest.approx(float(curve.random_agreement[at].mean())))]
+    assert list(traces["ranked heads"].x) == list(curve.ks)
+
+
 def test_figures_refuse_other_inputs(patching, curve):
     with pytest.raises(IterationHeadsError, match="must be a HeadPatching.*got PruningCurve"):
         head_patching_heatmap(curve)
