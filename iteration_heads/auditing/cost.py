@@ -28,33 +28,48 @@ from typing import Any
 import torch
 
 from iteration_heads._results import Result
-from iteration_heads._torch import device_of, evaluating
+from iteration_heads._torch import FINAL_NORM_HOOK, device_of, evaluating
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.memory import forward_bytes, free_bytes
+from iteration_heads.passes import final_residual
 from iteration_heads.tasks.task import check_int
 
 
 @dataclass(frozen=True)
 class ForwardTiming:
     """Seconds of a forward pass: ``overhead`` per pass plus ``per_token`` per row x position;
-    a backward pass costs ``backward`` times its forward pass.
+    a backward pass costs ``backward`` times its forward pass; a pass that unembeds one
+    position per row (:func:`~iteration_heads.passes.scored_logits`) costs ``scored`` times
+    ``per_token`` per token (the unembedding of every position is the rest).
 
     Example:
         >>> ForwardTiming(0.01, 1e-6).seconds(forwards=2, tokens=10_000)
         0.03
+        >>> round(ForwardTiming(0.01, 1e-6, scored=0.5).seconds(forwards=2, tokens=10_000,
+        ...                                                     scored=True), 6)
+        0.025
     """
 
     overhead: float
     per_token: float
     backward: float = 2.0
+    scored: float = 1.0
 
     def seconds(
-        self, *, forwards: int, tokens: int, backwards: int = 0, grad_tokens: int = 0
+        self,
+        *,
+        forwards: int,
+        tokens: int,
+        backwards: int = 0,
+        grad_tokens: int = 0,
+        scored: bool = False,
     ) -> float:
         """Estimated seconds of ``forwards`` passes running ``tokens`` in all, and of
-        ``backwards`` passes over ``grad_tokens``."""
-        forward = forwards * self.overhead + tokens * self.per_token
-        return forward + self.backward * (backwards * self.overhead + grad_tokens * self.per_token)
+        ``backwards`` passes over ``grad_tokens`` (``scored``: one position unembedded per
+        row)."""
+        rate = self.per_token * (self.scored if scored else 1.0)
+        forward = forwards * self.overhead + tokens * rate
+        return forward + self.backward * (backwards * self.overhead + grad_tokens * rate)
 
 
 def time_forward(
@@ -79,11 +94,11 @@ def time_forward(
     device = device_of(model)
     tokens = torch.zeros(max(rows, 2), width, dtype=torch.long, device=device)
 
-    def best(batch: torch.Tensor) -> float:
+    def best(batch: torch.Tensor, run: Any = None) -> float:
         times = []
         for _ in range(3):
             tick = time.perf_counter()
-            model(batch)
+            model(batch) if run is None else run(model, batch)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - tick)
@@ -91,10 +106,13 @@ def time_forward(
 
     with evaluating(model):
         one, many = best(tokens[:1]), best(tokens)
+        stops = FINAL_NORM_HOOK in getattr(model, "hook_dict", {})  # else no pass skips it
+        unembedded = best(tokens, final_residual) if stops else many
     per_token = max(0.0, (many - one) / ((len(tokens) - 1) * width))
     overhead = max(0.0, one - per_token * width)
+    scored = min(1.0, max(0.05, unembedded / max(many, 1e-9)))  # share left without unembedding
     if not backward:
-        return ForwardTiming(overhead, per_token)
+        return ForwardTiming(overhead, per_token, scored=scored)
     weights = [p for p in model.parameters() if p.requires_grad]
     with evaluating(model), torch.enable_grad():
         tick = time.perf_counter()
@@ -104,7 +122,7 @@ def time_forward(
             torch.autograd.grad(out.float().sum(), weights[:1])
         end = time.perf_counter()
     ratio = (end - middle) / max(middle - tick, 1e-9)
-    return ForwardTiming(overhead, per_token, max(ratio, 1.0))
+    return ForwardTiming(overhead, per_token, max(ratio, 1.0), scored)
 
 
 def weight_bytes(model: Any) -> int:
@@ -282,9 +300,10 @@ def stage(
     *,
     backwards: int = 0,
     bound: bool = False,
+    scored: bool = False,
 ) -> Stage:
     """A :class:`Stage` of forward passes of ``rows`` rows each at ``width`` positions
-    (``backwards`` of them also run backward).
+    (``backwards`` of them also run backward; ``scored``: each unembeds one position per row).
 
     Example:
         >>> stage("x", [2, 1], 5, ForwardTiming(0.0, 0.1), 0).tokens
@@ -293,7 +312,7 @@ def stage(
     tokens = sum(rows) * width
     grad = tokens * backwards // max(len(rows), 1)
     seconds = timing.seconds(forwards=len(rows), tokens=tokens, backwards=backwards,
-                             grad_tokens=grad)  # fmt: skip
+                             grad_tokens=grad, scored=scored)  # fmt: skip
     return Stage(name, len(rows), backwards, tokens, working, seconds, bound)
 
 

@@ -258,17 +258,17 @@ class _Counter:
         if method == "attribution":
             sweep = passes_of(self.n, size)
             work = self._bytes(sweep[0], self.cut, logits="one", cached=self.layers, grad=True)
-            total = stage("patching", runs + sweep, self.cut, self.timing, 0)  # clean, corrupted
-            grad = sum(sweep) * self.cut
+            total = stage("patching", runs + sweep, self.cut, self.timing, 0, scored=True)
+            grad = sum(sweep) * self.cut  # clean, then corrupted with gradients
             seconds = total.seconds + self.timing.seconds(
-                forwards=0, tokens=0, backwards=2 * len(sweep), grad_tokens=2 * grad
+                forwards=0, tokens=0, backwards=2 * len(sweep), grad_tokens=2 * grad, scored=True
             )
             return Stage("patching (attribution)", total.forwards, 2 * len(sweep), total.tokens,
                          kept + max(run, work), seconds)  # fmt: skip
         sweep = passes_of(self.layers * self.heads * self.n, size)
         work = self._bytes(sweep[0], self.cut, logits="one", cached=1)
         return stage("patching", runs * 2 + sweep, self.cut, self.timing, kept + max(run, work),
-                     bound=True)  # fmt: skip
+                     bound=True, scored=True)  # fmt: skip
 
     def lens(self, context_free: bool) -> Stage:
         rows = passes_of(self.n, lens_rows(self.model, self.width))
@@ -293,7 +293,7 @@ class _Counter:
         tokens = sum(len(p) * w for p, w in zip(rows, widths, strict=True))
         masks = cuts * self.n * self.width**2  # one bool per query and key, per cut
         memory = masks + self._bytes(size, max(widths, default=1))
-        seconds = self.timing.seconds(forwards=len(rows), tokens=tokens)
+        seconds = self.timing.seconds(forwards=len(rows), tokens=tokens, scored=True)
         return Stage("segments", len(rows), 0, tokens, memory, seconds)
 
     def _writers(self, extra: int) -> tuple[list[int], int]:
@@ -308,8 +308,8 @@ class _Counter:
         runs = means + passes_of(self.n, size) + passes_of(variants * self.n, size)
         memory = self._bytes(means[0], self.width, cached=self.layers)
         work = self._bytes(runs[-1], self.cut, logits="one", cached=1)
-        return (stage("", means, self.width, self.timing, memory),
-                stage("", runs[len(means):], self.cut, self.timing, work))  # fmt: skip
+        return (stage("", means, self.width, self.timing, memory, scored=True),
+                stage("", runs[len(means):], self.cut, self.timing, work, scored=True))  # fmt: skip
 
     def pruning(self, n_random: int, seed: int, extra: int, method: str) -> Stage:
         if method == "exact":
@@ -321,9 +321,9 @@ class _Counter:
             rounds = bisection_rounds(self.layers * self.heads)
             runs = passes_of(self.n, size) * (1 + rounds) + passes_of(n_random * self.n, size)
             parts = (stage("", means, self.width, self.timing,
-                           self._bytes(means[0], self.width, cached=self.layers)),
+                           self._bytes(means[0], self.width, cached=self.layers), scored=True),
                      stage("", runs, self.cut, self.timing,
-                           self._bytes(size, self.cut, logits="one", cached=1)))  # fmt: skip
+                           self._bytes(size, self.cut, logits="one", cached=1), scored=True))  # fmt: skip
             return self._combine("pruning (bisection)", parts, extra, bound=True)
         # linear_pruning_curve: reference means, the estimate's passes per batch, then the
         # exact check (reference means again, the full model, the circuit and its random sets)
@@ -334,11 +334,15 @@ class _Counter:
         size = analysis_rows(self.model, self.cut)
         check = passes_of(self.n, size) + passes_of((1 + n_random) * self.n, size)
         grad = sum(batches) * self.cut * steps * rivals
-        parts = (stage("", means * 2, self.width, self.timing, 0),
-                 stage("", estimate + check, self.cut, self.timing, 0))  # fmt: skip
+        parts = (stage("", means * 2, self.width, self.timing, 0, scored=True),
+                 stage("", estimate + check, self.cut, self.timing, 0, scored=True))  # fmt: skip
         work = self._bytes(batches[0], self.cut, logits="one", cached=2 * self.layers, grad=True)
         seconds = sum(p.seconds for p in parts) + self.timing.seconds(
-            forwards=0, tokens=0, backwards=len(batches) * steps * rivals, grad_tokens=grad
+            forwards=0,
+            tokens=0,
+            backwards=len(batches) * steps * rivals,
+            grad_tokens=grad,
+            scored=True,
         )
         combined = self._combine("pruning (attribution)", parts, extra, bound=True)
         writers = combined.seconds - sum(p.seconds for p in parts)
@@ -352,7 +356,7 @@ class _Counter:
             rows = passes_of(self.n, size) * 2 + passes_of((1 + n_random) * self.n, size)
             kept = self.n * self.cut * self.layers * self.d_z * 4  # the corrupted hook_z
             work = self._bytes(size, self.cut, logits="one", cached=self.layers)
-            parts.append(stage("", rows, self.cut, self.timing, kept + work))
+            parts.append(stage("", rows, self.cut, self.timing, kept + work, scored=True))
         if named is None:
             variants, bound = 1 + n_random, True
         else:

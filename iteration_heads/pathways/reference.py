@@ -21,10 +21,11 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from iteration_heads._torch import cached_run, device_of, evaluating, z_hook
+from iteration_heads._torch import attached_hooks, device_of, evaluating, z_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids, integer_tensor
 from iteration_heads.memory import analysis_rows, batch_rows
+from iteration_heads.passes import final_residual
 from iteration_heads.tasks.task import check_int
 
 MeanKind = Literal["position", "sequence"]
@@ -110,16 +111,15 @@ def reference_means(
     names = {z_hook(layer): layer for layer in range(int(model.cfg.n_layers))}
     sums: dict[int, Tensor] = {}
     weight_all = mask.double()
-    with evaluating(model):
+    with evaluating(model), torch.no_grad():
         for chunk, weight in zip(
             tokens.split(batch_size), weight_all.split(batch_size), strict=True
         ):
-            _, cache = cached_run(
-                model, chunk.to(device_of(model)), names_filter=names.__contains__
-            )
-            for name, layer in names.items():
-                part = (cache[name].double().cpu() * weight[:, :, None, None]).sum(0)
-                sums[layer] = part if layer not in sums else sums[layer] + part
+            hooks = [(name, _summed_into(sums, layer, weight)) for name, layer in names.items()]
+            inputs = chunk.to(device_of(model))
+            if final_residual(model, inputs, hooks=hooks) is None:  # no final-norm hook
+                with attached_hooks(model, hooks):
+                    model(inputs)
     counts = weight_all.sum(0)  # real tokens per position
     means = {}
     for layer, total in sums.items():
@@ -130,3 +130,14 @@ def reference_means(
         at = total / counts.clamp(min=1)[:, None, None]
         means[layer] = torch.where(counts[:, None, None] > 0, at, whole[None]).float()
     return means
+
+
+def _summed_into(sums: dict[int, Tensor], layer: int, weight: Tensor) -> Any:
+    """A ``hook_z`` hook adding its rows' ``hook_z``, weighted per position, into
+    ``sums[layer]`` (positions kept; the unembedding is never needed)."""
+
+    def hook(z: Tensor, hook: Any) -> None:
+        part = (z.double().cpu() * weight[:, :, None, None]).sum(0)
+        sums[layer] = part if layer not in sums else sums[layer] + part
+
+    return hook
