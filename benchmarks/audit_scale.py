@@ -1,6 +1,6 @@
 """``iteration-heads audit`` at language-model scale: the random-weight GPT-2-small and 1B Llama
 shapes of ``pathways_scale.py`` (the same folders, built once under ``--cache``), audited on
-polynomial probes written in token ids of their vocabulary (symbols 100..115, EoI 5, BOS 1,
+polynomial probes written in token ids of their vocabulary (symbols 100..110, EoI 5, BOS 1,
 EoS 2). The ``--dry-run`` plan (its printed total) beside the measured seconds of the audit
 itself, through the command line in this process, and the peak resident memory.
 
@@ -28,7 +28,7 @@ from pathways_scale import SHAPES, build_folder, peak_bytes, peak_reset
 from iteration_heads.cli import main as cli
 
 HERE = Path(__file__).parent
-TOKENS = ["--symbol-tokens", ",".join(str(100 + i) for i in range(16)), "--eoi-token", "5",
+TOKENS = ["--symbol-tokens", ",".join(str(100 + i) for i in range(11)), "--eoi-token", "5",
           "--bos-token", "1", "--eos-token", "2"]  # fmt: skip
 
 

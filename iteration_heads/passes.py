@@ -184,8 +184,56 @@ def blocks_skipped(model: Any, start: int) -> AbstractContextManager[None]:
     return nullcontext() if returns is None else _patched_blocks(model, start, returns)
 
 
-class _FinalResidual(Exception):
-    """Raised by the hook that captures the final residual stream, to skip the unembedding."""
+class _Reached(Exception):
+    """Raised by the hook that captures the activation a pass stops at."""
+
+
+def activation_at(
+    model: Any,
+    inputs: Tensor,
+    name: str,
+    *,
+    hooks: Sequence[tuple[str, Callable]] = (),
+    start_at_layer: int | None = None,
+) -> Tensor:
+    """The value of the hook ``name`` (after ``hooks`` at it, if any) in a forward pass that
+    stops there: nothing after it is computed. ``inputs`` are token ids, or the residual stream
+    entering ``start_at_layer`` (the blocks before it are skipped where that is exact,
+    :func:`blocks_skipped`); ``hooks`` are attached for the pass and removed after, also on
+    error.
+
+    Raises:
+        IterationHeadsError: the pass ended without firing ``name``.
+
+    Example:
+        >>> from iteration_heads import ModelConfig, build_model
+        >>> model = build_model(ModelConfig(d_model=32, max_len=4)).eval()
+        >>> tokens = torch.randint(0, 16, (2, 11))
+        >>> resid = activation_at(model, tokens, "blocks.1.hook_resid_pre")
+        >>> pattern = activation_at(model, resid, "blocks.1.attn.hook_pattern", start_at_layer=1)
+        >>> _, cache = model.run_with_cache(tokens)
+        >>> bool(torch.allclose(pattern, cache["blocks.1.attn.hook_pattern"], atol=1e-6))
+        True
+    """
+    options = {} if start_at_layer is None else {"start_at_layer": start_at_layer}
+    captured: list[Tensor] = []
+
+    def stop(value: Tensor, hook: Any) -> None:
+        captured.append(value)
+        raise _Reached
+
+    skipped = blocks_skipped(model, start_at_layer or 0)  # may run its check: before the hooks
+    try:
+        with attached_hooks(model, [*hooks, (name, stop)]), skipped:
+            model(inputs, **options)
+    except _Reached:
+        pass
+    if not captured:
+        raise IterationHeadsError(
+            f"running {type(model).__name__} did not fire the hook {name!r}; expected a "
+            "TransformerLens model that has it"
+        )
+    return captured[0]
 
 
 def final_residual(
@@ -196,10 +244,8 @@ def final_residual(
     start_at_layer: int | None = None,
 ) -> Float[Tensor, "batch pos d_model"] | None:
     """The residual stream after the final normalisation (what the unembedding reads), from a
-    forward pass stopped there: the unembedding is not computed. ``inputs`` are token ids, or
-    the residual stream entering ``start_at_layer`` (the blocks before it are skipped where
-    that is exact, :func:`blocks_skipped`); ``hooks`` are attached for the pass and removed
-    after, also on error. None for a model without the hook ``ln_final.hook_out``.
+    forward pass stopped there (:func:`activation_at`): the unembedding is not computed. None
+    for a model without the hook ``ln_final.hook_out``.
 
     Example:
         >>> from iteration_heads import ModelConfig, build_model
@@ -210,25 +256,15 @@ def final_residual(
     """
     if FINAL_NORM_HOOK not in getattr(model, "hook_dict", {}):
         return None
-    options = {} if start_at_layer is None else {"start_at_layer": start_at_layer}
-    captured: list[Tensor] = []
-
-    def stop(resid: Tensor, hook: Any) -> None:
-        captured.append(resid)
-        raise _FinalResidual
-
-    skipped = blocks_skipped(model, start_at_layer or 0)  # may run its check: before the hooks
     try:
-        with attached_hooks(model, [*hooks, (FINAL_NORM_HOOK, stop)]), skipped:
-            model(inputs, **options)
-    except _FinalResidual:
-        pass
-    if not captured:
+        return activation_at(
+            model, inputs, FINAL_NORM_HOOK, hooks=hooks, start_at_layer=start_at_layer
+        )
+    except IterationHeadsError:
         raise IterationHeadsError(
             f"running the model did not fire {FINAL_NORM_HOOK}; expected a TransformerLens "
             "model whose final normalisation feeds the unembedding"
-        )
-    return captured[0]
+        ) from None
 
 
 def scored_logits(

@@ -14,13 +14,16 @@ module measures the route, component by component:
 3. score it by how much the iteration heads' attention on the right input ``x_t`` drops, as a
    fraction of the drop when the whole residual stream's change is patched in.
 
-A component with a large share carries the position to the iteration heads. Cost: two runs with
-caches, then one forward pass per component.
+A component with a large share carries the position to the iteration heads. Cost: two runs up
+to the iteration heads' layer that keep the components' outputs, then per component a pass of
+that layer alone, resumed from the clean residual stream entering it and stopped at the heads'
+pattern (nothing else changes: the patch reaches their queries only). Memory: the two runs'
+outputs and one component's change at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +35,6 @@ from torch import Tensor
 from iteration_heads._results import Result
 from iteration_heads._torch import (
     Head,
-    attached_hooks,
-    cached_run,
     check_heads,
     device_of,
     evaluating,
@@ -46,6 +47,7 @@ from iteration_heads.detection.probes import Probes
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.paths import receiver_hooks
 from iteration_heads.model.transformer import check_additive_residual
+from iteration_heads.passes import activation_at
 from iteration_heads.tasks.task import check_int
 
 ROUTE_SHARE = 0.2
@@ -159,7 +161,7 @@ class Component:
         if self.kind == "head":
             z = cache[self.hooks[0]][:, :, self.head]  # batch pos d_head
             return z @ model.blocks[self.layer].attn.W_O[self.head]
-        return sum(cache[name] for name in self.hooks)
+        return sum(cache[name] for name in self.hooks if name in cache)
 
 
 def components_before(model: Any, layer: int) -> list[Component]:
@@ -234,6 +236,7 @@ def position_route(
         source="one input shorter",
     )
     senders = components_before(model, layer)
+    by_label = {c.label: c for c in senders}
     names = {name for c in senders for name in c.hooks} | {resid_pre_hook(layer)}
     missing = sorted(n for n in names if n not in model.hook_dict)
     if missing:
@@ -242,25 +245,26 @@ def position_route(
     labels = ["clean", "all", *(c.label for c in senders)]
     weights: dict[str, list[Tensor]] = {label: [] for label in labels}
     device = device_of(model)
-    with evaluating(model):
+    with evaluating(model), torch.no_grad():
         for start in range(0, len(clean), batch_size):
             rows = slice(start, start + batch_size)
             chunk = clean.select(rows)
-            a, b = chunk.tokens.to(device), shorter.tokens[rows].to(device)
-            _, cache_a = cached_run(model, a, names_filter=lambda n: n in names)
-            _, cache_b = cached_run(model, b, names_filter=lambda n: n in names)
+            cache_a = _outputs_until(model, chunk.tokens.to(device), names, layer)
+            cache_b = _outputs_until(model, shorter.tokens[rows].to(device), names, layer)
             mask = _query_mask(chunk).to(device)[..., None]
-            deltas = {
-                "clean": None,
-                "all": cache_b[resid_pre_hook(layer)] - cache_a[resid_pre_hook(layer)],
-            }
-            for c in senders:
-                deltas[c.label] = c.output(model, cache_b) - c.output(model, cache_a)
-            for label, delta in deltas.items():
-                hooks = (
-                    [] if delta is None else receiver_hooks(model, receivers, ["q"], delta * mask)
-                )
-                weights[label].append(_weight_on_target(model, a, chunk, layer, heads, hooks))
+            resid = cache_a[resid_pre_hook(layer)]  # every pass below resumes here
+            for label in labels:  # one delta at a time: memory for two caches and one delta
+                if label == "clean":
+                    hooks = []
+                else:
+                    delta = (
+                        cache_b[resid_pre_hook(layer)] - resid
+                        if label == "all"
+                        else by_label[label].output(model, cache_b)
+                        - by_label[label].output(model, cache_a)
+                    )
+                    hooks = receiver_hooks(model, receivers, ["q"], delta * mask)
+                weights[label].append(_weight_on_target(model, resid, chunk, layer, heads, hooks))
     merged = {label: torch.cat(parts) for label, parts in weights.items()}
     clean_w = merged["clean"]
     total = float((clean_w - merged["all"]).mean())
@@ -294,14 +298,31 @@ def _query_mask(probes: Probes) -> Tensor:
     return mask
 
 
+def _outputs_until(model: Any, tokens: Tensor, names: set[str], layer: int) -> dict[str, Tensor]:
+    """The activations ``names`` of a pass over ``tokens`` stopped at ``resid_pre`` of
+    ``layer`` (what the position route reads; nothing after it is computed). A name that does
+    not fire (a rotary model's ``hook_pos_embed``) is left out."""
+    found: dict[str, Tensor] = {}
+
+    def keep(name: str) -> Callable[[Tensor, Any], None]:
+        def hook(value: Tensor, hook: Any) -> None:
+            found[name] = value  # under the name asked for (a bridge's hook may be an alias)
+
+        return hook
+
+    stop = resid_pre_hook(layer)
+    hooks = [(name, keep(name)) for name in sorted(names) if name != stop]
+    found[stop] = activation_at(model, tokens, stop, hooks=hooks)
+    return found
+
+
 def _weight_on_target(
-    model: Any, tokens: Tensor, probes: Probes, layer: int, heads: list[int], hooks: list
+    model: Any, resid: Tensor, probes: Probes, layer: int, heads: list[int], hooks: list
 ) -> Tensor:
-    """The iteration heads' mean attention from each query of ``s_t`` onto ``x_t``."""
-    name = pattern_hook(layer)
-    with attached_hooks(model, hooks):
-        _, cache = cached_run(model, tokens, names_filter=lambda n: n == name)
-    pattern = cache[name][:, heads].float().mean(1).cpu()  # batch query key
+    """The iteration heads' mean attention from each query of ``s_t`` onto ``x_t``, from a pass
+    that resumes at ``layer`` with the residual stream ``resid`` and stops at its pattern."""
+    pattern = activation_at(model, resid, pattern_hook(layer), hooks=hooks, start_at_layer=layer)
+    pattern = pattern[:, heads].float().mean(1).cpu()  # batch query key
     step = torch.arange(probes.query_positions.shape[1])[None, :]
     valid = step < probes.lengths[:, None]
     rows = torch.arange(len(probes))[:, None].expand_as(valid)

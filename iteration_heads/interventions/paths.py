@@ -244,7 +244,8 @@ def receiver_hooks(
             ) -> Tensor:
                 resid = seen["resid"]
                 w = getattr(attn, f"W_{name.upper()}")[heads]  # head d_model d_head
-                b = getattr(attn, f"b_{name.upper()}")[heads]  # head d_head
+                bias = getattr(attn, f"b_{name.upper()}", None)  # None: no bias (Llama)
+                b = 0.0 if bias is None else bias[heads]  # head d_head
                 if w.shape[0] != len(heads) or x.shape[2] != attn.W_Q.shape[0]:
                     raise IterationHeadsError(
                         f"block {layer}: {name} has {x.shape[2]} heads but W_Q has "
