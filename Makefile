@@ -57,13 +57,15 @@ notebooks: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --nbmake examples/*.ipynb
 
 # The suite and the notebooks in one run on both cores (pytest-xdist; a test file or notebook
-# stays on one worker, so module fixtures are built once; the notebooks, the longest items, are
-# collected first so that the tests fill the gaps and no worker waits alone at the end). One
-# torch thread per process: two workers of two threads each on two cores slow each other down.
-# tests/test_docs.py builds the docs strictly, as `make docs` does.
-test: lint typecheck browser
+# stays on one worker, so module fixtures are built once; the notebooks and mypy, the longest
+# items, are collected first so that the tests fill the gaps and no worker waits alone at the
+# end). One torch thread per process: two workers of two threads each on two cores slow each
+# other down. tests/test_typecheck.py runs mypy as `make typecheck` does (there, beside the
+# tests, rather than before them on one core); tests/test_docs.py builds the docs strictly, as
+# `make docs` does.
+test: lint browser
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --nbmake examples/*.ipynb \
-		tests iteration_heads
+		tests/test_typecheck.py tests iteration_heads
 
 # Long training runs (marked slow), not in the default suite.
 slow: $(STAMP)

@@ -41,6 +41,24 @@ def run(argv: list[str]) -> tuple[int, str, float]:
     return status, out.getvalue(), time.perf_counter() - tick
 
 
+def stage_seconds(plan: str) -> dict[str, float]:
+    """Estimated seconds of each stage of a printed plan."""
+    found = {}
+    for name, value, unit in re.findall(r"^  (\w+) .*? ([\d.]+) (s|min|h) ", plan, re.MULTILINE):
+        found[name] = float(value) * {"s": 1, "min": 60, "h": 3600}[unit]
+    return found
+
+
+def stages_run(verdict: dict) -> list[str]:
+    """The stages the audit ran: the route and the ablation only where heads were found."""
+    ran = ["accuracy", "detection"]
+    if verdict.get("position_route"):
+        ran.append("route")
+    if (verdict.get("used") or {}).get("ablation"):
+        ran.append("ablation")
+    return ran
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", choices=sorted(SHAPES), default="llama-1b")
@@ -57,6 +75,9 @@ def main() -> None:
     estimate = float(planned[1]) * (60 if planned[2] == "min" else 1) if planned else None
     peak_reset()
     status, verdict, seconds = run([*base, "--json"])
+    judged = json.loads(verdict) if verdict.strip().startswith("{") else {}
+    ran = stages_run(judged)
+    run_estimate = sum(stage_seconds(plan).get(name, 0.0) for name in ran)
     record = {
         "command": "python " + " ".join(sys.argv),
         "shape": options.shape,
@@ -66,15 +87,19 @@ def main() -> None:
         "estimated s": estimate,
         "measured s": round(seconds, 1),
         "ratio": round(seconds / estimate, 2) if estimate else None,
+        "stages run": "+".join(ran),
+        "estimated s of the stages run": round(run_estimate, 1),
+        "ratio to the stages run": round(seconds / run_estimate, 2) if run_estimate else None,
         "peak RSS GB": round(peak_bytes() / 1e9, 2),
         "exit status": status,
         "torch": torch.__version__,
         "plan": plan.strip().splitlines(),
-        "verdict": json.loads(verdict) if verdict.strip().startswith("{") else verdict,
+        "verdict": judged or verdict,
     }
     out = HERE / f"audit_scale_{options.shape}"
     out.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    keys = ["shape", "probes", "estimated s", "measured s", "ratio", "peak RSS GB", "exit status"]
+    keys = ["shape", "probes", "estimated s", "stages run", "estimated s of the stages run",
+            "measured s", "ratio to the stages run", "peak RSS GB", "exit status"]  # fmt: skip
     lines = [f"`{record['command']}`", "", "```", plan.strip(), "```", "",
              "| " + " | ".join(keys) + " |", "|" + " --- |" * len(keys),
              "| " + " | ".join(str(record[k]) for k in keys) + " |"]  # fmt: skip
