@@ -10,7 +10,6 @@ import torch
 from helpers import gpt2, llama
 
 import iteration_heads as ih
-from iteration_heads._torch import resid_pre_hook
 from iteration_heads.auditing.route import components_before, position_route
 from iteration_heads.interventions.paths import receiver_hooks
 
@@ -44,7 +43,7 @@ def by_hand(model, probes, receivers, component):
         _, a = model.run_with_cache(clean.tokens)
         _, b = model.run_with_cache(shorter.tokens)
     if component == "all":
-        delta = b[resid_pre_hook(layer)] - a[resid_pre_hook(layer)]
+        delta = b[f"blocks.{layer}.hook_resid_pre"] - a[f"blocks.{layer}.hook_resid_pre"]
     else:
         (c,) = [c for c in components_before(model, layer) if c.label == component]
         delta = c.output(model, b) - c.output(model, a)
