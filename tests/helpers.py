@@ -215,3 +215,20 @@ def fixture_tokenizer():
         eos_token="</s>",
         pad_token="</s>",
     )
+
+
+def ontology_pruning_case():
+    """The zoo ontology model, 28 fictional prompts (seed 10,000), 40 contradicting reference
+    prompts cut to their width (seed 7) and the head-patching ranking: the pruning tests' case."""
+    from iteration_heads import zoo
+    from iteration_heads.experiments.ontology_study import model_ontology
+    from iteration_heads.pathways import ontology_prompts
+    from iteration_heads.pathways.restoration import head_patching
+    from iteration_heads.tasks import make_ontology_problems
+
+    model = zoo.load("ontology")
+    onto = model_ontology(model)
+    prompts = ontology_prompts(make_ontology_problems(onto, 2, seed=10_000, kind="fictional"))
+    reference = make_ontology_problems(onto, 40, seed=7, kind="contradicting").tokens
+    ranking = head_patching(model, prompts).ranking()
+    return model, prompts, reference[:, : prompts.clean.shape[1]], ranking

@@ -10,31 +10,23 @@ import math
 
 import pytest
 import torch
+from helpers import ontology_pruning_case
 
 from iteration_heads import DataConfig, make_dataset, zoo
-from iteration_heads.experiments.ontology_study import model_ontology
 from iteration_heads.memory import rows_per_pass
 from iteration_heads.pathways import (
     all_heads,
     iteration_prompts,
-    ontology_prompts,
     pruned_predictions,
     pruning_curve,
 )
 from iteration_heads.pathways.pruning import pruning_sweep
 from iteration_heads.pathways.pruning_attribution import linear_pruning_curve
-from iteration_heads.pathways.restoration import head_patching
-from iteration_heads.tasks import make_ontology_problems
 
 
 @pytest.fixture(scope="module")
 def ontology():
-    model = zoo.load("ontology")
-    onto = model_ontology(model)
-    prompts = ontology_prompts(make_ontology_problems(onto, 2, seed=10_000, kind="fictional"))
-    reference = make_ontology_problems(onto, 40, seed=7, kind="contradicting").tokens
-    ranking = head_patching(model, prompts).ranking()
-    return model, prompts, reference[:, : prompts.clean.shape[1]], ranking
+    return ontology_pruning_case()
 
 
 @pytest.fixture(scope="module")

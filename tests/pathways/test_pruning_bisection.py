@@ -8,25 +8,18 @@ import json
 
 import pytest
 import torch
+from helpers import ontology_pruning_case
 
-from iteration_heads import IterationHeadsError, zoo
-from iteration_heads.experiments.ontology_study import model_ontology
-from iteration_heads.pathways import ontology_prompts, pruning_curve
+from iteration_heads import IterationHeadsError
+from iteration_heads.pathways import pruning_curve
 from iteration_heads.pathways.pruning_bisection import bisected_pruning_curve, bisection_rounds
-from iteration_heads.pathways.restoration import head_patching
-from iteration_heads.tasks import make_ontology_problems
 
 
 @pytest.fixture(scope="module")
 def ontology():
-    model = zoo.load("ontology")
-    onto = model_ontology(model)
-    prompts = ontology_prompts(make_ontology_problems(onto, 2, seed=10_000, kind="fictional"))
-    reference = make_ontology_problems(onto, 40, seed=7, kind="contradicting").tokens
-    ranking = head_patching(model, prompts).ranking()
-    exact = pruning_curve(model, prompts, ranking, reference[:, : prompts.clean.shape[1]],
-                          n_random=2, seed=3)  # fmt: skip
-    return model, prompts, reference[:, : prompts.clean.shape[1]], ranking, exact
+    model, prompts, reference, ranking = ontology_pruning_case()
+    exact = pruning_curve(model, prompts, ranking, reference, n_random=2, seed=3)
+    return model, prompts, reference, ranking, exact
 
 
 def exact_smallest(exact, threshold: float) -> int:
