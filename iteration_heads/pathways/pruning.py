@@ -170,8 +170,8 @@ def pruning_curve(
         ((0, 1, 2), 1.0, 2)
     """
     heads, ks, draws = pruning_sweep(model, ranking, ks, n_random=n_random, seed=seed)
-    masks = [_mask(model, heads[:k]) for k in ks]
-    masks += [_mask(model, [heads[i] for i in draw]) for draw in draws]
+    masks = [kept_mask(model, heads[:k]) for k in ks]
+    masks += [kept_mask(model, [heads[i] for i in draw]) for draw in draws]
     run = PrunedRuns(model, prompts, reference, batch_size, mean, reference_mask)
     preds, passes = run.run(torch.stack(masks), True)
     agree = (preds == run.full).float()
@@ -252,7 +252,7 @@ def ablation_check(
     named, draws = random_head_sets(model, heads, n_random=n_random, seed=seed)
     every = all_heads(model)
     ablated = [named, *draws]
-    masks = torch.stack([_mask(model, [h for h in every if h not in set(a)]) for a in ablated])
+    masks = torch.stack([kept_mask(model, [h for h in every if h not in set(a)]) for a in ablated])
     run = PrunedRuns(model, prompts, reference, batch_size, mean, reference_mask)
     preds, _ = run.run(masks, True)
     return AblationCheck.of(named, draws, preds, run.full, prompts)
@@ -287,7 +287,7 @@ def pruned_logits(
     """
     kept = check_heads(model, keep) if len(keep) else []
     run = PrunedRuns(model, prompts, reference, batch_size, mean, reference_mask)
-    return run.run(_mask(model, kept)[None], False)[0][0]
+    return run.run(kept_mask(model, kept)[None], False)[0][0]
 
 
 def pruned_predictions(
@@ -321,7 +321,7 @@ def pruned_predictions(
     """
     if isinstance(keeps, str) or not isinstance(keeps, Sequence) or not len(keeps):
         raise IterationHeadsError(f"keeps {keeps!r}: expected a non-empty list of head lists")
-    masks = torch.stack([_mask(model, check_heads(model, k) if len(k) else []) for k in keeps])
+    masks = torch.stack([kept_mask(model, check_heads(model, k) if len(k) else []) for k in keeps])
     run = PrunedRuns(model, prompts, reference, batch_size, mean, reference_mask)
     return run.run(masks, True)[0]
 
@@ -353,7 +353,14 @@ def _check_ks(ks: Sequence[int] | None, n: int) -> list[int]:
     return sorted(set(values))
 
 
-def _mask(model: Any, kept: Sequence[Head]) -> Bool[Tensor, "layer head"]:
+def kept_mask(model: Any, kept: Sequence[Head]) -> Bool[Tensor, "layer head"]:
+    """True at the heads of ``kept``, a variant of :class:`PrunedRuns`.
+
+    Example:
+        >>> from iteration_heads import zoo
+        >>> kept_mask(zoo.load("polynomial_paper"), [(1, 0)]).tolist()
+        [[False], [True]]
+    """
     mask = torch.zeros(int(model.cfg.n_layers), int(model.cfg.n_heads), dtype=torch.bool)
     for layer, head in kept:
         mask[layer, head] = True
@@ -361,22 +368,18 @@ def _mask(model: Any, kept: Sequence[Head]) -> Bool[Tensor, "layer head"]:
 
 
 class PrunedRuns:
-    """Runs of ``prompts`` with some heads mean-ablated, many variants at a time: the prompts
-    cut after their last studied position, the reference means computed once (``mean`` and
-    ``mask`` as ``mean`` and ``reference_mask`` of :func:`pruning_curve`) and ``full``, the
-    full model's argmax at each studied position. :func:`pruning_curve` and its relatives run
-    their variants through it.
+    """Runs of ``prompts`` with heads mean-ablated, many variants at a time, cut after their last
+    studied position; reference means computed once (``mean``, ``mask`` as in
+    :func:`pruning_curve`); ``full``: the full model's argmax at each studied position.
 
     Example:
         >>> from iteration_heads import DataConfig, make_dataset, zoo
+        >>> model, data = zoo.load("polynomial_paper"), make_dataset(DataConfig(max_len=8, n_test=8))
         >>> from iteration_heads.pathways import iteration_prompts
-        >>> model = zoo.load("polynomial_paper")
-        >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
         >>> runs = PrunedRuns(model, iteration_prompts(data.test, data.layout), data.train.tokens, None)
-        >>> keep_l1 = torch.tensor([[[False], [True]]])  # variant, layer, head: L1H0 kept
-        >>> top, passes = runs.run(keep_l1, True)
-        >>> bool((top[0] == runs.full).float().mean() < 0.5), passes >= 1
-        (True, True)
+        >>> top, passes = runs.run(kept_mask(model, [(1, 0)])[None], True)  # L1H0 kept
+        >>> bool((top[0] == runs.full).float().mean() < 0.5) and passes >= 1
+        True
     """
 
     def __init__(

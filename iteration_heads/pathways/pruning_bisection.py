@@ -25,7 +25,7 @@ from torch import Tensor
 from iteration_heads._torch import Head
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.pathways.prompts import Prompts
-from iteration_heads.pathways.pruning import PrunedRuns, PruningCurve, pruning_sweep
+from iteration_heads.pathways.pruning import PrunedRuns, PruningCurve, kept_mask, pruning_sweep
 from iteration_heads.pathways.random_control import mean_by_label
 from iteration_heads.pathways.reference import MeanKind
 
@@ -87,21 +87,13 @@ def bisected_pruning_curve(
         raise IterationHeadsError(f"threshold={threshold!r}, expected a number in [0, 1]")
     heads, _, _ = pruning_sweep(model, ranking, None, n_random=n_random, seed=seed)
     runs = PrunedRuns(model, prompts, reference, batch_size, mean, reference_mask)
-    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
-
-    def mask(kept: Sequence[Head]) -> Tensor:
-        out = torch.zeros(n_layers, n_heads, dtype=torch.bool)
-        for layer, head in kept:
-            out[layer, head] = True
-        return out
-
     predictions: dict[int, Tensor] = {len(heads): runs.full}
     passes = 0
 
     def agreement(k: int) -> float:
         nonlocal passes
         if k not in predictions:
-            top, used = runs.run(mask(heads[:k])[None], True)
+            top, used = runs.run(kept_mask(model, heads[:k])[None], True)
             predictions[k], passes = top[0], passes + used
         return float((predictions[k] == runs.full).float().mean())
 
@@ -115,7 +107,9 @@ def bisected_pruning_curve(
         else:
             low = middle
     _, _, draws = pruning_sweep(model, heads, [high], n_random=n_random, seed=seed)
-    random_top, used = runs.run(torch.stack([mask([heads[i] for i in d]) for d in draws]), True)
+    random_top, used = runs.run(
+        torch.stack([kept_mask(model, [heads[i] for i in d]) for d in draws]), True
+    )
     ks = sorted(predictions)
     top = torch.stack([predictions[k] for k in ks])
     agree, correct = (top == runs.full).float(), (top == prompts.answer).float()
