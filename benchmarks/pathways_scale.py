@@ -11,6 +11,11 @@ per analysis through /proc/self/clear_refs), and head patching in forward-pass e
     OMP_NUM_THREADS=2 python benchmarks/pathways_scale.py --shape gpt2-small
     OMP_NUM_THREADS=2 python benchmarks/pathways_scale.py --shape llama-1b \\
         --analyses patching,writers,lens
+    OMP_NUM_THREADS=2 python benchmarks/pathways_scale.py --shape gpt2-small --distinct --dry-run
+
+The prompts are every studied step of a few problems, so steps of one problem share its
+sequence (7 distinct sequences for 64 prompts), which the analyses that treat every row alike
+run once; ``--distinct`` takes one step of each of 64 problems instead (nothing shared).
 
 ``--device cuda`` runs the same on a GPU (skipped without one). Writes
 benchmarks/pathways_scale_<shape>.json and .md; the model folder is built once under
@@ -32,6 +37,8 @@ import torch
 
 from iteration_heads.auditing.cost import time_forward
 from iteration_heads.cli.pathway_runs import open_model, run_analyses
+from iteration_heads.cli.pathways import ANALYSES
+from iteration_heads.passes import shared_sequences
 from iteration_heads.pathways.cost import plan_pathways
 from iteration_heads.pathways.text_ontology import prontoqa_prompts
 from iteration_heads.tasks.prontoqa import ProntoQAConfig, make_prontoqa
@@ -69,11 +76,20 @@ def build_folder(shape: str, cache: Path) -> Path:
     return folder
 
 
-def text_prompts(tokenizer: Any, n: int, seed: int) -> Any:
-    """``n`` studied steps of natural-language PrOntoQA problems of about 200 tokens."""
+def text_prompts(tokenizer: Any, n: int, seed: int, distinct: bool = False) -> Any:
+    """``n`` studied steps of natural-language PrOntoQA problems of about 200 tokens: every
+    step of about ``n / 6`` problems (steps of one problem share its sequence), or with
+    ``distinct`` one seeded step of each of ``n`` problems (no two prompts share a sequence)."""
     config = ProntoQAConfig(shots=1, distractors=2, hops=(2,))
-    problems = make_prontoqa(config, max(4, n // 6), seed=seed)
+    problems = make_prontoqa(config, n if distinct else max(4, n // 6), seed=seed)
     prompts = prontoqa_prompts(problems, tokenizer, skip_uncorruptible=True)
+    if distinct:
+        inverse = shared_sequences(prompts.clean, prompts.position).inverse
+        pick = torch.Generator().manual_seed(seed)
+        steps = [(inverse == u).nonzero()[:, 0] for u in inverse.unique()]
+        prompts = prompts.select(
+            torch.stack([s[torch.randint(len(s), (1,), generator=pick)][0] for s in steps])
+        )
     return prompts.select(torch.arange(min(n, len(prompts))))
 
 
@@ -92,8 +108,11 @@ def peak_bytes() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="gpt2-small")
-    parser.add_argument("--analyses", default="patching,writers,lens,segments,pruning,checks,flow")
+    parser.add_argument("--analyses", default=",".join(ANALYSES))
     parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument(
+        "--distinct", action="store_true", help="one step per problem: no shared sequences"
+    )
     parser.add_argument("--method", default="auto", help="head patching method")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dry-run", action="store_true", help="write the plan only")
@@ -107,7 +126,11 @@ def main() -> None:
     opened = open_model(folder)
     model = opened.model.to(options.device)
     built = time.perf_counter() - tick
-    prompts = text_prompts(opened.tokenizer, options.prompts, seed=0)
+    prompts = text_prompts(opened.tokenizer, options.prompts, seed=0, distinct=options.distinct)
+    distinct = len(shared_sequences(prompts.clean, prompts.position).tokens)
+    everything = options.analyses == ",".join(ANALYSES)
+    name = f"pathways_scale_{options.shape}" + ("_distinct" if options.distinct else "")
+    name += "" if everything else "_" + options.analyses.replace(",", "-")
     width = int(prompts.clean.shape[1])
     chosen = options.analyses.split(",")
     timing = time_forward(model, width, rows=4, backward=True)  # w.r.t. activations: ~1 forward
@@ -117,9 +140,10 @@ def main() -> None:
     planning = time.perf_counter() - tick
     print(plan.format(), flush=True)
     if options.dry_run:
-        out = HERE / f"pathways_scale_{options.shape}_plan.json"
+        out = HERE / f"{name}_plan.json"
         record = {"command": "python " + " ".join(sys.argv), "threads": torch.get_num_threads(),
-                  "prompts": len(prompts), "width": width, "plan": plan.to_dict()}  # fmt: skip
+                  "prompts": len(prompts), "distinct sequences": distinct, "width": width,
+                  "plan": plan.to_dict()}  # fmt: skip
         out.write_text(json.dumps(record, indent=2, default=str) + "\n")
         out.with_suffix(".md").write_text(f"`{record['command']}`\n\n```\n{plan.format()}\n```\n")
         return
@@ -151,6 +175,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "device": options.device,
         "prompts": len(prompts),
+        "distinct sequences": distinct,
         "width": width,
         "weights GB": round(sum(p.numel() * p.element_size() for p in model.parameters()) / 1e9, 2),
         "model built and loaded s": round(built, 1),
@@ -160,10 +185,10 @@ def main() -> None:
         "total estimated s": round(total_est, 1),
         "total measured s": round(total_run, 1),
     }
-    out = HERE / f"pathways_scale_{options.shape}"
+    out = HERE / name
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     keys = list(rows[0]) if rows else []
-    lines = [f"`{result['command']}` — {len(prompts)} prompts of width {width}, "
+    lines = [f"`{result['command']}` — {len(prompts)} prompts ({distinct} distinct sequences) of width {width}, "
              f"{result['threads']} threads, {options.device}", "",
              "| " + " | ".join(keys) + " |", "|" + " --- |" * len(keys)]  # fmt: skip
     lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]

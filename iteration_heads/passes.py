@@ -1,6 +1,7 @@
 """Running a model over sequences of mixed widths at the cost of what is read: passes planned
-by width (and first layer), blocks before a resumed layer skipped, and only the positions needed
-unembedded. Shared by detection and the interventions.
+by width (and first layer), blocks before a resumed layer skipped, only the positions needed
+unembedded, and prompts that read several positions of one sequence run on it once
+(:class:`SharedSequences`). Shared by detection, the interventions and the pathways.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -88,6 +90,98 @@ def _cheapest_cuts(
         groups.append(order[cut[end] : end])
         end = cut[end]
     return cost[-1], groups[::-1]
+
+
+@dataclass(frozen=True)
+class SharedSequences:
+    """Prompts read at one position each, grouped by the sequence they read: prompts that study
+    several steps of one sequence share it, and a forward pass that treats every row alike
+    (clean, or with the same heads ablated on every row) runs it once and reads each prompt's
+    position from it. Sequences end after their last studied position (attention is causal).
+
+    Attributes:
+        tokens: The distinct sequences ``[u, pos]``.
+        widths: Each sequence's last studied position + 1.
+        inverse: The sequence of each prompt.
+        position: Each prompt's studied position.
+
+    Example:
+        >>> tokens = torch.tensor([[5, 6, 7, 8], [5, 6, 7, 8], [1, 2, 3, 4]])
+        >>> shared = shared_sequences(tokens, torch.tensor([1, 3, 2]))
+        >>> shared.tokens.tolist(), shared.widths.tolist(), shared.inverse.tolist()
+        ([[1, 2, 3, 4], [5, 6, 7, 8]], [3, 4], [1, 1, 0])
+    """
+
+    tokens: Int[Tensor, "u pos"]
+    widths: Int[Tensor, " u"]
+    inverse: Int[Tensor, " n"]
+    position: Int[Tensor, " n"]
+
+    def plan(
+        self, variants: int, max_rows: int, d_model: int
+    ) -> list[tuple[Int[Tensor, " rows"], Int[Tensor, " rows"], int]]:
+        """Forward passes ``(variant, sequence, width)`` running every sequence once per
+        variant, grouped by width (:func:`plan_passes`), at most ``max_rows`` rows a pass.
+
+        Example:
+            >>> shared = shared_sequences(torch.tensor([[1, 2, 3], [4, 5, 6]]), torch.tensor([0, 2]))
+            >>> [(v.tolist(), s.tolist(), w) for v, s, w in shared.plan(2, 8, 512)]
+            [([0, 1, 0, 1], [0, 0, 1, 1], 3)]
+        """
+        job_variant = torch.arange(variants).repeat_interleave(len(self.tokens))
+        job_seq = torch.arange(len(self.tokens)).repeat(variants)
+        overhead = FORWARD_OVERHEAD_FLOPS / (24 * d_model**2)
+        widths = self.widths[job_seq]
+        planned = plan_passes(torch.zeros_like(widths), widths, 1, overhead, max_rows)
+        return [(job_variant[jobs], job_seq[jobs], width) for jobs, _, width in planned]
+
+    def scored_in(
+        self, seq: Int[Tensor, " rows"], width: int
+    ) -> tuple[Bool[Tensor, "rows width"], Int[Tensor, " m"], Int[Tensor, " m"], Int[Tensor, " m"]]:
+        """For a pass over the sequences ``seq`` cut at ``width``: the positions to score
+        (every prompt's of each row), and for each prompt of those rows its row in the pass,
+        its index and the index of its logits among the scored positions (row-major order, as
+        :func:`scored_logits` returns them).
+
+        Example:
+            >>> tokens = torch.tensor([[5, 6, 7, 8], [5, 6, 7, 8], [1, 2, 3, 4]])
+            >>> shared = shared_sequences(tokens, torch.tensor([1, 3, 2]))
+            >>> at, row, prompt, index = shared.scored_in(torch.tensor([1, 0]), 4)
+            >>> at.int().tolist(), row.tolist(), prompt.tolist(), index.tolist()
+            ([[0, 1, 0, 1], [0, 0, 1, 0]], [0, 0, 1], [0, 1, 2], [0, 1, 2])
+        """
+        rows = len(seq)
+        row, prompt = (self.inverse[None, :] == seq[:, None]).nonzero(as_tuple=True)
+        at = torch.zeros(rows, width, dtype=torch.bool)
+        at[row, self.position[prompt]] = True
+        slot = at.flatten().cumsum(0).reshape(rows, width) - 1
+        return at, row, prompt, slot[row, self.position[prompt]]
+
+
+def shared_sequences(tokens: Int[Tensor, "n pos"], position: Int[Tensor, " n"]) -> SharedSequences:
+    """The distinct sequences of ``tokens`` read at ``position`` (:class:`SharedSequences`).
+
+    Raises:
+        IterationHeadsError: shapes that do not match, or a position outside the sequences.
+
+    Example:
+        >>> shared = shared_sequences(torch.tensor([[1, 2], [1, 2]]), torch.tensor([0, 1]))
+        >>> shared.tokens.tolist(), shared.widths.tolist()
+        ([[1, 2]], [2])
+    """
+    if tokens.ndim != 2 or position.shape != (len(tokens),):
+        raise IterationHeadsError(
+            f"tokens {tuple(tokens.shape)} and positions {tuple(position.shape)}: expected "
+            "[n, pos] and [n]"
+        )
+    if len(position) and not 0 <= int(position.min()) <= int(position.max()) < tokens.shape[1]:
+        raise IterationHeadsError(
+            f"positions {int(position.min())}..{int(position.max())}: expected 0..{tokens.shape[1] - 1}"
+        )
+    distinct, inverse = tokens.unique(dim=0, return_inverse=True)
+    widths = torch.zeros(len(distinct), dtype=torch.long)
+    widths.scatter_reduce_(0, inverse, position.long() + 1, reduce="amax")
+    return SharedSequences(distinct, widths, inverse, position.long())
 
 
 _SKIPPING: weakref.WeakKeyDictionary[torch.nn.Module, str | None] = weakref.WeakKeyDictionary()

@@ -123,3 +123,11 @@ def test_generated_natural_language_problems_on_the_llama_fixture(capsys):
     assert record["results"]["writers"]["centre"] == "foils"
     status, _, err = run(capsys, "ontology", "--ontology", "--format", "qa")
     assert status == 2 and "--format applies to HuggingFace models" in err
+
+
+def test_exact_patching_in_shards_equals_one_process(capsys):
+    options = ("ontology", "--ontology", "--n", "2", "--analyses", "patching", "--method", "exact")
+    one = as_json(capsys, *options)["results"]["patching"]
+    shards = as_json(capsys, *options, "--shards", "3", "--jobs", "2")["results"]["patching"]
+    assert one.pop("n_forward") <= shards.pop("n_forward")  # a shard packs its own heads' rows
+    assert shards == one

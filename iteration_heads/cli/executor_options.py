@@ -14,11 +14,11 @@ if TYPE_CHECKING:
     from iteration_heads.runs.executors import Executor
 
 
-def add_executor_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``--executor`` and its options (``--jobs`` is the command's own)."""
+def add_executor_options(parser: argparse.ArgumentParser, title: str = "where runs train") -> None:
+    """Add ``--executor`` and its options under ``title`` (``--jobs`` is the command's own)."""
     from iteration_heads.runs.cluster_executors import EXECUTORS
 
-    group = parser.add_argument_group("where runs train")
+    group = parser.add_argument_group(title)
     group.add_argument(
         "--executor",
         choices=EXECUTORS,

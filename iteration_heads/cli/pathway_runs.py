@@ -191,6 +191,9 @@ def run_analyses(
             if not corrupted:
                 skipped[name] = no_corruption
                 continue
+            if getattr(args, "shards", None):
+                results[name] = _sharded_patching(model, prompts, args)
+                continue
             results[name] = pw.head_patching(model, prompts, method=getattr(args, "method", "auto"))
         elif name == "writers":
             results[name] = pw.answer_writers(model, prompts, centre=args.centre)
@@ -236,6 +239,22 @@ def run_analyses(
     bar.close()
     earlier = earlier or {}
     return {k: v for k, v in results.items() if earlier.get(k) is not v}, skipped
+
+
+def _sharded_patching(model: Any, prompts: Prompts, args: argparse.Namespace) -> Any:
+    """Exact head patching cut into ``args.shards`` runs of heads on the executor the options
+    name (:func:`~iteration_heads.runs.sharding.sharded_head_patching`)."""
+    from iteration_heads.cli.executor_options import executor_from_args
+    from iteration_heads.pathways.attribution import choose_method
+    from iteration_heads.runs.sharding import sharded_head_patching
+
+    if choose_method(model, prompts, args.method) != "exact":
+        raise IterationHeadsError(
+            "--shards: --method auto chose attribution here (the exact sweep exceeds its "
+            "budget); give --method exact to shard the exact sweep"
+        )
+    with executor_from_args(args, args.jobs, Path.cwd()) as executor:
+        return sharded_head_patching(args.path, prompts, executor, shards=args.shards)
 
 
 def _ranking(model: Any, prompts: Prompts, results: dict[str, Any]) -> list[tuple[int, int]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iteration_heads.cli.common import DTYPE_CHOICES
+from iteration_heads.cli.executor_options import add_executor_options
 from iteration_heads.errors import IterationHeadsError
 
 if TYPE_CHECKING:
@@ -95,6 +96,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--n-random", type=int, default=5, help="random head sets per check (5)")
     g.add_argument("--n-traced", type=int, default=8, help="prompts traced for the flow (8)")
+    g = p.add_argument_group("exact head patching in shards")
+    g.add_argument(
+        "--shards",
+        type=int,
+        help="cut the exact head-patching sweep into this many runs of heads, run by --executor "
+        "(each loads the model; the numbers are those of one process)",
+    )
+    g.add_argument("--jobs", type=int, help="shards at once (default: what the executor allows)")
+    add_executor_options(p, "where shards run (with --shards)")
     g = p.add_argument_group("output")
     g.add_argument("--json", action="store_true", help="print one JSON object")
     g.add_argument("--report", type=Path, help="write one self-contained HTML page")
@@ -149,6 +159,7 @@ def _check_args(args: argparse.Namespace) -> None:
             option = "--" + name.replace("_", "-")
             raise IterationHeadsError(f"{option} {value}: expected an integer in {low}..{high}")
     args.chosen = parse_analyses(args.analyses)
+    _check_shards(args)
     if getattr(args, "dry_run", False):
         for option in ("report", "out_json"):
             if getattr(args, option) is not None:
@@ -167,6 +178,29 @@ def _check_args(args: argparse.Namespace) -> None:
                 f"--{option.replace('_', '-')} {str(path)!r}: folder {str(path.parent)!r} does "
                 "not exist"
             )
+
+
+def _check_shards(args: argparse.Namespace) -> None:
+    """``--shards``, ``--jobs`` and the executor's options: given together, and only where the
+    exact head-patching sweep runs."""
+    from iteration_heads.cli.executor_options import check_executor_options
+
+    shards, jobs = getattr(args, "shards", None), getattr(args, "jobs", None)
+    for option, value in (("--shards", shards), ("--jobs", jobs)):
+        if value is not None and not 1 <= value <= 100_000:
+            raise IterationHeadsError(f"{option} {value}: expected an integer in 1..100000")
+    check_executor_options(args)
+    if shards is None:
+        if jobs is not None or args.executor != "local":
+            raise IterationHeadsError("--jobs and --executor apply to --shards: give --shards N")
+        return
+    if "patching" not in args.chosen or args.method == "attribution":
+        raise IterationHeadsError(
+            "--shards cuts the exact head-patching sweep: give --analyses with patching and "
+            f"--method exact or auto (got --analyses {args.analyses}, --method {args.method})"
+        )
+    if getattr(args, "dtype", "float32") != "float32":
+        raise IterationHeadsError("--shards runs float32 weights (each shard loads the model)")
 
 
 def run(args: argparse.Namespace) -> int:

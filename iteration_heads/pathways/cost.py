@@ -17,7 +17,7 @@ Example:
     >>> plan = plan_pathways(zoo.load("polynomial_paper"), iteration_prompts(data.test, data.layout),
     ...                      ["writers", "segments"], timing=ForwardTiming(0.01, 1e-7))
     >>> [(s.name, s.forwards) for s in plan.stages]
-    [('writers', 2), ('segments', 2)]
+    [('writers', 1), ('segments', 2)]
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from iteration_heads.auditing.cost import (
 )
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.memory import analysis_rows, element_bytes, forward_bytes
+from iteration_heads.passes import shared_sequences
 from iteration_heads.pathways.attribution import (
     EXACT_BUDGET,
     choose_method,
@@ -46,7 +47,9 @@ from iteration_heads.pathways.attribution import (
     patching_rows,
 )
 from iteration_heads.pathways.flow import flow_rows
+from iteration_heads.pathways.noising import noising_passes
 from iteration_heads.pathways.prompts import Prompts
+from iteration_heads.pathways.pruned_runs import pruned_passes
 from iteration_heads.pathways.pruning import pruning_sweep
 from iteration_heads.pathways.pruning_attribution import (
     LINEAR_CANDIDATES,
@@ -55,6 +58,7 @@ from iteration_heads.pathways.pruning_attribution import (
 )
 from iteration_heads.pathways.pruning_bisection import bisection_rounds
 from iteration_heads.pathways.random_control import all_heads, random_head_sets
+from iteration_heads.pathways.reference import reference_passes
 from iteration_heads.pathways.rift import lens_rows
 from iteration_heads.pathways.segments import segment_passes, segments_rows
 from iteration_heads.pathways.solved import solved_rows
@@ -151,7 +155,8 @@ def plan_pathways(
                 continue
             stages.append(counter.patching(choose_method(model, prompts, method)))
         elif name == "writers":
-            stages.append(counter.simple("writers", writers_rows, cached=4, patterns=True))
+            rows, memory = counter.writers(1)
+            stages.append(counter.planned("writers", rows, memory))
         elif name == "lens":
             infos = prompts.info or ()
             given = bool(infos) and all(isinstance(i.get("prior"), int) for i in infos)
@@ -237,6 +242,9 @@ class _Counter:
         cfg = model.cfg
         self.layers, self.heads = int(cfg.n_layers), int(cfg.n_heads)
         self.d_z = self.heads * int(getattr(cfg, "d_head", cfg.d_model // self.heads))
+        self.d_model = int(cfg.d_model)
+        self.sequences = shared_sequences(prompts.clean, prompts.position)
+        self.own = prompts.own_positions()  # the reference mask of the means
 
     def _bytes(self, rows: int, width: int, **options: Any) -> int:
         return forward_bytes(self.model, rows, width, **options)
@@ -270,16 +278,29 @@ class _Counter:
         return stage("patching", runs * 2 + sweep, self.cut, self.timing, kept + max(run, work),
                      bound=True, scored=True)  # fmt: skip
 
+    def shared(self, size: int, variants: int = 1) -> list[tuple[int, int]]:
+        """``(rows, width)`` of passes running each distinct sequence of the prompts once per
+        variant (:meth:`~iteration_heads.passes.SharedSequences.plan`)."""
+        plan = self.sequences.plan(variants, size, self.d_model)
+        return [(len(seq), width) for _, seq, width in plan]
+
+    def planned(self, name: str, passes: Sequence[tuple[int, int]], working: int, *,
+                scored: bool = False, bound: bool = False) -> Stage:  # fmt: skip
+        """A :class:`Stage` of the passes ``(rows, width)``."""
+        tokens = sum(rows * width for rows, width in passes)
+        seconds = self.timing.seconds(forwards=len(passes), tokens=tokens, scored=scored)
+        return Stage(name, len(passes), 0, tokens, working, seconds, bound)
+
     def lens(self, context_free: bool) -> Stage:
-        rows = passes_of(self.n, lens_rows(self.model, self.width))
-        widths = [self.width] * len(rows)
+        shared = self.shared(lens_rows(self.model, self.width))
+        rows, widths = [r for r, _ in shared], [w for _, w in shared]
         if context_free:  # one pass per length of the short sequences (rift.context_free_prior)
             lengths = [1 + p + 1 - max(p - 1, 1) for p in self.prompts.position.tolist()]
             for length in sorted(set(lengths)):
                 rows.append(lengths.count(length))
                 widths.append(length)
         tokens = sum(r * w for r, w in zip(rows, widths, strict=True))
-        memory = self._bytes(rows[0], self.width, cached=2 * (self.layers + 1))
+        memory = self._bytes(max(r for r, _ in shared), self.width, cached=2 * (self.layers + 1))
         seconds = self.timing.seconds(forwards=len(rows), tokens=tokens)
         return Stage("lens", len(rows), 0, tokens, memory, seconds)
 
@@ -296,46 +317,48 @@ class _Counter:
         seconds = self.timing.seconds(forwards=len(rows), tokens=tokens, scored=True)
         return Stage("segments", len(rows), 0, tokens, memory, seconds)
 
-    def _writers(self, extra: int) -> tuple[list[int], int]:
-        rows = passes_of(self.n, writers_rows(self.model, self.width)) * extra
-        return rows, self._bytes(rows[0], self.width, cached=4 * self.layers,
+    def writers(self, extra: int) -> tuple[list[tuple[int, int]], int]:
+        """The passes of ``extra`` runs of the answer writers, and their peak memory."""
+        rows = self.shared(writers_rows(self.model, self.width)) * extra
+        return rows, self._bytes(max(r for r, _ in rows), self.width, cached=4 * self.layers,
                                  patterns=self.layers) if rows else 0  # fmt: skip
 
-    def _ablation_runs(self, variants: int) -> tuple[Stage, Stage]:
-        """The reference means (full width), the full model and ``variants`` variants."""
-        means = passes_of(self.n, analysis_rows(self.model, self.width))
-        size = analysis_rows(self.model, self.cut)
-        runs = means + passes_of(self.n, size) + passes_of(variants * self.n, size)
-        memory = self._bytes(means[0], self.width, cached=self.layers)
-        work = self._bytes(runs[-1], self.cut, logits="one", cached=1)
-        return (stage("", means, self.width, self.timing, memory, scored=True),
-                stage("", runs[len(means):], self.cut, self.timing, work, scored=True))  # fmt: skip
+    def means(self) -> Stage:
+        """The reference means' passes over the prompts' own positions."""
+        size = analysis_rows(self.model, self.width)
+        _, _, plan = reference_passes(self.model, self.prompts.clean, self.own, size)
+        passes = [(len(rows), width) for rows, width in plan]
+        memory = self._bytes(max(r for r, _ in passes), self.width, cached=self.layers)
+        return self.planned("", passes, memory, scored=True)
+
+    def pruned(self, variants: int, times: int = 1) -> Stage:
+        """``times`` runs of ``variants`` variants of :class:`PrunedRuns`."""
+        passes = [(len(v), w) for v, _, w in pruned_passes(self.model, self.prompts, variants)]
+        work = self._bytes(max(r for r, _ in passes), self.cut, logits="one", cached=1)
+        return self.planned("", passes * times, work, scored=True)
+
+    def _ablation_runs(self, variants: int) -> tuple[Stage, Stage, Stage]:
+        """The reference means, the full model and ``variants`` variants."""
+        return self.means(), self.pruned(1), self.pruned(variants)
 
     def pruning(self, n_random: int, seed: int, extra: int, method: str) -> Stage:
         if method == "exact":
             variants = pruning_variants(self.model, n_random, seed)
             return self._combine("pruning", self._ablation_runs(variants), extra, bound=False)
         if method == "bisection":  # at most: k = 0 and every halving, one at a time; the draws
-            means = passes_of(self.n, analysis_rows(self.model, self.width))
-            size = analysis_rows(self.model, self.cut)
             rounds = bisection_rounds(self.layers * self.heads)
-            runs = passes_of(self.n, size) * (1 + rounds) + passes_of(n_random * self.n, size)
-            parts = (stage("", means, self.width, self.timing,
-                           self._bytes(means[0], self.width, cached=self.layers), scored=True),
-                     stage("", runs, self.cut, self.timing,
-                           self._bytes(size, self.cut, logits="one", cached=1), scored=True))  # fmt: skip
+            parts: tuple[Stage, ...] = (self.means(), self.pruned(1, 1 + rounds),
+                                        self.pruned(n_random))  # fmt: skip
             return self._combine("pruning (bisection)", parts, extra, bound=True)
         # linear_pruning_curve: reference means, the estimate's passes per batch, then the
         # exact check (reference means again, the full model, the circuit and its random sets)
-        means = passes_of(self.n, analysis_rows(self.model, self.width))
         batches = passes_of(self.n, linear_pruning_rows(self.model, self.cut))
         steps, rivals = LINEAR_STEPS, LINEAR_CANDIDATES - 1
         estimate = [r for r in batches for _ in range(steps + (steps > 1))]
-        size = analysis_rows(self.model, self.cut)
-        check = passes_of(self.n, size) + passes_of((1 + n_random) * self.n, size)
         grad = sum(batches) * self.cut * steps * rivals
-        parts = (stage("", means * 2, self.width, self.timing, 0, scored=True),
-                 stage("", estimate + check, self.cut, self.timing, 0, scored=True))  # fmt: skip
+        parts = (self.means(), self.means(),
+                 stage("", estimate, self.cut, self.timing, 0, scored=True),
+                 self.pruned(1), self.pruned(1 + n_random))  # fmt: skip
         work = self._bytes(batches[0], self.cut, logits="one", cached=2 * self.layers, grad=True)
         seconds = sum(p.seconds for p in parts) + self.timing.seconds(
             forwards=0,
@@ -352,11 +375,11 @@ class _Counter:
     def checks(self, n_random: int, seed: int, named: Sequence[Head] | None, extra: int) -> Stage:
         parts: list[Stage] = []
         if self.prompts.corrupted is not None:  # noising: clean and corrupted runs, variants
-            size = analysis_rows(self.model, self.cut)
-            rows = passes_of(self.n, size) * 2 + passes_of((1 + n_random) * self.n, size)
+            _, clean, runs, noised = noising_passes(self.model, self.prompts, 1 + n_random)
+            rows = [(len(s), w) for s, w in clean + runs] + [(len(s), w) for _, s, w in noised]
             kept = self.n * self.cut * self.layers * self.d_z * 4  # the corrupted hook_z
-            work = self._bytes(size, self.cut, logits="one", cached=self.layers)
-            parts.append(stage("", rows, self.cut, self.timing, kept + work, scored=True))
+            work = self._bytes(max(r for r, _ in rows), self.cut, logits="one", cached=self.layers)
+            parts.append(self.planned("", rows, kept + work, scored=True))
         if named is None:
             variants, bound = 1 + n_random, True
         else:
@@ -374,9 +397,9 @@ class _Counter:
 
     def _combine(self, name: str, parts: tuple[Stage, ...], extra: int, bound: bool) -> Stage:
         """One stage of ``parts`` and of ``extra`` runs of the answer writers it needs."""
-        rows, memory = self._writers(extra)
+        rows, memory = self.writers(extra)
         if rows:
-            parts = (*parts, stage("", rows, self.width, self.timing, memory))
+            parts = (*parts, self.planned("", rows, memory))
         return Stage(
             name,
             sum(p.forwards for p in parts),

@@ -14,12 +14,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from jaxtyping import Int
 from torch import Tensor
 
 from iteration_heads._torch import Head, device_of, evaluating, z_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.memory import analysis_rows, batch_rows
-from iteration_heads.passes import scored_logits
+from iteration_heads.passes import (
+    FORWARD_OVERHEAD_FLOPS,
+    SharedSequences,
+    plan_passes,
+    scored_logits,
+    shared_sequences,
+)
 from iteration_heads.pathways.prompts import Prompts
 from iteration_heads.pathways.random_control import AblationCheck, random_head_sets
 
@@ -62,53 +69,94 @@ def noising_check(
     for v, chosen in enumerate([named, *draws]):
         for layer, head in chosen:
             masks[v, layer, head] = True
-    cut = int(prompts.position.max()) + 1  # causal: later positions change nothing studied
-    size = batch_rows(batch_size, analysis_rows(model, cut))
-    device = device_of(model)
+    shared, clean_plan, row_plan, variant_plan = noising_passes(
+        model, prompts, 1 + n_random, batch_size
+    )
+    device, n = device_of(model), len(prompts)
     names = [z_hook(layer) for layer in range(n_layers)]
-    clean_top: list[Tensor] = []
-    parts: dict[str, list[Tensor]] = {name: [] for name in names}
+    top = torch.zeros(n, dtype=torch.long)
+    noisy: dict[str, Tensor] = {}  # the corrupted run's hook_z
+    size = (n, int(prompts.position.max()) + 1)
     with evaluating(model):
-        for seq in torch.arange(len(prompts)).split(size):
-            at = torch.zeros(len(seq), cut, dtype=torch.bool)
-            at[torch.arange(len(seq)), prompts.position[seq]] = True
-            clean = scored_logits(model, prompts.clean[seq, :cut].to(device), at)
-            clean_top.append(clean.argmax(-1).cpu())
-            keep = [(name, _keep(parts[name])) for name in names]  # the corrupted run's hook_z
-            scored_logits(model, corrupted[seq, :cut].to(device), at, hooks=keep)
-        noisy = {name: torch.cat(values) for name, values in parts.items()}
-        predictions = _noised_predictions(model, prompts, masks, noisy, cut, size)
-    top = torch.cat(clean_top)
+        for seq, width in clean_plan:  # prompts that share a sequence read it once
+            at, _, prompt, slot = shared.scored_in(seq, width)
+            logits = scored_logits(model, shared.tokens[seq, :width].to(device), at.to(device))
+            top[prompt] = logits.argmax(-1).cpu()[slot]
+        for rows, width in row_plan:
+            keep = [(name, _keep(noisy, name, rows, size)) for name in names]
+            tokens = corrupted[rows, :width]
+            at = _studied(prompts, rows, width).to(device)
+            scored_logits(model, tokens.to(device), at, hooks=keep)
+        predictions = torch.zeros(1 + n_random, n, dtype=torch.long)
+        for variant, seq, width in variant_plan:
+            hooks = [
+                (z_hook(layer), _noise(masks[variant, layer], noisy[z_hook(layer)][seq.to(device)]))
+                for layer in range(n_layers)
+                if bool(masks[variant, layer].any())
+            ]
+            tokens = prompts.clean[seq, :width].to(device)
+            at = _studied(prompts, seq, width).to(device)
+            predictions[variant, seq] = (
+                scored_logits(model, tokens, at, hooks=hooks).argmax(-1).cpu()
+            )
     return AblationCheck.of(named, draws, predictions, top, prompts, method="noising")
 
 
-def _noised_predictions(
-    model: Any, prompts: Prompts, masks: Tensor, noisy: Any, cut: int, batch_size: int
-) -> Tensor:
-    """Top-1 at each prompt's position ``[variant, n]`` with the heads of each mask noised."""
-    n = len(prompts)
-    pairs = torch.tensor([(v, i) for v in range(len(masks)) for i in range(n)])
-    out = torch.zeros(len(masks), n, dtype=torch.long)
-    device = device_of(model)
-    for chunk in pairs.split(batch_size):
-        variant, seq = chunk[:, 0], chunk[:, 1]
-        hooks = [
-            (z_hook(layer), _noise(masks[variant, layer], noisy[z_hook(layer)][seq.to(device)]))
-            for layer in range(masks.shape[1])
-            if bool(masks[variant, layer].any())
-        ]
-        tokens = prompts.clean[seq, :cut]
-        at = torch.zeros(tokens.shape, dtype=torch.bool)
-        at[torch.arange(len(seq)), prompts.position[seq]] = True
-        out[variant, seq] = (
-            scored_logits(model, tokens.to(device), at, hooks=hooks).argmax(-1).cpu()
-        )
-    return out
+def noising_passes(
+    model: Any, prompts: Prompts, variants: int, batch_size: int | None = None
+) -> tuple[
+    SharedSequences,
+    list[tuple[Int[Tensor, " rows"], int]],
+    list[tuple[Int[Tensor, " rows"], int]],
+    list[tuple[Int[Tensor, " rows"], Int[Tensor, " rows"], int]],
+]:
+    """The forward passes of :func:`noising_check` with ``variants`` head sets: the clean
+    passes ``(sequences, width)`` (prompts that share a sequence read it once), the corrupted
+    passes ``(prompts, width)`` and the noised ones ``(variant, prompts, width)``, each prompt
+    run up to its studied position, grouped by width.
+
+    Example:
+        >>> from iteration_heads import DataConfig, make_dataset, zoo
+        >>> from iteration_heads.pathways import iteration_prompts
+        >>> data = make_dataset(DataConfig(max_len=8, n_train=8, n_test=8))
+        >>> prompts = iteration_prompts(data.test, data.layout)
+        >>> _, clean, corrupted, noised = noising_passes(zoo.load("polynomial_paper"), prompts, 3)
+        >>> [sum(len(p[0]) for p in clean), sum(len(p[0]) for p in corrupted)]
+        [62, 288]
+        >>> sum(len(v) for v, _, _ in noised)
+        864
+    """
+    cut = int(prompts.position.max()) + 1  # causal: later positions change nothing studied
+    size = batch_rows(batch_size, analysis_rows(model, cut))
+    d_model = int(model.cfg.d_model)
+    shared = shared_sequences(prompts.clean, prompts.position)
+    clean = [(seq, width) for _, seq, width in shared.plan(1, size, d_model)]
+    overhead = FORWARD_OVERHEAD_FLOPS / (24 * d_model**2)
+    widths = prompts.position + 1
+    rows = [(r, w) for r, _, w in plan_passes(torch.zeros_like(widths), widths, 1, overhead, size)]
+    variant = torch.arange(variants).repeat_interleave(len(prompts))
+    seq = torch.arange(len(prompts)).repeat(variants)
+    planned = plan_passes(torch.zeros_like(seq), widths[seq], 1, overhead, size)
+    return shared, clean, rows, [(variant[j], seq[j], w) for j, _, w in planned]
 
 
-def _keep(store: list[Tensor]) -> Callable[[Tensor, Any], None]:
+def _studied(prompts: Prompts, rows: Tensor, width: int) -> Tensor:
+    """The studied position of each of ``rows`` in a pass of ``width`` positions."""
+    at = torch.zeros(len(rows), width, dtype=torch.bool)
+    at[torch.arange(len(rows)), prompts.position[rows]] = True
+    return at
+
+
+def _keep(
+    noisy: dict[str, Tensor], name: str, rows: Tensor, size: tuple[int, int]
+) -> Callable[[Tensor, Any], None]:
+    """A hook storing its value at ``rows`` of ``noisy[name]``, allocated ``[*size, ...]`` on
+    first use (positions past a row's pass stay zero: no noised pass reads them)."""
+
     def hook(value: Tensor, hook: Any) -> None:
-        store.append(value.detach())
+        if name not in noisy:
+            noisy[name] = value.new_zeros(*size, *value.shape[2:])
+        noisy[name][rows.to(value.device), : value.shape[1]] = value.detach()
 
     return hook
 

@@ -25,19 +25,17 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from iteration_heads._results import Result, plain
-from iteration_heads._torch import Head, check_heads, device_of, evaluating, head_names, z_hook
+from iteration_heads._torch import Head, check_heads, head_names
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.interventions.batch import check_token_ids
-from iteration_heads.memory import analysis_rows, batch_rows
-from iteration_heads.passes import scored_logits
 from iteration_heads.pathways.prompts import Prompts
+from iteration_heads.pathways.pruned_runs import PrunedRuns, kept_mask
 from iteration_heads.pathways.random_control import (
     AblationCheck,
     all_heads,
     mean_by_label,
     random_head_sets,
 )
-from iteration_heads.pathways.reference import MeanKind, reference_means
+from iteration_heads.pathways.reference import MeanKind
 from iteration_heads.tasks.task import check_int
 
 MAX_DEFAULT_KS = 32
@@ -351,100 +349,3 @@ def _check_ks(ks: Sequence[int] | None, n: int) -> list[int]:
     if bad or not values:
         raise IterationHeadsError(f"ks {values!r}: expected a non-empty list of 0..{n}")
     return sorted(set(values))
-
-
-def kept_mask(model: Any, kept: Sequence[Head]) -> Bool[Tensor, "layer head"]:
-    """True at the heads of ``kept``, a variant of :class:`PrunedRuns`.
-
-    Example:
-        >>> from iteration_heads import zoo
-        >>> kept_mask(zoo.load("polynomial_paper"), [(1, 0)]).tolist()
-        [[False], [True]]
-    """
-    mask = torch.zeros(int(model.cfg.n_layers), int(model.cfg.n_heads), dtype=torch.bool)
-    for layer, head in kept:
-        mask[layer, head] = True
-    return mask
-
-
-class PrunedRuns:
-    """Runs of ``prompts`` with heads mean-ablated, many variants at a time, cut after their last
-    studied position; reference means computed once (``mean``, ``mask`` as in
-    :func:`pruning_curve`); ``full``: the full model's argmax at each studied position.
-
-    Example:
-        >>> from iteration_heads import DataConfig, make_dataset, zoo
-        >>> model, data = zoo.load("polynomial_paper"), make_dataset(DataConfig(max_len=8, n_test=8))
-        >>> from iteration_heads.pathways import iteration_prompts
-        >>> runs = PrunedRuns(model, iteration_prompts(data.test, data.layout), data.train.tokens, None)
-        >>> top, passes = runs.run(kept_mask(model, [(1, 0)])[None], True)  # L1H0 kept
-        >>> bool((top[0] == runs.full).float().mean() < 0.5) and passes >= 1
-        True
-    """
-
-    def __init__(
-        self,
-        model: Any,
-        prompts: Prompts,
-        reference: Any,
-        batch_size: int | None,
-        mean: MeanKind = "position",
-        mask: Any = None,
-    ) -> None:
-        if not isinstance(prompts, Prompts):
-            raise IterationHeadsError(f"prompts must be Prompts, got {type(prompts).__name__}")
-        batch_rows(batch_size, 1)  # checked before any work
-        d_vocab = getattr(model.cfg, "d_vocab", None)
-        if isinstance(d_vocab, int):
-            check_token_ids(prompts.clean, d_vocab, "prompt token")
-        cut = int(prompts.position.max()) + 1  # causal: later positions change nothing studied
-        self.batch_size = batch_rows(batch_size, analysis_rows(model, cut))
-        self.model, self.position = model, prompts.position
-        self.full = torch.zeros(len(prompts), dtype=torch.long)  # set below
-        self.tokens = prompts.clean[:, :cut]
-        means = reference_means(
-            model, reference, mean=mean, reference_mask=mask, width=prompts.clean.shape[1],
-            batch_size=batch_size,
-        )  # fmt: skip
-        self.means = {layer: m[:cut] for layer, m in means.items()}  # pos head d_head
-        every = torch.ones(1, len(means), int(model.cfg.n_heads), dtype=torch.bool)
-        self.full = self.run(every, False)[0][0].argmax(-1)
-
-    def run(self, masks: Bool[Tensor, "v layer head"], argmax: bool) -> tuple[Tensor, int]:
-        """Logits ``[v, n, vocab]`` of every variant, or with ``argmax`` their argmax ``[v, n]``
-        (variants that keep every head are then the full model's, not run), and the passes."""
-        model, n = self.model, len(self.tokens)
-        unique, inverse = masks.flatten(1).unique(dim=0, return_inverse=True)
-        unique = unique.reshape(-1, *masks.shape[1:])
-        todo = [v for v in range(len(unique)) if not (argmax and bool(unique[v].all()))]
-        pairs = torch.tensor([(v, i) for v in todo for i in range(n)], dtype=torch.long)
-        done = self.full[None].repeat(len(unique), 1) if argmax else None
-        device, passes = device_of(model), 0
-        with evaluating(model):
-            for chunk in pairs.reshape(-1, 2).split(self.batch_size) if len(pairs) else ():
-                variant, seq = chunk[:, 0], chunk[:, 1]
-                keep = unique[variant]  # rows layer head
-                hooks = [
-                    (z_hook(lay), _ablate(keep[:, lay], mean)) for lay, mean in self.means.items()
-                ]
-                tokens = self.tokens[seq]
-                at = torch.zeros(tokens.shape, dtype=torch.bool)
-                at[torch.arange(len(seq)), self.position[seq]] = True
-                out = scored_logits(model, tokens.to(device), at, hooks=hooks).cpu()
-                out = out.argmax(-1) if argmax else out
-                if done is None:
-                    done = out.new_zeros((len(unique), n, *out.shape[1:]))
-                done[variant, seq] = out
-                passes += 1
-        assert done is not None
-        return done[inverse], passes
-
-
-def _ablate(keep: Tensor, mean: Tensor) -> Any:
-    """A ``hook_z`` hook: every row's heads not kept (``keep`` ``[rows, head]``) take ``mean``."""
-
-    def hook(z: Tensor, hook: Any) -> Tensor:
-        kept = keep.to(z.device)[:, None, :, None]
-        return torch.where(kept, z, mean[None, : z.shape[1]].to(z.device, z.dtype))
-
-    return hook

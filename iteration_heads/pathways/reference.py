@@ -25,7 +25,7 @@ from iteration_heads._torch import attached_hooks, device_of, evaluating, z_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids, integer_tensor
 from iteration_heads.memory import analysis_rows, batch_rows
-from iteration_heads.passes import final_residual
+from iteration_heads.passes import FORWARD_OVERHEAD_FLOPS, final_residual, plan_passes
 from iteration_heads.tasks.task import check_int
 
 MeanKind = Literal["position", "sequence"]
@@ -108,18 +108,18 @@ def reference_means(
     if mean == "position":
         tokens, mask = tokens[:, :size], mask[:, :size]
     batch_size = batch_rows(batch_size, analysis_rows(model, tokens.shape[1]))
+    distinct, weight_all, plan = reference_passes(model, tokens, mask, batch_size)
     names = {z_hook(layer): layer for layer in range(int(model.cfg.n_layers))}
     sums: dict[int, Tensor] = {}
-    weight_all = mask.double()
     with evaluating(model), torch.no_grad():
-        for chunk, weight in zip(
-            tokens.split(batch_size), weight_all.split(batch_size), strict=True
-        ):
+        for rows, width in plan:
+            weight = weight_all[rows, :width]
             hooks = [(name, _summed_into(sums, layer, weight)) for name, layer in names.items()]
-            inputs = chunk.to(device_of(model))
+            inputs = distinct[rows, :width].to(device_of(model))
             if final_residual(model, inputs, hooks=hooks) is None:  # no final-norm hook
                 with attached_hooks(model, hooks):
                     model(inputs)
+    sums = {layer: _padded(total, tokens.shape[1]) for layer, total in sums.items()}
     counts = weight_all.sum(0)  # real tokens per position
     means = {}
     for layer, total in sums.items():
@@ -132,12 +132,49 @@ def reference_means(
     return means
 
 
+def reference_passes(
+    model: Any, tokens: Int[Tensor, "m pos"], mask: Bool[Tensor, "m pos"], batch_size: int
+) -> tuple[Int[Tensor, "u pos"], Float[Tensor, "u pos"], list[tuple[Int[Tensor, " rows"], int]]]:
+    """The passes of :func:`reference_means` over checked ``tokens`` and ``mask``: equal
+    sequences run once with their weights (real positions) summed, each up to its last real
+    position, grouped by width, ``batch_size`` rows at most. Returns the distinct sequences,
+    their weights and the passes ``(rows, width)``.
+
+    Example:
+        >>> from iteration_heads import zoo
+        >>> tokens = torch.tensor([[1, 2, 3, 0], [1, 2, 3, 0], [4, 5, 0, 0]])
+        >>> distinct, weight, plan = reference_passes(zoo.load("polynomial_paper"), tokens,
+        ...                                           tokens != 0, 8)
+        >>> weight.tolist(), [(rows.tolist(), width) for rows, width in plan]
+        ([[2.0, 2.0, 2.0, 0.0], [1.0, 1.0, 0.0, 0.0]], [([1, 0], 3)])
+    """
+    distinct, inverse = tokens.unique(dim=0, return_inverse=True)
+    weight = torch.zeros(distinct.shape, dtype=torch.float64).index_add_(0, inverse, mask.double())
+    used = weight.sum(1) > 0
+    distinct, weight = distinct[used], weight[used]
+    widths = ((weight > 0) * torch.arange(1, distinct.shape[1] + 1)).amax(1)
+    overhead = FORWARD_OVERHEAD_FLOPS / (24 * int(model.cfg.d_model) ** 2)
+    planned = plan_passes(torch.zeros_like(widths), widths, 1, overhead, batch_size)
+    return distinct, weight, [(rows, width) for rows, _, width in planned]
+
+
 def _summed_into(sums: dict[int, Tensor], layer: int, weight: Tensor) -> Any:
     """A ``hook_z`` hook adding its rows' ``hook_z``, weighted per position, into
-    ``sums[layer]`` (positions kept; the unembedding is never needed)."""
+    ``sums[layer]`` (as wide as the widest pass so far; the unembedding is never needed)."""
 
     def hook(z: Tensor, hook: Any) -> None:
         part = (z.double().cpu() * weight[:, :, None, None]).sum(0)
-        sums[layer] = part if layer not in sums else sums[layer] + part
+        if layer in sums:
+            total = _padded(sums[layer], max(len(part), len(sums[layer])))
+            total[: len(part)] += part
+            part = total
+        sums[layer] = part
 
     return hook
+
+
+def _padded(total: Tensor, width: int) -> Tensor:
+    """``total`` ``[pos, ...]`` with zero rows added up to ``width`` positions."""
+    if len(total) >= width:
+        return total
+    return torch.cat([total, total.new_zeros(width - len(total), *total.shape[1:])])

@@ -32,6 +32,7 @@ from iteration_heads._torch import cached_run, device_of, evaluating, resid_pre_
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids, integer_tensor
 from iteration_heads.memory import batch_rows, rows_per_pass
+from iteration_heads.passes import shared_sequences
 from iteration_heads.pathways.prompts import Prompts
 from iteration_heads.tasks.task import check_number
 
@@ -274,14 +275,18 @@ def lens_logits(
     n_layers = int(model.cfg.n_layers)
     final = f"blocks.{n_layers - 1}.hook_resid_post"
     names = {resid_pre_hook(layer) for layer in range(n_layers)} | {final}
-    device, parts, labels = device_of(model), [], []
+    device, labels = device_of(model), []
+    shared = shared_sequences(tokens, position)  # sequences read at several positions run once
+    out = torch.zeros(n_layers + 1, len(tokens), int(model.cfg.d_vocab))
     with evaluating(model):
-        for t, p in zip(tokens.split(size), position.split(size), strict=True):
-            _, cache = cached_run(model, t.to(device), names_filter=lambda n: n in names)
+        for _, seq, width in shared.plan(1, size, int(model.cfg.d_model)):
+            inputs = shared.tokens[seq, :width].to(device)
+            _, cache = cached_run(model, inputs, names_filter=lambda n: n in names)
             stack, labels = cache.accumulated_resid(apply_ln=True, return_labels=True)
-            at = torch.arange(len(t), device=device)
-            parts.append((stack[:, at, p.to(device)] @ model.W_U + model.b_U).float().cpu())
-    return torch.cat(parts, 1), tuple(labels)
+            _, row, prompt, _ = shared.scored_in(seq, width)
+            read = stack[:, row.to(device), shared.position[prompt].to(device)]
+            out[:, prompt] = (read @ model.W_U + model.b_U).float().cpu()
+    return out, tuple(labels)
 
 
 def logit_lens(

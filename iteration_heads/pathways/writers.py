@@ -54,6 +54,7 @@ from iteration_heads.interventions.batch import check_token_ids
 from iteration_heads.interventions.scores import standard_error
 from iteration_heads.memory import batch_rows, rows_per_pass
 from iteration_heads.model.transformer import check_additive_residual
+from iteration_heads.passes import shared_sequences
 from iteration_heads.pathways.centring import Centre, competitor_weights, resolve_centre
 from iteration_heads.pathways.prompts import Prompts
 
@@ -288,12 +289,16 @@ def answer_writers(
         ln = getattr(model, "ln_final", None)
         w, b = getattr(ln, "w", None), getattr(ln, "b", None)
         size = batch_rows(batch_size, writers_rows(model, int(prompts.clean.shape[1])))
-        for rows in torch.arange(len(prompts)).split(size):
-            tokens = prompts.clean[rows].to(device)
+        shared = shared_sequences(prompts.clean, prompts.position)  # each sequence runs once
+        order = []
+        for _, seq, width in shared.plan(1, size, int(cfg.d_model)):
+            _, at, rows, _ = shared.scored_in(seq, width)  # row of the pass, prompt
+            order.append(rows)
+            tokens = shared.tokens[seq, :width].to(device)
             pos = prompts.position[rows].to(device)
             answer = prompts.answer[rows].to(device)
             logits, cache = cached_run(model, tokens, names_filter=lambda n: n in names)
-            at = torch.arange(len(rows), device=device)
+            at = at.to(device)
             rivals = None if foils is None else foils[rows]
             weights = competitor_weights(prompts.answer[rows], rivals, W_U.shape[1])
             weights = weights.to(device, W_U.dtype)  # [b, vocab]: the mean centred on
@@ -310,14 +315,14 @@ def answer_writers(
             components = [n.removeprefix("hook_") for n in streams]
             comp = [(cache[n][at, pos] * direction).sum(-1) for n in streams]
             heads, sources, bias = [], [], []
-            segments = prompts.segments[rows].to(device)
+            segments = prompts.segments[rows, :width].to(device)
             one_hot = torch.nn.functional.one_hot(
                 torch.where(segments < 0, n_seg - 1, segments), n_seg
             ).to(direction.dtype)  # [b, key, segment]
             for lay in range(n_layers):
                 wo_e = torch.einsum("hdm,bm->bhd", W_O[lay], direction)
                 heads.append((cache[z_hook(lay)][at, pos] * wo_e).sum(-1))
-                v = cache[input_hook(lay, "v")].float()
+                v = cache[input_hook(lay, "v")][at].float()  # [b, key, head, d]
                 if v.shape[2] != n_heads:  # grouped-query attention: heads share values
                     v = v.repeat_interleave(n_heads // v.shape[2], dim=2)
                 row = cache[pattern_hook(lay)][at, :, pos]  # [b, head, key]
@@ -336,9 +341,11 @@ def answer_writers(
             parts["seg"].append(torch.stack(sources, 1).float().cpu())
             parts["comp"].append(torch.stack(comp, 1).float().cpu())
             parts["bias"].append(torch.stack(bias, 1).float().cpu())
-            centred = final[at, answer] - (weights * final).sum(-1)
+            mine = torch.arange(len(rows), device=device)
+            centred = final[mine, answer] - (weights * final).sum(-1)
             parts["logit"].append(centred.float().cpu())
-    per_prompt, per_seg, per_comp = (torch.cat(parts[k]) for k in ("head", "seg", "comp"))
+    back = torch.cat(order).argsort()  # the prompts' own order
+    per_prompt, per_seg, per_comp = (torch.cat(parts[k])[back] for k in ("head", "seg", "comp"))
     groups = {"all": list(range(len(prompts)))}
     for i, label in enumerate(prompts.labels):
         groups.setdefault(label, []).append(i)
@@ -350,8 +357,8 @@ def answer_writers(
         per_prompt=per_prompt,
         per_prompt_segments=per_seg,
         per_prompt_components=per_comp,
-        attn_bias=torch.cat(parts["bias"]),
-        logit=torch.cat(parts["logit"]),
+        attn_bias=torch.cat(parts["bias"])[back],
+        logit=torch.cat(parts["logit"])[back],
         components=tuple(components),
         segment_names=(*prompts.segment_names, OTHER_SEGMENT),
         labels=prompts.labels,

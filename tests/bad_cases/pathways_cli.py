@@ -41,6 +41,11 @@ def prepare(work: Path, namespace: dict[str, Any]) -> None:
 
 CASES: list[Case] = [
     cli(AREA, "neither --prompts nor --ontology", "pathways ontology"),
+    cli(AREA, "--shards 0", f"{GEN} --analyses patching --shards 0"),
+    cli(AREA, "--shards without head patching", f"{GEN} --analyses writers --shards 2"),
+    cli(AREA, "--shards with attribution", f"{GEN} --method attribution --shards 2"),
+    cli(AREA, "--jobs without --shards", f"{GEN} --analyses patching --jobs 2"),
+    cli(AREA, "--shards with --executor options", f"{GEN} --shards 2 --partition gpu"),
     cli(AREA, "both --prompts and --ontology", f"{GEN} --prompts pw_tokens.jsonl"),
     cli(AREA, "prompts file that does not exist", "pathways ontology --prompts missing.jsonl"),
     cli(AREA, "prompts file that is not .jsonl", "pathways ontology --prompts pw_prompts.txt"),

@@ -11,6 +11,7 @@ import torch
 from helpers import ontology_pruning_case
 
 from iteration_heads import IterationHeadsError
+from iteration_heads.passes import shared_sequences
 from iteration_heads.pathways import pruning_curve
 from iteration_heads.pathways.pruning_bisection import bisected_pruning_curve, bisection_rounds
 
@@ -68,7 +69,9 @@ def test_it_runs_log2_heads_variants_not_the_sweep(ontology) -> None:
         bisected = bisected_pruning_curve(model, prompts, ranking, reference, n_random=2, seed=3)
     finally:
         handle.remove()
-    variants = (sum(rows) - len(reference)) / len(prompts)  # the reference means' pass left out
+    distinct = len(shared_sequences(prompts.clean, prompts.position).tokens)
+    # each distinct sequence runs once a variant; the reference means' pass left out
+    variants = (sum(rows) - len(reference.unique(dim=0))) / distinct
     # the full model, the visited ks and the two random sets
     assert variants == 1 + len(bisected.ks) - 1 + 2 <= 1 + bisection_rounds(len(ranking)) + 2
     assert 4 * variants < len(exact.ks) * (1 + 2)  # the sweep: every k and its two draws
