@@ -103,6 +103,7 @@ RESULT_TYPES = {
     "Split", "Dataset", "OntologyProblems", "OntologyDataset", "StepAttention", "Batch",
     "AnswerWriters", "SegmentPathways", "FlowSummary", "Prompts", "AttentionView",
     "OntologyEvaluation", "PositionRoute", "RunResult", "ProntoQAProblem", "LinearPruningCurve",
+    "RelationPairs", "RelationProbes",
 }  # fmt: skip
 
 
@@ -217,6 +218,18 @@ CALLS: dict[str, Callable[[dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any
     ),
     "random_head_sets": lambda s: ((s["model"], [(1, 0)]), {"n_random": 1, "seed": 0}),
     "rift_layer": lambda s: ((torch.tensor([0.0, 1.0]),), {}),
+    "fit_relation_probes": lambda s: (
+        (
+            torch.randn(1, 400, 4),
+            torch.arange(400) % 2,
+            torch.randperm(800, generator=torch.Generator().manual_seed(0)).reshape(400, 2) % 40,
+        ),
+        {"epochs": 2, "min_per_class": 1},
+    ),
+    "relation_probes": lambda s: (
+        (s["ontology_model"], make_ontology_problems(OntologyConfig(hops=(1,)), 100)),
+        {"layers": [0], "epochs": 2, "min_per_class": 1},
+    ),
     "segment_pathways": lambda s: ((s["model"], s["prompts"]), {}),
     "sequence_accuracy": lambda s: ((s["model"], s["prompts"]), {}),
     "solved_prompts": lambda s: ((s["model"], s["prompts"]), {}),

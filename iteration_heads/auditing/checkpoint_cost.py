@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from iteration_heads._io import CONFIG_FILE, WEIGHTS_FILE, read_json
 from iteration_heads.auditing.checkpoints import checkpoint_folders
 from iteration_heads.auditing.cost import (
@@ -40,17 +38,12 @@ from iteration_heads.auditing.cost import (
     weight_bytes,
 )
 from iteration_heads.auditing.sources import TaskWriting, open_subject
-from iteration_heads.detection.detector import LOGITS_BUDGET
+from iteration_heads.detection.detector import DETECT_BATCH, detection_passes
 from iteration_heads.detection.probes import Probes
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import BATCH_SIZE
 from iteration_heads.model.hf import INDEX_FILE
-from iteration_heads.passes import FORWARD_OVERHEAD_FLOPS, plan_passes
 from iteration_heads.tasks.task import check_int
-
-DETECT_BATCH = 512
-"""Probes per detection pass at most: :func:`~iteration_heads.detection.detect`'s default, which
-:func:`~iteration_heads.auditing.audit_checkpoints` uses."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -64,33 +57,6 @@ class CheckpointPlan(CostPlan):
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary: :meth:`CostPlan.to_dict` and the checkpoints."""
         return {**super().to_dict(), "checkpoints": list(self.checkpoints)}
-
-
-def detection_passes(model: Any, probes: Probes) -> list[tuple[int, int]]:
-    """``(rows, width)`` of each forward pass of one detection measurement of ``probes``: each
-    probe runs to its last state, probes of similar widths share a pass (as
-    :func:`~iteration_heads.detection.detect` groups them).
-
-    Example:
-        >>> from iteration_heads import load
-        >>> model = load("polynomial_paper")
-        >>> sum(rows for rows, _ in detection_passes(model, Probes.from_model(model, n=64)))
-        64
-    """
-    if not isinstance(probes, Probes):
-        raise IterationHeadsError(f"probes must be Probes, got {type(probes).__name__}")
-    d_vocab = getattr(getattr(model, "cfg", None), "d_vocab", None)
-    if not isinstance(getattr(getattr(model, "cfg", None), "d_model", None), int):
-        raise IterationHeadsError(
-            f"{type(model).__name__} is not a TransformerLens model (no cfg.d_model)"
-        )
-    per_probe = probes.width * (d_vocab if isinstance(d_vocab, int) else 1)
-    step = max(1, min(DETECT_BATCH, LOGITS_BUDGET // per_probe))
-    last = probes.state_positions.gather(1, (probes.lengths - 1)[:, None])[:, 0]
-    widths = torch.maximum(last, probes.eoi) + 1
-    overhead = FORWARD_OVERHEAD_FLOPS / (24 * int(model.cfg.d_model) ** 2)
-    plan = plan_passes(torch.zeros_like(widths), widths, 1, overhead, step)
-    return [(len(rows), width) for rows, _, width in plan]
 
 
 def _checked(path: Path) -> str:

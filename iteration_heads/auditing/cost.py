@@ -360,6 +360,7 @@ def plan_audit(
         [('accuracy', 1), ('detection', 2), ('route', 7), ('ablation', 5)]
     """
     from iteration_heads.auditing.route import components_before
+    from iteration_heads.detection.detector import detection_passes
     from iteration_heads.detection.probes import Probes
     from iteration_heads.interventions.verification import CONTROL_SEQUENCES
 
@@ -374,14 +375,19 @@ def plan_audit(
     n_layers = int(model.cfg.n_layers)
     chunks = passes_of(n, batch_size)
     per_pass = forward_bytes(model, min(n, batch_size), width)
+    # detection runs each probe up to its last state, probes of similar widths in one pass,
+    # and unembeds only the queries it reads (twice: the heads, then the states)
+    detection = detection_passes(model, probes) * 2
+    tokens = sum(rows * wide for rows, wide in detection)
     stages = [
-        stage("accuracy", chunks, width, timing, per_pass),
-        stage(
+        stage("accuracy", chunks, width, timing, per_pass, scored=True),  # scored positions only
+        Stage(
             "detection",
-            chunks * 2,
-            width - 1,  # the probes without their last token
-            timing,
-            forward_bytes(model, min(n, batch_size), width, patterns=n_layers),
+            len(detection),
+            0,
+            tokens,
+            forward_bytes(model, max(r for r, _ in detection), width, patterns=n_layers),
+            timing.seconds(forwards=len(detection), tokens=tokens, scored=True),
         ),
     ]
     if route and n_layers > 1:  # at most: iteration heads in the last layer

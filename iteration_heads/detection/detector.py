@@ -73,6 +73,10 @@ from iteration_heads.passes import FORWARD_OVERHEAD_FLOPS, final_residual, plan_
 from iteration_heads.tasks.task import Task, check_int, short_repr
 from iteration_heads.training.metrics import SUMMARY_MIN_LEN
 
+DETECT_BATCH = 512
+"""Probes per detection pass at most: the default of :func:`detect` (and of
+:func:`~iteration_heads.auditing.audit_checkpoints`)."""
+
 LOGITS_BUDGET = 2**26
 """Most logits held at once (floats); bounds the probes per forward pass for large vocabularies."""
 
@@ -84,7 +88,7 @@ def detect(
     task: str | Task | None = None,
     n_probes: int | None = None,
     min_len: int = SUMMARY_MIN_LEN,
-    batch_size: int = 512,
+    batch_size: int = DETECT_BATCH,
 ) -> DetectionReport:
     """Find the EoI heads, the iteration heads and the iteration circuit of ``model``.
 
@@ -297,6 +301,29 @@ def _swap_states(probes: Probes) -> Int[Tensor, "batch pos"]:
 
 
 # ---------------------------------------------------------------- running the model
+
+
+def detection_passes(model: Any, probes: Probes) -> list[tuple[int, int]]:
+    """``(rows, width)`` of each forward pass of one detection measurement of ``probes``: each
+    probe runs to its last state, probes of similar widths share a pass (as
+    :func:`~iteration_heads.detection.detect` groups them).
+
+    Example:
+        >>> from iteration_heads import load
+        >>> model = load("polynomial_paper")
+        >>> sum(rows for rows, _ in detection_passes(model, Probes.from_model(model, n=64)))
+        64
+    """
+    if not isinstance(probes, Probes):
+        raise IterationHeadsError(f"probes must be Probes, got {type(probes).__name__}")
+    d_vocab = getattr(getattr(model, "cfg", None), "d_vocab", None)
+    if not isinstance(getattr(getattr(model, "cfg", None), "d_model", None), int):
+        raise IterationHeadsError(
+            f"{type(model).__name__} is not a TransformerLens model (no cfg.d_model)"
+        )
+    per_probe = probes.width * (d_vocab if isinstance(d_vocab, int) else 1)
+    step = max(1, min(DETECT_BATCH, LOGITS_BUDGET // per_probe))
+    return [(len(rows), width) for rows, width in _passes(model, probes, step)]
 
 
 def _chunk_size(model: Any, width: int, batch_size: int) -> int:

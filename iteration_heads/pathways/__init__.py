@@ -35,7 +35,10 @@ how information flows to the answer, and how much comes from each part of the pr
 * :mod:`~iteration_heads.pathways.flow`: backward information-flow tracing, value and query
   sides (:func:`trace_flow`);
 * :mod:`~iteration_heads.pathways.segments`: many traces aggregated, and attention knockouts
-  of each segment (:func:`trace_many`, :func:`segment_pathways`).
+  of each segment (:func:`trace_many`, :func:`segment_pathways`);
+* :mod:`~iteration_heads.pathways.probing`: probes of how two words are related, per layer,
+  on held-out words against a control task (:func:`relation_probes`), on the word pairs of
+  :mod:`~iteration_heads.pathways.probing_pairs` (:func:`relation_pairs`).
 """
 
 from iteration_heads.pathways.attribution import (
@@ -46,6 +49,8 @@ from iteration_heads.pathways.attribution import (
 from iteration_heads.pathways.flow import FlowEdge, FlowGraph, FlowNode, trace_flow, trace_flows
 from iteration_heads.pathways.jsonl import read_prompts, records_from_prompts, write_prompts
 from iteration_heads.pathways.noising import noising_check
+from iteration_heads.pathways.probing import RelationProbes, fit_relation_probes, relation_probes
+from iteration_heads.pathways.probing_pairs import RelationPairs, ontology_pairs, relation_pairs
 from iteration_heads.pathways.prompts import (
     ITERATION_SEGMENTS,
     ONTOLOGY_SEGMENTS,
@@ -119,6 +124,8 @@ __all__ = [
     "LogitLens",
     "Prompts",
     "PruningCurve",
+    "RelationPairs",
+    "RelationProbes",
     "Rift",
     "SegmentPathways",
     "SequenceAccuracy",
@@ -129,6 +136,7 @@ __all__ = [
     "choose_method",
     "context_free_prior",
     "exact_cost",
+    "fit_relation_probes",
     "head_patching",
     "iteration_prompts",
     "iteration_records",
@@ -140,6 +148,7 @@ __all__ = [
     "logit_lens",
     "mean_by_label",
     "noising_check",
+    "ontology_pairs",
     "ontology_prompts",
     "ontology_records",
     "ontology_steps",
@@ -155,6 +164,8 @@ __all__ = [
     "random_head_sets",
     "read_prompts",
     "records_from_prompts",
+    "relation_pairs",
+    "relation_probes",
     "rift_layer",
     "segment_pathways",
     "sequence_accuracy",

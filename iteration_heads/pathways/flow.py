@@ -125,7 +125,10 @@ class _Tracer:
             for i in range(layer, end):
                 x = x if i == layer else x + mids[i][p] - self.resid(i)[p]  # type: ignore[index]
                 x = x if mlps[i] is None else x + blocks[i].mlp(blocks[i].ln2(x[:, None]))[:, 0]
-            if not torch.allclose(x[0], self.resid(end)[p], atol=1e-4, rtol=1e-3):
+            target = self.resid(end)[p]  # float32 rounding grows with the stream's size
+            if not torch.allclose(
+                x[0], target, atol=1e-4 * max(1.0, float(target.abs().max())), rtol=1e-3
+            ):
                 raise IterationHeadsError("through_mlps: re-running the MLPs does not give the "
                                           "model's stream; pass through_mlps=False")  # fmt: skip
             changes.append(x[0] - x[1:])

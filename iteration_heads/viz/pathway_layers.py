@@ -1,6 +1,7 @@
 """Figures of where the answer is written, layer by layer: the answer-writing heads
-(:func:`writers_chart`) and the logit lens of the in-context answer against the prior, with the
-rift between them (:func:`logit_lens_chart`).
+(:func:`writers_chart`), the logit lens of the in-context answer against the prior, with the
+rift between them (:func:`logit_lens_chart`), and where probes tell how two words are related
+(:func:`relation_probes_chart`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.pathways.probing import RelationProbes
 from iteration_heads.pathways.rift import LogitLens
 from iteration_heads.pathways.writers import AnswerWriters
 from iteration_heads.viz.attention import EOI_COLOUR, ITERATION_COLOUR
@@ -190,4 +192,72 @@ def logit_lens_chart(result: LogitLens, *, label: str = "all") -> go.Figure:
     fig.update_xaxes(title_text="layer boundary", tickvals=x, ticktext=list(result.boundaries))
     fig.update_yaxes(title_text="probability", range=[-0.02, 1.02])
     fig.update_layout(title=title, height=450, width=900)
+    return fig
+
+
+def relation_probes_chart(result: RelationProbes) -> go.Figure:
+    """Held-out-vocabulary test accuracy of the linear and MLP relation probes at every layer
+    boundary, the same probes on shuffled labels (the control task, dashed) and chance (dotted).
+
+    Args:
+        result: What :func:`~iteration_heads.pathways.probing.relation_probes` (or
+            :func:`~iteration_heads.pathways.probing.fit_relation_probes`) returned.
+
+    Example:
+        >>> import torch
+        >>> from iteration_heads.pathways.probing import fit_relation_probes
+        >>> g = torch.Generator().manual_seed(0)
+        >>> labels, words = torch.arange(1000) % 2, torch.randint(0, 40, (1000, 2), generator=g)
+        >>> features = torch.randn(2, 1000, 8, generator=g) + labels[None, :, None]
+        >>> result = fit_relation_probes(features, labels, words, epochs=20)
+        >>> [trace.name for trace in relation_probes_chart(result).data]
+        ['linear', 'MLP', 'linear control', 'MLP control', 'chance']
+    """
+    if not isinstance(result, RelationProbes):
+        raise IterationHeadsError(
+            f"result must be RelationProbes (from iteration_heads.pathways.relation_probes), "
+            f"got {type(result).__name__}"
+        )
+    x = list(range(len(result.boundaries)))
+    fig = go.Figure()
+    lines = [
+        ("linear", result.linear_accuracy, result.linear_f1, ITERATION_COLOUR, "solid"),
+        ("MLP", result.mlp_accuracy, result.mlp_f1, EOI_COLOUR, "solid"),
+        ("linear control", result.control_linear, None, ITERATION_COLOUR, "dash"),
+        ("MLP control", result.control_mlp, None, EOI_COLOUR, "dash"),
+    ]
+    for name, accuracy, f1, colour, dash in lines:
+        extra = [] if f1 is None else f1.tolist()
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=accuracy.tolist(),
+                customdata=extra or None,
+                text=list(result.boundaries),
+                mode="lines+markers",
+                line={"color": colour, "dash": dash},
+                name=name,
+                hovertemplate=f"{name} at %{{text}}: accuracy %{{y:.3f}}"
+                + (", macro-F1 %{customdata:.3f}" if extra else "")
+                + "<extra></extra>",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=[result.chance] * len(x),
+            mode="lines",
+            line={"color": "grey", "dash": "dot"},
+            name="chance",
+            hovertemplate=f"chance {result.chance:.3f}<extra></extra>",
+        )
+    )
+    test = sum(result.counts["test"].values())
+    fig.update_xaxes(title_text="layer boundary", tickvals=x, ticktext=list(result.boundaries))
+    fig.update_yaxes(title_text="test accuracy (held-out words)", range=[0, 1.02])
+    fig.update_layout(
+        title=f"Probes of {'/'.join(result.classes)} word pairs ({test} test pairs)",
+        height=450,
+        width=900,
+    )
     return fig

@@ -266,3 +266,17 @@ def test_bad_input_raises(model, prompts) -> None:
         trace_flow(model, prompts.clean)
     with pytest.raises(IterationHeadsError, match="target='best'"):
         trace_flows(model, prompts, target="best")
+
+
+def test_a_stream_of_large_norm_is_traced_through_the_mlps() -> None:
+    """Re-running the MLPs is checked against the model's stream within float32 rounding of the
+    stream's own size (a random 1B Llama's stream reaches thousands: an absolute 1e-4 failed)."""
+    hf = llama(n_layers=4, d=64, seed=1)
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.mul_(40.0)  # embeddings and weights of std ~0.8: a stream of norm ~1e4
+    tokens = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8])
+    _, cache = hf.run_with_cache(tokens[None])
+    assert float(cache["blocks.3.hook_resid_post"].abs().max()) > 1e3
+    graph = trace_flow(hf, tokens, writers=4)  # through_mlps by default
+    assert graph.heads()
