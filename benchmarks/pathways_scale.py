@@ -152,8 +152,8 @@ def main() -> None:
     one_forward = timing.seconds(forwards=1, tokens=len(prompts) * width)
     rows, results = [], {}
     for stage in plan.stages:
-        name = stage.name.split()[0]
-        args = argparse.Namespace(chosen=[name], seed=0, n_random=5, n_traced=8, centre="auto",
+        analysis = stage.name.split()[0]
+        args = argparse.Namespace(chosen=[analysis], seed=0, n_random=5, n_traced=8, centre="auto",
                                   mean="position", prior="context-free", method=options.method)  # fmt: skip
         calls.clear()
         peak_reset()
