@@ -68,6 +68,22 @@ def plan_passes(
     return passes
 
 
+def passes_by_width(
+    widths: Int[Tensor, " rows"], d_model: int, max_rows: int
+) -> list[tuple[Int[Tensor, " chunk"], int]]:
+    """Rows grouped into forward passes ``(rows, width)`` that all start at the embeddings:
+    :func:`plan_passes` with one pass's fixed cost (:data:`FORWARD_OVERHEAD_FLOPS`) in token
+    units of a model of width ``d_model``.
+
+    Example:
+        >>> [(rows.tolist(), w) for rows, w in passes_by_width(torch.tensor([5, 9, 5]), 512, 8)]
+        [([0, 2, 1], 9)]
+    """
+    overhead = FORWARD_OVERHEAD_FLOPS / (24 * d_model**2)
+    planned = plan_passes(torch.zeros_like(widths), widths, 1, overhead, max_rows)
+    return [(rows, width) for rows, _, width in planned]
+
+
 def _cheapest_cuts(
     order: list[tuple[int, int]],
     members: dict[tuple[int, int], list[int]],
@@ -130,10 +146,8 @@ class SharedSequences:
         """
         job_variant = torch.arange(variants).repeat_interleave(len(self.tokens))
         job_seq = torch.arange(len(self.tokens)).repeat(variants)
-        overhead = FORWARD_OVERHEAD_FLOPS / (24 * d_model**2)
-        widths = self.widths[job_seq]
-        planned = plan_passes(torch.zeros_like(widths), widths, 1, overhead, max_rows)
-        return [(job_variant[jobs], job_seq[jobs], width) for jobs, _, width in planned]
+        planned = passes_by_width(self.widths[job_seq], d_model, max_rows)
+        return [(job_variant[jobs], job_seq[jobs], width) for jobs, width in planned]
 
     def scored_in(
         self, seq: Int[Tensor, " rows"], width: int

@@ -69,7 +69,7 @@ from iteration_heads.detection.scoring import (
 from iteration_heads.detection.verdict import build_report, find_circuit, find_iteration_heads
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.transformer import model_config
-from iteration_heads.passes import FORWARD_OVERHEAD_FLOPS, final_residual, plan_passes
+from iteration_heads.passes import final_residual, passes_by_width
 from iteration_heads.tasks.task import Task, check_int, short_repr
 from iteration_heads.training.metrics import SUMMARY_MIN_LEN
 
@@ -338,9 +338,7 @@ def _passes(model: Any, probes: Probes, step: int) -> list[tuple[Tensor, int]]:
     (attention is causal, so nothing after it changes what detection reads)."""
     last = probes.state_positions.gather(1, (probes.lengths - 1)[:, None])[:, 0]
     widths = torch.maximum(last, probes.eoi) + 1
-    overhead = FORWARD_OVERHEAD_FLOPS / (24 * int(model.cfg.d_model) ** 2)
-    plan = plan_passes(torch.zeros_like(widths), widths, 1, overhead, step)
-    return [(rows, width) for rows, _, width in plan]
+    return passes_by_width(widths, int(model.cfg.d_model), step)
 
 
 def _forward(

@@ -43,7 +43,12 @@ from iteration_heads.interventions.batch import (
     scored_widths,
 )
 from iteration_heads.interventions.scores import Scores
-from iteration_heads.passes import FORWARD_OVERHEAD_FLOPS, plan_passes, scored_logits
+from iteration_heads.passes import (
+    FORWARD_OVERHEAD_FLOPS,
+    passes_by_width,
+    plan_passes,
+    scored_logits,
+)
 from iteration_heads.tasks.data import IGNORE
 
 RESID_BUDGET = 2**28
@@ -182,9 +187,7 @@ def _clean_pass(
     ``means`` (each layer's head outputs averaged over the sequences reaching a position)."""
     n, full = len(batch), batch.tokens.shape[1]
     device = device_of(model)
-    d_model = int(model.cfg.d_model)
-    overhead = FORWARD_OVERHEAD_FLOPS / (24 * d_model**2)
-    passes = plan_passes(torch.zeros(n, dtype=torch.long), widths, 1, overhead, batch_size)
+    passes = passes_by_width(widths, int(model.cfg.d_model), batch_size)
     sums: dict[int, Tensor] = {}
     counts = torch.zeros(full, dtype=torch.float64)
     results = []
@@ -196,7 +199,7 @@ def _clean_pass(
 
         return hook
 
-    for probes, _, width in passes:
+    for probes, width in passes:
         captured.clear()
         names = [resid_pre_hook(layer) for layer in resid]
         names += [z_hook(layer) for layer in mean_layers]

@@ -21,9 +21,8 @@ from iteration_heads._torch import Head, device_of, evaluating, z_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.memory import analysis_rows, batch_rows
 from iteration_heads.passes import (
-    FORWARD_OVERHEAD_FLOPS,
     SharedSequences,
-    plan_passes,
+    passes_by_width,
     scored_logits,
     shared_sequences,
 )
@@ -131,13 +130,12 @@ def noising_passes(
     d_model = int(model.cfg.d_model)
     shared = shared_sequences(prompts.clean, prompts.position)
     clean = [(seq, width) for _, seq, width in shared.plan(1, size, d_model)]
-    overhead = FORWARD_OVERHEAD_FLOPS / (24 * d_model**2)
     widths = prompts.position + 1
-    rows = [(r, w) for r, _, w in plan_passes(torch.zeros_like(widths), widths, 1, overhead, size)]
+    rows = passes_by_width(widths, d_model, size)
     variant = torch.arange(variants).repeat_interleave(len(prompts))
     seq = torch.arange(len(prompts)).repeat(variants)
-    planned = plan_passes(torch.zeros_like(seq), widths[seq], 1, overhead, size)
-    return shared, clean, rows, [(variant[j], seq[j], w) for j, _, w in planned]
+    planned = passes_by_width(widths[seq], d_model, size)
+    return shared, clean, rows, [(variant[j], seq[j], w) for j, w in planned]
 
 
 def _studied(prompts: Prompts, rows: Tensor, width: int) -> Tensor:

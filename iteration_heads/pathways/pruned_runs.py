@@ -55,7 +55,13 @@ def pruned_passes(
         >>> len(prompts), sum(len(v) for v, _, _ in pruned_passes(model, prompts, 2))
         (288, 122)
     """
-    shared = shared_sequences(prompts.clean, prompts.position)
+    return _plan(model, shared_sequences(prompts.clean, prompts.position), variants, batch_size)
+
+
+def _plan(
+    model: Any, shared: SharedSequences, variants: int, batch_size: int | None
+) -> list[tuple[Tensor, Tensor, int]]:
+    """:func:`pruned_passes` of sequences already grouped."""
     size = batch_rows(batch_size, analysis_rows(model, int(shared.widths.max())))
     return shared.plan(variants, size, int(model.cfg.d_model))
 
@@ -115,7 +121,7 @@ class PrunedRuns:
         )
         done = self.full[None].repeat(len(unique), 1) if argmax else None
         device, passes = device_of(model), 0
-        plan = pruned_passes(model, self.prompts, len(todo), self.batch_size)
+        plan = _plan(model, shared, len(todo), self.batch_size)
         with evaluating(model):
             for index, seq, width in plan:
                 variant = todo[index]

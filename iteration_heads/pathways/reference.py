@@ -25,7 +25,7 @@ from iteration_heads._torch import attached_hooks, device_of, evaluating, z_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids, integer_tensor
 from iteration_heads.memory import analysis_rows, batch_rows
-from iteration_heads.passes import FORWARD_OVERHEAD_FLOPS, final_residual, plan_passes
+from iteration_heads.passes import final_residual, passes_by_width
 from iteration_heads.tasks.task import check_int
 
 MeanKind = Literal["position", "sequence"]
@@ -114,12 +114,14 @@ def reference_means(
     with evaluating(model), torch.no_grad():
         for rows, width in plan:
             weight = weight_all[rows, :width]
-            hooks = [(name, _summed_into(sums, layer, weight)) for name, layer in names.items()]
+            hooks = [
+                (name, _summed_into(sums, layer, weight, tokens.shape[1]))
+                for name, layer in names.items()
+            ]
             inputs = distinct[rows, :width].to(device_of(model))
             if final_residual(model, inputs, hooks=hooks) is None:  # no final-norm hook
                 with attached_hooks(model, hooks):
                     model(inputs)
-    sums = {layer: _padded(total, tokens.shape[1]) for layer, total in sums.items()}
     counts = weight_all.sum(0)  # real tokens per position
     means = {}
     for layer, total in sums.items():
@@ -153,28 +155,18 @@ def reference_passes(
     used = weight.sum(1) > 0
     distinct, weight = distinct[used], weight[used]
     widths = ((weight > 0) * torch.arange(1, distinct.shape[1] + 1)).amax(1)
-    overhead = FORWARD_OVERHEAD_FLOPS / (24 * int(model.cfg.d_model) ** 2)
-    planned = plan_passes(torch.zeros_like(widths), widths, 1, overhead, batch_size)
-    return distinct, weight, [(rows, width) for rows, _, width in planned]
+    return distinct, weight, passes_by_width(widths, int(model.cfg.d_model), batch_size)
 
 
-def _summed_into(sums: dict[int, Tensor], layer: int, weight: Tensor) -> Any:
+def _summed_into(sums: dict[int, Tensor], layer: int, weight: Tensor, width: int) -> Any:
     """A ``hook_z`` hook adding its rows' ``hook_z``, weighted per position, into
-    ``sums[layer]`` (as wide as the widest pass so far; the unembedding is never needed)."""
+    ``sums[layer]`` (``[width, head, d_head]``, zero where no pass reached; the unembedding is
+    never needed)."""
 
     def hook(z: Tensor, hook: Any) -> None:
         part = (z.double().cpu() * weight[:, :, None, None]).sum(0)
-        if layer in sums:
-            total = _padded(sums[layer], max(len(part), len(sums[layer])))
-            total[: len(part)] += part
-            part = total
-        sums[layer] = part
+        if layer not in sums:
+            sums[layer] = part.new_zeros(width, *part.shape[1:])
+        sums[layer][: len(part)] += part
 
     return hook
-
-
-def _padded(total: Tensor, width: int) -> Tensor:
-    """``total`` ``[pos, ...]`` with zero rows added up to ``width`` positions."""
-    if len(total) >= width:
-        return total
-    return torch.cat([total, total.new_zeros(width - len(total), *total.shape[1:])])
