@@ -2,12 +2,15 @@
 the reproduction that writes docs/results.md (docs/paper.md §7). Runs, sweeps and where they
 train are the machinery below them, in :mod:`iteration_heads.runs`.
 
-* :mod:`~iteration_heads.experiments.claims`: :class:`Experiment`, :class:`Claim`;
+* :mod:`~iteration_heads.experiments.claims`: :class:`Experiment`, :class:`Claim`, the two arms
+  every experiment runs in (the paper's setting and the library's recipe);
 * one module per family of experiments, with its specs and claims:
   :mod:`~iteration_heads.experiments.emergence`, :mod:`~iteration_heads.experiments.controls`,
   :mod:`~iteration_heads.experiments.parity`, :mod:`~iteration_heads.experiments.scaling`,
   :mod:`~iteration_heads.experiments.alternative_circuits`;
-* :mod:`~iteration_heads.experiments.reproduction`: :data:`EXPERIMENTS`, :func:`reproduce`;
+* :mod:`~iteration_heads.experiments.registry`: :data:`EXPERIMENTS` by name;
+* :mod:`~iteration_heads.experiments.reproduction`: :func:`reproduce` writes each experiment's
+  records; :mod:`~iteration_heads.experiments.results_page` writes docs/results.md from them;
   :mod:`~iteration_heads.experiments.extending` adds seeds to written results;
 * :mod:`~iteration_heads.experiments.ontology`: the multi-hop model (:func:`train_ontology`),
   :mod:`~iteration_heads.experiments.ontology_study` and
@@ -21,7 +24,8 @@ from iteration_heads.experiments.ontology import (
     ontology_model_config,
     train_ontology,
 )
-from iteration_heads.experiments.reproduction import EXPERIMENTS, get_experiment, reproduce
+from iteration_heads.experiments.registry import EXPERIMENTS, get_experiment
+from iteration_heads.experiments.reproduction import reproduce
 
 __all__ = [
     "EXPERIMENTS",

@@ -12,14 +12,36 @@ from dataclasses import dataclass
 
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.runs.results import RunResult
-from iteration_heads.runs.specs import RunSpec
+from iteration_heads.runs.specs import PAPER_HEADS_PER_LAYER, RunSpec, paper_setting
 from iteration_heads.tasks.task import check_int
+from iteration_heads.training.recipe import RECIPE_HEADS_PER_LAYER, RECIPE_LR
 
 Results = dict[str, list[RunResult]]
 """An experiment's results: arm label -> one result per seed."""
 
 Assessment = tuple[str, str, str]
 """``(ours, holds, why)``: our figures, whether the claim holds, and why where it does not."""
+
+ARMS = ("paper", "recipe")
+"""The settings every experiment runs in: ``paper``, the paper's model and optimiser as the
+authors ran them (:func:`~iteration_heads.runs.specs.paper_setting`), and ``recipe``, the
+library's recipe (:mod:`~iteration_heads.training.recipe`)."""
+
+
+def check_arm(arm: object) -> str:
+    """``arm`` if it is one of :data:`ARMS`, else a one-line error.
+
+    Example:
+        >>> check_arm("paper")
+        'paper'
+        >>> check_arm("authors")
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: arm='authors', expected 'paper' or 'recipe'
+    """
+    if not isinstance(arm, str) or arm not in ARMS:
+        raise IterationHeadsError(f"arm={arm!r}, expected 'paper' or 'recipe'")
+    return arm
 
 
 @dataclass(frozen=True)
@@ -42,8 +64,11 @@ class Claim:
 class Experiment:
     """A named experiment: its arms (label -> one spec per seed) and the claims it tests.
 
-    ``build(seeds, epochs)`` makes the arms; ``epochs`` overrides the training budget (see each
-    experiment's description). ``figure`` is ``"curves"`` or ``"grid"``.
+    ``build(seeds, epochs)`` makes the arms with the library's recipe; ``epochs`` overrides the
+    training budget (see each experiment's description). ``specs(..., arm="paper")`` turns every
+    run into the paper's model and optimiser with ``paper_heads`` heads per layer
+    (:func:`~iteration_heads.runs.specs.paper_setting`). ``figure`` is ``"curves"`` or
+    ``"grid"``.
 
     Example:
         >>> from iteration_heads.runs.specs import polynomial_spec
@@ -51,6 +76,8 @@ class Experiment:
         ...                lambda seeds, epochs: {"arm": [polynomial_spec(s) for s in seeds]}, ())
         >>> [s.train.seed for s in e.specs(seeds=[3, 4])["arm"]]
         [3, 4]
+        >>> [(s.model.n_heads, s.train.lr) for s in e.specs([3], arm="paper")["arm"]]
+        [(1, 0.0003)]
     """
 
     name: str
@@ -59,18 +86,27 @@ class Experiment:
     claims: tuple[Claim, ...]
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     figure: str = "curves"
+    paper_heads: int = PAPER_HEADS_PER_LAYER
 
     def __post_init__(self) -> None:
         if not isinstance(self.seeds, tuple | list) or not self.seeds:
             raise IterationHeadsError(f"seeds={self.seeds!r}, expected a non-empty tuple of ints")
         for i, seed in enumerate(self.seeds):
             check_int(f"seeds[{i}]", seed, minimum=0)
+        check_int("paper_heads", self.paper_heads, minimum=1)
 
     def specs(
-        self, seeds: Sequence[int] | None = None, epochs: int | None = None
+        self, seeds: Sequence[int] | None = None, epochs: int | None = None, arm: str = "recipe"
     ) -> dict[str, list[RunSpec]]:
-        """The runs of every arm, for the given seeds (default: the experiment's)."""
-        return self.build(tuple(seeds) if seeds else self.seeds, epochs)
+        """The runs of every arm, for the given seeds (default: the experiment's), in the
+        setting ``arm`` (:data:`ARMS`)."""
+        plan = self.build(tuple(seeds) if seeds else self.seeds, epochs)
+        if check_arm(arm) == "recipe":
+            return plan
+        return {
+            label: [paper_setting(s, n_heads=self.paper_heads) for s in specs]
+            for label, specs in plan.items()
+        }
 
 
 def mean_spread(values: Sequence[float], digits: int = 2) -> str:
@@ -124,6 +160,32 @@ def first_epochs(results: list[RunResult], key: str = "first_epoch_accuracy") ->
     return ", ".join(
         "—" if r.first_epoch(key) is None else str(r.first_epoch(key)) for r in results
     )
+
+
+def setting_name(results: list[RunResult]) -> str:
+    """Which setting trained these runs, read from their specs: ``"the library's recipe"`` or
+    ``"the paper's setting"`` (the recipe's learning rate or not; runs without a spec count as
+    the recipe's, as every run written before the paper arm).
+
+    Example:
+        >>> from iteration_heads.runs.specs import paper_setting, polynomial_spec
+        >>> spec = paper_setting(polynomial_spec(0)).to_dict()
+        >>> setting_name([RunResult(0, {}, spec=spec)]), setting_name([RunResult(0, {})])
+        ("the paper's setting", "the library's recipe")
+    """
+    rates = {r.spec.get("train", {}).get("lr", RECIPE_LR) for r in results if r.spec}
+    return "the library's recipe" if rates <= {RECIPE_LR} else "the paper's setting"
+
+
+def heads_per_layer(results: list[RunResult]) -> int:
+    """The heads per layer of these runs' model (the recipe's where the runs have no spec).
+
+    Example:
+        >>> heads_per_layer([RunResult(0, {}, spec={"model": {"n_heads": 1}})])
+        1
+    """
+    heads = {r.spec.get("model", {}).get("n_heads", RECIPE_HEADS_PER_LAYER) for r in results}
+    return max(heads, default=RECIPE_HEADS_PER_LAYER)
 
 
 def only_arm(results: Results) -> list[RunResult]:

@@ -16,6 +16,7 @@ from iteration_heads.experiments.claims import (
     Experiment,
     Results,
     count,
+    heads_per_layer,
     holds,
     mean_spread,
     only_arm,
@@ -129,13 +130,19 @@ def assess_one_layer(results: Results) -> Assessment:
         f"seed {r.seed}: per length {format_list(r.per_length.get('sequence_accuracy', []))}"
         for r in rs
     )
+    how = (
+        "with two heads a single layer reads x_t at some steps (the first ones, and those of the "
+        "longest length, where the query's offset to x_t is fixed), which the paper's one-head "
+        "layer does not (0.02)"
+        if heads_per_layer(rs) > 1
+        else "a single head reads x_t at some steps (the first ones, and those of the longest "
+        "length, where the query's offset to x_t is fixed)"
+    )
     return (
         ours,
         "partly: not learned, but far above chance",
         f"{per_length}; the lengths whose inputs training nearly covers (L ≤ 3) are solved and "
-        "the rest partly: with two heads a single layer reads x_t at some steps (the first "
-        "ones, and those of the longest length, where the query's offset to x_t is fixed), "
-        "which the paper's one-head layer does not (0.02)",
+        f"the rest partly: {how}",
     )
 
 

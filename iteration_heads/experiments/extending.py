@@ -18,6 +18,7 @@ from typing import Any
 from iteration_heads._io import read_json
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.claims import Experiment, Results
+from iteration_heads.experiments.results_page import record_stem
 from iteration_heads.runs.results import RunResult
 
 
@@ -26,11 +27,14 @@ def earlier_runs(
     out: str | os.PathLike[str],
     seeds: Sequence[int] | None,
     epochs: int | None,
+    arm: str = "recipe",
 ) -> Results:
-    """The runs of ``<out>/<experiment>.json`` whose seeds are not among ``seeds`` (default: the
-    experiment's), per arm; a one-line error when there is no such file, when its arms differ
-    from the experiment's, when a run's spec is not the one the experiment gives its seed now,
-    or for a grid experiment (its figure reads the run directories).
+    """The runs of the experiment's record in the setting ``arm`` (``<out>/<experiment>.json``
+    for the recipe, ``<experiment>-paper.json`` for the paper arm) whose seeds are not among
+    ``seeds`` (default: the experiment's), per group of runs; a one-line error when there is no
+    such file, when its groups differ from the experiment's, when a run's spec is not the one
+    the experiment gives its seed now, or for a grid experiment (its figure reads the run
+    directories).
 
     Example:
         >>> import tempfile
@@ -45,31 +49,31 @@ def earlier_runs(
             f"--extend: {experiment.name} draws its figure from the run directories of every "
             "seed; rerun it without --extend"
         )
-    path = Path(out) / f"{experiment.name}.json"
+    path = Path(out) / f"{record_stem(experiment.name, arm)}.json"
     if not path.is_file():
         raise IterationHeadsError(
             f"--extend: no earlier results {str(path)!r}; run without --extend first"
         )
     arms: dict[str, list[dict[str, Any]]] = read_json(path).get("arms", {})
-    plan = experiment.specs(seeds, epochs)
+    plan = experiment.specs(seeds, epochs, arm)
     if sorted(arms) != sorted(plan):
         raise IterationHeadsError(
             f"--extend: {str(path)!r} has arms {sorted(arms)}; the experiment has {sorted(plan)}"
         )
     wanted = {spec.train.seed for specs in plan.values() for spec in specs}
     kept: Results = {}
-    for arm, runs in arms.items():
-        kept[arm] = []
+    for label, runs in arms.items():
+        kept[label] = []
         for run in runs:
             if run["seed"] in wanted:
                 continue
-            now = experiment.specs([run["seed"]], epochs)[arm][0].to_dict()
+            now = experiment.specs([run["seed"]], epochs, arm)[label][0].to_dict()
             if run.get("spec") != json.loads(json.dumps(now)):
                 raise IterationHeadsError(
-                    f"--extend: {arm}, seed {run['seed']} of {str(path)!r} was trained with "
+                    f"--extend: {label}, seed {run['seed']} of {str(path)!r} was trained with "
                     "other settings than the experiment gives it now; rerun that seed"
                 )
-            kept[arm].append(RunResult(**run))
+            kept[label].append(RunResult(**run))
     return kept
 
 

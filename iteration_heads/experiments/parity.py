@@ -20,6 +20,7 @@ from iteration_heads.experiments.claims import (
     holds,
     mean_spread,
     only_arm,
+    setting_name,
 )
 from iteration_heads.runs.results import RunResult
 from iteration_heads.runs.specs import (
@@ -79,7 +80,7 @@ def assess_parity(results: Results) -> Assessment:
     return (
         ours,
         "no" if clean == len(rs) else f"partly ({len(rs) - clean}/{len(rs)} seeds without a head)",
-        f"with the library's recipe a clean head forms from scratch on {clean}/{len(rs)} seeds",
+        f"with {setting_name(rs)} a clean head forms from scratch on {clean}/{len(rs)} seeds",
     )
 
 

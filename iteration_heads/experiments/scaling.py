@@ -298,4 +298,5 @@ THREE_BY_TWO = Experiment(
         ),
     ),
     seeds=(0, 1, 2),
+    paper_heads=2,
 )

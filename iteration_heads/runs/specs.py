@@ -40,6 +40,7 @@ from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.transformer import ModelConfig
 from iteration_heads.runs.results import DETECT_FILE, WALL_FILE, RunResult
 from iteration_heads.tasks.data import DataConfig
+from iteration_heads.tasks.task import check_int
 from iteration_heads.training.loop import TrainConfig
 from iteration_heads.training.recipe import (
     RECIPE_HEADS_PER_LAYER,
@@ -190,6 +191,33 @@ def paper_spec(seed: int, *, epochs: int = 200) -> RunSpec:
         ModelConfig(d_model=64, max_len=8, n_layers=2, n_heads=1, seed=seed),
         TrainConfig(epochs=epochs, stop_at_target=True, seed=seed, threads=1),
     )
+
+
+PAPER_HEADS_PER_LAYER = 1
+"""Attention heads per layer in the paper's main model (its 3-layer variant has 2)."""
+
+
+def paper_setting(spec: RunSpec, *, n_heads: int = PAPER_HEADS_PER_LAYER) -> RunSpec:
+    """The same run with the paper's model and optimiser, as the authors ran them: ``n_heads``
+    heads per layer, Adam at 3e-4 with no warm-up, and the whole epoch budget (no stop at
+    target). A fine-tuning run keeps its own optimiser (already the paper's) and fine-tunes the
+    paper version of its source. Width, depth, task, data and seeds stay the spec's.
+
+    Example:
+        >>> spec = paper_setting(polynomial_spec(0))
+        >>> spec.name(), spec.train.lr, spec.train.warmup_steps, spec.train.stop_at_target
+        ('polynomial-cot-d64-L8-2x1-s0-e200', 0.0003, 0, False)
+        >>> tuned = paper_setting(transfer_spec(polynomial_spec(0), epochs=4, trainable=None))
+        >>> tuned.source == spec, tuned.model.n_heads, tuned.train.lr
+        (True, 1, 0.0003)
+    """
+    check_int("n_heads", n_heads, minimum=1)
+    if spec.source is not None:
+        source = paper_setting(spec.source, n_heads=n_heads)
+        return replace(spec, model=source.model, source=source)
+    model = replace(spec.model, n_heads=n_heads)
+    train = replace(spec.train, lr=TrainConfig.lr, warmup_steps=0, stop_at_target=False)
+    return replace(spec, model=model, train=train)
 
 
 def transfer_spec(source: RunSpec, *, epochs: int, trainable: tuple[str, ...] | None) -> RunSpec:

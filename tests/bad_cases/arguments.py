@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bad_cases.base import Case, api
+from bad_cases.base import Case, api, cli
 
 AREA = "arguments"
 
@@ -280,6 +280,17 @@ CASES: list[Case] = [
         "reproduce: float runs per job",
         "iteration_heads.experiments.reproduce(['emergence'], runs_per_job=1.5)",
     ),
+    api(
+        AREA,
+        "reproduce: an arm that does not exist",
+        "iteration_heads.experiments.reproduce(['emergence'], arms=['authors'])",
+    ),
+    api(
+        AREA,
+        "reproduce: arms a string",
+        "iteration_heads.experiments.reproduce(['emergence'], arms='paper')",
+    ),
+    cli(AREA, "reproduce ontology with an arm", "reproduce ontology --arm paper"),
     api(AREA, "run_all: zero jobs", "iteration_heads.runs.run_all([], 'runs', jobs=0)"),
     api(AREA, "verify: report of a 3-layer model", "verify(model, detected3, split)"),
     api(AREA, "verify: report of a model with 2 heads", "verify(model, detected_2h, split)"),

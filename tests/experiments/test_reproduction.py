@@ -17,9 +17,11 @@ from iteration_heads.experiments.emergence import (
     assess_learns,
     assess_positional,
 )
-from iteration_heads.experiments.reproduction import write_results, write_summary
+from iteration_heads.experiments.reproduction import write_results
+from iteration_heads.experiments.results_page import write_summary
 from iteration_heads.experiments.scaling import assess_alternative, assess_scaling, assess_spread
 from iteration_heads.runs import RunResult, RunSpec, run_all
+from iteration_heads.runs.specs import paper_setting
 from iteration_heads.training import TrainConfig
 
 
@@ -158,6 +160,23 @@ def test_one_layer_claim_tells_chance_from_partly_learned():
     assert "seed 0: per length [1.00, 0.75, 0.26]" in why and "0.26 ± 0.27" in ours
     _, holds, _ = assess_one_layer({"arm": [fake(0, 1.0, 1.0), fake(1, 0.07, 0.1)]})
     assert holds == "partly (1/2 seeds)"
+    assert "with two heads a single layer" in why  # runs without a spec: the recipe's
+    # the paper arm's one-head layer is not explained by a second head
+    one_head = paper_setting(EXPERIMENTS["one-layer"].specs([0])["CoT, 1 layer"][0]).to_dict()
+    paper = [replace(r, spec=one_head) for r in partly]
+    _, holds, why = assess_one_layer({"arm": paper})
+    assert holds == "partly: not learned, but far above chance"
+    assert "a single head reads x_t" in why and "two heads" not in why
+
+
+def test_the_parity_claim_names_the_setting_its_runs_trained_with():
+    from iteration_heads.experiments.parity import assess_parity
+
+    spec = paper_setting(EXPERIMENTS["parity-scratch"].specs([0])["parity from scratch"][0])
+    slow = [fake(0, 1.0, 1.0), fake(1, 0.5, 0.3, circuit=False)]  # one seed forms the head
+    assert "with the library's recipe" in assess_parity({"a": slow})[2]
+    paper = [replace(r, spec=spec.to_dict()) for r in slow]
+    assert "with the paper's setting" in assess_parity({"a": paper})[2]
 
 
 def test_spread_claim_needs_more_than_two_heads():
@@ -211,22 +230,53 @@ def test_reproduce_end_to_end_writes_results_md(tmp_path):
         command_options="--seeds 0 --epochs 1",
         log=lambda line: None,
     )
-    claim = outputs["no-cot"]["claims"][0]
-    assert claim["holds"] == "yes" and "after 1 epochs" in claim["ours"]
+    assert sorted(outputs) == ["no-cot", "no-cot-paper"]  # both arms by default
+    for stem, arm in (("no-cot", "recipe"), ("no-cot-paper", "paper")):
+        record = outputs[stem]
+        claim = record["claims"][0]
+        assert (
+            record["arm"] == arm and claim["holds"] == "yes" and "after 1 epochs" in claim["ours"]
+        )
+        assert json.loads((tmp_path / "docs" / "results" / f"{stem}.json").read_text()) == record
+    # the paper arm trained the paper's model and optimiser, over the whole budget
+    spec = outputs["no-cot-paper"]["arms"]["no CoT"][0]["spec"]
+    heads, train = spec["model"]["n_heads"], spec["train"]
+    assert (heads, train["lr"], train.get("warmup_steps", 0)) == (1, 3e-4, 0)
+    assert spec["train"]["stop_at_target"] is False
     text = (tmp_path / "docs" / "results.md").read_text()
-    assert "| without CoT the task is not learned | 0.09 after 150 epochs" in text
-    assert "`iteration-heads reproduce no-cot --seeds 0 --epochs 1`" in text
-    # the commands table names the setting the runs trained with
-    assert "| no-cot | 2 × 2, Adam 1e-3, warm-up 200 (the recipe) | `iteration-heads" in text
+    row = next(line for line in text.splitlines() if line.startswith("| without CoT"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    # claim, the paper, the paper arm and its verdict, the recipe arm and what it changes
+    assert cells[1] == "0.09 after 150 epochs (chance 1/11)" and len(cells) == 6
+    why = "the answer needs L sequential steps; no CoT gives one"
+    assert cells[2].startswith("accuracy") and cells[3] == f"**yes**: {why}"
+    assert cells[4].startswith("accuracy") and cells[5] == "same verdict (**yes**)"
+    assert "`iteration-heads reproduce no-cot --arm paper --seeds 0 --epochs 1`" in text
+    # the commands table names the setting each arm trained with
+    assert "| no-cot | recipe | 2 × 2, Adam 1e-3, warm-up 200 (the recipe) | `iteration-" in text
+    assert "| no-cot | paper | 2 × 1, Adam 3e-4 (the paper's) | `iteration-" in text
+    # one arm alone: the table says the other has not been run, with its command
+    other = tmp_path / "other"
+    reproduce(["no-cot"], seeds=[0], epochs=1, runs=tmp_path / "runs", out=other / "results",
+              arms=["recipe"], log=lambda line: None)  # fmt: skip
+    row = next(line for line in (other / "results.md").read_text().splitlines()
+               if line.startswith("| without CoT"))  # fmt: skip
+    assert "| not run yet: `iteration-heads reproduce no-cot --arm paper` | — |" in row
+    assert not (other / "results" / "no-cot-paper.json").exists()
+    with pytest.raises(IterationHeadsError, match="arm='authors', expected 'paper' or 'recipe'"):
+        reproduce(["no-cot"], seeds=[0], epochs=1, runs=tmp_path / "runs", out=other,
+                  arms=["authors"])  # fmt: skip
 
 
 def test_extend_adds_seeds_to_written_results_without_retraining(tmp_path):
     out, runs = tmp_path / "results", tmp_path / "runs"
-    first = reproduce(["no-cot"], seeds=[0], epochs=1, runs=runs, out=out, log=lambda line: None)
+    first = reproduce(
+        ["no-cot"], seeds=[0], epochs=1, runs=runs, out=out, arms=["recipe"], log=lambda line: None
+    )
     # the run cache is gone (another machine): seed 1 is added to the written results
     second = reproduce(
         ["no-cot"], seeds=[1], epochs=1, runs=tmp_path / "elsewhere", out=out, extend=True,
-        command_options="--seeds 1 --epochs 1 --extend", log=lambda line: None,
+        command_options="--seeds 1 --epochs 1 --extend", log=lambda line: None, arms=["recipe"],
     )["no-cot"]  # fmt: skip
     assert second["seeds"] == [0, 1]
     assert second["arms"]["no CoT"][0] == first["no-cot"]["arms"]["no CoT"][0]
@@ -236,7 +286,10 @@ def test_extend_adds_seeds_to_written_results_without_retraining(tmp_path):
     # a run kept from the record must match the spec the experiment gives its seed now
     written = (out / "no-cot.json").read_bytes()
     with pytest.raises(IterationHeadsError, match="no CoT, seed 0 of .* other settings"):
-        reproduce(["no-cot"], seeds=[2], epochs=2, runs=runs, out=out, extend=True)
+        reproduce(["no-cot"], seeds=[2], epochs=2, runs=runs, out=out, extend=True, arms=["recipe"])
+    # the paper arm has no record to extend yet
+    with pytest.raises(IterationHeadsError, match="no earlier results .*no-cot-paper.json"):
+        reproduce(["no-cot"], seeds=[2], epochs=1, runs=runs, out=out, extend=True)
     assert (out / "no-cot.json").read_bytes() == written
     assert not any("-s2-" in p.name for p in runs.iterdir())  # nothing trained
     with pytest.raises(IterationHeadsError, match="no earlier results"):

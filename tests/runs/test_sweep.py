@@ -10,7 +10,7 @@ import pytest
 
 from iteration_heads.cli import main
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.experiments.reproduction import sweep_section
+from iteration_heads.experiments.results_page import sweep_section
 from iteration_heads.runs.sweep import SweepSpec, cell_spec, dry_run, run_sweep
 from iteration_heads.runs.sweep_results import collect, write_table
 
