@@ -43,8 +43,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: each experiment's")
     p.add_argument("--epochs", type=int, default=None, help="training budget (see each experiment)")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once (one thread each)")
-    p.add_argument("--runs", type=Path, default=Path("runs/reproduce"), help="run cache")
-    p.add_argument("--out", type=Path, default=Path("docs/results"), help="results directory")
+    p.add_argument(
+        "--runs",
+        type=Path,
+        default=Path("runs/reproduce"),
+        help="run cache (default runs/reproduce)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("docs/results"),
+        help="results directory (default docs/results)",
+    )
     p.add_argument(
         "--extend",
         action="store_true",
@@ -56,7 +66,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=("paper", "recipe", "both"),
         default="both",
         help="train the paper's model and optimiser as the authors ran them (paper), the "
-        "library's recipe (recipe) or both; docs/results.md judges each claim on the paper arm",
+        "library's recipe (recipe) or both (default); docs/results.md judges each claim on the "
+        "paper arm",
     )
     add_executor_options(p)
     p.set_defaults(func=run)

@@ -225,10 +225,12 @@ def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
     Example:
         >>> check_out_dir("no/such/export").name
         'export'
-        >>> check_out_dir("docs")
+        >>> import pathlib, tempfile
+        >>> full = pathlib.Path(tempfile.mkdtemp()); _ = (full / "config.json").write_text("{}")
+        >>> check_out_dir(full)
         Traceback (most recent call last):
         ...
-        iteration_heads.errors.IterationHeadsError: output folder 'docs' exists and is not empty: expected a new or empty folder
+        iteration_heads.errors.IterationHeadsError: output folder '...' exists and is not empty: expected a new or empty folder
     """
     if not isinstance(out_dir, (str, os.PathLike)) or not str(out_dir):
         raise IterationHeadsError(f"out_dir={out_dir!r}, expected a folder path")
