@@ -2,6 +2,7 @@
 training, checkpoints, and HuggingFace models wrapped for analysis (docs/paper.md §3).
 
 * :mod:`~iteration_heads.model.transformer`: :class:`ModelConfig` and :func:`build_model`;
+* :mod:`~iteration_heads.model.authors`: the authors' block and initialisation on the bridge;
 * :mod:`~iteration_heads.model.fast_forward`: the plain-PyTorch forward pass over the bridge's weights;
 * :mod:`~iteration_heads.model.checkpoint`: save and load (config + safetensors + metadata);
 * :mod:`~iteration_heads.model.hf`: the one door to TransformerLens internals for HuggingFace

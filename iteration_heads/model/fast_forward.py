@@ -89,12 +89,14 @@ def forward(
     if embedding_dropout > 0:
         x = F.dropout(x, embedding_dropout, training=True)
     act = _ACT[cfg.activation]
-    renormalised = cfg.residual == "renormalised"
+    # the skip path carries the normalised stream before the attention ("renormalised" and
+    # "authors") and before the MLP ("renormalised" only)
+    before_attn, before_mlp = cfg.residual != "pre-LN", cfg.residual == "renormalised"
     patterns: list[Tensor] = []
     for layer in range(cfg.n_layers):
         p = f"blocks.{layer}"
         h = weights.norm(f"{p}.ln1", x)
-        if renormalised:  # the skip path carries the normalised stream
+        if before_attn:
             x = h
         # one fused projection: (batch, pos, 3·heads·d_head) -> 3 × (batch, heads, pos, d_head)
         qkv = F.linear(
@@ -117,7 +119,7 @@ def forward(
         z = z.transpose(1, 2).reshape(batch, seq, cfg.n_heads * cfg.d_head)
         x = x + F.linear(z, weights[f"{p}.attn.o.weight"], weights[f"{p}.attn.o.bias"])
         h = weights.norm(f"{p}.ln2", x)
-        if renormalised:
+        if before_mlp:
             x = h
         h = act(F.linear(h, weights[f"{p}.mlp.in.weight"], weights[f"{p}.mlp.in.bias"]))
         x = x + F.linear(h, weights[f"{p}.mlp.out.weight"], weights[f"{p}.mlp.out.bias"])

@@ -2,10 +2,12 @@
 
 :class:`ModelConfig` describes the architecture; :func:`build_model` is the one place that turns
 it into a TransformerLens ``TransformerBridge`` (via ``boot_native``). The native block is the
-standard pre-LN block with biases: *paper-like*, not identical to the authors' model, whose block
-renormalises the residual stream (``x = LN(x); x = x + attn(x); ...``) and has no biases.
-``ModelConfig(residual="renormalised", biases=False)`` builds the authors' block on the same
-bridge (:func:`renormalised_block_forward`).
+standard pre-LN block with biases and TransformerLens's initialisation: *paper-like*, not
+identical to the authors' model, whose block renormalises the stream before the attention
+(``x = LN1(x); x = x + attn(x); x = x + mlp(LN2(x))``), which has no biases and keeps PyTorch's
+initialisation. ``ModelConfig(residual="authors", biases=False, weight_init="authors",
+d_vocab_=64)`` builds the authors' model on the same bridge (:mod:`~iteration_heads.model.authors`);
+``residual="renormalised"`` renormalises before the MLP too (:func:`renormalised_block_forward`).
 """
 
 from __future__ import annotations
@@ -21,12 +23,20 @@ from transformer_lens.model_bridge import TransformerBridge
 from iteration_heads._io import strict_from_dict
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.memory import available_memory
+from iteration_heads.model.authors import (
+    AUTHORS_VOCAB,
+    authors_block_forward,
+    authors_token_ids,
+    init_authors,
+    init_linear_weights,
+)
 from iteration_heads.tasks.layout import TokenLayout
 from iteration_heads.tasks.task import check_bool, check_choice, check_int
 
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 NORMALIZATIONS = ("LN", "LNPre", "RMS", None)
-RESIDUALS = ("pre-LN", "renormalised")
+RESIDUALS = ("pre-LN", "renormalised", "authors")
+WEIGHT_INITS = ("transformer_lens", "pytorch", "authors")
 _CONFIG_ATTR = "_iteration_heads_config"
 
 
@@ -52,7 +62,8 @@ class ModelConfig:
     n_heads: int = 1  # heads per layer
     d_head_: int | None = None  # per-head width; None: d_model // n_heads
     d_mlp_: int | None = None  # MLP width; None: 4·d_model
-    # vocabulary and context of a task outside the layout (the ontology task); None: the layout's
+    # vocabulary and context of a task outside the layout (the ontology task), or a vocabulary
+    # wider than the layout's (the authors' 64 tokens); None: the layout's
     d_vocab_: int | None = None
     n_ctx_: int | None = None
     activation: str = "gelu"  # one of ACTIVATIONS
@@ -64,10 +75,18 @@ class ModelConfig:
     # False: every bias (linear layers and LayerNorms) is zero and frozen, as in the authors'
     # model, which has none; the TransformerLens model keeps the bias tensors.
     biases: bool = True
-    # "pre-LN": x = x + attn(LN1(x)); x = x + mlp(LN2(x)), TransformerLens's block. "renormalised":
-    # the authors' block, x = LN1(x); x = x + attn(x); x = LN2(x); x = x + mlp(x): the skip path
-    # carries the normalised stream (a post-LN transformer with a normalised embedding).
-    residual: Literal["pre-LN", "renormalised"] = "pre-LN"
+    # "pre-LN": x = x + attn(LN1(x)); x = x + mlp(LN2(x)), TransformerLens's block. "authors":
+    # the authors' block, x = LN1(x); x = x + attn(x); x = x + mlp(LN2(x)): the attention's skip
+    # path carries the normalised stream. "renormalised": x = LN1(x); x = x + attn(x);
+    # x = LN2(x); x = x + mlp(x), both skip paths normalised (a post-LN transformer with a
+    # normalised embedding; an earlier reading of the authors' block).
+    residual: Literal["pre-LN", "renormalised", "authors"] = "pre-LN"
+    # Linear weights (attention, MLP, unembedding): "transformer_lens", N(0, 0.64/d_model) and
+    # the output projections scaled by 1/sqrt(2·n_layers); "pytorch", nn.Linear's default (the
+    # authors'), uniform in ±1/sqrt(fan_in); "authors", every weight (embeddings too) drawn as
+    # the authors' model draws it after torch.manual_seed(seed), over their 64 tokens (needs
+    # d_vocab_=64). Biases stay zero under all three.
+    weight_init: Literal["transformer_lens", "pytorch", "authors"] = "transformer_lens"
     seed: int = 0  # seeds the initialisation
 
     def __post_init__(self) -> None:
@@ -93,11 +112,25 @@ class ModelConfig:
         check_choice("embedding_init", self.embedding_init, ("normal", "transformer_lens"))
         check_bool("biases", self.biases)
         check_choice("residual", self.residual, RESIDUALS)
-        if self.residual == "renormalised" and self.normalization is None:
+        if self.residual != "pre-LN" and self.normalization is None:
+            block = "renormalised block" if self.residual == "renormalised" else "authors' block"
             raise IterationHeadsError(
-                "residual='renormalised' with normalization=None: the renormalised block needs "
+                f"residual={self.residual!r} with normalization=None: the {block} needs "
                 "a normalisation ('LN', 'LNPre' or 'RMS')"
             )
+        check_choice("weight_init", self.weight_init, WEIGHT_INITS)
+        if self.weight_init == "authors":
+            if self.embedding_init != "normal":
+                raise IterationHeadsError(
+                    f"weight_init='authors' with embedding_init={self.embedding_init!r}: the "
+                    "authors' initialisation draws the embeddings N(0, 1); expected 'normal'"
+                )
+            if self.d_vocab != AUTHORS_VOCAB:
+                raise IterationHeadsError(
+                    f"weight_init='authors' draws the authors' {AUTHORS_VOCAB}-token vocabulary, "
+                    f"the model has {self.d_vocab}; set d_vocab_={AUTHORS_VOCAB}"
+                )
+            authors_token_ids(self.layout)  # a layout their vocabulary holds
 
     @property
     def d_head(self) -> int:
@@ -149,6 +182,8 @@ class ModelConfig:
                 del data[name]
         if self.residual == "pre-LN":  # ... and so do configs from before the option
             del data["residual"]
+        if self.weight_init == "transformer_lens":  # ... and before this one
+            del data["weight_init"]
         return data
 
     @classmethod
@@ -215,12 +250,17 @@ def build_model(
         if config.embedding_init == "normal" or config.positional == "frozen":
             pos = model.pos_embed.weight
             pos.copy_(torch.randn(pos.shape, generator=generator))
+    if config.weight_init == "authors":
+        init_authors(model, config.layout, config.seed)
+    elif config.weight_init == "pytorch":  # its own stream: the embeddings stay the default's
+        init_linear_weights(model, torch.Generator().manual_seed(config.seed + 2))
     if config.positional == "frozen":
         model.pos_embed.weight.requires_grad_(False)
-    if config.residual == "renormalised":
+    block_forward = {"renormalised": renormalised_block_forward, "authors": authors_block_forward}
+    if config.residual in block_forward:
         for block in model.blocks:
             native = block.original_component
-            native.forward = types.MethodType(renormalised_block_forward, native)
+            native.forward = types.MethodType(block_forward[config.residual], native)
     if not config.biases:
         for name, param in model.state_dict(keep_vars=True).items():
             if name.endswith(".bias") and isinstance(param, torch.nn.Parameter):
@@ -263,7 +303,7 @@ def renormalised_block_forward(
 
 def additive_residual(model: torch.nn.Module) -> bool:
     """Whether ``model``'s residual stream is the sum of its components' outputs: False only
-    for a model this library built with ``residual="renormalised"``.
+    for a model this library built with ``residual="renormalised"`` or ``"authors"``.
 
     Example:
         >>> additive_residual(build_model(ModelConfig(d_model=16, max_len=2))), additive_residual(
@@ -271,14 +311,14 @@ def additive_residual(model: torch.nn.Module) -> bool:
         (True, False)
     """
     config = getattr(model, _CONFIG_ATTR, None)
-    return not (isinstance(config, ModelConfig) and config.residual == "renormalised")
+    return not (isinstance(config, ModelConfig) and config.residual != "pre-LN")
 
 
 def check_additive_residual(model: torch.nn.Module, analysis: str) -> None:
     """Refuse an analysis that reads the residual stream as a sum of the components' outputs
-    (path patching, direct logit attribution) on a ``residual="renormalised"`` model, where each
-    block renormalises the stream so that an output reaches later layers rescaled. Models built
-    elsewhere (wrapped HuggingFace models) pass.
+    (path patching, direct logit attribution) on a ``residual="renormalised"`` or ``"authors"``
+    model, where blocks renormalise the stream so that an output reaches later layers rescaled.
+    Models built elsewhere (wrapped HuggingFace models) pass.
 
     Example:
         >>> check_additive_residual(build_model(ModelConfig(d_model=16, max_len=2)), "path patching")
@@ -290,10 +330,12 @@ def check_additive_residual(model: torch.nn.Module, analysis: str) -> None:
         iteration_heads.errors.IterationHeadsError: path patching reads the residual stream as a sum of the components' outputs; this model has residual='renormalised' (every block renormalises the stream), expected residual='pre-LN'
     """
     if not additive_residual(model):
+        residual = model_config(model).residual
+        where = "" if residual == "renormalised" else " before its attention"
         raise IterationHeadsError(
             f"{analysis} reads the residual stream as a sum of the components' outputs; this "
-            "model has residual='renormalised' (every block renormalises the stream), expected "
-            "residual='pre-LN'"
+            f"model has residual={residual!r} (every block renormalises the stream{where}), "
+            "expected residual='pre-LN'"
         )
 
 

@@ -3,7 +3,10 @@ processes, SLURM, Ray), their progress, sweeps over a grid, their cost, and thei
 The paper's and Dutta et al.'s experiments (:mod:`iteration_heads.experiments`) are built on it.
 
 * :mod:`~iteration_heads.runs.specs`: :class:`RunSpec`, :func:`run` (one run, cached by the hash
-  of its spec), and the paper's specs (:func:`paper_spec`, :func:`polynomial_spec`, ...);
+  of its spec), the paper's specs (:func:`paper_spec`, :func:`polynomial_spec`, ...) and the
+  settings a spec can be trained in (:func:`~iteration_heads.runs.specs.paper_setting`,
+  :func:`~iteration_heads.runs.specs.authors_setting`);
+* :mod:`~iteration_heads.runs.run_lock`: who holds a run directory;
 * :mod:`~iteration_heads.runs.results`: :class:`RunResult`, a finished run's figures;
 * :mod:`~iteration_heads.runs.scheduling`: :func:`run_all` (many runs through an executor);
 * where runs train: :mod:`~iteration_heads.runs.executors` (:class:`Executor`,

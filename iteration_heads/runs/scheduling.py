@@ -31,16 +31,13 @@ from iteration_heads._io import RUN_FILE, write_text
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.runs.executors import Executor, LocalExecutor
 from iteration_heads.runs.progress import RunProgress
-from iteration_heads.runs.specs import (
+from iteration_heads.runs.run_lock import (
     RunningElsewhere,
-    RunSpec,
     claimed,
-    finish_run,
-    finished,
     remove_temporaries,
     run_holder,
-    train_run,
 )
+from iteration_heads.runs.specs import RunSpec, finish_run, finished, train_run
 from iteration_heads.tasks.task import check_int
 
 ELSEWHERE = "running elsewhere"

@@ -22,23 +22,21 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iteration_heads._io import (
-    LOCK_FILE,
-    METADATA_FILE,
-    RUN_FILE,
-    read_json,
-    write_error,
-    write_json,
-)
+from iteration_heads._io import METADATA_FILE, RUN_FILE, read_json, write_json
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.model.authors import AUTHORS_VOCAB
 from iteration_heads.model.transformer import ModelConfig
 from iteration_heads.runs.results import DETECT_FILE, WALL_FILE, RunResult
+from iteration_heads.runs.run_lock import (
+    RunningElsewhere,
+    claimed,
+    remove_temporaries,
+    run_holder,
+)
 from iteration_heads.tasks.data import DataConfig
 from iteration_heads.tasks.task import check_int
 from iteration_heads.training.loop import TrainConfig
@@ -47,7 +45,6 @@ from iteration_heads.training.recipe import (
     recipe_model_config,
     recipe_train_config,
 )
-from iteration_heads.training.run_dir import RunInUse, take_run_lock
 
 if TYPE_CHECKING:
     import torch
@@ -220,6 +217,38 @@ def paper_setting(spec: RunSpec, *, n_heads: int = PAPER_HEADS_PER_LAYER) -> Run
     return replace(spec, model=model, train=train)
 
 
+def authors_setting(spec: RunSpec) -> RunSpec:
+    """The same run as the authors' code trains it: :func:`paper_setting` and every ingredient
+    of their ``src/cot`` that the paper setting lacks (docs/guide/training.md, "The authors'
+    setting"). Model: their block (``residual="authors"``), no biases, their 64-token
+    vocabulary and their initialisation, drawn as their model draws it after
+    ``torch.manual_seed(seed)``. Data: their generator and split (1024 + 1024 inputs per
+    length), with data seed 0 for every run seed as in their code, and the EoS padding scored.
+    Training: their length-sorted, unshuffled batches of 256, Adam with no weight decay,
+    embedding dropout 0.1. A fine-tuning run fine-tunes the authors' version of its source on
+    their data and batch order. Width, depth, task, lengths, epochs and seeds stay the spec's.
+
+    Example:
+        >>> spec = authors_setting(polynomial_spec(3))
+        >>> spec.name(), spec.data.seed, spec.model.seed, spec.model.residual, spec.train.batch_order
+        ('polynomial-cot-d64-L8-2x1-s3-e200', 0, 3, 'authors', 'sorted')
+        >>> spec.key() != paper_setting(polynomial_spec(3)).key()
+        True
+    """
+    data = replace(spec.data, sampler="authors", seed=0, n_train=1024, n_test=1024,
+                   overlap=True, score_padding=True)  # fmt: skip
+    if spec.source is not None:
+        source = authors_setting(spec.source)
+        train = replace(spec.train, batch_order="sorted")
+        return replace(spec, data=data, model=source.model, train=train, source=source)
+    paper = paper_setting(spec)
+    model = replace(paper.model, residual="authors", biases=False, weight_init="authors",
+                    embedding_init="normal", d_vocab_=AUTHORS_VOCAB)  # fmt: skip
+    train = replace(paper.train, batch_order="sorted", batch_size=256, optimizer="adam",
+                    weight_decay=0.0, embedding_dropout=0.1)  # fmt: skip
+    return replace(paper, data=data, model=model, train=train)
+
+
 def transfer_spec(source: RunSpec, *, epochs: int, trainable: tuple[str, ...] | None) -> RunSpec:
     """Fine-tune ``source``'s final model on parity with the paper's optimiser: a fresh Adam at
     3e-4 with no warm-up (a warm-up would hold back the first epochs the claims read), evaluated
@@ -286,79 +315,6 @@ def finished(spec: RunSpec, runs: str | os.PathLike[str]) -> bool:
         False
     """
     return (spec.directory(Path(runs)) / WALL_FILE).is_file()
-
-
-class RunningElsewhere(RunInUse):
-    """A run directory whose lock another process holds: the run is training (or starting, or
-    finishing) there, so it is neither trained nor touched here. ``holder`` says who."""
-
-    holder: str = "another process"
-
-
-def run_holder(directory: str | os.PathLike[str]) -> str | None:
-    """Who holds the lock of the run ``directory`` (``process 12 on host since ...``), or None
-    when no process does. Nothing is created.
-
-    Example:
-        >>> import tempfile
-        >>> run_holder(tempfile.mkdtemp()) is None
-        True
-    """
-    directory = Path(directory)
-    if not (directory / LOCK_FILE).is_file():
-        return None  # a holder keeps the file open (filelock never removes it on Unix)
-    try:
-        with claimed(directory):
-            return None
-    except RunningElsewhere as err:
-        return err.holder
-
-
-@contextmanager
-def claimed(directory: Path) -> Iterator[None]:
-    """Hold the lock of the run ``directory`` (created if needed) for a short step of this
-    module (cleaning, deciding to resume, finishing); :class:`RunningElsewhere` when another
-    process holds it. Training takes the lock again itself
-    (:func:`~iteration_heads.training.run_dir.locked_run`).
-
-    Example:
-        >>> import tempfile
-        >>> run = Path(tempfile.mkdtemp())
-        >>> with claimed(run):
-        ...     run_holder(run)
-        'another process'
-    """
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise write_error(directory, err) from None
-    try:
-        lock = take_run_lock(directory)
-    except RunInUse as held:
-        error = RunningElsewhere(f"run {str(directory)!r} is running elsewhere ({held.holder})")
-        error.holder = held.holder
-        raise error from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def remove_temporaries(folder: Path) -> None:
-    """Delete the temporary files that writes killed part-way left in ``folder`` (``*.tmp``,
-    not in sub-folders). Call it only holding the lock that guards what ``folder`` holds.
-
-    Example:
-        >>> import tempfile
-        >>> folder = Path(tempfile.mkdtemp())
-        >>> _ = (folder / ".wall.json.x1.tmp").write_text("{")
-        >>> remove_temporaries(folder); list(folder.iterdir())
-        []
-    """
-    if folder.is_dir():
-        for path in folder.iterdir():
-            if path.name.endswith(".tmp") and path.is_file():
-                path.unlink(missing_ok=True)
 
 
 def train_run(spec: RunSpec, runs: str | os.PathLike[str]) -> None:

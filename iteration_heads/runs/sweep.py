@@ -27,7 +27,8 @@ A spec::
     y = "model.d_model"
 
 Field names are ``data.<DataConfig field>``, ``model.<ModelConfig field>``,
-``train.<TrainConfig field>`` or ``seed`` (the seed of all three). ``model.max_len`` follows
+``train.<TrainConfig field>`` or ``seed`` (the seed of all three, except one the cell sets
+itself, such as ``data.seed``). ``model.max_len`` follows
 ``data.max_len`` unless set; every run uses one thread unless ``train.threads`` says otherwise.
 Unless the spec sets them, cells take ``model.n_heads``, ``train.lr`` and
 ``train.warmup_steps`` from its ``recipe`` (:data:`~iteration_heads.runs.sweep_fields.RECIPES`):
@@ -57,8 +58,9 @@ else:  # Python 3.10: the same parser, as a package
 from iteration_heads._io import write_json
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.runs.executors import Executor, LocalExecutor
+from iteration_heads.runs.run_lock import run_holder
 from iteration_heads.runs.scheduling import run_all
-from iteration_heads.runs.specs import RunSpec, finished, run_holder
+from iteration_heads.runs.specs import RunSpec, finished
 from iteration_heads.runs.sweep_cost import check_cells_fit, estimate_cost, format_seconds
 from iteration_heads.runs.sweep_fields import (
     VARIANT,

@@ -102,13 +102,17 @@ def check_distinct(what: str, values: list[Any]) -> None:
 
 def cell_spec(settings: dict[str, Any], recipe: str = "library") -> RunSpec:
     """The run spec of one cell's settings on top of ``recipe`` (:data:`RECIPES`; ``seed``
-    sets all three seeds; ``model.max_len`` follows ``data.max_len``; one thread per run by
+    sets the three seeds that the cell does not set itself (``data.seed`` = 0 keeps one data
+    set over the seeds); ``model.max_len`` follows ``data.max_len``; one thread per run by
     default).
 
     Example:
         >>> spec = cell_spec({"data.max_len": 6, "seed": 2})
         >>> spec.model.max_len, spec.train.seed, spec.train.threads
         (6, 2, 1)
+        >>> spec = cell_spec({"data.seed": 0, "seed": 2})
+        >>> spec.data.seed, spec.model.seed, spec.train.seed
+        (0, 2, 2)
         >>> [(s.model.n_heads, s.train.lr, s.train.warmup_steps)
         ...  for s in (spec, cell_spec({"data.max_len": 6, "seed": 2}, recipe="paper"))]
         [(2, 0.001, 200), (1, 0.0003, 0)]
@@ -123,7 +127,7 @@ def cell_spec(settings: dict[str, Any], recipe: str = "library") -> RunSpec:
             continue
         if name == "seed":
             for part in parts.values():
-                part["seed"] = value
+                part.setdefault("seed", value)  # data.seed and the like win, in any order
             continue
         prefix, _, rest = check_field(name).partition(".")
         parts[prefix][rest] = value

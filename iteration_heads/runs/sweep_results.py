@@ -21,7 +21,8 @@ import pandas as pd
 
 from iteration_heads._io import read_json, write_text
 from iteration_heads.errors import IterationHeadsError
-from iteration_heads.runs.specs import finished, run_holder
+from iteration_heads.runs.run_lock import run_holder
+from iteration_heads.runs.specs import finished
 from iteration_heads.runs.sweep import SweepSpec, check_sweep_arguments, error_file
 from iteration_heads.runs.sweep_cost import format_seconds
 from iteration_heads.viz.page import HtmlPage

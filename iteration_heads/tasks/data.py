@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from jaxtyping import Int
 from torch import Tensor
@@ -21,12 +22,14 @@ from iteration_heads._io import strict_from_dict
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.memory import available_memory
 from iteration_heads.tasks.layout import TokenLayout
-from iteration_heads.tasks.task import Task, check_bool, check_int
+from iteration_heads.tasks.task import Task, check_bool, check_choice, check_int
 
 IGNORE = -100
 """Target value of positions that are not scored (PyTorch's ``ignore_index``)."""
 
 BatchOrder = Literal["shuffled", "sorted"]
+SAMPLERS = ("torch", "authors")
+"""How :func:`make_dataset` draws the inputs (``DataConfig.sampler``)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,11 @@ class DataConfig:
     # True: the EoS padding after the first EoS is scored too (loss and accuracy), as in the
     # authors' code; False: only s_1..s_L and the first EoS (docs/paper.md §1).
     score_padding: bool = False
+    # "torch": train and test inputs drawn apart from a torch generator. "authors": the authors'
+    # generator, numpy's default_rng(seed) drawing n_train + n_test inputs per length from
+    # length 1 up, shuffled and split (authors_inputs); with seed 0 and 1024 + 1024, their data
+    # files row for row (their data seed is 0 whatever the torch seed). Needs overlap=True.
+    sampler: Literal["torch", "authors"] = "torch"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -59,6 +67,12 @@ class DataConfig:
             object.__setattr__(self, name, value)  # a numpy integer becomes an int
         for name in ("cot", "overlap", "score_padding"):
             check_bool(name, getattr(self, name))
+        check_choice("sampler", self.sampler, SAMPLERS)
+        if self.sampler == "authors" and not self.overlap:
+            raise IterationHeadsError(
+                "sampler='authors' with overlap=False: the authors' split lets a test input "
+                "also be a training input; expected overlap=True"
+            )
         if not 1 <= self.min_len <= self.max_len:
             raise IterationHeadsError(
                 f"lengths min_len={self.min_len}, max_len={self.max_len}: "
@@ -67,7 +81,10 @@ class DataConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary; inverse of :meth:`from_dict`."""
-        return asdict(self)
+        data = asdict(self)
+        if self.sampler == "torch":  # configs (and run cache keys) from before the option
+            del data["sampler"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DataConfig:
@@ -187,7 +204,7 @@ def make_dataset(config: DataConfig, layout: TokenLayout | None = None) -> Datas
     """Generate train and test sequences for every length (vectorised, seeded).
 
     Args:
-        config: Task, lengths, sizes, CoT or not, overlap policy, seed.
+        config: Task, lengths, sizes, CoT or not, overlap policy, sampler, seed.
         layout: Vocabulary to encode with; defaults to :meth:`TokenLayout.for_task`.
 
     Example:
@@ -211,16 +228,19 @@ def make_dataset(config: DataConfig, layout: TokenLayout | None = None) -> Datas
             f"{config.max_len - config.min_len + 1} lengths); this machine has "
             f"{have / 1e9:.1f} GB available"
         )
-    generator = torch.Generator().manual_seed(config.seed)
-    train_inputs, test_inputs = [], []
-    for length in range(config.min_len, config.max_len + 1):
-        if config.overlap:
-            train_x = task.sample_inputs(config.n_train, length, generator=generator)
-            test_x = task.sample_inputs(config.n_test, length, generator=generator)
-        else:
-            train_x, test_x = _disjoint_inputs(task, config, length, generator)
-        train_inputs.append(train_x)
-        test_inputs.append(test_x)
+    if config.sampler == "authors":
+        train_inputs, test_inputs = authors_inputs(task, config)
+    else:
+        generator = torch.Generator().manual_seed(config.seed)
+        train_inputs, test_inputs = [], []
+        for length in range(config.min_len, config.max_len + 1):
+            if config.overlap:
+                train_x = task.sample_inputs(config.n_train, length, generator=generator)
+                test_x = task.sample_inputs(config.n_test, length, generator=generator)
+            else:
+                train_x, test_x = _disjoint_inputs(task, config, length, generator)
+            train_inputs.append(train_x)
+            test_inputs.append(test_x)
     width = TokenLayout.seq_len(config.max_len, cot=config.cot)
     return Dataset(
         config,
@@ -303,6 +323,42 @@ def _encode_split(
         targets.append(tgt)
         lengths.append(torch.full((n,), length, dtype=torch.long))
     return Split(torch.cat(tokens), torch.cat(targets), torch.cat(lengths), cot, score_padding)
+
+
+def authors_inputs(task: Task, config: DataConfig) -> tuple[list[Tensor], list[Tensor]]:
+    """Train and test inputs of every length ``min_len .. max_len`` as the authors' generator
+    draws them: numpy's ``default_rng(config.seed)``; for each length from 1 up (shorter ones
+    drawn and dropped, so that a length holds the same inputs whatever ``min_len``),
+    ``n_train + n_test`` rows (inputs ``{0, 1}``: uniform floats > 0.5, others: integers of
+    the task's range, as int32), shuffled, the first ``n_train`` for training.
+
+    Example:
+        >>> from iteration_heads.tasks.task import get_task
+        >>> config = DataConfig(max_len=3, n_train=1024, n_test=1024, sampler="authors")
+        >>> train, test = authors_inputs(get_task("polynomial"), config)
+        >>> train[2][0].tolist(), [len(x) for x in train + test]  # their train_3.npy, row 0
+        ([5, 6, 1], [1024, 1024, 1024, 1024, 1024, 1024])
+    """
+    low, high = min(task.input_values), max(task.input_values)
+    if sorted(task.input_values) != list(range(low, high + 1)):
+        raise IterationHeadsError(
+            f"sampler='authors' draws a range of integers; task {task.name!r} has "
+            f"input_values={task.input_values}, expected consecutive values"
+        )
+    rng = np.random.default_rng(config.seed)
+    train, test = [], []
+    for length in range(1, config.max_len + 1):
+        n = config.n_train + config.n_test
+        if (low, high) == (0, 1):
+            rows = (rng.random((n, length)) > 0.5).astype(np.int32)
+        else:
+            rows = rng.integers(low, high + 1, size=(n, length), dtype=np.int32)
+        rng.shuffle(rows)  # the permutation depends on the row count only
+        if length >= config.min_len:
+            inputs = torch.from_numpy(rows).long()
+            train.append(inputs[: config.n_train])
+            test.append(inputs[config.n_train :])
+    return train, test
 
 
 def _disjoint_inputs(
