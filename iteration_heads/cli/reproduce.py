@@ -63,11 +63,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--arm",
-        choices=("paper", "recipe", "both"),
+        choices=("paper", "recipe", "both", "authors"),
         default="both",
         help="train the paper's model and optimiser as the authors ran them (paper), the "
         "library's recipe (recipe) or both (default); docs/results.md judges each claim on the "
-        "paper arm",
+        "paper arm. authors: the paper arm with every ingredient of the authors' code (their "
+        "block, initialisation, data and batch order)",
     )
     add_executor_options(p)
     p.set_defaults(func=run)

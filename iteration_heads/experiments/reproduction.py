@@ -12,10 +12,12 @@
   ``plotly.min.js`` next to it, so the pages work offline;
 * ``../results.md``: one table over every experiment written so far, claim | paper | ours | holds?
 
-Every experiment runs in two settings (``--arm``, :data:`~iteration_heads.experiments.claims.ARMS`):
-the paper's model and optimiser as the authors ran them (``paper``: one head per layer, Adam
-3e-4, no warm-up, the whole budget) and the library's recipe (``recipe``); ``docs/results.md``
-judges each claim on the paper arm and says beside it what the recipe changes.
+Every experiment runs in two settings by default (``--arm``,
+:data:`~iteration_heads.experiments.claims.ARMS`): the paper's model and optimiser as the authors
+ran them (``paper``: one head per layer, Adam 3e-4, no warm-up, the whole budget) and the
+library's recipe (``recipe``); ``docs/results.md`` judges each claim on the paper arm and says
+beside it what the recipe changes. ``--arm authors`` adds every ingredient of the authors' code
+(their block, initialisation, data and batch order).
 
 Runs are cached in ``--runs`` (``runs/reproduce``) under a name derived from their full
 configuration, so experiments share runs (the transfer experiment fine-tunes the emergence runs)
@@ -50,6 +52,7 @@ from iteration_heads._io import versions, write_json, write_text
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.claims import (
     ARMS,
+    DEFAULT_ARMS,
     Experiment,
     Results,
     check_arm,
@@ -59,7 +62,6 @@ from iteration_heads.experiments.claims import (
 from iteration_heads.experiments.extending import earlier_runs, merge_runs
 from iteration_heads.experiments.registry import get_experiment
 from iteration_heads.experiments.results_page import (
-    other_arm,
     record_stem,
     setting,
     two_core_minutes,
@@ -90,7 +92,7 @@ def reproduce(
     out: str | os.PathLike[str] = "docs/results",
     command_options: str = "",
     extend: bool = False,
-    arms: Sequence[str] = ARMS,
+    arms: Sequence[str] = DEFAULT_ARMS,
     log: Callable[[str], None] = print,
 ) -> dict[str, dict[str, Any]]:
     """Run experiments in the settings ``arms`` (:data:`~iteration_heads.experiments.claims.ARMS`;
@@ -197,24 +199,30 @@ def write_results(
     return record
 
 
-PAPER_ARM_NOTE = (
-    " Paper arm: the same runs with the paper's model and optimiser as the authors ran them (one "
-    "head per layer unless the experiment says otherwise, Adam 3e-4, no warm-up), each trained for "
-    "its whole budget without stopping at target."
-)
+ARM_NOTES = {
+    "recipe": "",
+    "paper": " Paper arm: the same runs with the paper's model and optimiser as the authors ran "
+    "them (one head per layer unless the experiment says otherwise, Adam 3e-4, no warm-up), each "
+    "trained for its whole budget without stopping at target.",
+    "authors": " Authors' arm: the paper arm with every ingredient of the authors' code (their "
+    "block, no biases, their initialisation and 64-token vocabulary, their data with one data "
+    "seed for every run, the padding scored, length-sorted batches; docs/guide/training.md, "
+    '"The authors\' setting").',
+}
 
 
 def _markdown(record: dict[str, Any]) -> str:
     arm = record.get("arm", "recipe")
     stem = record_stem(record["experiment"], arm)
+    others = [record_stem(record["experiment"], a) for a in ARMS if a != arm]
     lines = [
         f"# {record['experiment']}, {arm} arm",
         "",
-        record["description"] + (PAPER_ARM_NOTE if arm == "paper" else ""),
+        record["description"] + ARM_NOTES[arm],
         "",
-        f"Setting: {setting(record)}. The other arm: "
-        f"[{record_stem(record['experiment'], other_arm(arm))}.md]"
-        f"({record_stem(record['experiment'], other_arm(arm))}.md).",
+        f"Setting: {setting(record)}. The other arms: "
+        + ", ".join(f"[{other}.md]({other}.md)" for other in others)
+        + ".",
         "",
         f"Command: `{record['command']}` (seeds {', '.join(map(str, record['seeds']))}). "
         f"Training time: {record['run_seconds_one_thread'] / 60:.1f} min of one-thread runs "

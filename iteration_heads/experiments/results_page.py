@@ -2,13 +2,14 @@
 recipe changes beside it; Dutta et al.'s multi-hop claims; the commands and their time; the sweeps.
 
 Each experiment writes one record per setting (:data:`~iteration_heads.experiments.claims.ARMS`)
-into ``docs/results/``: ``<experiment>.json`` for the recipe arm and ``<experiment>-paper.json``
-for the paper arm (:func:`record_stem`). A claim whose paper arm has not been run yet says so,
-with the command that runs it.
+into ``docs/results/``: ``<experiment>.json`` for the recipe arm, ``<experiment>-paper.json``
+for the paper arm and ``<experiment>-authors.json`` for the authors' arm (:func:`record_stem`).
+A claim whose paper or recipe arm has not been run yet says so, with the command that runs it;
+the authors' arm is listed with the commands.
 
 Example:
-    >>> record_stem("no-cot", "paper"), record_stem("no-cot", "recipe"), other_arm("paper")
-    ('no-cot-paper', 'no-cot', 'recipe')
+    >>> record_stem("no-cot", "paper"), record_stem("no-cot", "recipe")
+    ('no-cot-paper', 'no-cot')
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from iteration_heads._io import read_json, write_text
-from iteration_heads.experiments.claims import ARMS, check_arm
+from iteration_heads.experiments.claims import check_arm
 from iteration_heads.experiments.ontology import ONTOLOGY_EXPERIMENT
 from iteration_heads.experiments.registry import EXPERIMENTS
 from iteration_heads.training.loop import TrainConfig
@@ -30,14 +31,9 @@ from iteration_heads.training.recipe import (
 
 def record_stem(experiment: str, arm: str) -> str:
     """The file stem of an experiment's record in the setting ``arm``: the experiment's name for
-    the recipe arm (the records written before there were two arms keep their names), with
-    ``-paper`` for the paper arm."""
-    return experiment if check_arm(arm) == "recipe" else f"{experiment}-paper"
-
-
-def other_arm(arm: str) -> str:
-    """The setting that is not ``arm``."""
-    return next(a for a in ARMS if a != check_arm(arm))
+    the recipe arm (the records written before there were several arms keep their names), with
+    ``-paper`` or ``-authors`` for the others."""
+    return experiment if check_arm(arm) == "recipe" else f"{experiment}-{arm}"
 
 
 def two_core_minutes(record: dict[str, Any]) -> float:
@@ -62,6 +58,9 @@ def setting(record: dict[str, Any]) -> str:
         ...     return {"arms": {"a": [{"spec": spec.to_dict()}]}}
         >>> setting(record(polynomial_spec(0))), setting(record(paper_spec(0)))
         ('2 × 2, Adam 1e-3, warm-up 200 (the recipe)', "2 × 1, Adam 3e-4 (the paper's)")
+        >>> from iteration_heads.runs.specs import authors_setting
+        >>> setting(record(authors_setting(polynomial_spec(0))))
+        "2 × 1, Adam 3e-4 (the authors' code)"
     """
     specs = [r["spec"] for rs in record["arms"].values() for r in rs if r.get("spec")]
     scratch = [s for s in specs if s.get("source") is None]
@@ -79,7 +78,9 @@ def setting(record: dict[str, Any]) -> str:
         RECIPE_HEADS_PER_LAYER,
     )
     paper = (train["lr"], warmup) == (TrainConfig.lr, 0)
-    label = " (the recipe)" if recipe else " (the paper's)" if paper else ""
+    authors = paper and model.get("residual") == "authors" and model.get("weight_init") == "authors"
+    label = (" (the recipe)" if recipe else " (the authors' code)" if authors
+             else " (the paper's)" if paper else "")  # fmt: skip
     return f"{heads}, {optimiser}{label}"
 
 
@@ -114,7 +115,7 @@ def write_summary(out: Path) -> Path:
     records = []
     for name in EXPERIMENTS:
         paper, recipe = record(name, "paper"), record(name, "recipe")
-        records += [r for r in (paper, recipe) if r is not None]
+        records += [r for r in (paper, recipe, record(name, "authors")) if r is not None]
         if paper is None and recipe is None:
             continue
         claims = (paper or recipe or {})["claims"]

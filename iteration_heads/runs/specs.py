@@ -217,7 +217,7 @@ def paper_setting(spec: RunSpec, *, n_heads: int = PAPER_HEADS_PER_LAYER) -> Run
     return replace(spec, model=model, train=train)
 
 
-def authors_setting(spec: RunSpec) -> RunSpec:
+def authors_setting(spec: RunSpec, *, n_heads: int = PAPER_HEADS_PER_LAYER) -> RunSpec:
     """The same run as the authors' code trains it: :func:`paper_setting` and every ingredient
     of their ``src/cot`` that the paper setting lacks (docs/guide/training.md, "The authors'
     setting"). Model: their block (``residual="authors"``), no biases, their 64-token
@@ -225,7 +225,7 @@ def authors_setting(spec: RunSpec) -> RunSpec:
     ``torch.manual_seed(seed)``. Data: their generator and split (1024 + 1024 inputs per
     length), with data seed 0 for every run seed as in their code, and the EoS padding scored.
     Training: their length-sorted, unshuffled batches of 256, Adam with no weight decay,
-    embedding dropout 0.1. A fine-tuning run fine-tunes the authors' version of its source on
+    embedding dropout 0.1. ``n_heads`` heads per layer, as in :func:`paper_setting`. A fine-tuning run fine-tunes the authors' version of its source on
     their data and batch order. Width, depth, task, lengths, epochs and seeds stay the spec's.
 
     Example:
@@ -238,10 +238,10 @@ def authors_setting(spec: RunSpec) -> RunSpec:
     data = replace(spec.data, sampler="authors", seed=0, n_train=1024, n_test=1024,
                    overlap=True, score_padding=True)  # fmt: skip
     if spec.source is not None:
-        source = authors_setting(spec.source)
+        source = authors_setting(spec.source, n_heads=n_heads)
         train = replace(spec.train, batch_order="sorted")
         return replace(spec, data=data, model=source.model, train=train, source=source)
-    paper = paper_setting(spec)
+    paper = paper_setting(spec, n_heads=n_heads)
     model = replace(paper.model, residual="authors", biases=False, weight_init="authors",
                     embedding_init="normal", d_vocab_=AUTHORS_VOCAB)  # fmt: skip
     train = replace(paper.train, batch_order="sorted", batch_size=256, optimizer="adam",

@@ -283,7 +283,7 @@ CASES: list[Case] = [
     api(
         AREA,
         "reproduce: an arm that does not exist",
-        "iteration_heads.experiments.reproduce(['emergence'], arms=['authors'])",
+        "iteration_heads.experiments.reproduce(['emergence'], arms=['author'])",
     ),
     api(
         AREA,

@@ -263,9 +263,9 @@ def test_reproduce_end_to_end_writes_results_md(tmp_path):
                if line.startswith("| without CoT"))  # fmt: skip
     assert "| not run yet: `iteration-heads reproduce no-cot --arm paper` | — |" in row
     assert not (other / "results" / "no-cot-paper.json").exists()
-    with pytest.raises(IterationHeadsError, match="arm='authors', expected 'paper' or 'recipe'"):
+    with pytest.raises(IterationHeadsError, match="arm='author', expected 'paper', 'recipe' or"):
         reproduce(["no-cot"], seeds=[0], epochs=1, runs=tmp_path / "runs", out=other,
-                  arms=["authors"])  # fmt: skip
+                  arms=["author"])  # fmt: skip
 
 
 def test_extend_adds_seeds_to_written_results_without_retraining(tmp_path):
@@ -398,3 +398,27 @@ def test_grid_experiment_draws_the_library_scaling_grid(tmp_path):
     page = (out / "tiny-grid.html").read_text()
     # plots.scaling_grid: accuracy, EoI and iteration panels over d_model (x) and Lmax (y)
     assert page.count('"x":["16","32"],"y":["4"]') == 3, page[:2000]
+
+
+def test_every_experiment_has_a_paper_and_an_authors_arm_of_the_same_runs():
+    from iteration_heads.runs.specs import authors_setting, polynomial_spec
+
+    for experiment in EXPERIMENTS.values():
+        recipe = experiment.specs([0])
+        for arm, setting in (("paper", paper_setting), ("authors", authors_setting)):
+            plan = experiment.specs([0], arm=arm)
+            assert list(plan) == list(recipe)  # the same groups of runs, seed for seed
+            for label, specs in plan.items():
+                heads = experiment.paper_heads
+                assert specs == [setting(s, n_heads=heads) for s in recipe[label]]
+                assert all(s.model.n_heads == heads and s.train.lr == 3e-4 for s in specs)
+                assert all(s.data.task == r.data.task and s.model.d_model == r.model.d_model
+                           for s, r in zip(specs, recipe[label], strict=True))  # fmt: skip
+    # the authors' arm of emergence is the authors' code's model, seed for seed
+    spec = EXPERIMENTS["emergence"].specs([2], arm="authors")["CoT, 2 layers"][0]
+    assert spec == authors_setting(polynomial_spec(2))
+    assert (spec.model.residual, spec.model.seed, spec.data.seed) == ("authors", 2, 0)
+    assert (
+        EXPERIMENTS["three-by-two"].specs([0], arm="authors")["3 layers x 2 heads"][0].model.n_heads
+        == 2
+    )
