@@ -33,6 +33,7 @@ from iteration_heads import (
 )
 from iteration_heads.auditing import TaskWriting
 from iteration_heads.detection.encoding import TextEncoding
+from iteration_heads.experiments.ontology_study import model_ontology
 from iteration_heads.interventions import as_batch
 from iteration_heads.model import Weights, model_config
 from iteration_heads.pathways import (
@@ -103,7 +104,7 @@ RESULT_TYPES = {
     "Split", "Dataset", "OntologyProblems", "OntologyDataset", "StepAttention", "Batch",
     "AnswerWriters", "SegmentPathways", "FlowSummary", "Prompts", "AttentionView",
     "OntologyEvaluation", "PositionRoute", "RunResult", "ProntoQAProblem", "LinearPruningCurve",
-    "RelationPairs", "RelationProbes",
+    "RelationPairs", "RelationProbes", "HorizonPatching",
 }  # fmt: skip
 
 
@@ -120,6 +121,8 @@ def ns(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     ontology_model = build_model(
         ModelConfig(d_model=16, n_layers=1, d_vocab_=ontology.vocab.size, n_ctx_=64)
     )
+    zoo_ontology = iteration_heads.zoo.load("ontology")
+    horizon = make_ontology_problems(model_ontology(zoo_ontology), 2, seed=7, kind="fictional")
     return {
         "model": model,
         "split": split,
@@ -141,6 +144,9 @@ def ns(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "ontology_model": ontology_model,
         "ontology_data": make_ontology_dataset(OntologyDataConfig(n_train=8, n_test=8)),
         "task_probes": Probes.from_model(model, task="polynomial", n=16),
+        "zoo_ontology": zoo_ontology,
+        "horizon": horizon,
+        "horizon_start": (horizon.tokens == horizon.vocab.id("=>")).float().argmax(1) + 1,
     }
 
 
@@ -229,6 +235,19 @@ CALLS: dict[str, Callable[[dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any
     "relation_probes": lambda s: (
         (s["ontology_model"], make_ontology_problems(OntologyConfig(hops=(1,)), 100)),
         {"layers": [0], "epochs": 2, "min_per_class": 1},
+    ),
+    "horizon_patching": lambda s: (
+        (s["zoo_ontology"], s["horizon"]),
+        {"corruptions": ["last"], "prefixes": [0]},
+    ),
+    "corrupt_fact": lambda s: ((s["horizon"],), {}),
+    "patched_generation": lambda s: (
+        (s["zoo_ontology"], s["horizon"].tokens, s["horizon_start"]),
+        {"max_new": 1},
+    ),
+    "patched_logits": lambda s: (
+        (s["zoo_ontology"], s["horizon"].tokens, s["horizon"].tokens, s["horizon_start"], [0]),
+        {},
     ),
     "segment_pathways": lambda s: ((s["model"], s["prompts"]), {}),
     "sequence_accuracy": lambda s: ((s["model"], s["prompts"]), {}),

@@ -131,8 +131,9 @@ def run_report(args: argparse.Namespace) -> int:
         if args.n_probes < 8:
             raise IterationHeadsError(f"--n-probes {args.n_probes}, expected an integer >= 8")
         options = StudyOptions(
-            n_problems=args.n_probes // 8, n_reference=40, n_random=8, n_traced=10
-        )
+            n_problems=args.n_probes // 8, n_reference=40, n_random=8, n_traced=10,
+            n_probing=max(300, 4 * args.n_probes), n_horizon=max(2, args.n_probes // 16),
+        )  # fmt: skip
         args.out.parent.mkdir(parents=True, exist_ok=True)
         write_text(args.out, ontology_page(study_ontology(model, options)))
         print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, self-contained)")

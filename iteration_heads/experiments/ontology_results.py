@@ -22,6 +22,7 @@ from iteration_heads._results import plain
 from iteration_heads._torch import head_names
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.ontology import train_ontology
+from iteration_heads.experiments.ontology_probing_claims import horizon_claim, probing_claim
 from iteration_heads.experiments.ontology_study import (
     STUDIED_SUBTASKS,
     OntologyStudy,
@@ -32,7 +33,12 @@ from iteration_heads.model.checkpoint import load
 from iteration_heads.viz.page import HtmlPage, write_shared_plotly
 from iteration_heads.viz.pathway_circuits import head_patching_heatmap, pruning_chart
 from iteration_heads.viz.pathway_flow import flow_graph_chart, segment_chart
-from iteration_heads.viz.pathway_layers import logit_lens_chart, writers_chart
+from iteration_heads.viz.pathway_layers import (
+    horizon_chart,
+    logit_lens_chart,
+    relation_probes_chart,
+    writers_chart,
+)
 
 Claim = dict[str, str]
 
@@ -52,7 +58,7 @@ def ontology_claims(study: OntologyStudy) -> list[Claim]:
         >>> from iteration_heads import zoo
         >>> from iteration_heads.experiments.ontology_study import StudyOptions, study_ontology
         >>> study = study_ontology(zoo.load("ontology"), StudyOptions(
-        ...     n_problems=2, n_reference=4, n_random=1, n_traced=1))
+        ...     n_problems=2, n_reference=4, n_random=1, n_traced=1, n_probing=0, n_horizon=0))
         >>> [c["holds"] in ("yes", "partly", "no") for c in ontology_claims(study)][:2]
         [True, True]
     """
@@ -223,6 +229,10 @@ def ontology_claims(study: OntologyStudy) -> list[Claim]:
             "writers still write it (parallel pathways), while random sets hit the layer-0/1 heads "
             "every step needs",
         ))  # fmt: skip
+    if study.probes:
+        claims.append(probing_claim(study))
+    if study.horizon is not None:
+        claims.append(horizon_claim(study))
     return claims
 
 
@@ -305,7 +315,13 @@ def ontology_page(
             lambda: logit_lens_chart(study.lens, label=label),
         ),
         ("Segment knockouts", lambda: segment_chart(study.pathways["answer"])),
+        *(
+            (f"Relation probes ({name})", partial(relation_probes_chart, probes))
+            for name, probes in study.probes.items()
+        ),
     ]
+    if study.horizon is not None:
+        figures.append(("Horizon", partial(horizon_chart, study.horizon)))
     figures.append(
         ("A traced information flow", lambda: flow_graph_chart(study.example, names=names))
     )

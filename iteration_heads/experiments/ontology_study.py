@@ -5,12 +5,15 @@ causal check (docs/guide/pathways.md).
 gets right (as Dutta et al. keep only the questions Llama-2 answers), and runs head patching,
 two pruning curves, answer writers, the logit lens on contradicting questions, information-flow
 tracing and segment knockouts; then it checks each finding by mean ablation against random
-heads. :mod:`~iteration_heads.experiments.ontology_results` turns the study into claims, tables
-and figures.
+heads. It also probes how two words of the context are related (against the same probes on
+random weights) and runs the horizon experiment on two-hop questions.
+:mod:`~iteration_heads.experiments.ontology_results` turns the study into claims, tables and
+figures.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +25,11 @@ from iteration_heads._results import Result
 from iteration_heads._torch import Head, evaluating
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.checkpoint import model_metadata
+from iteration_heads.model.transformer import build_model, model_config
 from iteration_heads.pathways.flow import FlowGraph, trace_flow
+from iteration_heads.pathways.horizon import HorizonPatching, horizon_patching
 from iteration_heads.pathways.noising import noising_check
+from iteration_heads.pathways.probing import RelationProbes, relation_probes
 from iteration_heads.pathways.prompts import Prompts, ontology_prompts, ontology_steps
 from iteration_heads.pathways.pruning import (
     AblationCheck,
@@ -48,6 +54,10 @@ from iteration_heads.tasks.task import check_int
 from iteration_heads.training.ontology_evaluation import OntologyEvaluation, evaluate_ontology
 
 STUDIED_SUBTASKS = ("decision", "copy", "induction")
+HORIZON_HOPS = 2
+"""Hops of the horizon experiment's questions (Dutta et al.'s: five sentences, prefixes 0-4)."""
+HORIZON_CORRUPTIONS = ("last", "last@1", "first")
+"""The horizon's corruptions: the last fact with two substitutes, then the entity's fact."""
 
 
 @dataclass(frozen=True)
@@ -63,11 +73,15 @@ class StudyOptions:
     n_reference: int = 150  # contradicting problems: the means of mean ablation
     n_random: int = 20  # random head sets per causal check (a quarter per k of a pruning curve)
     n_traced: int = 60  # prompts traced for the information-flow summary
+    n_probing: int = 5000  # fictional problems whose word pairs are probed (0: no probing)
+    n_horizon: int = 50  # two-hop problems of the horizon experiment (0: none)
     seed: int = 0  # draws the problems (offset from the training seeds) and the random heads
 
     def __post_init__(self) -> None:
         for name in ("n_problems", "n_reference", "n_random", "n_traced"):
             check_int(name, getattr(self, name), minimum=1)
+        for name in ("n_probing", "n_horizon"):
+            check_int(name, getattr(self, name), minimum=0)
         check_int("seed", self.seed, minimum=0)
 
 
@@ -122,6 +136,8 @@ class OntologyStudy(Result):
     n_heads: int
     token_names: tuple[str, ...]  # the vocabulary, to label figures
     options: StudyOptions = field(default_factory=StudyOptions)
+    probes: dict[str, RelationProbes] = field(default_factory=dict)  # "model", "random weights"
+    horizon: HorizonPatching | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Every analysis's own dictionary."""
@@ -138,6 +154,8 @@ class OntologyStudy(Result):
             "example": self.example.to_dict(),
             "checks": {k: v.to_dict() for k, v in self.checks.items()},
             "prior_check": self.prior_check.to_dict(),
+            "probes": {k: v.to_dict() for k, v in self.probes.items()},
+            "horizon": None if self.horizon is None else self.horizon.to_dict(),
         }
 
     def format(self) -> str:
@@ -147,7 +165,11 @@ class OntologyStudy(Result):
         parts += [self.writers.format(), self.lens.format()]
         parts += [v.format() for v in self.pathways.values()]
         parts += [self.flow.format(), *(v.format() for v in self.checks.values())]
-        return "\n\n".join([*parts, self.prior_check.format()])
+        parts += [
+            self.prior_check.format(),
+            *(f"{k}: {v.format()}" for k, v in self.probes.items()),
+        ]
+        return "\n\n".join(parts + ([self.horizon.format()] if self.horizon else []))
 
 
 def solved(model: Any, prompts: Prompts) -> Bool[Tensor, " n"]:
@@ -277,9 +299,9 @@ def study_ontology(model: Any, options: StudyOptions | None = None) -> OntologyS
     Example:
         >>> from iteration_heads import zoo
         >>> study = study_ontology(zoo.load("ontology"), StudyOptions(
-        ...     n_problems=2, n_reference=4, n_random=1, n_traced=1))
-        >>> sorted(study.pruning), study.n_layers
-        (['ablation', 'patching'], 4)
+        ...     n_problems=2, n_reference=4, n_random=1, n_traced=1, n_probing=0, n_horizon=2))
+        >>> sorted(study.pruning), study.n_layers, study.horizon.corruptions
+        (['ablation', 'patching'], 4, ('last', 'last@1', 'first'))
     """
     options = options or StudyOptions()
     if not isinstance(options, StudyOptions):
@@ -334,7 +356,32 @@ def study_ontology(model: Any, options: StudyOptions | None = None) -> OntologyS
         evaluations, patching, pruning, writers, lens, pathways, flow, example, checks,
         prior_result, model.cfg.n_layers, model.cfg.n_heads,
         OntologyVocab.of(config.ontology).names, options,
+        _probes(model, config, options, seen) if options.n_probing else {},
+        _horizon(model, config, options, seen) if options.n_horizon else None,
     )  # fmt: skip
+
+
+def _probes(model: Any, config: OntologyDataConfig, options: StudyOptions,
+            seen: set[tuple[int, ...]]) -> dict[str, RelationProbes]:  # fmt: skip
+    """Relation probes on fresh fictional problems, of the model and of random weights of its
+    shape (where they must fall to chance)."""
+    seed = 10_000 + options.seed * 10 + 6
+    problems = held_out(make_ontology_problems(config.ontology, options.n_probing, seed=seed,
+                                               kind="fictional"), seen)  # fmt: skip
+    shape = model_config(model)
+    random = build_model(dataclasses.replace(shape, seed=shape.seed + 1))
+    return {name: relation_probes(m, problems, seed=options.seed)
+            for name, m in (("model", model), ("random weights", random))}  # fmt: skip
+
+
+def _horizon(model: Any, config: OntologyDataConfig, options: StudyOptions,
+             seen: set[tuple[int, ...]]) -> HorizonPatching:  # fmt: skip
+    """The horizon experiment on fresh two-hop fictional problems."""
+    two_hop = dataclasses.replace(config.ontology, hops=(HORIZON_HOPS,))
+    seed = 10_000 + options.seed * 10 + 7
+    problems = held_out(make_ontology_problems(two_hop, options.n_horizon, seed=seed,
+                                               kind="fictional"), seen)  # fmt: skip
+    return horizon_patching(model, problems, corruptions=HORIZON_CORRUPTIONS, seed=options.seed)
 
 
 def _fit(reference: Tensor, width: int) -> Tensor:

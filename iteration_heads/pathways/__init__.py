@@ -38,7 +38,12 @@ how information flows to the answer, and how much comes from each part of the pr
   of each segment (:func:`trace_many`, :func:`segment_pathways`);
 * :mod:`~iteration_heads.pathways.probing`: probes of how two words are related, per layer,
   on held-out words against a control task (:func:`relation_probes`), on the word pairs of
-  :mod:`~iteration_heads.pathways.probing_pairs` (:func:`relation_pairs`).
+  :mod:`~iteration_heads.pathways.probing_pairs` (:func:`relation_pairs`);
+* :mod:`~iteration_heads.pathways.horizon`: the horizon experiment, one fact corrupted and each
+  layer fed the corrupted run while the chain of thought is regenerated from each prefix
+  (:func:`horizon_patching`, :func:`corrupt_fact`), on the patched greedy generation of
+  :mod:`~iteration_heads.pathways.generation` (:func:`patched_generation`,
+  :func:`patched_logits`).
 """
 
 from iteration_heads.pathways.attribution import (
@@ -47,6 +52,8 @@ from iteration_heads.pathways.attribution import (
     transformer_lens_estimates,
 )
 from iteration_heads.pathways.flow import FlowEdge, FlowGraph, FlowNode, trace_flow, trace_flows
+from iteration_heads.pathways.generation import patched_generation, patched_logits
+from iteration_heads.pathways.horizon import HorizonPatching, corrupt_fact, horizon_patching
 from iteration_heads.pathways.jsonl import read_prompts, records_from_prompts, write_prompts
 from iteration_heads.pathways.noising import noising_check
 from iteration_heads.pathways.probing import RelationProbes, fit_relation_probes, relation_probes
@@ -120,6 +127,7 @@ __all__ = [
     "FlowNode",
     "FlowSummary",
     "HeadPatching",
+    "HorizonPatching",
     "LinearPruningCurve",
     "LogitLens",
     "Prompts",
@@ -135,9 +143,11 @@ __all__ = [
     "bisected_pruning_curve",
     "choose_method",
     "context_free_prior",
+    "corrupt_fact",
     "exact_cost",
     "fit_relation_probes",
     "head_patching",
+    "horizon_patching",
     "iteration_prompts",
     "iteration_records",
     "knockout_hooks",
@@ -154,6 +164,8 @@ __all__ = [
     "ontology_steps",
     "ontology_text",
     "ontology_tokenizer",
+    "patched_generation",
+    "patched_logits",
     "prompts_from_records",
     "prontoqa_prompts",
     "prontoqa_records",

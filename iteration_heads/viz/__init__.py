@@ -14,7 +14,7 @@ Every function takes the library's own objects and returns a plotly ``Figure`` o
   :func:`heatmap_markdown` (the paper's heatmaps of a sweep's table, seeds aggregated);
 * pathway analyses: :mod:`~iteration_heads.viz.pathway_circuits` (:func:`head_patching_heatmap`,
   :func:`pruning_chart`, :func:`linear_pruning_chart`), :mod:`~iteration_heads.viz.pathway_layers` (:func:`writers_chart`,
-  :func:`logit_lens_chart`, :func:`relation_probes_chart`), :mod:`~iteration_heads.viz.pathway_flow` (:func:`flow_graph_chart`,
+  :func:`logit_lens_chart`, :func:`relation_probes_chart`, :func:`horizon_chart`), :mod:`~iteration_heads.viz.pathway_flow` (:func:`flow_graph_chart`,
   :func:`segment_chart`);
 * :mod:`~iteration_heads.viz.circuits` also draws the position route (:func:`route_chart`), and
   :mod:`~iteration_heads.viz.curves` an audit across checkpoints (:func:`checkpoint_curves`);
@@ -47,6 +47,7 @@ from iteration_heads.viz.pathway_circuits import (
 )
 from iteration_heads.viz.pathway_flow import flow_graph_chart, segment_chart
 from iteration_heads.viz.pathway_layers import (
+    horizon_chart,
     logit_lens_chart,
     relation_probes_chart,
     writers_chart,
@@ -68,6 +69,7 @@ __all__ = [
     "flow_graph_chart",
     "head_patching_heatmap",
     "heatmap_markdown",
+    "horizon_chart",
     "linear_pruning_chart",
     "logit_lens_chart",
     "notebook_figures",

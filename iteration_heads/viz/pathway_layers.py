@@ -1,7 +1,8 @@
 """Figures of where the answer is written, layer by layer: the answer-writing heads
 (:func:`writers_chart`), the logit lens of the in-context answer against the prior, with the
-rift between them (:func:`logit_lens_chart`), and where probes tell how two words are related
-(:func:`relation_probes_chart`).
+rift between them (:func:`logit_lens_chart`), where probes tell how two words are related
+(:func:`relation_probes_chart`), and which layers still read a fact from the context as the
+chain of thought goes on (:func:`horizon_chart`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from iteration_heads.errors import IterationHeadsError
+from iteration_heads.pathways.horizon import HorizonPatching
 from iteration_heads.pathways.probing import RelationProbes
 from iteration_heads.pathways.rift import LogitLens
 from iteration_heads.pathways.writers import AnswerWriters
@@ -259,5 +261,68 @@ def relation_probes_chart(result: RelationProbes) -> go.Figure:
         title=f"Probes of {'/'.join(result.classes)} word pairs ({test} test pairs)",
         height=450,
         width=900,
+    )
+    return fig
+
+
+def horizon_chart(result: HorizonPatching, *, measure: str = "matched") -> go.Figure:
+    """The horizon experiment: per patched layer (then every layer at once, and the corrupted
+    prompt alone), the share of problems whose regenerated chain of thought still equals the
+    clean one, one line per prefix (gold sentences given), one panel per corruption.
+
+    Args:
+        result: What :func:`~iteration_heads.pathways.horizon.horizon_patching` returned.
+        measure: ``"matched"`` (Dutta et al.'s), ``"followed"`` (equals the corrupted
+            prompt's own) or ``"kept"`` (share of the clean suffix before the first change).
+
+    Example:
+        >>> import torch
+        >>> from iteration_heads.pathways.horizon import HorizonPatching
+        >>> values = torch.ones(1, 4, 2)
+        >>> result = HorizonPatching(("last",), ("L0", "all", "none", "corrupted"), (0, 1),
+        ...                          values, values, values, 5, 5, 0)
+        >>> [trace.name for trace in horizon_chart(result).data]
+        ['prefix 0', 'prefix 1']
+    """
+    if not isinstance(result, HorizonPatching):
+        raise IterationHeadsError(
+            f"result must be HorizonPatching (from iteration_heads.pathways.horizon_patching), "
+            f"got {type(result).__name__}"
+        )
+    if measure not in ("matched", "followed", "kept"):
+        raise IterationHeadsError(f"measure={measure!r}, expected 'matched', 'followed' or 'kept'")
+    values = getattr(result, measure)
+    shown = [j for j, row in enumerate(result.rows) if row != "none"]
+    labels = [{"all": "all layers", "corrupted": "corrupted prompt"}.get(r, r) for r in result.rows]
+    fig = make_subplots(rows=1, cols=len(result.corruptions), shared_yaxes=True,
+                        subplot_titles=[f"corruption {c!r}" for c in result.corruptions])  # fmt: skip
+    palette = ["#08519c", "#3182bd", "#6baed6", "#31a354", "#e6550d", "#756bb1", "#636363"]
+    for i, corruption in enumerate(result.corruptions):
+        for q, prefix in enumerate(result.prefixes):
+            fig.add_trace(
+                go.Scatter(
+                    x=[labels[j] for j in shown],
+                    y=[float(values[i, j, q]) for j in shown],
+                    mode="lines+markers",
+                    line={"color": palette[q % len(palette)]},
+                    name=f"prefix {prefix}",
+                    legendgroup=f"prefix {prefix}",
+                    showlegend=i == 0,
+                    hovertemplate=f"{corruption}, prefix {prefix}, patched %{{x}}: {measure} "
+                    "%{y:.2f}<extra></extra>",
+                ),
+                row=1,
+                col=i + 1,
+            )
+        fig.update_xaxes(title_text="patched", type="category", row=1, col=i + 1)
+    none = values[:, result.rows.index("none")] if "none" in result.rows else None
+    note = "" if none is None else f"; unpatched: {float(none.min()):.2f}-{float(none.max()):.2f}"
+    fig.update_yaxes(title_text=f"{measure} (share of problems)", range=[-0.02, 1.02], row=1,
+                     col=1)  # fmt: skip
+    fig.update_layout(
+        title=f"Horizon: regenerated chain of thought with one layer fed the corrupted fact "
+        f"({result.n_problems} problems{note})",
+        height=450,
+        width=max(600, 420 * len(result.corruptions)),
     )
     return fig

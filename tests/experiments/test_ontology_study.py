@@ -24,7 +24,9 @@ from iteration_heads.experiments.ontology_study import (
 from iteration_heads.pathways import ontology_prompts, pruned_logits
 from iteration_heads.tasks import make_ontology_problems
 
-SMALL = StudyOptions(n_problems=8, n_reference=10, n_random=3, n_traced=3, seed=1)
+SMALL = StudyOptions(
+    n_problems=8, n_reference=10, n_random=3, n_traced=3, n_probing=400, n_horizon=4, seed=1
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +48,9 @@ def test_every_analysis_runs_on_solved_held_out_steps(study) -> None:
     assert {"answer", "all"} == set(study.pathways)
     assert study.writers.writers()  # someone writes the answer
     assert study.prior_check.full == 0.0  # solved contradicting steps follow the context
+    assert set(study.probes) == {"model", "random weights"}
+    assert study.horizon is not None and study.horizon.prefixes == (0, 1, 2, 3, 4)
+    assert study.horizon.followed[:, study.horizon.rows.index("all")].eq(1).all()
 
 
 def test_claims_are_assessed_and_the_results_written(study, tmp_path) -> None:
@@ -63,7 +68,12 @@ def test_claims_are_assessed_and_the_results_written(study, tmp_path) -> None:
     page = (tmp_path / "ontology.html").read_text()
     assert 'src="plotly.min.js"' in page and "https://" not in page.split("<body>")[1][:200]
     assert (tmp_path / "plotly.min.js").is_file()
-    assert page.count("<h2>") == 7 and 'class="note"' not in page  # seven figures, none failed
+    assert page.count("<h2>") == 10 and 'class="note"' not in page  # ten figures, none failed
+    assert [c["claim"].split(":")[0] for c in claims[-2:]] == [
+        "the relation between two words of the context (related / unrelated) is readable from "
+        "the residual stream only non-linearly",
+        "horizon",
+    ]
 
 
 def test_contradicting_prompts_and_the_prior_check(model) -> None:
@@ -100,13 +110,15 @@ def test_the_command_line_lists_the_study(capsys) -> None:
     assert main(["reproduce", "--list"]) == 0
     assert "ontology " in capsys.readouterr().out
     assert main(["reproduce", "ontology", "--seeds", "1"]) == 2  # a usage error
-    assert "--seeds, --epochs and --extend do not apply to ontology" in capsys.readouterr().err
+    assert (
+        "--seeds, --epochs, --extend and --arm do not apply to ontology" in capsys.readouterr().err
+    )
 
 
 def test_the_report_of_an_ontology_model_is_its_pathways_page(tmp_path, capsys) -> None:
     out = tmp_path / "report.html"
     assert main(["report", "ontology", "-o", str(out), "--n-probes", "16"]) == 0
     page = out.read_text()
-    assert page.count("<h2>") == 7 and 'class="note"' not in page and "plotly.js v" in page
+    assert page.count("<h2>") == 10 and 'class="note"' not in page and "plotly.js v" in page
     assert main(["report", "ontology", "-o", str(out), "--task", "parity"]) == 2
     assert "--task and --length do not apply" in capsys.readouterr().err
