@@ -194,7 +194,7 @@ def write_results(
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / f"{stem}.json", record)
-    write_text(out / f"{stem}.md", _markdown(record))
+    write_text(out / f"{stem}.md", _markdown(record, out))
     _figure(experiment, results, out, arm)
     return record
 
@@ -211,18 +211,19 @@ ARM_NOTES = {
 }
 
 
-def _markdown(record: dict[str, Any]) -> str:
+def _markdown(record: dict[str, Any], out: Path) -> str:
     arm = record.get("arm", "recipe")
     stem = record_stem(record["experiment"], arm)
     others = [record_stem(record["experiment"], a) for a in ARMS if a != arm]
+    others = [other for other in others if (out / f"{other}.json").is_file()]  # written ones
+    links = " The other arms: " + ", ".join(f"[{o}.md]({o}.md)" for o in others) + "."
+    links = links if others else ""
     lines = [
         f"# {record['experiment']}, {arm} arm",
         "",
         record["description"] + ARM_NOTES[arm],
         "",
-        f"Setting: {setting(record)}. The other arms: "
-        + ", ".join(f"[{other}.md]({other}.md)" for other in others)
-        + ".",
+        f"Setting: {setting(record)}." + links,
         "",
         f"Command: `{record['command']}` (seeds {', '.join(map(str, record['seeds']))}). "
         f"Training time: {record['run_seconds_one_thread'] / 60:.1f} min of one-thread runs "
