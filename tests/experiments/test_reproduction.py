@@ -422,3 +422,16 @@ def test_every_experiment_has_a_paper_and_an_authors_arm_of_the_same_runs():
         EXPERIMENTS["three-by-two"].specs([0], arm="authors")["3 layers x 2 heads"][0].model.n_heads
         == 2
     )
+
+
+def test_the_summary_states_the_out_of_sample_timing_from_the_sweep_table(tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    assert "## Out of sample" not in write_summary(out).read_text()
+    table = "seed,outcome,first_epoch_target\n" + "".join(
+        f"{seed},head,{epoch}\n" for seed, epoch in ((101, 40), (202, 20), (303, 100), (404, 30))
+    )
+    (out / "out-of-sample.csv").write_text(table + "505,not learned,\n")
+    text = write_summary(out).read_text()
+    assert "on 4 of 5, first at epochs 20, 30, 40, 100 (median 35)" in text
+    assert "(101, 202, 303, 404, 505;" in text
