@@ -232,3 +232,38 @@ def ontology_pruning_case():
     reference = make_ontology_problems(onto, 40, seed=7, kind="contradicting").tokens
     ranking = head_patching(model, prompts).ranking()
     return model, prompts, reference[:, : prompts.clean.shape[1]], ranking
+
+
+def renormalising_by_hand(model, tokens, *, before_mlp: bool) -> torch.Tensor:
+    """The logits of a model whose blocks renormalise the residual stream, written out from its
+    state dict: ``x = LN1(x); x = x + attn(x)``, then ``x = LN2(x); x = x + mlp(x)`` when
+    ``before_mlp`` (``residual="renormalised"``) or ``x = x + mlp(LN2(x))`` (the authors' block,
+    ``residual="authors"``); ``logits = unembed(LN_final(x))``."""
+    import torch.nn.functional as F
+
+    from iteration_heads.model import model_config
+
+    cfg, w = model_config(model), model.state_dict()
+
+    def norm(prefix, x):
+        if cfg.normalization == "LN":
+            return F.layer_norm(x, (x.shape[-1],), w[f"{prefix}.weight"], w[f"{prefix}.bias"], 1e-5)
+        if cfg.normalization == "RMS":
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * w[f"{prefix}.weight"]
+        return F.layer_norm(x, (x.shape[-1],), eps=1e-5)
+
+    seq = tokens.shape[1]
+    x = w["embed.weight"][tokens] + w["pos_embed.weight"][:seq]
+    causal = torch.ones(seq, seq, dtype=torch.bool).triu(1)
+    for layer in range(cfg.n_layers):
+        p = f"blocks.{layer}"
+        x = norm(f"{p}.ln1", x)
+        q, k, v = (x @ w[f"{p}.attn.{n}.weight"].T + w[f"{p}.attn.{n}.bias"] for n in "qkv")
+        scores = (q @ k.transpose(-1, -2) / cfg.d_head**0.5).masked_fill(causal, float("-inf"))
+        x = x + (scores.softmax(-1) @ v) @ w[f"{p}.attn.o.weight"].T + w[f"{p}.attn.o.bias"]
+        if before_mlp:
+            x = norm(f"{p}.ln2", x)
+        mlp_in = x if before_mlp else norm(f"{p}.ln2", x)
+        hidden = F.gelu(mlp_in @ w[f"{p}.mlp.in.weight"].T + w[f"{p}.mlp.in.bias"])
+        x = x + hidden @ w[f"{p}.mlp.out.weight"].T + w[f"{p}.mlp.out.bias"]
+    return norm("ln_final", x) @ w["unembed.weight"].T + w["unembed.bias"]

@@ -6,8 +6,7 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
-from helpers import tiny_config, tiny_data
+from helpers import renormalising_by_hand, tiny_config, tiny_data
 from torch import nn
 
 from iteration_heads import IterationHeadsError, TrainConfig, build_model, train
@@ -25,29 +24,7 @@ from iteration_heads.tasks import TokenLayout
 
 
 def by_hand(model, tokens):
-    """The authors' block written out from the state dict: x = LN1(x); x = x + attn(x);
-    x = x + mlp(LN2(x)); logits = unembed(LN_final(x))."""
-    cfg, w = model_config(model), model.state_dict()
-
-    def norm(prefix, x):
-        if cfg.normalization == "LN":
-            return F.layer_norm(x, (x.shape[-1],), w[f"{prefix}.weight"], w[f"{prefix}.bias"], 1e-5)
-        if cfg.normalization == "RMS":
-            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * w[f"{prefix}.weight"]
-        return F.layer_norm(x, (x.shape[-1],), eps=1e-5)
-
-    seq = tokens.shape[1]
-    x = w["embed.weight"][tokens] + w["pos_embed.weight"][:seq]
-    causal = torch.ones(seq, seq, dtype=torch.bool).triu(1)
-    for layer in range(cfg.n_layers):
-        p = f"blocks.{layer}"
-        x = norm(f"{p}.ln1", x)
-        q, k, v = (x @ w[f"{p}.attn.{n}.weight"].T + w[f"{p}.attn.{n}.bias"] for n in "qkv")
-        scores = (q @ k.transpose(-1, -2) / cfg.d_head**0.5).masked_fill(causal, float("-inf"))
-        x = x + (scores.softmax(-1) @ v) @ w[f"{p}.attn.o.weight"].T + w[f"{p}.attn.o.bias"]
-        hidden = F.gelu(norm(f"{p}.ln2", x) @ w[f"{p}.mlp.in.weight"].T + w[f"{p}.mlp.in.bias"])
-        x = x + hidden @ w[f"{p}.mlp.out.weight"].T + w[f"{p}.mlp.out.bias"]
-    return norm("ln_final", x) @ w["unembed.weight"].T + w["unembed.bias"]
+    return renormalising_by_hand(model, tokens, before_mlp=False)
 
 
 @pytest.mark.parametrize("normalization", ["LN", "LNPre", "RMS"])

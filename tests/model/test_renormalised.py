@@ -1,10 +1,11 @@
-"""The authors' renormalised block (ModelConfig(residual="renormalised")): the bridge, its hooks,
-the training forward and the analyses agree on what it computes."""
+"""The renormalised block (ModelConfig(residual="renormalised"): renormalised before the
+attention and before the MLP; the authors' own block renormalises before the attention only,
+test_authors_model.py): the bridge, its hooks, the training forward and the analyses agree on
+what it computes."""
 
 import pytest
 import torch
-import torch.nn.functional as F
-from helpers import tiny_config, tiny_data
+from helpers import renormalising_by_hand, tiny_config, tiny_data
 
 from iteration_heads import IterationHeadsError, Probes, TrainConfig, build_model, detect, train
 from iteration_heads.interventions import path_patch
@@ -26,31 +27,7 @@ def perturbed(config):
 
 
 def by_hand(model, tokens):
-    """The authors' block written out from the state dict: x = LN1(x); x = x + attn(x);
-    x = LN2(x); x = x + mlp(x); logits = unembed(LN_final(x))."""
-    cfg, w = model_config(model), model.state_dict()
-
-    def norm(prefix, x):
-        if cfg.normalization == "LN":
-            return F.layer_norm(x, (x.shape[-1],), w[f"{prefix}.weight"], w[f"{prefix}.bias"], 1e-5)
-        if cfg.normalization == "RMS":
-            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * w[f"{prefix}.weight"]
-        return F.layer_norm(x, (x.shape[-1],), eps=1e-5)
-
-    seq = tokens.shape[1]
-    x = w["embed.weight"][tokens] + w["pos_embed.weight"][:seq]
-    causal = torch.ones(seq, seq, dtype=torch.bool).triu(1)
-    for layer in range(cfg.n_layers):
-        p = f"blocks.{layer}"
-        x = norm(f"{p}.ln1", x)
-        q, k, v = (x @ w[f"{p}.attn.{n}.weight"].T + w[f"{p}.attn.{n}.bias"] for n in "qkv")
-        scores = (q @ k.transpose(-1, -2) / cfg.d_head**0.5).masked_fill(causal, float("-inf"))
-        attn = scores.softmax(-1) @ v
-        x = x + attn @ w[f"{p}.attn.o.weight"].T + w[f"{p}.attn.o.bias"]
-        x = norm(f"{p}.ln2", x)
-        hidden = F.gelu(x @ w[f"{p}.mlp.in.weight"].T + w[f"{p}.mlp.in.bias"])
-        x = x + hidden @ w[f"{p}.mlp.out.weight"].T + w[f"{p}.mlp.out.bias"]
-    return norm("ln_final", x) @ w["unembed.weight"].T + w["unembed.bias"]
+    return renormalising_by_hand(model, tokens, before_mlp=True)
 
 
 @pytest.mark.parametrize("normalization", NORMALIZATIONS)
