@@ -232,6 +232,10 @@ CALLS: dict[str, Callable[[dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any
         ),
         {"epochs": 2, "min_per_class": 1},
     ),
+    "relation_pairs": lambda s: (
+        (torch.tensor([[5, 1, 6]]), [[(0, 2)]]),
+        {"names": [[(0, 1)]]},
+    ),
     "relation_probes": lambda s: (
         (s["ontology_model"], make_ontology_problems(OntologyConfig(hops=(1,)), 100)),
         {"layers": [0], "epochs": 2, "min_per_class": 1},

@@ -38,7 +38,8 @@ how information flows to the answer, and how much comes from each part of the pr
   of each segment (:func:`trace_many`, :func:`segment_pathways`);
 * :mod:`~iteration_heads.pathways.probing`: probes of how two words are related, per layer,
   on held-out words against a control task (:func:`relation_probes`), on the word pairs of
-  :mod:`~iteration_heads.pathways.probing_pairs` (:func:`relation_pairs`);
+  :mod:`~iteration_heads.pathways.probing_pairs` (:func:`relation_pairs`; natural-language
+  PrOntoQA through any tokenizer: :func:`prontoqa_pairs`);
 * :mod:`~iteration_heads.pathways.horizon`: the horizon experiment, one fact corrupted and each
   layer fed the corrupted run while the chain of thought is regenerated from each prefix
   (:func:`horizon_patching`, :func:`corrupt_fact`), on the patched greedy generation of
@@ -57,7 +58,12 @@ from iteration_heads.pathways.horizon import HorizonPatching, corrupt_fact, hori
 from iteration_heads.pathways.jsonl import read_prompts, records_from_prompts, write_prompts
 from iteration_heads.pathways.noising import noising_check
 from iteration_heads.pathways.probing import RelationProbes, fit_relation_probes, relation_probes
-from iteration_heads.pathways.probing_pairs import RelationPairs, ontology_pairs, relation_pairs
+from iteration_heads.pathways.probing_pairs import (
+    RelationPairs,
+    ontology_pairs,
+    prontoqa_pairs,
+    relation_pairs,
+)
 from iteration_heads.pathways.prompts import (
     ITERATION_SEGMENTS,
     ONTOLOGY_SEGMENTS,
@@ -167,6 +173,7 @@ __all__ = [
     "patched_generation",
     "patched_logits",
     "prompts_from_records",
+    "prontoqa_pairs",
     "prontoqa_prompts",
     "prontoqa_records",
     "pruned_logits",

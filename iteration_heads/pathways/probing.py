@@ -3,7 +3,9 @@ concatenation ``[h_a ; h_b]`` of two words' residual streams tell how the prompt
 
 1. :func:`~iteration_heads.pathways.probing_pairs.relation_pairs` labels ordered word pairs of
    each prompt from its stated facts: related, (reversed,) (negated,) unrelated;
-   :func:`~iteration_heads.pathways.probing_pairs.ontology_pairs` does it for ontology problems.
+   :func:`~iteration_heads.pathways.probing_pairs.ontology_pairs` does it for ontology problems,
+   :func:`~iteration_heads.pathways.probing_pairs.prontoqa_pairs` for natural-language PrOntoQA
+   through any tokenizer (words by name, read at their last token).
 2. :func:`fit_relation_probes` splits the vocabulary (test pairs use only held-out words, a
    validation split is carved from the training words for early stopping), balances the
    classes by truncation within each pair of positions (so position alone tells nothing), and
@@ -293,7 +295,8 @@ def relation_probes(
     Args:
         model: A TransformerLens model (native or HuggingFace bridge).
         pairs: Labelled pairs
-            (:func:`~iteration_heads.pathways.probing_pairs.relation_pairs`) or ontology
+            (:func:`~iteration_heads.pathways.probing_pairs.relation_pairs`,
+            :func:`~iteration_heads.pathways.probing_pairs.prontoqa_pairs`) or ontology
             problems (their pairs by
             :func:`~iteration_heads.pathways.probing_pairs.ontology_pairs`).
         layers: Boundary indices, ``0..n_layers`` (``i < n_layers``: ``resid_pre`` of block
