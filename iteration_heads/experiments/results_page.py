@@ -120,10 +120,11 @@ def write_summary(out: Path) -> Path:
         records += [r for r in (paper, recipe, record(name, "authors")) if r is not None]
         if paper is None and recipe is None:
             continue
-        claims = (paper or recipe or {})["claims"]
-        for index, claim in enumerate(claims):
-            ours = recipe["claims"][index] if recipe else None
-            theirs = paper["claims"][index] if paper else None
+        by_text = {arm: {c["claim"]: c for c in r["claims"]} for arm, r in
+                   (("paper", paper), ("recipe", recipe)) if r is not None}  # fmt: skip
+        for claim in (paper or recipe or {})["claims"]:
+            ours = by_text.get("recipe", {}).get(claim["claim"])
+            theirs = by_text.get("paper", {}).get(claim["claim"])
             lines.append(
                 f"| {claim['claim']} | {claim['paper']} | "
                 + (f"{theirs['ours']} | {verdict(theirs)} | " if theirs else

@@ -256,9 +256,9 @@ def prontoqa_pairs(
         )
     if not isinstance(reversed, bool):
         raise IterationHeadsError(f"reversed={reversed!r}, expected True or False")
-    vocabulary = RecordVocabulary(tokenizer, prepend_bos)
     if tokenizer is None:
         raise IterationHeadsError("tokenizer=None, expected a fast HuggingFace tokenizer")
+    vocabulary = RecordVocabulary(tokenizer, prepend_bos)
     ids: dict[str, int] = {}
     rows, facts, names = [], [], []
     for k, problem in enumerate(problems):
