@@ -1,5 +1,7 @@
 # Everything runs in .venv, created here. CPU torch is installed first: an unpinned torch
-# would pull several GB of CUDA packages.
+# would pull several GB of CUDA packages. --no-compile: Python compiles a module to bytecode the
+# first time it is imported; compiling every module of torch, transformers and ray at install
+# time costs about a minute on 2 cores, and most of them are never imported.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,8 +13,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-compile torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install --quiet --no-compile -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -93,34 +93,39 @@ def read_png(path: Path) -> np.ndarray:
     return out.reshape(height, width, channels)[..., :3]
 
 
-def browse(page: Path, tmp: Path, *, height: int = 900) -> dict:
-    """Screenshot ``page`` with headless Chromium; stderr, the PNG and the page's requests."""
+def browse(
+    page: Path, tmp: Path, *, height: int = 900, width: int = 1200, measure: bool = False
+) -> dict:
+    """Open ``page`` in headless Chromium once: its screenshot, DOM, stderr and requests, and
+    with ``measure`` (the page loaded from a copy with :data:`MEASURE` appended) what of it
+    does not fit the window (see :func:`overflow`)."""
+    if measure:
+        copy = tmp / f"measured-{page.name}"
+        copy.write_text(page.read_text().replace("</body>", MEASURE + "</body>", 1))
+        page = copy
     png, netlog = tmp / f"{page.stem}.png", tmp / f"{page.stem}.netlog.json"
-    common = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp / ('profile-' + page.stem)}",
-        "--enable-logging=stderr",
-        "--v=0",
-        "--host-resolver-rules=MAP * ~NOTFOUND",  # no name resolves: remote loads would fail
-        f"--window-size=1200,{height}",
-        "--virtual-time-budget=5000",
-    ]
     shot = subprocess.run(
-        [*common, f"--screenshot={png}", f"--log-net-log={netlog}", page.resolve().as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    dom = subprocess.run(
-        [*common, "--dump-dom", page.resolve().as_uri()],
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp / ('profile-' + page.stem)}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--host-resolver-rules=MAP * ~NOTFOUND",  # no name resolves: remote loads would fail
+            f"--window-size={width},{height}",
+            "--virtual-time-budget=5000",
+            f"--screenshot={png}",
+            f"--log-net-log={netlog}",
+            "--dump-dom",  # the DOM once the virtual time is spent, in the same launch
+            page.resolve().as_uri(),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -135,13 +140,19 @@ def browse(page: Path, tmp: Path, *, height: int = 900) -> dict:
             and "file://" in str(e["params"].get("site_for_cookies", ""))
         }
     )
-    return {
+    result = {
         "rc": shot.returncode,
-        "stderr": shot.stderr + dom.stderr,
+        "stderr": shot.stderr,
         "png": png,
-        "dom": dom.stdout,
+        "dom": shot.stdout,
         "requests": requests,
+        "width": width,
     }
+    if measure:
+        found = shot.stdout.split('<pre id="measured">', 1)[1].split("</pre>", 1)[0]
+        decoded = found.replace("&quot;", '"').replace("&gt;", ">").replace("&lt;", "<")
+        result["measured"] = json.loads(decoded.replace("&amp;", "&"))
+    return result
 
 
 def check_page(result: dict, height: int) -> np.ndarray:
@@ -151,7 +162,7 @@ def check_page(result: dict, height: int) -> np.ndarray:
     assert not errors, errors
     assert result["requests"] == [], f"the page requested remote resources: {result['requests']}"
     pixels = read_png(result["png"])
-    assert pixels.shape == (height, 1200, 3)
+    assert pixels.shape == (height, result["width"], 3)
     non_white = float((pixels.min(-1) < 235).mean())
     assert non_white > 0.03, f"screenshot nearly blank: {non_white:.3%} non-white pixels"
     colours = len(np.unique(pixels.reshape(-1, 3), axis=0))
@@ -253,27 +264,7 @@ window.addEventListener("load", () => setTimeout(() => {
 def overflow(page: Path, tmp: Path, width: int = 1300) -> dict:
     """What of ``page`` does not fit a ``width`` px window: the page's scroll width (a vertical
     scroll bar included) and the elements wider than the window."""
-    copy = tmp / f"measured-{page.name}"
-    copy.write_text(page.read_text().replace("</body>", MEASURE + "</body>", 1))
-    dom = subprocess.run(
-        [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            f"--user-data-dir={tmp / ('profile-measure-' + page.stem)}",
-            "--host-resolver-rules=MAP * ~NOTFOUND",
-            f"--window-size={width},900",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            copy.resolve().as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
-    found = dom.split('<pre id="measured">', 1)[1].split("</pre>", 1)[0]
-    return json.loads(found.replace("&quot;", '"').replace("&gt;", ">").replace("&amp;", "&"))
+    return browse(page, tmp, width=width, measure=True)["measured"]
 
 
 def test_reports_fit_a_1300px_window(pages: dict[str, Path], tmp_path: Path) -> None:
@@ -300,10 +291,10 @@ def test_pathways_report_draws_and_fits_a_1300px_window(tmp_path: Path) -> None:
     page = tmp_path / "pathways.html"
     argv = ["pathways", "ontology", "--ontology", "--n", "2", "--prior", "context-free"]
     assert main([*argv, "--n-random", "1", "--n-traced", "2", "--report", str(page)]) == 0
-    result = browse(page, tmp_path, height=3000)
+    result = browse(page, tmp_path, height=3000, width=1300, measure=True)
     check_page(result, 3000)
     assert result["dom"].count('class="plot-container plotly"') == 6
-    measured = overflow(page, tmp_path)
+    measured = result["measured"]
     assert measured["wide"] == [], f"wider than 1,300 px: {measured['wide'][:5]}"
     assert measured["page"] <= 1300, f"the page scrolls to {measured['page']} px"
 
@@ -333,9 +324,9 @@ def test_pathways_report_of_the_llama_fixture_draws_every_analysis(tmp_path: Pat
     argv = ["pathways", str(folder), "--prompts", str(prompts), "--prior", "context-free"]
     argv += ["--n-random", "1", "--n-traced", "2", "--report", str(page), "--threads", "1"]
     assert main(argv) == 0
-    result = browse(page, tmp_path, height=3000)
+    result = browse(page, tmp_path, height=3000, width=1300, measure=True)
     check_page(result, 3000)
     assert result["dom"].count('class="plot-container plotly"') == 6
-    measured = overflow(page, tmp_path)
+    measured = result["measured"]
     assert measured["wide"] == [], f"wider than 1,300 px: {measured['wide'][:5]}"
     assert measured["page"] <= 1300, f"the page scrolls to {measured['page']} px"
