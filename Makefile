@@ -1,7 +1,8 @@
 # Everything runs in .venv, created here. CPU torch is installed first: an unpinned torch
-# would pull several GB of CUDA packages. --no-compile: Python compiles a module to bytecode the
-# first time it is imported; compiling every module of torch, transformers and ray at install
-# time costs about a minute on 2 cores, and most of them are never imported.
+# would pull several GB of CUDA packages. The installed modules are compiled to bytecode once,
+# on every core (pip alone compiles them one by one, about 70 s on 2 cores; an environment with
+# PYTHONDONTWRITEBYTECODE set would otherwise recompile torch in every process). compileall's
+# status is ignored, as pip ignores it: a few test files of torch are written for newer Pythons.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,6 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --no-compile torch==$(TORCH_VERSION)
 	$(BIN)/python -m pip install --quiet --no-compile -e ".[dev]"
+	-$(BIN)/python -m compileall -q -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" > /dev/null 2>&1
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -59,15 +61,21 @@ notebooks: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --nbmake examples/*.ipynb
 
 # The suite and the notebooks in one run on both cores (pytest-xdist; a test file or notebook
-# stays on one worker, so module fixtures are built once; the notebooks and mypy, the longest
-# items, are collected first so that the tests fill the gaps and no worker waits alone at the
-# end). One torch thread per process: two workers of two threads each on two cores slow each
-# other down. tests/test_typecheck.py runs mypy as `make typecheck` does (there, beside the
-# tests, rather than before them on one core); tests/test_docs.py builds the docs strictly, as
-# `make docs` does.
+# stays on one worker, so module fixtures are built once). The longest files go first, in the
+# order given here (--no-loadscope-reorder: xdist would otherwise start with the files of most
+# tests and leave the notebooks, one test each, to the end), so that the short ones fill the gaps
+# and no worker waits alone at the end; a file named here and again inside tests/ runs once.
+# One torch thread per process: two workers of two threads each on two cores slow each other
+# down. tests/test_typecheck.py runs mypy as `make typecheck` does (there, beside the tests,
+# rather than before them on one core); tests/test_docs.py builds the docs strictly, as `make
+# docs` does.
+LONGEST_FIRST := examples/02_watch_a_head_form.ipynb examples/05_transfer.ipynb \
+	tests/runs/test_executors.py tests/viz/test_browser.py tests/test_bad_inputs.py \
+	tests/runs/test_sweep_safety.py tests/experiments/test_ontology_study.py tests/test_docs.py \
+	tests/training/test_crash_safety.py examples/*.ipynb tests/test_typecheck.py
 test: lint browser
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --nbmake examples/*.ipynb \
-		tests/test_typecheck.py tests iteration_heads
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder \
+		--nbmake $(LONGEST_FIRST) tests iteration_heads
 
 # Long training runs (marked slow), not in the default suite.
 slow: $(STAMP)
