@@ -58,11 +58,11 @@ print(
 print(ih.detect(zoo.load("polynomial"), task="parity", n_probes=1024).verdict)
 
 # %% [markdown]
-# Fine-tune **all weights** for 4 epochs with a fresh Adam (lr 3e-4), evaluating every epoch.
+# Fine-tune **all weights** for 2 epochs with a fresh Adam (lr 3e-4), evaluating every epoch.
 
 # %%
 full = zoo.load("polynomial")
-full_history = train(full, parity, TrainConfig(epochs=4, eval_every=1), progress=False)
+full_history = train(full, parity, TrainConfig(epochs=2, eval_every=1), progress=False)
 for record in full_history:
     summary = record["test"]["summary"]
     print(f"epoch {record['epoch']}: accuracy {summary['accuracy']:.3f}")
