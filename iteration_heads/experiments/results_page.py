@@ -228,13 +228,13 @@ def out_of_sample_section(out: Path) -> list[str]:
     path = out / f"{OUT_OF_SAMPLE}.csv"
     if not path.is_file():
         return []
-    rows = list(csv.DictReader(path.open()))
-    epochs = sorted(int(float(r["first_epoch_target"])) for r in rows if r["first_epoch_target"])
+    with path.open() as table:
+        rows = list(csv.DictReader(table))
     if not rows:
         return []
-    median = statistics.median(epochs) if epochs else None
-    when = (f", first at epochs {', '.join(map(str, epochs))} (median {median:g})" if epochs
-            else "")  # fmt: skip
+    epochs = sorted(int(float(r["first_epoch_target"])) for r in rows if r["first_epoch_target"])
+    when = (f", first at epochs {', '.join(map(str, epochs))} "
+            f"(median {statistics.median(epochs):g})" if epochs else "")  # fmt: skip
     return [
         "",
         "## Out of sample",
