@@ -45,8 +45,12 @@ def open_model(path: Path, dtype: str = "float32") -> Opened:
     Example:
         >>> open_model(Path("ontology")).source
         'library'
-        >>> open_model(Path("ontology"), "bfloat16").model.W_U.dtype
-        torch.bfloat16
+        >>> open_model(Path("ontology"), "float32").model.W_U.dtype
+        torch.float32
+        >>> open_model(Path("ontology"), "bf16")
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: dtype 'bf16': expected one of float32, bfloat16, float16
     """
     from iteration_heads.model.checkpoint import load, model_directory, model_metadata
     from iteration_heads.model.hf import load_hf_folder

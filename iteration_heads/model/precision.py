@@ -2,9 +2,10 @@
 HuggingFace) to ``float32``, ``bfloat16`` or ``float16`` where the device computes in that
 dtype at a useful speed, with one-line refusals elsewhere.
 
-Measured on this project's CPU (AMD EPYC, AVX512 with avx512_bf16, 1 thread, a 256 x 256
-matmul): float32 0.36 ms, bfloat16 0.17 ms, float16 10.5 ms. A CPU without native half
-kernels emulates them; so a dtype is refused on CPU when PyTorch has no vectorised kernels
+Measured on this project's CPUs (1 thread): an AMD EPYC with AVX512 and avx512_bf16 (a
+256 x 256 matmul: float32 0.36 ms, bfloat16 0.17 ms, float16 10.5 ms), and an AMD EPYC with
+AVX2 only, which emulates both (a 128 x 128 matmul: bfloat16 26 times slower than float32,
+float16 23 times). A CPU without native half kernels emulates them; so a dtype is refused on CPU when PyTorch has no vectorised kernels
 there (capability ``DEFAULT`` or ``NO AVX``) or when a small matmul in it runs more than
 :data:`MAX_SLOWDOWN` times slower than in float32. The agreement of bfloat16 with float32 on
 the analyses is measured by ``benchmarks/dtype_agreement.py``.
@@ -29,7 +30,8 @@ DTYPES: dict[str, torch.dtype] = {
 
 MAX_SLOWDOWN = 4.0
 """A dtype whose small CPU matmul runs more than this many times slower than float32's is
-refused on CPU (float16 here: about 30 times slower; bfloat16: about 2 times faster)."""
+refused on CPU (with AVX512-BF16: float16 about 30 times slower, bfloat16 about 2 times faster;
+with AVX2 only: both more than 20 times slower)."""
 
 SLOW_CPU_CAPABILITIES = ("DEFAULT", "NO AVX")
 """``torch.backends.cpu.get_cpu_capability()`` values without vectorised kernels: half
@@ -144,11 +146,21 @@ def cast_model(model: Any, dtype: str | torch.dtype) -> Any:
     all floating point; a dtype its device does not run at a useful speed (:func:`unsupported`:
     float16 on most CPUs).
 
-    Example:
+    Example (bfloat16 where this CPU runs it natively, else the one-line refusal):
         >>> from iteration_heads import load
-        >>> model = cast_model(load("ontology"), "bfloat16")
-        >>> model_dtype(model), model.cfg.dtype
-        (torch.bfloat16, torch.bfloat16)
+        >>> model = load("ontology")
+        >>> if unsupported(torch.bfloat16, "cpu") is None:
+        ...     model = cast_model(model, "bfloat16")
+        ... else:  # e.g. AVX2 without AVX512-BF16: refused, the model left as it was
+        ...     try:
+        ...         cast_model(model, "bfloat16")
+        ...     except IterationHeadsError as refused:
+        ...         assert str(refused).endswith("; use float32 here")
+        >>> expected = torch.float32 if unsupported(torch.bfloat16, "cpu") else torch.bfloat16
+        >>> model_dtype(model) == model.cfg.dtype == expected
+        True
+        >>> model_dtype(cast_model(model, "float32"))
+        torch.float32
     """
     target = dtype_named(dtype)
     current = model_dtype(model)

@@ -40,6 +40,21 @@ def top(values: torch.Tensor, k: int = 5) -> set[int]:
     return set(values.flatten().argsort(descending=True)[:k].tolist())
 
 
+@pytest.fixture
+def bfloat16_kernels(monkeypatch):
+    """bfloat16 on this CPU for a test of numerics, not of speed. Where the CPU runs it natively
+    (AVX512-BF16, AMX) nothing changes; where it only emulates it (AVX2: a 128 x 128 matmul 26x
+    slower than in float32) the library refuses it for speed, so the speed check is lifted and
+    the test runs on the emulated kernels, which compute the same bfloat16 results slowly
+    (test_this_cpu_gets_bfloat16_or_a_one_line_refusal covers the refusal itself)."""
+    reason = unsupported(torch.bfloat16, "cpu")
+    if reason is None:
+        return
+    if "x slower than in float32" not in reason:  # no vectorised kernels, or a wrong matmul
+        pytest.skip(f"bfloat16 does not run on this CPU: {reason}")
+    monkeypatch.setattr(precision, "cpu_slowdown", lambda dtype: 1.0)
+
+
 def ontology_case():
     from iteration_heads.experiments.ontology_study import model_ontology
     from iteration_heads.pathways import ontology_prompts
@@ -60,7 +75,7 @@ def maps(model, prompts) -> dict[str, torch.Tensor]:
     }
 
 
-def test_bfloat16_agrees_with_float32():
+def test_bfloat16_agrees_with_float32(bfloat16_kernels):
     model, prompts = ontology_case()
     full = maps(model, prompts)
     assert cast_model(model, "bfloat16") is model and model_dtype(model) == torch.bfloat16
@@ -73,7 +88,7 @@ def test_bfloat16_agrees_with_float32():
         assert 0 < relative <= MAX_RELATIVE[name], (name, relative)  # 0: nothing was cast
 
 
-def test_cast_changes_every_weight_and_the_config_and_keeps_rotary_frequencies():
+def test_cast_changes_every_weight_and_the_config_and_keeps_rotary_frequencies(bfloat16_kernels):
     model = zoo.load("ontology")
     tokens = torch.randint(0, int(model.cfg.d_vocab), (2, 9))
     with torch.no_grad():
@@ -122,6 +137,24 @@ def test_cpu_slowdown_is_measured():
     assert 0 < precision.cpu_slowdown(torch.bfloat16) < float("inf")
 
 
+def test_this_cpu_gets_bfloat16_or_a_one_line_refusal():
+    """Unpatched: the cast works where this CPU runs bfloat16 at a useful speed, and where it
+    does not (an AVX2 CPU emulates it) the refusal names the measured slowdown in one line and
+    leaves every weight in float32."""
+    model = zoo.load("polynomial")
+    slowdown = precision.cpu_slowdown(torch.bfloat16)
+    if unsupported(torch.bfloat16, "cpu") is None:
+        assert slowdown <= precision.MAX_SLOWDOWN
+        assert model_dtype(cast_model(model, "bfloat16")) == torch.bfloat16
+        return
+    with pytest.raises(IterationHeadsError) as refused:
+        cast_model(model, "bfloat16")
+    message = str(refused.value)
+    assert message.startswith("dtype 'bfloat16': ") and message.endswith("; use float32 here")
+    assert "\n" not in message
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
 @pytest.mark.parametrize(
     ("command", "planner"),
     [
@@ -135,7 +168,7 @@ def test_cpu_slowdown_is_measured():
         ),
     ],
 )
-def test_the_cli_flag_reaches_the_model(command, planner, capsys, monkeypatch):
+def test_the_cli_flag_reaches_the_model(command, planner, capsys, monkeypatch, bfloat16_kernels):
     import importlib
 
     module_name, _, name = planner.rpartition(".")
@@ -163,7 +196,7 @@ def test_the_cli_refuses_float16_here_in_one_line(capsys, monkeypatch):
     assert err.startswith("iteration-heads: error: dtype 'float16'") and "\n" not in err
 
 
-def test_an_audit_runs_on_bfloat16_weights():
+def test_an_audit_runs_on_bfloat16_weights(bfloat16_kernels):
     """The position route recomputes queries from the weights: in bfloat16 its consistency
     check allows bfloat16 rounding (it refused the model before)."""
     from iteration_heads import audit
@@ -173,7 +206,7 @@ def test_an_audit_runs_on_bfloat16_weights():
     assert found.format().startswith("iteration heads: iteration heads L1H0+L1H1")
 
 
-def test_flow_tracing_refuses_bfloat16_and_the_command_skips_it(capsys):
+def test_flow_tracing_refuses_bfloat16_and_the_command_skips_it(capsys, bfloat16_kernels):
     from iteration_heads.pathways import iteration_prompts, trace_flows
     from iteration_heads.tasks import DataConfig, make_dataset
 
