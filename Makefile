@@ -1,8 +1,9 @@
 # Everything runs in .venv, created here. CPU torch is installed first: an unpinned torch
-# would pull several GB of CUDA packages. The installed modules are compiled to bytecode once,
-# on every core (pip alone compiles them one by one, about 70 s on 2 cores; an environment with
-# PYTHONDONTWRITEBYTECODE set would otherwise recompile torch in every process). compileall's
-# status is ignored, as pip ignores it: a few test files of torch are written for newer Pythons.
+# would pull several GB of CUDA packages. The installed modules and the package's own (an
+# editable install) are compiled to bytecode once, on every core (pip alone compiles them one
+# by one, about 70 s on 2 cores; an environment with PYTHONDONTWRITEBYTECODE set would otherwise
+# recompile torch, and the package, in every process). compileall's status is ignored, as pip
+# ignores it: a few test files of torch are written for newer Pythons.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,7 +17,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --no-compile torch==$(TORCH_VERSION)
 	$(BIN)/python -m pip install --quiet --no-compile -e ".[dev]"
-	$(BIN)/python -m compileall -q -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" > /dev/null 2>&1 || true
+	$(BIN)/python -m compileall -q -j 0 iteration_heads \
+		"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" > /dev/null 2>&1 || true
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -72,11 +74,18 @@ notebooks: $(STAMP)
 # down. tests/test_typecheck.py runs mypy as `make typecheck` does (there, beside the tests,
 # rather than before them on one core); tests/test_docs.py builds the docs strictly, as `make
 # docs` does.
-LONGEST_FIRST := examples/02_watch_a_head_form.ipynb examples/05_transfer.ipynb \
-	tests/runs/test_executors.py tests/viz/test_browser.py tests/test_bad_inputs.py \
-	tests/runs/test_sweep_safety.py tests/experiments/test_ontology_study.py tests/test_docs.py \
-	tests/training/test_crash_safety.py examples/*.ipynb tests/test_typecheck.py
-test: lint browser
+LONGEST_FIRST := examples/02_watch_a_head_form.ipynb tests/runs/test_executors.py \
+	examples/05_transfer.ipynb tests/viz/test_browser.py tests/experiments/test_ontology_study.py \
+	tests/test_docs.py tests/runs/test_sweep_safety.py tests/test_bad_inputs.py \
+	tests/test_typecheck.py tests/experiments/test_reproduction.py examples/06_pathways.ipynb \
+	tests/pathways/test_horizon.py tests/training/test_crash_safety.py \
+	tests/runs/test_sweep_crash_safety.py tests/runs/test_sharding.py examples/*.ipynb
+
+# Chromium (apt) and the virtual environment (pip) are installed side by side: both mostly
+# wait on the network and the disk (apt alone took 36 s on a machine without Chromium).
+test:
+	$(MAKE) --no-print-directory -j2 install browser
+	$(MAKE) --no-print-directory lint
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder \
 		--nbmake $(LONGEST_FIRST) tests iteration_heads
 
