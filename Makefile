@@ -65,11 +65,13 @@ notebooks: $(STAMP)
 # The suite and the notebooks in one run on both cores (pytest-xdist; a test file or notebook
 # stays on one worker, so module fixtures are built once). Three workers on two cores: with two,
 # a quarter of the cores' time went idle (workers waiting on the subprocesses they start, on
-# files synced to disk, on the browser), and the third fills it (on 2 cores: 458 s against 506 s
-# with two workers, the two-worker run on a tree with about 18 s more work; 4 workers slower). The longest files go first, in the
-# order given here (--no-loadscope-reorder: xdist would otherwise start with the files of most
-# tests and leave the notebooks, one test each, to the end), so that the short ones fill the gaps
-# and no worker waits alone at the end; a file named here and again inside tests/ runs once.
+# files synced to disk, on the browser), and the third fills most of it (on 2 cores: 458 s
+# against 506 s with two workers, the two-worker run on a tree with about 18 s more work; 4
+# workers slower; with three, about four fifths of the cores' time is used). The longest files
+# go first, in the order given here (--no-loadscope-reorder: xdist would otherwise start with the
+# files of most tests and leave the notebooks, one test each, to the end), so that the short ones
+# fill the gaps and no worker waits alone at the end; a file named here and again inside tests/
+# runs once.
 # One torch thread per process: workers of two threads each on two cores slow each other
 # down. tests/test_typecheck.py runs mypy as `make typecheck` does (there, beside the tests,
 # rather than before them on one core); tests/test_docs.py builds the docs strictly, as `make
