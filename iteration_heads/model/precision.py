@@ -5,9 +5,9 @@ dtype at a useful speed, with one-line refusals elsewhere.
 Measured on this project's CPUs (1 thread): an AMD EPYC with AVX512 and avx512_bf16 (a
 256 x 256 matmul: float32 0.36 ms, bfloat16 0.17 ms, float16 10.5 ms), and an AMD EPYC with
 AVX2 only, which emulates both (a 128 x 128 matmul: bfloat16 26 times slower than float32,
-float16 23 times). A CPU without native half kernels emulates them; so a dtype is refused on CPU when PyTorch has no vectorised kernels
-there (capability ``DEFAULT`` or ``NO AVX``) or when a small matmul in it runs more than
-:data:`MAX_SLOWDOWN` times slower than in float32. The agreement of bfloat16 with float32 on
+float16 23 times). A CPU without native half kernels emulates them; so a dtype is refused on
+CPU when PyTorch has no vectorised kernels there (capability ``DEFAULT`` or ``NO AVX``) or when
+a small matmul in it runs more than :data:`MAX_SLOWDOWN` times slower than in float32. The agreement of bfloat16 with float32 on
 the analyses is measured by ``benchmarks/dtype_agreement.py``.
 """
 

@@ -45,7 +45,7 @@ def bfloat16_kernels(monkeypatch):
     """bfloat16 on this CPU for a test of numerics, not of speed. Where the CPU runs it natively
     (AVX512-BF16, AMX) nothing changes; where it only emulates it (AVX2: a 128 x 128 matmul 26x
     slower than in float32) the library refuses it for speed, so the speed check is lifted and
-    the test runs on the emulated kernels, which compute the same bfloat16 results slowly
+    the test runs on the emulated kernels, which compute bfloat16 results, slowly
     (test_this_cpu_gets_bfloat16_or_a_one_line_refusal covers the refusal itself)."""
     reason = unsupported(torch.bfloat16, "cpu")
     if reason is None:
@@ -152,6 +152,12 @@ def test_this_cpu_gets_bfloat16_or_a_one_line_refusal():
     message = str(refused.value)
     assert message.startswith("dtype 'bfloat16': ") and message.endswith("; use float32 here")
     assert "\n" not in message
+    if torch.backends.cpu.get_cpu_capability() in precision.SLOW_CPU_CAPABILITIES:
+        assert "has no vectorised bfloat16 kernels" in message
+    elif slowdown == float("inf"):
+        assert "matmul on this CPU fails" in message
+    else:
+        assert f"runs {slowdown:.0f}x slower than in float32 (emulated)" in message
     assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
