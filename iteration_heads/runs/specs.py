@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iteration_heads._io import METADATA_FILE, RUN_FILE, read_json, write_json
+from iteration_heads._io import HISTORY_FILE, METADATA_FILE, RUN_FILE, read_json, write_json
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.authors import AUTHORS_VOCAB
 from iteration_heads.model.transformer import ModelConfig
@@ -343,6 +343,7 @@ def train_run(spec: RunSpec, runs: str | os.PathLike[str]) -> None:
             return
         remove_temporaries(directory)
         resume = (directory / RUN_FILE).is_file()  # a started run always has a checkpoint
+        carried = recorded_seconds(directory) if resume else 0.0  # earlier processes' time
     torch.set_num_threads(spec.train.threads or 1)
     if spec.source is not None:
         source_dir = spec.source.directory(runs)
@@ -368,15 +369,42 @@ def train_run(spec: RunSpec, runs: str | os.PathLike[str]) -> None:
             time.sleep(0.1)  # the lock was held for an instant (a table read its state)
     with claimed(directory):
         if not finished(spec, runs):
-            finish_run(spec, runs, model, time.perf_counter() - tick)
+            finish_run(spec, runs, model, time.perf_counter() - tick, carried=carried)
+
+
+def recorded_seconds(directory: str | os.PathLike[str]) -> float:
+    """The training and evaluation seconds that the last record of a run folder's history
+    holds (cumulative over the processes that trained it; 0 without a history): what a run
+    killed part-way had spent before the process that resumes it.
+
+    Example:
+        >>> recorded_seconds("/nonexistent")
+        0.0
+    """
+    from iteration_heads.training.history import read_history
+
+    folder = Path(directory)
+    if not (folder / HISTORY_FILE).is_file():
+        return 0.0
+    history = read_history(folder)
+    if not history:
+        return 0.0
+    return float(history[-1]["train_seconds"]) + float(history[-1]["eval_seconds"])
 
 
 def finish_run(
-    spec: RunSpec, runs: str | os.PathLike[str], model: torch.nn.Module, seconds: float
+    spec: RunSpec,
+    runs: str | os.PathLike[str],
+    model: torch.nn.Module,
+    seconds: float,
+    *,
+    carried: float = 0.0,
 ) -> None:
     """Complete a trained run's cache directory: its spec in the metadata, ``detect.json``
-    (the detection of ``model``, its final model) and last ``wall.json`` (``seconds`` of
-    training added to any earlier ones), which marks the run finished.
+    (the detection of ``model``, its final model) and last ``wall.json``, which marks the run
+    finished: ``seconds`` (this process) added to the time already spent on the run, the larger
+    of an earlier ``wall.json`` (a finished run trained further) and ``carried`` (what a run
+    killed part-way had recorded before this process resumed it: :func:`recorded_seconds`).
 
     Example:
         >>> import dataclasses, tempfile
@@ -411,4 +439,4 @@ def finish_run(
             "layers": report.layers.to_dict(orient="records"),
         },
     )
-    write_json(directory / WALL_FILE, {"seconds": round(wall + seconds, 1)})
+    write_json(directory / WALL_FILE, {"seconds": round(max(wall, carried) + seconds, 1)})

@@ -45,8 +45,9 @@ RESULT_COLUMNS = (
 """What the table holds of a finished cell: its :func:`outcome`, final test accuracy and
 last-layer iteration peakiness, whether the detector found the circuit, the first evaluated
 epoch (and optimiser step) where accuracy and the iteration head reached their targets (and
-where both did at once), the epochs and steps trained, the wall-clock seconds, and a
-:func:`detector_note` where the outcome and the detector disagree."""
+where both did at once), the epochs and steps trained, the wall-clock seconds (over every
+process that trained the run, a resumed one included), and a :func:`detector_note` where the
+outcome and the detector disagree."""
 
 INTEGER_COLUMNS = (
     "first_epoch_accuracy",

@@ -84,3 +84,38 @@ def test_only_the_second_mlp_changes_when_fine_tuning_it(tmp_path):
     after = load_file(str(child.directory(tmp_path) / "model.safetensors"))
     changed = sorted(k for k in before if not (before[k] == after[k]).all())
     assert changed and all(k.startswith("blocks.1.mlp.") for k in changed), changed
+
+
+def test_a_resumed_run_counts_the_time_of_the_processes_before_it(tmp_path):
+    """A run killed part-way and resumed: ``wall.json`` (the sweep tables' ``seconds``) holds
+    the time its history recorded before the resume plus the resuming process's, not the last
+    process's alone. Simulated exactly: a finished run is made unfinished again (``wall.json``
+    removed) with 1000 s more in its history, as if an earlier process had spent them."""
+    from iteration_heads.runs.results import WALL_FILE
+    from iteration_heads.runs.specs import recorded_seconds, train_run
+
+    spec = tiny_spec()
+    train_run(spec, tmp_path)
+    folder = spec.directory(tmp_path)
+    history = folder / "history.jsonl"
+    records = [json.loads(line) for line in history.read_text().splitlines()]
+    first = json.loads((folder / WALL_FILE).read_text())["seconds"]
+    assert first >= recorded_seconds(folder) > 0  # one process: its own time covers the history
+    for record in records:
+        record["train_seconds"] += 1000.0
+    history.write_text("".join(json.dumps(record) + "\n" for record in records))
+    (folder / WALL_FILE).unlink()
+    assert not finished(spec, tmp_path)
+    earlier = recorded_seconds(folder)
+    assert earlier > 1000.0
+    train_run(spec, tmp_path)  # resumes at its last checkpoint: nothing left to train
+    assert finished(spec, tmp_path)
+    wall = json.loads((folder / WALL_FILE).read_text())["seconds"]
+    assert earlier < wall < earlier + first + 60  # the earlier time once, plus this process's
+
+
+def test_recorded_seconds_of_a_folder_without_history_is_zero(tmp_path):
+    from iteration_heads.runs.specs import recorded_seconds
+
+    assert recorded_seconds(tmp_path) == 0.0
+    assert recorded_seconds(tmp_path / "missing") == 0.0
