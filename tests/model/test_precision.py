@@ -50,7 +50,8 @@ def bfloat16_kernels(monkeypatch):
     reason = unsupported(torch.bfloat16, "cpu")
     if reason is None:
         return
-    if "x slower than in float32" not in reason:  # no vectorised kernels, or a wrong matmul
+    no_kernels = torch.backends.cpu.get_cpu_capability() in precision.SLOW_CPU_CAPABILITIES
+    if no_kernels or precision.cpu_slowdown(torch.bfloat16) == float("inf"):
         pytest.skip(f"bfloat16 does not run on this CPU: {reason}")
     monkeypatch.setattr(precision, "cpu_slowdown", lambda dtype: 1.0)
 
