@@ -615,18 +615,19 @@ def snapshot(*roots: Path) -> dict[str, Any]:
     modification and change times: any write, replacement, rename or chmod moves one of them;
     stat alone, as hashing ~800 files twice per case cost a minute of the suite)."""
     entries: dict[str, Any] = {}
-    for root in roots:
-        for folder, dirs, files in os.walk(root):
-            for name in [*dirs, *files]:
-                path = os.path.join(folder, name)
-                info = os.lstat(path)
+    folders = [os.fspath(root) for root in roots]
+    while folders:
+        with os.scandir(folders.pop()) as listing:
+            for entry in listing:
+                info = entry.stat(follow_symlinks=False)
                 if stat.S_ISLNK(info.st_mode):
-                    entries[path] = ("link", os.readlink(path))
+                    entries[entry.path] = ("link", os.readlink(entry.path))
                 elif stat.S_ISDIR(info.st_mode):
-                    entries[path] = ("dir", info.st_mode)
+                    entries[entry.path] = ("dir", info.st_mode)
+                    folders.append(entry.path)
                 else:
-                    entries[path] = ("file", info.st_size, info.st_ino, info.st_mode,
-                                     info.st_mtime_ns, info.st_ctime_ns)  # fmt: skip
+                    entries[entry.path] = ("file", info.st_size, info.st_ino, info.st_mode,
+                                           info.st_mtime_ns, info.st_ctime_ns)  # fmt: skip
     return entries
 
 

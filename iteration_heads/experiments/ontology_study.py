@@ -14,6 +14,7 @@ figures.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +50,7 @@ from iteration_heads.pathways.segments import (
 )
 from iteration_heads.pathways.writers import AnswerWriters, answer_writers
 from iteration_heads.tasks.ontology import OntologyProblems, OntologyVocab, make_ontology_problems
-from iteration_heads.tasks.ontology_data import OntologyDataConfig, held_out, prompts_of
+from iteration_heads.tasks.ontology_data import OntologyDataConfig, held_out, training_prompts
 from iteration_heads.tasks.task import check_int
 from iteration_heads.training.ontology_evaluation import OntologyEvaluation, evaluate_ontology
 
@@ -307,9 +308,7 @@ def study_ontology(model: Any, options: StudyOptions | None = None) -> OntologyS
     if not isinstance(options, StudyOptions):
         raise IterationHeadsError(f"options must be StudyOptions, got {type(options).__name__}")
     config = data_config_of(model)
-    seen = prompts_of(
-        make_ontology_problems(config.ontology, config.n_train, seed=config.seed).tokens
-    )
+    seen = training_prompts(config)
     base = 10_000 + options.seed * 10
     fresh = {
         kind: held_out(make_ontology_problems(config.ontology, n, seed=base + i, kind=kind), seen)
@@ -362,7 +361,7 @@ def study_ontology(model: Any, options: StudyOptions | None = None) -> OntologyS
 
 
 def _probes(model: Any, config: OntologyDataConfig, options: StudyOptions,
-            seen: set[tuple[int, ...]]) -> dict[str, RelationProbes]:  # fmt: skip
+            seen: Set[tuple[int, ...]]) -> dict[str, RelationProbes]:  # fmt: skip
     """Relation probes on fresh fictional problems, of the model and of random weights of its
     shape (where they must fall to chance)."""
     seed = 10_000 + options.seed * 10 + 6
@@ -375,7 +374,7 @@ def _probes(model: Any, config: OntologyDataConfig, options: StudyOptions,
 
 
 def _horizon(model: Any, config: OntologyDataConfig, options: StudyOptions,
-             seen: set[tuple[int, ...]]) -> HorizonPatching:  # fmt: skip
+             seen: Set[tuple[int, ...]]) -> HorizonPatching:  # fmt: skip
     """The horizon experiment on fresh two-hop fictional problems."""
     two_hop = dataclasses.replace(config.ontology, hops=(HORIZON_HOPS,))
     seed = 10_000 + options.seed * 10 + 7

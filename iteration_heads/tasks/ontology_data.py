@@ -9,7 +9,9 @@ accuracy), and with a world ``world`` (links recalled from the weights) and ``co
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -118,7 +120,7 @@ class OntologyDataset:
         return max(p.tokens.shape[1] for p in (self.train_problems, *self.tests.values()))
 
 
-def held_out(problems: OntologyProblems, seen: set[tuple[int, ...]]) -> OntologyProblems:
+def held_out(problems: OntologyProblems, seen: Set[tuple[int, ...]]) -> OntologyProblems:
     """The problems whose prompt (everything before the chain of thought) is not in ``seen``.
 
     Example:
@@ -168,6 +170,30 @@ def prompts_of(tokens: Int[Tensor, "n pos"]) -> set[tuple[int, ...]]:
     """Every problem's prompt (up to ``=>``) as a tuple of token ids, what :func:`held_out`
     compares."""
     return set(_prompts(tokens))
+
+
+def training_prompts(config: OntologyDataConfig) -> frozenset[tuple[int, ...]]:
+    """The prompts of the training problems that ``config`` draws (:func:`prompts_of`): what
+    a model trained on them has seen, and what :func:`held_out` drops. Drawn once per process
+    and config (20,000 problems take seconds).
+
+    Example:
+        >>> config = OntologyDataConfig(OntologyConfig(hops=(1,)), n_train=8)
+        >>> train = make_ontology_dataset(config).train_problems
+        >>> training_prompts(config) == prompts_of(train.tokens)
+        True
+    """
+    if not isinstance(config, OntologyDataConfig):
+        raise IterationHeadsError(
+            f"config must be an OntologyDataConfig, got {type(config).__name__}"
+        )
+    return _drawn_training_prompts(config)
+
+
+@lru_cache(maxsize=4)
+def _drawn_training_prompts(config: OntologyDataConfig) -> frozenset[tuple[int, ...]]:
+    problems = make_ontology_problems(config.ontology, config.n_train, seed=config.seed)
+    return frozenset(prompts_of(problems.tokens))
 
 
 def _prompts(tokens: Int[Tensor, "n pos"]) -> list[tuple[int, ...]]:

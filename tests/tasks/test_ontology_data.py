@@ -11,6 +11,7 @@ from iteration_heads.tasks.ontology_data import (
     OntologyDataConfig,
     make_ontology_dataset,
     prompts_of,
+    training_prompts,
 )
 
 SMALL = OntologyDataConfig(
@@ -29,6 +30,17 @@ def test_test_splits_are_held_out_and_of_their_kind() -> None:
         assert 0 < len(problems) <= 100
     assert data.train.tokens.shape == data.train_problems.tokens.shape
     assert data.width >= data.train.tokens.shape[1]
+
+
+def test_the_training_prompts_are_the_datasets_drawn_once_per_config() -> None:
+    data = make_ontology_dataset(SMALL)
+    seen = training_prompts(SMALL)
+    assert seen == prompts_of(data.train_problems.tokens) and len(seen) > 300
+    assert training_prompts(SMALL) is seen  # cached: the same frozen set, not drawn again
+    other = training_prompts(OntologyDataConfig(SMALL.ontology, n_train=400, n_test=100, seed=1))
+    assert other != seen  # another seed draws other problems
+    with pytest.raises(IterationHeadsError, match="config must be an OntologyDataConfig, got dict"):
+        training_prompts({"n_train": 400})  # type: ignore[arg-type]
 
 
 def test_one_hop_repeats_are_dropped_from_the_test_split() -> None:
