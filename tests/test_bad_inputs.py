@@ -615,7 +615,8 @@ def snapshot(*roots: Path) -> dict[str, Any]:
     modification and change times: any write, replacement, rename or chmod moves one of them;
     stat alone, as hashing ~800 files twice per case cost a minute of the suite)."""
     entries: dict[str, Any] = {}
-    folders = [os.fspath(root) for root in roots]
+    folders = [os.fspath(root) for root in roots if os.path.isdir(root)]
+    entries |= {os.fspath(root): ("missing",) for root in roots if not os.path.isdir(root)}
     while folders:
         with os.scandir(folders.pop()) as listing:
             for entry in listing:
