@@ -7,8 +7,9 @@ Measured on this project's CPUs (1 thread): an AMD EPYC with AVX512 and avx512_b
 AVX2 only, which emulates both (a 128 x 128 matmul: bfloat16 26 times slower than float32,
 float16 23 times). A CPU without native half kernels emulates them; so a dtype is refused on
 CPU when PyTorch has no vectorised kernels there (capability ``DEFAULT`` or ``NO AVX``) or when
-a small matmul in it runs more than :data:`MAX_SLOWDOWN` times slower than in float32. The agreement of bfloat16 with float32 on
-the analyses is measured by ``benchmarks/dtype_agreement.py``.
+a small matmul in it runs more than :data:`MAX_SLOWDOWN` times slower than in float32. The
+agreement of bfloat16 with float32 on the analyses is measured by
+``benchmarks/dtype_agreement.py``.
 """
 
 from __future__ import annotations

@@ -224,7 +224,8 @@ def overflow(page: Path, tmp: Path, width: int = 1300) -> dict:
 
 
 def fits(measured: dict, name: str) -> None:
-    """Assert that nothing of the page ``name`` measured by :data:`MEASURE` is wider than 1,300 px."""
+    """Assert that nothing of the page ``name``, as :data:`MEASURE` measured it, is wider than
+    1,300 px."""
     assert measured["wide"] == [], f"{name}: wider than 1,300 px: {measured['wide'][:5]}"
     assert measured["page"] <= 1300, f"{name}: the page scrolls to {measured['page']} px"
 
