@@ -1,9 +1,10 @@
 # Everything runs in .venv, created here. CPU torch is installed first: an unpinned torch
-# would pull several GB of CUDA packages. The installed modules and the package's own (an
-# editable install) are compiled to bytecode once, on every core (pip alone compiles them one
-# by one, about 70 s on 2 cores; an environment with PYTHONDONTWRITEBYTECODE set would otherwise
-# recompile torch, and the package, in every process). compileall's status is ignored, as pip
-# ignores it: a few test files of torch are written for newer Pythons.
+# would pull several GB of CUDA packages. pip compiles nothing (--no-compile: it would compile
+# all 20,000 installed modules one by one, about 70 s on 2 cores); instead, one process imports
+# the whole package with bytecode writing on, which compiles and caches the 3,300 modules it and
+# its dependencies load (about 10 s of one core; compiling every installed module took 34 s on
+# both). Where PYTHONDONTWRITEBYTECODE is set, every command would otherwise recompile torch and
+# the package on each start; the test command writes the bytecode of what else the tests load.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,13 +13,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo train-demo test lint typecheck browser docs notebooks slow clean
 
+export IMPORT_EVERYTHING := import importlib, pkgutil, iteration_heads as p; [importlib.import_module(m.name) for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.')]
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --no-compile torch==$(TORCH_VERSION)
 	$(BIN)/python -m pip install --quiet --no-compile -e ".[dev]"
-	$(BIN)/python -m compileall -q -j 0 iteration_heads \
-		"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" > /dev/null 2>&1 || true
+	env -u PYTHONDONTWRITEBYTECODE OMP_NUM_THREADS=1 $(BIN)/python -c "$$IMPORT_EVERYTHING"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -71,7 +73,8 @@ notebooks: $(STAMP)
 # go first, in the order given here (--no-loadscope-reorder: xdist would otherwise start with the
 # files of most tests and leave the notebooks, one test each, to the end), so that the short ones
 # fill the gaps and no worker waits alone at the end; a file named here and again inside tests/
-# runs once.
+# runs once. The notebooks run inside the workers (examples/conftest.py), not in a Jupyter kernel
+# each: a kernel's start-up cost about 8 s per notebook.
 # One torch thread per process: workers of two threads each on two cores slow each other
 # down. tests/test_typecheck.py runs mypy as `make typecheck` does (there, beside the tests,
 # rather than before them on one core); tests/test_docs.py builds the docs strictly, as `make
@@ -88,8 +91,8 @@ LONGEST_FIRST := examples/02_watch_a_head_form.ipynb tests/runs/test_executors.p
 test:
 	$(MAKE) --no-print-directory -j2 install browser
 	$(MAKE) --no-print-directory lint
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder \
-		--nbmake $(LONGEST_FIRST) tests iteration_heads
+	env -u PYTHONDONTWRITEBYTECODE OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 3 \
+		--dist loadfile --no-loadscope-reorder $(LONGEST_FIRST) tests iteration_heads
 
 # Long runs marked slow, not in the default suite: 200-epoch trainings of the paper's model
 # (seed 0 must form the head; seeds 1 and 2 are expected failures), the no-CoT control, a run
