@@ -1,6 +1,6 @@
 """The notebooks as tests, run inside the pytest process (``make test``).
 
-Each notebook runs top to bottom, in its own folder, in an IPython shell inside the pytest worker:
+Each notebook runs top to bottom, in its own folder, in a new IPython shell inside the pytest worker:
 every cell through IPython's ``run_cell`` (a notebook's last expression is displayed, so its
 figures are rendered in every format a Jupyter kernel asks for), and a cell that raises fails the
 test with the cell's number, source and traceback. The worker has imported torch, TransformerLens
@@ -12,6 +12,8 @@ notebooks with nbmake, in kernels, and then this collector steps aside.
 
 from __future__ import annotations
 
+import atexit
+import builtins
 import os
 import sys
 from collections.abc import Iterator
@@ -38,9 +40,8 @@ class NotebookRun(pytest.Item):
 
     def runtest(self) -> None:
         notebook = nbformat.read(self.path, as_version=4)
-        shell = notebook_shell()
         kept = keep_process_state()
-        shell.reset(new_session=False)  # the namespace of the notebook run before is gone
+        shell = notebook_shell()
         try:
             os.chdir(self.path.parent)  # where Jupyter, and nbmake, run a notebook
             code = [cell for cell in notebook.cells if cell.cell_type == "code"]
@@ -50,7 +51,7 @@ class NotebookRun(pytest.Item):
                 if error is not None:
                     raise NotebookCellFailed(number, cell.source) from error
         finally:
-            shell.reset(new_session=False)  # drops the notebook's models and tensors
+            close_shell(shell)
             kept()
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
@@ -68,34 +69,45 @@ class NotebookRun(pytest.Item):
 
 
 def notebook_shell() -> Any:
-    """The worker's IPython shell (made once): no history file, every display format on."""
+    """A new IPython shell: no history file, every display format on (as a Jupyter kernel asks),
+    tracebacks without colours."""
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
-    if not InteractiveShell.initialized():
-        main = sys.modules["__main__"]  # the shell installs its own __main__; give it back
-        config = Config()
-        config.HistoryManager.enabled = False  # no sqlite file and no saving thread
-        config.InteractiveShell.colors = "nocolor"  # tracebacks in the captured output
-        shell = InteractiveShell.instance(config=config)
-        sys.modules["__main__"] = main
-        formatter = shell.display_formatter
-        formatter.active_types = list(formatter.formatters)  # as a Jupyter kernel asks
-    return InteractiveShell.instance()
+    config = Config()
+    config.HistoryManager.enabled = False  # no sqlite file and no saving thread
+    config.InteractiveShell.colors = "nocolor"  # tracebacks in the captured output
+    shell = InteractiveShell.instance(config=config)
+    formatter = shell.display_formatter
+    formatter.active_types = list(formatter.formatters)
+    return shell
+
+
+def close_shell(shell: Any) -> None:
+    """Drop ``shell`` and what it holds (the notebook's models and tensors): after it, IPython's
+    ``get_ipython()`` is None again in this process."""
+    shell.reset(new_session=False)
+    shell.atexit_operations()
+    atexit.unregister(shell.atexit_operations)
+    type(shell).clear_instance()
 
 
 def keep_process_state() -> Any:
-    """What a notebook may change in the process, and a function that puts it back: the working
-    folder, ``__main__``, plotly's default renderer and torch's random state and threads."""
+    """What a notebook, or its shell, may change in the process, and a function that puts it
+    back: the working folder, ``__main__`` (the shell installs its own), the builtins (it adds
+    ``__IPYTHON__`` and ``display``), plotly's default renderer, torch's random state and
+    threads."""
     import plotly.io as pio
     import torch
 
-    folder, main = os.getcwd(), sys.modules["__main__"]
+    folder, main, names = os.getcwd(), sys.modules["__main__"], set(vars(builtins))
     renderer, rng, threads = pio.renderers.default, torch.get_rng_state(), torch.get_num_threads()
 
     def restore() -> None:
         os.chdir(folder)
         sys.modules["__main__"] = main
+        for name in set(vars(builtins)) - names:
+            delattr(builtins, name)
         pio.renderers.default = renderer
         torch.set_rng_state(rng)
         torch.set_num_threads(threads)

@@ -49,7 +49,7 @@ def test_notebook_has_a_script_and_no_outputs(notebook):
 
 def test_make_test_runs_notebooks_in_process_and_reports_the_failing_cell(tmp_path):
     """examples/conftest.py: each notebook in a fresh namespace, in its folder; a raising cell
-    fails with its number, source and error; the process's __main__ is given back."""
+    fails with its number, source and error; no shell is left, and __main__ is pytest's again."""
     (tmp_path / "conftest.py").write_text((EXAMPLES / "conftest.py").read_text())
     notebooks = {
         "a_good": ["x = 41", "x + 1", "import os\nassert os.path.isfile('a_good.ipynb')"],
@@ -60,8 +60,9 @@ def test_make_test_runs_notebooks_in_process_and_reports_the_failing_cell(tmp_pa
         cells = [nbformat.v4.new_code_cell(source) for source in sources]
         nbformat.write(nbformat.v4.new_notebook(cells=cells), tmp_path / f"{name}.ipynb")
     (tmp_path / "test_z_after.py").write_text(
-        "import sys\n\ndef test_main_is_pytest():\n"
+        "import builtins, sys\nfrom IPython import get_ipython\n\ndef test_no_shell_is_left():\n"
         "    assert sys.modules['__main__'].__spec__.name == 'pytest.__main__'\n"
+        "    assert get_ipython() is None and not hasattr(builtins, '__IPYTHON__')\n"
     )
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(tmp_path)],
