@@ -1,13 +1,14 @@
 """The notebooks as tests, run inside the pytest process (``make test``).
 
-Each notebook runs top to bottom, in its own folder, in a new IPython shell inside the pytest worker:
-every cell through IPython's ``run_cell`` (a notebook's last expression is displayed, so its
-figures are rendered in every format a Jupyter kernel asks for), and a cell that raises fails the
-test with the cell's number, source and traceback. The worker has imported torch, TransformerLens
-and the package already, so a notebook pays only for its own work: a Jupyter kernel per notebook
-(nbmake) cost about 8 s of start-up each. What a kernel adds, plotly's figures as HTML and tqdm's
-widgets, is checked in a real kernel by ``tests/test_docs.py``; ``make notebooks`` runs the
-notebooks with nbmake, in kernels, and then this collector steps aside.
+Each notebook runs top to bottom, in its own folder, in a new IPython shell inside the pytest
+worker: every cell through IPython's ``run_cell`` (a notebook's last expression is displayed, so
+its figures are rendered in every format a Jupyter kernel asks for), and a cell that raises fails
+the test with the cell's number, source and traceback. The worker has imported torch,
+TransformerLens and the package already, so a notebook pays only for its own work: a Jupyter
+kernel per notebook (nbmake) cost about 8 s of start-up each. What a kernel adds, plotly's
+figures as HTML and tqdm's widgets, is checked in a real kernel by ``tests/test_docs.py``;
+``make notebooks`` runs the notebooks with nbmake, in kernels, and then this collector steps
+aside.
 """
 
 from __future__ import annotations
