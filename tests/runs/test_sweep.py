@@ -206,6 +206,7 @@ def test_runs_go_to_the_gpu_only_when_there_is_one_or_the_spec_says() -> None:
 COMMITTED_FIRST_CELLS = {
     "authors-block": "polynomial-cot-d64-L8-2x1-s0-steps3200",
     "controls-one-head": "polynomial-cot-d64-L8-1x1-s0-e150",
+    "ingredients-more-seeds": "polynomial-cot-d64-L8-2x1-s5-e200",
     "low-width": "polynomial-cot-d32-L8-2x2-s0-steps3200",
     "recipe-search": "polynomial-cot-d64-L8-2x1-s0-steps3200",
     "scaling": "polynomial-cot-d16-L4-2x1-s0-steps2500",
