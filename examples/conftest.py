@@ -59,11 +59,10 @@ class NotebookRun(pytest.Item):
         if not isinstance(excinfo.value, NotebookCellFailed):
             return str(super().repr_failure(excinfo))
         number, source = excinfo.value.args
-        cause = excinfo.value.__cause__
-        trace = pytest.ExceptionInfo.from_exception(cause) if cause is not None else excinfo
-        error = f"{type(cause).__name__}: {cause}" if cause is not None else "an error"
-        head = f"code cell {number} of {self.path.name} raised {error}"
-        return f"{head}\n{source}\n\n{trace.getrepr(style='short')}"
+        cause = excinfo.value.__cause__  # runtest raises it ``from`` the cell's error
+        trace = pytest.ExceptionInfo.from_exception(cause).getrepr(style="short")
+        head = f"code cell {number} of {self.path.name} raised {type(cause).__name__}: {cause}"
+        return f"{head}\n{source}\n\n{trace}"
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, 0, f"notebook {self.path.name}"
