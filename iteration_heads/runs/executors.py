@@ -18,12 +18,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
@@ -84,6 +86,35 @@ def worker_context() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
     return context
+
+
+@contextlib.contextmanager
+def unreadable_main_hidden() -> Iterator[None]:
+    """While local workers start: hide ``__main__.__file__`` if it names no file (``<stdin>``
+    for ``python -`` or a heredoc). A spawned or fork-server worker runs the main script again
+    from that path first, and one it cannot open kills the worker before its call starts. The
+    calls come from importable modules, so a worker needs nothing from such a script.
+
+    Example:
+        >>> import __main__
+        >>> had = __main__.__dict__.get("__file__"); __main__.__file__ = "<stdin>"
+        >>> with unreadable_main_hidden():
+        ...     hasattr(__main__, "__file__")
+        False
+        >>> __main__.__file__
+        '<stdin>'
+        >>> __main__.__file__ = had
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not isinstance(path, str) or os.path.isfile(path):
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 def start_worker(threads: int, sweep: int | None = None) -> None:
@@ -194,7 +225,8 @@ class LocalExecutor(Executor):
                 initializer=start_worker,
                 initargs=(self.threads, os.getpid()),
             )
-        return [self._pool.submit(fn, *args) for fn, args in calls]
+        with unreadable_main_hidden():  # the pool starts its workers as calls come
+            return [self._pool.submit(fn, *args) for fn, args in calls]
 
     def shutdown(self) -> None:
         """Wait for the calls submitted, then end the workers and the pool's own thread: a pool
