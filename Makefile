@@ -82,8 +82,8 @@ notebooks: $(STAMP)
 LONGEST_FIRST := examples/02_watch_a_head_form.ipynb tests/runs/test_executors.py \
 	examples/05_transfer.ipynb tests/viz/test_browser.py tests/experiments/test_ontology_study.py \
 	tests/test_docs.py tests/runs/test_sweep_safety.py tests/test_bad_inputs.py \
-	tests/test_typecheck.py tests/experiments/test_reproduction.py examples/06_pathways.ipynb \
-	tests/pathways/test_horizon.py tests/training/test_crash_safety.py \
+	tests/test_typecheck.py tests/experiments/test_reproduction.py tests/test_guides.py \
+	examples/06_pathways.ipynb tests/pathways/test_horizon.py tests/training/test_crash_safety.py \
 	tests/runs/test_sweep_crash_safety.py tests/runs/test_sharding.py examples/*.ipynb
 
 # Chromium (apt) and the virtual environment (pip) are installed side by side: both mostly
@@ -96,8 +96,8 @@ test:
 
 # Long runs marked slow, not in the default suite: 200-epoch trainings of the paper's model
 # (seed 0 must form the head; seeds 1 and 2 are expected failures), the no-CoT control, a run
-# killed at 300 random instants, and sweeps on a Ray cluster and a SLURM cluster started on this
-# machine (skipped where Ray or slurm-wlm is missing).
+# killed at 300 random instants, sweeps on a Ray cluster and a SLURM cluster started on this
+# machine (skipped where Ray or slurm-wlm is missing), and the guides' code blocks of minutes.
 slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
