@@ -179,8 +179,9 @@ def assess_paper_size(results: Results) -> Assessment:
 PAPER_SIZE = Experiment(
     "paper-size",
     f"The paper's main setting: d 128, Lmax 16, the library's recipe, up to {PAPER_SIZE_EPOCHS} "
-    "epochs (the paper: 1000), stopping at target. About 50 s per epoch on one core beside "
-    "another run; these runs are also the sources of the fair parity test (parity-16).",
+    "epochs (the paper: 1000), stopping at target. About 20 s (one head per layer) to 45 s (two) "
+    "per epoch, evaluation included, on one core beside another run; these runs are also the "
+    "sources of the fair parity test (parity-16).",
     paper_size_arms,
     (
         Claim(

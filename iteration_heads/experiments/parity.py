@@ -296,11 +296,13 @@ def assess_fair_parity(results: Results) -> Assessment:
     )
     if faster == len(tuned) and learned:
         verdict = "partly: transfer is faster, but parity from scratch is not slow"
+        if len(learned) < len(scratch):
+            verdict += f" on {len(learned)}/{len(scratch)} seeds"
         why = (
             f"{len(learned)}/{len(scratch)} seeds reach accuracy ≥ {SCRATCH_LEARNED} from scratch "
             f"within {scratch[0].epochs} epochs, with a best single-head layer-2 iteration "
             f"peakiness of {mean_spread([r.iteration_peakiness for r in learned])} (detect "
-            f"finds a circuit split over heads in {count(learned, lambda r: r.has_circuit)}) "
+            f"finds an iteration circuit in {count(learned, lambda r: r.has_circuit)}) "
             f"and accuracy {mean_spread(longest)} at L = 16, where 1024 of 65,536 inputs are "
             "trained on: the model generalises without a clean iteration head (the paper: "
             "about 1000 epochs from scratch)"

@@ -169,7 +169,8 @@ def write_summary(out: Path) -> Path:
         "With `--jobs 2` two runs train at once (one thread each): the time on 2 cores is about "
         "half the one-thread total, or the longest run. Times were measured while other jobs "
         "shared the machine, so they are upper bounds. The time of `transfer` includes the "
-        "`emergence` runs it fine-tunes (shared with `emergence` and `positional`). Runs are "
+        "`emergence` runs it fine-tunes (shared with `emergence` and `positional`), that of "
+        "`parity-16` the `paper-size` runs it fine-tunes. Runs are "
         "cached in `runs/reproduce/`: re-running a command reuses finished runs and resumes "
         "interrupted ones.",
     ]
