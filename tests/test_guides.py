@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import iteration_heads.tasks.task as task_module
 from iteration_heads.cli import build_parser
+from iteration_heads.tasks import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -129,6 +131,10 @@ def guide_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     from a clone's root; what the guides write lands here."""
     (tmp_path / "tests").symlink_to(ROOT / "tests", target_is_directory=True)
     monkeypatch.chdir(tmp_path)
+    # the built-in tasks only, as a reader starts, whatever tests or doctests registered before;
+    # what the guide registers is gone after it
+    builtins = {name: get_task(name) for name in task_module.BUILTIN_TASKS}
+    monkeypatch.setattr(task_module, "_REGISTRY", builtins)
     state = torch.random.get_rng_state()
     yield tmp_path
     torch.random.set_rng_state(state)

@@ -70,6 +70,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "paper arm. authors: the paper arm with every ingredient of the authors' code (their "
         "block, initialisation, data and batch order)",
     )
+    p.add_argument(
+        "--rejudge",
+        action="store_true",
+        help="train nothing: judge the results already in --out again with the current claims "
+        "(their runs, command and times kept), for when a claim's wording or judgement changed",
+    )
     add_executor_options(p)
     p.set_defaults(func=run)
 
@@ -130,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
             "--seeds, --epochs, --extend and --arm do not apply to ontology (one model, trained "
             "to its target)"
         )
+    if args.rejudge:
+        return rejudge_only(args, names, study)
     if args.jobs < 1:
         raise IterationHeadsError(f"--jobs {args.jobs}, expected an integer >= 1")
     if args.epochs is not None and args.epochs < 1:
@@ -171,4 +179,21 @@ def run(args: argparse.Namespace) -> int:
     if study:
         reproduce_ontology(args.runs, args.out)
         write_summary(args.out)
+    return 0
+
+
+def rejudge_only(args: argparse.Namespace, names: list[str], study: bool) -> int:
+    """``reproduce --rejudge``: the written results judged again, nothing trained."""
+    from iteration_heads.experiments import rejudge
+
+    training = {"--seeds": args.seeds, "--epochs": args.epochs, "--extend": args.extend,
+                "--jobs": args.jobs != 1, "--executor": args.executor != "local"}  # fmt: skip
+    given = [option for option, value in training.items() if value]
+    if given or study:
+        what = ", ".join(given + ["ontology"] * study)
+        raise IterationHeadsError(
+            f"--rejudge trains nothing and judges the paper's experiments only; drop {what}"
+        )
+    folder_option(args.out, "--out")
+    rejudge(names, args.out, ["paper", "recipe"] if args.arm == "both" else [args.arm])
     return 0

@@ -48,7 +48,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from iteration_heads._io import versions, write_json, write_text
+from iteration_heads._io import read_json, versions, write_json, write_text
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.experiments.claims import (
     ARMS,
@@ -168,12 +168,7 @@ def write_results(
     stem = record_stem(experiment.name, check_arm(arm))
     results: Results = {label: [s.result(runs) for s in specs] for label, specs in plan.items()}
     results = merge_runs(results, earlier or {})
-    claims = []
-    for claim in experiment.claims:
-        ours, holds, why = claim.assess(results)
-        claims.append(
-            {"claim": claim.text, "paper": claim.paper, "ours": ours, "holds": holds, "why": why}
-        )
+    claims = judge(experiment, results)
     core_seconds = sum(r.wall_seconds for rs in results.values() for r in rs)
     seeds = sorted({r.seed for rs in results.values() for r in rs})
     record = {
@@ -197,6 +192,78 @@ def write_results(
     write_text(out / f"{stem}.md", _markdown(record, out))
     _figure(experiment, results, out, arm)
     return record
+
+
+def judge(experiment: Experiment, results: Results) -> list[dict[str, str]]:
+    """Each of the experiment's claims judged on ``results``: its text, the paper's figure, ours,
+    whether it holds and why."""
+    claims = []
+    for claim in experiment.claims:
+        ours, holds, why = claim.assess(results)
+        claims.append(
+            {"claim": claim.text, "paper": claim.paper, "ours": ours, "holds": holds, "why": why}
+        )
+    return claims
+
+
+def rejudge(
+    names: Sequence[str],
+    out: str | os.PathLike[str] = "docs/results",
+    arms: Sequence[str] = DEFAULT_ARMS,
+    log: Callable[[str], None] = print,
+) -> list[str]:
+    """Judge the written results of experiments again with today's claims, without training
+    or a run cache: for every arm in ``arms`` that has a record ``<out>/<stem>.json``, its
+    claims, description and Markdown table are rewritten from the runs it holds; its runs,
+    command, times, versions and curves stay those of the training. For when the wording or
+    the judgement of a claim changes after the runs. Returns the stems rewritten.
+
+    Example:
+        >>> import tempfile
+        >>> rejudge(["no-cot"], tempfile.mkdtemp())
+        Traceback (most recent call last):
+        ...
+        iteration_heads.errors.IterationHeadsError: no results of no-cot in '...' for the arms ['paper', 'recipe']: run `iteration-heads reproduce no-cot` first
+    """
+    if isinstance(names, str) or not isinstance(names, Sequence) or not names:
+        raise IterationHeadsError(f"names={names!r}, expected a non-empty list of experiments")
+    if isinstance(arms, str) or not isinstance(arms, Sequence) or not arms:
+        raise IterationHeadsError(f"arms={arms!r}, expected a non-empty list of {list(ARMS)}")
+    arms = [check_arm(arm) for arm in dict.fromkeys(arms)]
+    experiments = [get_experiment(name) for name in names]
+    out = Path(out)
+    found = {(e.name, arm): out / f"{record_stem(e.name, arm)}.json" for e in experiments
+             for arm in arms}  # fmt: skip
+    for experiment in experiments:
+        if not any(found[experiment.name, arm].is_file() for arm in arms):
+            raise IterationHeadsError(
+                f"no results of {experiment.name} in {str(out)!r} for the arms {arms}: run "
+                f"`iteration-heads reproduce {experiment.name}` first"
+            )
+    judged = {}
+    for (name, arm), path in found.items():  # every record read before one is rewritten
+        if path.is_file():
+            record = read_json(path)
+            experiment = get_experiment(name)
+            groups = sorted(experiment.specs(experiment.seeds[:1], None, arm))
+            try:
+                if sorted(record["arms"]) != groups:
+                    raise ValueError(f"run groups {sorted(record['arms'])}, expected {groups}")
+                results = {label: [RunResult(**run) for run in runs]
+                           for label, runs in record["arms"].items()}  # fmt: skip
+                claims = judge(experiment, results)
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+                raise IterationHeadsError(
+                    f"{str(path)!r} is not a record of {name} that can be judged again: "
+                    f"{type(error).__name__}: {error}"
+                ) from None
+            judged[name, arm] = {**record, "description": experiment.description, "claims": claims}
+    for (name, arm), record in judged.items():
+        write_json(found[name, arm], record)
+        write_text(out / f"{record_stem(name, arm)}.md", _markdown(record, out))
+        log(f"rejudged {out / record_stem(name, arm)}.{{json,md}}")
+    write_summary(out)
+    return [record_stem(name, arm) for name, arm in judged]
 
 
 ARM_NOTES = {

@@ -438,3 +438,41 @@ def test_the_summary_states_the_out_of_sample_timing_from_the_sweep_table(tmp_pa
     text = write_summary(out).read_text()
     assert "on 4 of 5, first at epochs 20, 30, 40, 100 (median 35)" in text
     assert "(101, 202, 303, 404, 505;" in text
+
+
+def test_rejudge_rewrites_the_claims_of_written_results_from_the_runs_they_hold(tmp_path, capsys):
+    from iteration_heads.experiments import rejudge
+
+    docs = Path(__file__).parents[2] / "docs" / "results"
+    out = tmp_path / "results"
+    out.mkdir()
+    for stem in ("parity-16-paper", "no-cot-paper"):
+        (out / f"{stem}.json").write_text((docs / f"{stem}.json").read_text())
+    fresh = json.loads((out / "parity-16-paper.json").read_text())
+    stale = {**fresh, "claims": [{**fresh["claims"][0], "holds": "stale", "why": "old words"}]}
+    (out / "parity-16-paper.json").write_text(json.dumps(stale))
+    assert rejudge(["parity-16", "no-cot"], out, ["paper"], log=lambda line: None) == [
+        "parity-16-paper",
+        "no-cot-paper",
+    ]
+    again = json.loads((out / "parity-16-paper.json").read_text())
+    assert again == fresh  # the claims as judged when they were written; runs, times kept
+    assert again["claims"][0]["holds"] in (out / "parity-16-paper.md").read_text()
+    assert (tmp_path / "results.md").is_file()
+    # a record that cannot be judged: a one-line error, and no record rewritten
+    (out / "parity-16-paper.json").write_text(json.dumps(stale))
+    broken = {**fresh, "arms": {"parity from scratch": fresh["arms"]["parity from scratch"]}}
+    (out / "no-cot-paper.json").write_text(json.dumps(broken))
+    with pytest.raises(IterationHeadsError, match=r"no-cot-paper.json' is not a record of no-cot"):
+        rejudge(["parity-16", "no-cot"], out, ["paper"])
+    assert json.loads((out / "parity-16-paper.json").read_text()) == stale
+    with pytest.raises(IterationHeadsError, match="no results of emergence in"):
+        rejudge(["emergence"], out, ["paper"])
+    # the command line: nothing trained, training options refused
+    (out / "no-cot-paper.json").write_text((docs / "no-cot-paper.json").read_text())
+    assert main(["reproduce", "parity-16", "--arm", "paper", "--rejudge", "--out", str(out)]) == 0
+    assert json.loads((out / "parity-16-paper.json").read_text()) == fresh
+    capsys.readouterr()
+    for extra in (["--jobs", "2"], ["--seeds", "3"], ["--extend"]):
+        assert main(["reproduce", "parity-16", "--rejudge", "--out", str(out), *extra]) == 2
+        assert f"drop {extra[0]}" in capsys.readouterr().err
