@@ -116,20 +116,18 @@ def test_local_executor_refuses_more_runs_than_cores() -> None:
     assert LocalExecutor(threads_per_run=1).slots == cores
 
 
-def test_local_workers_start_from_a_script_read_from_standard_input(tmp_path) -> None:
+def test_local_workers_start_from_a_script_read_from_standard_input(monkeypatch) -> None:
     # multiprocessing runs the main script again in each worker from __main__.__file__, which
-    # is "<stdin>" here: without the executor hiding it, every worker died before its call
-    script = (
-        "import __main__\n"
-        "from iteration_heads.runs.executors import LocalExecutor\n"
-        "with LocalExecutor(jobs=1) as executor:\n"
-        "    futures = executor.submit_all([(pow, (2, 10)), (pow, (3, 2))])\n"
-        "    print([f.result(timeout=120) for f in futures], __main__.__file__)\n"
-    )
-    done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True,
-                          cwd=tmp_path, timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.splitlines() == ["[1024, 9] <stdin>"]
+    # is "<stdin>" for `python -` or a heredoc: without the executor hiding it, every worker
+    # died before its call started
+    import __main__
+
+    monkeypatch.setattr(__main__, "__spec__", None, raising=False)  # as `python -` has it
+    monkeypatch.setattr(__main__, "__file__", "<stdin>", raising=False)
+    with LocalExecutor(jobs=1) as executor:
+        futures = executor.submit_all([(pow, (2, 10)), (pow, (3, 2))])
+        assert [f.result(timeout=120) for f in futures] == [1024, 9]
+    assert __main__.__file__ == "<stdin>"
 
 
 @pytest.mark.parametrize("engine, extra", [("ray", "ray"), ("submitit", "slurm")])
