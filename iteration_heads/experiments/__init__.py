@@ -10,7 +10,8 @@ train are the machinery below them, in :mod:`iteration_heads.runs`.
   :mod:`~iteration_heads.experiments.alternative_circuits`;
 * :mod:`~iteration_heads.experiments.registry`: :data:`EXPERIMENTS` by name;
 * :mod:`~iteration_heads.experiments.reproduction`: :func:`reproduce` writes each experiment's
-  records, :func:`rejudge` judges written records again with the current claims; :mod:`~iteration_heads.experiments.results_page` writes docs/results.md from them;
+  records, :func:`rejudge` judges written records again with the current claims;
+  :mod:`~iteration_heads.experiments.results_page` writes docs/results.md from them;
   :mod:`~iteration_heads.experiments.extending` adds seeds to written results;
 * :mod:`~iteration_heads.experiments.ontology`: the multi-hop model (:func:`train_ontology`),
   :mod:`~iteration_heads.experiments.ontology_study` and

@@ -196,7 +196,14 @@ def write_results(
 
 def judge(experiment: Experiment, results: Results) -> list[dict[str, str]]:
     """Each of the experiment's claims judged on ``results``: its text, the paper's figure, ours,
-    whether it holds and why."""
+    whether it holds and why.
+
+    Example:
+        >>> test = {"accuracy": 0.09, "eoi_peakiness": [], "iteration_peakiness": []}
+        >>> runs = [RunResult(seed, {"epochs": 150, "test": test}) for seed in (0, 1)]
+        >>> [c["holds"] for c in judge(get_experiment("no-cot"), {"no CoT": runs})]
+        ['yes']
+    """
     claims = []
     for claim in experiment.claims:
         ours, holds, why = claim.assess(results)
