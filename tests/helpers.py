@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 
 import torch
@@ -267,3 +269,14 @@ def renormalising_by_hand(model, tokens, *, before_mlp: bool) -> torch.Tensor:
         hidden = F.gelu(mlp_in @ w[f"{p}.mlp.in.weight"].T + w[f"{p}.mlp.in.bias"])
         x = x + hidden @ w[f"{p}.mlp.out.weight"].T + w[f"{p}.mlp.out.bias"]
     return norm("ln_final", x) @ w["unembed.weight"].T + w["unembed.bias"]
+
+
+def shell_commands(path: Path) -> list[list[str]]:
+    """The arguments of every ``iteration-heads`` command in the fenced shell blocks of a
+    Markdown page (``$ `` prompts and backslash continuations allowed)."""
+    blocks = re.findall(r"```(?:bash|console|sh|shell)\n(.*?)```", path.read_text(), re.S)
+    lines = [
+        line.removeprefix("$ ") for b in blocks for line in b.replace("\\\n", " ").splitlines()
+    ]
+    commands = [shlex.split(line, comments=True) for line in lines]
+    return [c[1:] for c in commands if c and c[0] == "iteration-heads"]

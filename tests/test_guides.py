@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import shell_commands
 
 import iteration_heads.tasks.task as task_module
 from iteration_heads.cli import build_parser
@@ -29,8 +30,11 @@ DOCS = ROOT / "docs"
 PAGES = sorted(  # the home page's code is run by test_packaging.py
     p for p in DOCS.rglob("*.md") if "```python" in p.read_text() and p.name != "index.md"
 )
-SKIP = re.compile(r"<!-- not run by the tests: (?P<why>[^>]+?) -->\n```python\n")
-SLOW = "<!-- slow -->\n```python\n"
+BLOCK = re.compile(
+    r"(?:<!-- (?:not run by the tests: (?P<why>[^>]+?)|(?P<slow>slow)) -->\n)?"
+    r"```python\n(?P<code>.*?)```",
+    flags=re.DOTALL,
+)
 VALUE = re.compile(r"""^(['"(\[{]|-?\d|True\b|False\b|None\b|tensor\(|torch\.|[A-Z]\w*\()""")
 
 
@@ -46,19 +50,15 @@ class Block:
 
 def page_blocks(path: Path) -> list[Block]:
     text = path.read_text()
-    found = []
-    for match in re.finditer(r"```python\n(.*?)```", text, flags=re.DOTALL):
-        before = text[: match.end(0) - len(match.group(1)) - 3]
-        skip = SKIP.search(before[-300:])
-        found.append(
-            Block(
-                code=match.group(1),
-                line=text.count("\n", 0, match.start(1)) + 1,
-                slow=before.endswith(SLOW),
-                skip=skip.group("why") if skip and before.endswith(skip.group(0)) else None,
-            )
+    return [
+        Block(
+            code=match.group("code"),
+            line=text.count("\n", 0, match.start("code")) + 1,
+            slow=match.group("slow") is not None,
+            skip=match.group("why"),
         )
-    return found
+        for match in BLOCK.finditer(text)
+    ]
 
 
 def normalised(text: str) -> str:
@@ -193,16 +193,6 @@ def test_the_checker_reads_values_prints_and_markers(tmp_path: Path) -> None:
             run_block(Block(wrong, 1, False, None), namespace, "page.md")
     assert shows("'iteration circuit: L1H0'", "'iteration circuit:\n  L1H0'")
     assert not shows("103", "1030: parameters")
-
-
-def shell_commands(path: Path) -> list[list[str]]:
-    lines = [
-        line.removeprefix("$ ")
-        for block in re.findall(r"```(?:bash|console|sh|shell)\n(.*?)```", path.read_text(), re.S)
-        for line in block.replace("\\\n", " ").splitlines()
-    ]
-    commands = [shlex.split(line, comments=True) for line in lines]
-    return [c[1:] for c in commands if c and c[0] == "iteration-heads"]
 
 
 @pytest.mark.parametrize("path", sorted(DOCS.rglob("*.md")), ids=lambda p: str(p.relative_to(DOCS)))

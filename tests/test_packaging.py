@@ -8,11 +8,11 @@ import contextlib
 import functools
 import io
 import re
-import shlex
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import shell_commands
 
 from iteration_heads.cli import build_parser
 
@@ -47,9 +47,7 @@ def test_pypi_description_links_and_images_resolve_off_the_repository() -> None:
 
 @pytest.mark.parametrize("path", DESCRIPTIONS, ids=lambda p: p.name)
 def test_every_command_shown_parses(path: Path) -> None:
-    lines = [line for block in blocks(path.read_text(), "bash") for line in block.splitlines()]
-    commands = [shlex.split(line, comments=True) for line in lines]
-    commands = [c[1:] for c in commands if c and c[0] == "iteration-heads"]
+    commands = shell_commands(path)
     assert commands, f"{path.name} shows no iteration-heads command"
     for argv in commands:
         build_parser().parse_args(argv)  # an unknown command or option raises

@@ -10,6 +10,7 @@ from pathlib import Path
 from iteration_heads.cli.common import HelpFormatter
 from iteration_heads.cli.executor_options import (
     add_executor_options,
+    check_executor_options,
     executor_from_args,
     executor_options,
 )
@@ -186,9 +187,11 @@ def rejudge_only(args: argparse.Namespace, names: list[str], study: bool) -> int
     """``reproduce --rejudge``: the written results judged again, nothing trained."""
     from iteration_heads.experiments import rejudge
 
+    check_executor_options(args)  # a cluster option without its executor, in its own words
     training = {"--seeds": args.seeds, "--epochs": args.epochs, "--extend": args.extend,
-                "--jobs": args.jobs != 1, "--executor": args.executor != "local"}  # fmt: skip
+                "--jobs": args.jobs != 1}  # fmt: skip
     given = [option for option, value in training.items() if value]
+    given += [executor_options(args)] if executor_options(args) else []
     if given or study:
         what = ", ".join(given + ["ontology"] * study)
         raise IterationHeadsError(

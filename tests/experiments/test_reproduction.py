@@ -473,6 +473,6 @@ def test_rejudge_rewrites_the_claims_of_written_results_from_the_runs_they_hold(
     assert main(["reproduce", "parity-16", "--arm", "paper", "--rejudge", "--out", str(out)]) == 0
     assert json.loads((out / "parity-16-paper.json").read_text()) == fresh
     capsys.readouterr()
-    for extra in (["--jobs", "2"], ["--seeds", "3"], ["--extend"]):
+    for extra in (["--jobs", "2"], ["--seeds", "3"], ["--extend"], ["--threads-per-run", "2"]):
         assert main(["reproduce", "parity-16", "--rejudge", "--out", str(out), *extra]) == 2
         assert f"drop {extra[0]}" in capsys.readouterr().err
