@@ -14,7 +14,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -142,11 +142,14 @@ def _os_error(err: Exception) -> OSError:
 
 
 def atomic_write(path: Path, write: Callable[[Path], object], size: int | None = None) -> None:
-    """Write ``path`` atomically: ``write(tmp)`` fills a temporary file in the same folder, which
-    is flushed to disk (fsync) and renamed over ``path``. A crash at any instant leaves the old
-    file or the new one, never a mix; a failed write (a full disk) leaves the old file and no
-    temporary file, and raises one line (:func:`write_error`, which says how much free space
-    the file needs: about ``size`` bytes).
+    """Write ``path`` atomically: ``write(tmp)`` fills a file in a private temporary folder
+    beside ``path`` (``.NAME.XXXXXXXX.tmp/NAME``), which is flushed to disk (fsync) and renamed
+    over ``path``. A crash at any instant leaves the old file or the new one, never a mix, and
+    at most that one folder (:func:`is_temporary`; :func:`remove_temporary` removes it),
+    however the writer works: safetensors, for one, stages its own ``.tmpXXXXXX`` beside the
+    file it writes, which lands in the private folder. A failed write (a full disk) leaves the
+    old file and no temporary, and raises one line (:func:`write_error`, which says how much
+    free space the file needs: about ``size`` bytes).
 
     Example:
         >>> import tempfile
@@ -156,11 +159,10 @@ def atomic_write(path: Path, write: Callable[[Path], object], size: int | None =
         ('new', ['a.txt'])
     """
     try:
-        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     except OSError as err:
         raise write_error(path, err, size) from None
-    os.close(handle)
-    tmp = Path(name)
+    tmp = staging / path.name
     try:
         write(tmp)
         os.chmod(tmp, FILE_MODE)
@@ -169,10 +171,45 @@ def atomic_write(path: Path, write: Callable[[Path], object], size: int | None =
         os.replace(tmp, path)
         _sync_folder(path.parent)
     except OSError as err:
-        tmp.unlink(missing_ok=True)  # first: the free space reported is without it
+        shutil.rmtree(staging, ignore_errors=True)  # first: the free space reported is without it
         raise write_error(path, err, size) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+TEMPORARY_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.tmp")
+"""The name of what an interrupted write of ``NAME`` leaves (``.model.safetensors.a1b2c3d4.tmp``):
+the folder of :func:`atomic_write`, or a checkpoint's folder."""
+
+
+def is_temporary(path: Path, names: Collection[str] | None = None) -> bool:
+    """Whether ``path`` is what an interrupted write left (:data:`TEMPORARY_NAME`), of one of
+    ``names`` if given.
+
+    Example:
+        >>> is_temporary(Path(".run.json.k2j4x9_a.tmp")), is_temporary(Path("x.tmp"))
+        (True, False)
+        >>> is_temporary(Path(".notes.k2j4x9_a.tmp"), names={"run.json"})
+        False
+    """
+    match = TEMPORARY_NAME.fullmatch(path.name)
+    return match is not None and (names is None or match.group(1) in names)
+
+
+def remove_temporary(path: Path) -> None:
+    """Remove what an interrupted write left: a temporary folder and what it holds, or a file.
+
+    Example:
+        >>> import tempfile
+        >>> staging = Path(tempfile.mkdtemp()) / ".a.json.k2j4x9_a.tmp"
+        >>> staging.mkdir(); _ = (staging / "a.json").write_text("{")
+        >>> remove_temporary(staging); staging.exists()
+        False
+    """
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def append_line(path: Path, line: str) -> None:
@@ -280,11 +317,25 @@ def write_output_text(path: Path, text: str) -> None:
         >>> out.read_text()
         'x'
     """
+    write_output_bytes(path, text.encode("utf-8"))
+
+
+def write_output_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` into ``path`` atomically (:func:`atomic_write`), creating its missing
+    folders first (for outputs checked by :func:`checked_output`).
+
+    Example:
+        >>> import tempfile
+        >>> out = Path(tempfile.mkdtemp()) / "new" / "a.png"
+        >>> write_output_bytes(out, b"\\x89PNG")
+        >>> out.read_bytes()
+        b'\\x89PNG'
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise write_error(path, err) from None
-    write_text(path, text)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data), len(data))
 
 
 def read_json(path: Path) -> Any:

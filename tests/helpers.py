@@ -22,6 +22,12 @@ from iteration_heads.runs import RunSpec
 from iteration_heads.tasks import Dataset
 
 
+def temporaries(folder: Path) -> list[str]:
+    """What interrupted writes left anywhere under ``folder``: our temporary files and folders
+    (``.NAME.XXXXXXXX.tmp``) and any other writer's (safetensors' ``.tmpXXXXXX``)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if ".tmp" in p.name)
+
+
 def tiny_config(**changes) -> ModelConfig:
     """A small model config (fast to build and run)."""
     base = {"d_model": 32, "max_len": 6}

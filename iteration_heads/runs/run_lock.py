@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from iteration_heads._io import LOCK_FILE, write_error
+from iteration_heads._io import LOCK_FILE, is_temporary, remove_temporary, write_error
 from iteration_heads.training.run_dir import RunInUse, take_run_lock
 
 
@@ -82,17 +82,18 @@ def claimed(directory: Path) -> Iterator[None]:
 
 
 def remove_temporaries(folder: Path) -> None:
-    """Delete the temporary files that writes killed part-way left in ``folder`` (``*.tmp``,
-    not in sub-folders). Call it only holding the lock that guards what ``folder`` holds.
+    """Delete what writes killed part-way left in ``folder`` (their temporary files and folders,
+    by name: :func:`~iteration_heads._io.is_temporary`; not in sub-folders). Call it only
+    holding the lock that guards what ``folder`` holds.
 
     Example:
         >>> import tempfile
         >>> folder = Path(tempfile.mkdtemp())
-        >>> _ = (folder / ".wall.json.x1.tmp").write_text("{")
+        >>> (folder / ".wall.json.x1b2c3d4.tmp").mkdir()
         >>> remove_temporaries(folder); list(folder.iterdir())
         []
     """
     if folder.is_dir():
         for path in folder.iterdir():
-            if path.name.endswith(".tmp") and path.is_file():
-                path.unlink(missing_ok=True)
+            if is_temporary(path):
+                remove_temporary(path)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from iteration_heads._io import read_json, write_text
+from iteration_heads._io import is_temporary, read_json, remove_temporary, write_text
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.runs.run_lock import run_holder
 from iteration_heads.runs.specs import finished
@@ -226,7 +226,8 @@ def write_table(
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob(f".{spec.name}.*.tmp"):  # writes of a sweep killed part-way
-        stale.unlink(missing_ok=True)
+        if is_temporary(stale):
+            remove_temporary(stale)
     written = [folder / f"{spec.name}.csv"]
     write_text(written[0], table.to_csv(index=False))
     curves = collect_curves(spec, runs)

@@ -21,6 +21,7 @@ from iteration_heads._io import (
     CHECKPOINT_DIR,
     METADATA_FILE,
     read_json,
+    remove_temporary,
     write_error,
     write_json,
     write_tensors,
@@ -99,10 +100,8 @@ def save_checkpoint(
     if not final.is_dir():  # else the same epoch: the same state (training is deterministic)
         _write_checkpoint(root, final, model, optimizer, epoch, configs)
     for stale in root.iterdir():  # interrupted writes of earlier processes
-        if stale.name.endswith(".tmp") and stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-        elif stale.name.endswith(".tmp"):
-            stale.unlink(missing_ok=True)
+        if stale.name.endswith(".tmp"):
+            remove_temporary(stale)
     for _, old in checkpoints(run)[KEEP_CHECKPOINTS:]:  # also after a kill before this step
         if old != root:
             shutil.rmtree(old, ignore_errors=True)

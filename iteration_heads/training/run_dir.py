@@ -40,8 +40,10 @@ from iteration_heads._io import (
     LOCK_HOLDER_FILE,
     METADATA_FILE,
     RUN_FILE,
+    TEMPORARY_NAME,
     WEIGHTS_FILE,
     read_json,
+    remove_temporary,
     versions,
     write_error,
     write_json,
@@ -116,20 +118,17 @@ def check_resumable(run: Path) -> dict[str, Any]:
     return record
 
 
-TEMPORARY = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.tmp")
-"""The temporary files of interrupted atomic writes (``.model.safetensors.a1b2c3d4.tmp``)."""
-
-
 def remove_stale_temporaries(run: Path) -> list[str]:
-    """Remove what interrupted writes left in ``run``: temporary files of its own files and
-    temporary checkpoint folders (only those, by name); returns their names. Call it holding
-    the run's lock (:func:`locked_run`), so that no write in progress is removed.
+    """Remove what interrupted writes left in ``run``: the temporaries of its own files and of
+    its checkpoint folders (only those, by name: :data:`~iteration_heads._io.TEMPORARY_NAME`);
+    returns their names. Call it holding the run's lock (:func:`locked_run`), so that no write
+    in progress is removed.
 
     Example:
         >>> import tempfile
         >>> run = Path(tempfile.mkdtemp())
         >>> for name in (".model.safetensors.a1b2c3d4.tmp", ".notes.a1b2c3d4.tmp", "x.tmp"):
-        ...     _ = (run / name).write_text("")
+        ...     (run / name).mkdir()
         >>> remove_stale_temporaries(run), sorted(p.name for p in run.iterdir())
         (['.model.safetensors.a1b2c3d4.tmp'], ['.notes.a1b2c3d4.tmp', 'x.tmp'])
     """
@@ -138,19 +137,11 @@ def remove_stale_temporaries(run: Path) -> list[str]:
         if not folder.is_dir():
             continue
         for path in sorted(folder.iterdir()):
-            match = TEMPORARY.fullmatch(path.name)
-            if not match:
-                continue
-            if names is not None and match.group(1) in names and not path.is_dir():
-                path.unlink(missing_ok=True)
-            elif names is None and re.fullmatch(r"epoch-\d+", match.group(1)):
-                if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
-            else:
-                continue
-            removed.append(path.name)
+            match = TEMPORARY_NAME.fullmatch(path.name)
+            written = match.group(1) if match else ""  # the name of the file or folder written
+            if written in names if names is not None else re.fullmatch(r"epoch-\d+", written):
+                remove_temporary(path)
+                removed.append(path.name)
     return removed
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from iteration_heads._io import write_output_text
+from iteration_heads._io import write_output_bytes, write_output_text
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.tasks.task import check_number
 from iteration_heads.viz.attention import AttentionView
@@ -81,7 +81,7 @@ def save_png(fig: go.Figure, path: str | os.PathLike[str], *, scale: float = 1.0
         )
     os.environ.setdefault("BROWSER_PATH", browser)
     out = Path(path)
-    fig.write_image(out, format="png", scale=scale)
+    write_output_bytes(out, fig.to_image(format="png", scale=scale))  # atomically
     return out
 
 

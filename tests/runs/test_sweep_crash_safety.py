@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from helpers import temporaries
 from sweep_helpers import InlineExecutor, write_spec
 
 CONTEXT = multiprocessing.get_context("forkserver")
@@ -91,8 +92,7 @@ def test_a_sweep_killed_at_random_instants_resumes_to_the_same_table(tmp_path) -
         pd.testing.assert_frame_equal(comparable(out), comparable(reference / "out"))
         curves = [pd.read_csv(folder / "crash.curves.csv") for folder in (out, reference / "out")]
         pd.testing.assert_frame_equal(*curves)
-        temporaries = [p for folder in (runs, out) for p in folder.rglob("*") if ".tmp" in p.name]
-        assert temporaries == []
+        assert temporaries(runs) == [] and temporaries(out) == []
         assert not list(runs.glob("*.error.json")) and not list(runs.glob("*.traceback.txt"))
     print(f"{landed} kills ({final} in a final save) over {rounds} sweeps in "
           f"{time.perf_counter() - start:.1f} s")  # fmt: skip

@@ -20,7 +20,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import CRASH_EPOCHS, crash_child, crash_run_parts, tiny_config, tiny_data
+from helpers import (
+    CRASH_EPOCHS,
+    crash_child,
+    crash_run_parts,
+    temporaries,
+    tiny_config,
+    tiny_data,
+)
 from safetensors.torch import load_file, save_file
 
 from iteration_heads import IterationHeadsError, build_model, load, save
@@ -81,11 +88,6 @@ def in_final_save(run: Path) -> bool:
     """Whether the run reached its final save: the last checkpoint (or its temporary folder)."""
     folder = run / "checkpoint"
     return folder.is_dir() and any(p.name.lstrip(".").startswith(FINAL) for p in folder.iterdir())
-
-
-def temporaries(run: Path) -> list[str]:
-    """Temporary files or folders of interrupted writes left anywhere in ``run``."""
-    return sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.name.endswith(".tmp"))
 
 
 def kill_at_random(run: Path, duration: float, rng: random.Random) -> tuple[int, int]:
@@ -239,7 +241,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_loses_nothing(tmp_path, mon
         train(model, data, config, out_dir=run, progress=False)
     assert "\n" not in str(raised.value)
     assert not (run / "model.safetensors").exists()
-    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
+    assert temporaries(run) == []
     monkeypatch.setattr(os, "fsync", fsync)  # space freed
     model, _, _ = crash_run_parts()
     with warnings.catch_warnings():

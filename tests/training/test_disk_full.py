@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import crash_run_parts
+from helpers import crash_run_parts, temporaries
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
@@ -71,7 +71,7 @@ def test_a_run_that_fills_a_real_disk_ends_in_one_line_and_resumes(tmpfs, tmp_pa
     assert len(err.strip().splitlines()) == 1, err
     assert "No space left on device (it needs " in err and "are free; free some space" in err
     assert ".safetensors'" in err and "Traceback" not in err
-    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
+    assert temporaries(run) == []
     ballast.unlink()  # space freed
     assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
     (history, weights), (expected, reference) = comparable(run), comparable(tmp_path / "reference")
@@ -101,7 +101,7 @@ def test_every_writer_reports_a_full_disk_in_one_line(tmpfs) -> None:
             write(folder)
         message = str(err.value)
         assert "\n" not in message and f"{name}'" in message and needed in message, message
-        assert not [p for p in tmpfs.rglob("*") if p.name.endswith(".tmp")]
+        assert temporaries(tmpfs) == []
 
 
 def test_a_full_disk_in_safetensors_is_one_line_without_root(tmp_path, monkeypatch) -> None:

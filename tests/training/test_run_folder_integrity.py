@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import crash_run_parts
+from helpers import crash_run_parts, temporaries
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
@@ -280,6 +280,8 @@ def test_the_next_run_removes_its_own_stale_temporaries_only(run: Path) -> None:
         ".config.json.abcdefgh.tmp",
         ".history.jsonl.0123abcd.tmp",
         "checkpoint/.epoch-000004.zzzzzzzz.tmp/model.safetensors",
+        ".run.json.q1w2e3r4.tmp/run.json",  # the private folders of atomic writes ...
+        ".model.safetensors.a9s8d7f6.tmp/.tmpAbC123",  # ... and what a writer staged in them
     ]
     theirs = [".notes.txt.abcdefgh.tmp", "checkpoint/.mine.tmp.keep"]
     for name in ours + theirs:
@@ -288,6 +290,7 @@ def test_the_next_run_removes_its_own_stale_temporaries_only(run: Path) -> None:
     resume(run, EPOCHS + 1)
     assert not any((run / name).exists() for name in ours)
     assert not (run / "checkpoint" / ".epoch-000004.zzzzzzzz.tmp").exists()
+    assert not (run / ".model.safetensors.a9s8d7f6.tmp").exists()
     assert all((run / name).exists() for name in theirs)
     assert remove_stale_temporaries(run) == []
 
@@ -333,7 +336,7 @@ def test_ctrl_c_in_train_is_one_line_with_the_resume_command(tmp_path, monkeypat
         f"iteration-heads: interrupted: {out} keeps its checkpoint of epoch 2; continue with: "
         f"iteration-heads train --out {out} --resume"
     ]
-    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    assert temporaries(out) == []
     assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
     assert [r["epoch"] for r in read_history(out)] == list(range(6))
 
