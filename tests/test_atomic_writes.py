@@ -4,6 +4,7 @@ it is given) and the process is killed inside it."""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -12,51 +13,60 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from helpers import temporaries
+from safetensors import SafetensorError
 
-from iteration_heads._io import atomic_write, is_temporary, write_tensors, write_text
+from iteration_heads import ModelConfig, build_model, load, save
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.runs.run_lock import remove_temporaries
 
 CONTEXT = multiprocessing.get_context("fork")
+BIG = ModelConfig(d_model=768, n_layers=2, max_len=4)  # 14 M parameters: a write of 57 MB
 
 
-def write_big(path: str) -> None:
+def save_big(folder: str) -> None:
     torch.set_num_threads(1)
-    write_tensors(Path(path), {"w": torch.ones(64_000_000)})  # 256 MB: long enough to be caught
+    save(build_model(BIG), folder)
     os._exit(0)
 
 
-def test_a_write_killed_inside_safetensors_leaves_only_its_own_folder(tmp_path) -> None:
-    path = tmp_path / "model.safetensors"
-    write_tensors(path, {"w": torch.zeros(2)})
-    process = CONTEXT.Process(target=write_big, args=(str(path),))
+def test_a_save_killed_inside_safetensors_leaves_the_old_model_and_only_our_folder(
+    tmp_path,
+) -> None:
+    old = build_model(dataclasses.replace(BIG, seed=1))
+    save(old, tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    process = CONTEXT.Process(target=save_big, args=(str(tmp_path),))
     process.start()
-    deadline, staged = time.perf_counter() + 60, []
+    deadline, staged = time.perf_counter() + 120, []
     while not staged and time.perf_counter() < deadline and process.is_alive():
         staged = list(tmp_path.rglob(".tmp*"))  # safetensors' own, wherever it is
     if not staged:
         process.join(60)
-        pytest.skip("the write ended before safetensors' own temporary file was seen")
+        pytest.skip("the save ended before safetensors' own temporary file was seen")
     os.kill(process.pid, signal.SIGKILL)
     process.join(60)
-    left = sorted(p.name for p in tmp_path.iterdir())
-    assert len(left) == 2 and "model.safetensors" in left, left
-    assert all(is_temporary(tmp_path / name) for name in left if name != "model.safetensors")
-    assert load_file(str(path))["w"].tolist() == [0.0, 0.0]  # the old file, whole
+    assert all(p.parent != tmp_path for p in staged), staged  # inside our folder, not beside
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name not in before)
+    assert (
+        len(left) == 1 and left[0].startswith(".model.safetensors.") and left[0].endswith(".tmp")
+    ), left
+    reloaded = load(tmp_path)  # the old model, whole
+    assert all(torch.equal(reloaded.state_dict()[k], v) for k, v in old.state_dict().items())
     remove_temporaries(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and temporaries(tmp_path) == []
 
 
-def test_a_failing_writer_leaves_the_old_file_and_no_temporary(tmp_path) -> None:
-    path = tmp_path / "a.json"
-    write_text(path, "old")
+def test_a_writer_that_fails_leaves_the_old_files_and_no_temporary(tmp_path, monkeypatch) -> None:
+    model = build_model(ModelConfig(d_model=32, max_len=4))
+    save(model, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
 
-    def fail(tmp: Path) -> None:
-        (tmp.parent / ".tmpAbC123").write_text("the writer's own")
-        raise OSError(28, "No space left on device")
+    def full(tensors, path, metadata=None) -> None:
+        (Path(path).parent / ".tmpAbC123").write_bytes(b"half")  # staged as safetensors does
+        raise SafetensorError("Error while serializing: No space left on device (os error 28)")
 
+    monkeypatch.setattr("iteration_heads._io.save_file", full)
     with pytest.raises(IterationHeadsError, match="No space left on device"):
-        atomic_write(path, fail)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
-    assert path.read_text() == "old"
+        save(build_model(ModelConfig(d_model=32, max_len=4, seed=1)), tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
