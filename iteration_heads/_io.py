@@ -143,13 +143,16 @@ def _os_error(err: Exception) -> OSError:
 
 def atomic_write(path: Path, write: Callable[[Path], object], size: int | None = None) -> None:
     """Write ``path`` atomically: ``write(tmp)`` fills a file in a private temporary folder
-    beside ``path`` (``.NAME.XXXXXXXX.tmp/NAME``), which is flushed to disk (fsync) and renamed
-    over ``path``. A crash at any instant leaves the old file or the new one, never a mix, and
-    at most that one folder (:func:`is_temporary`; :func:`remove_temporary` removes it),
-    however the writer works: safetensors, for one, stages its own ``.tmpXXXXXX`` beside the
-    file it writes, which lands in the private folder. A failed write (a full disk) leaves the
-    old file and no temporary, and raises one line (:func:`write_error`, which says how much
-    free space the file needs: about ``size`` bytes).
+    beside ``path`` (``.NAME.XXXXXXXX.tmp/NAME``), so that what the writer stages next to the
+    file it writes (safetensors writes a ``.tmpXXXXXX`` of its own) stays in that folder. The
+    file is then moved out to a temporary file beside ``path`` (``.NAME.YYYYYYYY.tmp``), the
+    folder removed, and the file flushed to disk (fsync) and renamed over ``path``, last.
+
+    A crash at any instant leaves the old file or the new one, never a mix; and once ``path``
+    is the new file, nothing else: what a crash before that leaves is named as
+    :data:`TEMPORARY_NAME` says (:func:`remove_temporary` removes it). A failed write (a full
+    disk) leaves the old file and no temporary, and raises one line (:func:`write_error`, which
+    says how much free space the file needs: about ``size`` bytes).
 
     Example:
         >>> import tempfile
@@ -158,28 +161,38 @@ def atomic_write(path: Path, write: Callable[[Path], object], size: int | None =
         >>> path.read_text(), [p.name for p in path.parent.iterdir()]
         ('new', ['a.txt'])
     """
+    staging: Path | None = None
+    tmp: Path | None = None
     try:
         staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    except OSError as err:
-        raise write_error(path, err, size) from None
-    tmp = staging / path.name
-    try:
-        write(tmp)
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(handle)
+        tmp = Path(name)
+        written = staging / path.name
+        write(written)
+        os.replace(written, tmp)
+        shutil.rmtree(staging)  # before ``path`` is replaced: then no temporary is left
+        staging = None
         os.chmod(tmp, FILE_MODE)
-        with open(tmp, "rb") as written:
-            os.fsync(written.fileno())
+        with open(tmp, "rb") as flushed:
+            os.fsync(flushed.fileno())
         os.replace(tmp, path)
+        tmp = None
         _sync_folder(path.parent)
     except OSError as err:
-        shutil.rmtree(staging, ignore_errors=True)  # first: the free space reported is without it
+        for left in (staging, tmp):  # first: the free space reported is without them
+            if left is not None:
+                remove_temporary(left)
         raise write_error(path, err, size) from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        for left in (staging, tmp):
+            if left is not None:
+                remove_temporary(left)
 
 
 TEMPORARY_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.tmp")
 """The name of what an interrupted write of ``NAME`` leaves (``.model.safetensors.a1b2c3d4.tmp``):
-the folder of :func:`atomic_write`, or a checkpoint's folder."""
+the folder or the file of :func:`atomic_write`, or a checkpoint's folder."""
 
 
 def is_temporary(path: Path, names: Collection[str] | None = None) -> bool:
