@@ -142,17 +142,13 @@ def _os_error(err: Exception) -> OSError:
 
 
 def atomic_write(path: Path, write: Callable[[Path], object], size: int | None = None) -> None:
-    """Write ``path`` atomically: ``write(tmp)`` fills a file in a private temporary folder
-    beside ``path`` (``.NAME.XXXXXXXX.tmp/NAME``), so that what the writer stages next to the
-    file it writes (safetensors writes a ``.tmpXXXXXX`` of its own) stays in that folder. The
-    file is then moved out to a temporary file beside ``path`` (``.NAME.YYYYYYYY.tmp``), the
-    folder removed, and the file flushed to disk (fsync) and renamed over ``path``, last.
-
-    A crash at any instant leaves the old file or the new one, never a mix; and once ``path``
-    is the new file, nothing else: what a crash before that leaves is named as
-    :data:`TEMPORARY_NAME` says (:func:`remove_temporary` removes it). A failed write (a full
-    disk) leaves the old file and no temporary, and raises one line (:func:`write_error`, which
-    says how much free space the file needs: about ``size`` bytes).
+    """Write ``path`` atomically: ``write(tmp)`` fills ``.NAME.XXXXXXXX.tmp/NAME``, a private
+    folder beside ``path`` that also holds what the writer stages next to its file (safetensors'
+    own ``.tmpXXXXXX``); the file is moved out to ``.NAME.YYYYYYYY.tmp``, the folder removed,
+    and the file flushed (fsync) and renamed over ``path``, last. A crash leaves the old file
+    or the new one, never a mix, and nothing else once ``path`` is new (before, temporaries
+    named as :data:`TEMPORARY_NAME` says). A failed write (a full disk) leaves the old file
+    and no temporary, and raises one line (:func:`write_error`: about ``size`` bytes needed).
 
     Example:
         >>> import tempfile
@@ -180,19 +176,20 @@ def atomic_write(path: Path, write: Callable[[Path], object], size: int | None =
         tmp = None
         _sync_folder(path.parent)
     except OSError as err:
-        for left in (staging, tmp):  # first: the free space reported is without them
-            if left is not None:
-                remove_temporary(left)
+        _remove_all(staging, tmp)  # first: the free space reported is without them
         raise write_error(path, err, size) from None
     finally:
-        for left in (staging, tmp):
-            if left is not None:
-                remove_temporary(left)
+        _remove_all(staging, tmp)
+
+
+def _remove_all(*paths: Path | None) -> None:
+    for path in paths:
+        if path is not None:
+            remove_temporary(path)
 
 
 TEMPORARY_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.tmp")
-"""The name of what an interrupted write of ``NAME`` leaves (``.model.safetensors.a1b2c3d4.tmp``):
-the folder or the file of :func:`atomic_write`, or a checkpoint's folder."""
+"""What an interrupted write of ``NAME`` leaves (:func:`atomic_write`, a checkpoint's folder)."""
 
 
 def is_temporary(path: Path, names: Collection[str] | None = None) -> bool:
@@ -200,10 +197,8 @@ def is_temporary(path: Path, names: Collection[str] | None = None) -> bool:
     ``names`` if given.
 
     Example:
-        >>> is_temporary(Path(".run.json.k2j4x9_a.tmp")), is_temporary(Path("x.tmp"))
+        >>> is_temporary(Path(".run.json.k2j4x9_a.tmp")), is_temporary(Path(".a.k2j4x9_a.tmp"), {"b"})
         (True, False)
-        >>> is_temporary(Path(".notes.k2j4x9_a.tmp"), names={"run.json"})
-        False
     """
     match = TEMPORARY_NAME.fullmatch(path.name)
     return match is not None and (names is None or match.group(1) in names)

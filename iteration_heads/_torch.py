@@ -19,28 +19,51 @@ Head = tuple[int, int]
 
 @contextmanager
 def evaluating(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode and no gradients inside; every submodule's own mode restored after.
+    """Eval mode and no gradients inside; every submodule's own mode, and whether gradients
+    are on, restored after, even when a ``KeyboardInterrupt`` lands in the restoring (or in a
+    ``torch.no_grad`` inside, whose own exit can be cut short and leave them off).
 
     Example:
         >>> from iteration_heads import ModelConfig, build_model
         >>> model = build_model(ModelConfig(d_model=32, max_len=4)).train()
         >>> with evaluating(model):
-        ...     inside = model.training
-        >>> inside, model.training
-        (False, True)
+        ...     inside = model.training, torch.is_grad_enabled()
+        >>> inside, model.training, torch.is_grad_enabled()
+        ((False, False), True, True)
     """
     modes = [(module, module.training) for module in model.modules()]
+    gradients = torch.is_grad_enabled()
 
     def restore() -> None:
+        torch.set_grad_enabled(gradients)
         for module, mode in modes:
             module.training = mode
 
     try:
         model.eval()  # inside the try: an interrupt half-way through still restores every mode
-        with torch.no_grad():
-            yield
+        torch.set_grad_enabled(False)
+        yield
     finally:
         run_to_the_end(restore)
+
+
+@contextmanager
+def without_gradients() -> Iterator[None]:
+    """No gradients inside; whether they were on restored after, even when a
+    ``KeyboardInterrupt`` lands in the restoring (``torch.no_grad`` can be cut short there).
+
+    Example:
+        >>> with without_gradients():
+        ...     inside = torch.is_grad_enabled()
+        >>> inside, torch.is_grad_enabled()
+        (False, True)
+    """
+    gradients = torch.is_grad_enabled()
+    try:
+        torch.set_grad_enabled(False)
+        yield
+    finally:
+        run_to_the_end(lambda: torch.set_grad_enabled(gradients))
 
 
 def run_to_the_end(cleanup: Callable[[], None], tries: int = 8) -> None:

@@ -168,6 +168,7 @@ def assert_as_found(model: torch.nn.Module, tokens: torch.Tensor, what: str, hoo
     assert hooks_attached(model) == hooks, f"{what}: hooks left attached"
     assert not any(p.fwd_hooks or p._forward_hooks for p in model.hook_dict.values()), what
     assert all(m.training for m in model.modules()), f"{what}: mode not restored"
+    assert torch.is_grad_enabled(), f"{what}: gradients left off"
     assert model(tokens).shape[:2] == tokens.shape, what
 
 
@@ -203,6 +204,51 @@ def test_an_interrupt_at_any_hook_registration_or_call_leaves_the_model_as_found
         with interrupt.installed(monkeypatch), pytest.raises(KeyboardInterrupt):
             operation(setting)
         assert_as_found(model, setting["tokens"], f"{name}: interrupt {where} #{k}", hooks)
+    model.eval()
+
+
+class GradientsBackOn:
+    """Counts the calls that turn gradients back on (``torch.no_grad``'s exit and ours); raises
+    KeyboardInterrupt in the k-th, before it takes effect: a Ctrl-C that lands there."""
+
+    def __init__(self, k: int = 0) -> None:
+        self.k, self.calls = k, 0
+
+    @contextmanager
+    def installed(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+        real = torch.set_grad_enabled
+
+        def counting(mode: bool) -> Any:
+            if mode:
+                self.calls += 1
+                if self.calls == self.k:
+                    raise KeyboardInterrupt
+            return real(mode)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(torch, "set_grad_enabled", counting)
+            yield
+
+
+TURN_GRADIENTS_OFF = [n for n in OPERATIONS if n not in ("audit_found", "ablate", "patch_pattern")]
+"""The operations that turn gradients off (a context manager's, run under the caller's mode)."""
+
+
+@pytest.mark.parametrize("name", TURN_GRADIENTS_OFF)
+def test_an_interrupt_while_gradients_are_turned_back_on_leaves_them_on(
+    setting: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, operation = setting["model"], OPERATIONS[name]
+    model.train()
+    counter = GradientsBackOn()
+    with counter.installed(monkeypatch):
+        operation(setting)
+    assert counter.calls > 0, name
+    hooks = hooks_attached(model)
+    for k in range(1, counter.calls + 1):
+        with GradientsBackOn(k).installed(monkeypatch), pytest.raises(KeyboardInterrupt):
+            operation(setting)
+        assert_as_found(model, setting["tokens"], f"{name}: interrupt in restore #{k}", hooks)
     model.eval()
 
 

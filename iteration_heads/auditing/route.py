@@ -245,7 +245,7 @@ def position_route(
     labels = ["clean", "all", *(c.label for c in senders)]
     weights: dict[str, list[Tensor]] = {label: [] for label in labels}
     device = device_of(model)
-    with evaluating(model), torch.no_grad():
+    with evaluating(model):
         for start in range(0, len(clean), batch_size):
             rows = slice(start, start + batch_size)
             chunk = clean.select(rows)

@@ -29,6 +29,7 @@ from iteration_heads._torch import (
     device_of,
     evaluating,
     pattern_hook,
+    without_gradients,
 )
 from iteration_heads.detection.probes import Probes
 from iteration_heads.errors import IterationHeadsError
@@ -127,7 +128,7 @@ def step_attention(
     return steps_by_head(model, probes, [(layer, index)], batch_size=batch_size)[(layer, index)]
 
 
-@torch.no_grad()
+@without_gradients()
 def steps_by_head(
     model: Any,
     probes: Probes,

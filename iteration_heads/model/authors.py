@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from iteration_heads._torch import without_gradients
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.tasks.layout import TokenLayout
 from iteration_heads.tasks.task import check_int
@@ -92,7 +93,7 @@ def init_linear_weights(
     """
     weights: dict[str, torch.Tensor] = model.state_dict(keep_vars=True)
     n_layers = sum(name.endswith(".attn.q.weight") for name in weights)
-    with torch.no_grad():
+    with without_gradients():
         for layer in range(n_layers):
             p = f"blocks.{layer}"
             qkv = [weights[f"{p}.attn.{n}.weight"] for n in "qkv"]
@@ -146,7 +147,7 @@ def init_authors(model: nn.Module, layout: TokenLayout, seed: int) -> None:
             f"draws {AUTHORS_VOCAB} tokens (set d_vocab_={AUTHORS_VOCAB})"
         )
     generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
-    with torch.no_grad():
+    with without_gradients():
         for weight, order in ((embed, rows), (weights["pos_embed.weight"], None)):
             drawn = nn.init.normal_(torch.empty(weight.shape), generator=generator)
             weight.copy_(drawn if order is None else drawn[order])

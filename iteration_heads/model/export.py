@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from iteration_heads._io import versions, write_error, write_json, write_text
+from iteration_heads._torch import without_gradients
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.checkpoint import load, model_metadata
 from iteration_heads.model.fast_forward import Weights, forward
@@ -323,7 +324,7 @@ def export_hf(model_or_path: Any, out_dir: str | os.PathLike[str]) -> Path:
         0, config.d_vocab, (4, config.n_ctx), generator=torch.Generator().manual_seed(0)
     )
     double = {k: v.double() for k, v in state.items()}
-    with torch.no_grad():  # the mapping is exact (float64), and float32 agrees to 1e-5
+    with without_gradients():  # the mapping is exact (float64), and float32 agrees to 1e-5
         mapped = gpt2_model(config, double, eps, eos).double()(tokens).logits
         exact = forward(Weights(config, double, eps), tokens)[0]
         expected = model(tokens.to(next(model.parameters()).device)).detach().cpu()

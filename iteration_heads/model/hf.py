@@ -18,6 +18,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from iteration_heads._io import WEIGHTS_FILE
+from iteration_heads._torch import without_gradients
 from iteration_heads.errors import IterationHeadsError
 
 
@@ -300,7 +301,7 @@ def check_finite(model: torch.nn.Module, where: str) -> None:
     Example:
         >>> layer = torch.nn.Linear(2, 2)
         >>> check_finite(layer, "here")
-        >>> with torch.no_grad():
+        >>> with without_gradients():
         ...     layer.bias[0] = float("nan")
         >>> check_finite(layer, "here")
         Traceback (most recent call last):
@@ -424,14 +425,14 @@ def _load_hf_folder(path: Path, device: str | torch.device) -> tuple[Transformer
         model.to(device)
         width = min(8, int(getattr(config, "n_positions", None) or 8))
         tokens = (torch.arange(width, device=device) * 7 % int(config.vocab_size))[None]
-        with torch.no_grad():
+        with without_gradients():
             theirs = model(tokens).logits.float()
         step = "wrapping the model"
         bridge = wrap_hf_model(model, architecture=type(model).__name__)
         if "blocks.0.attn.hook_pattern" not in bridge.hook_dict:
             raise IterationHeadsError(f"{where}: the model has no attention hooks to read")
         step = "a forward pass of the bridge"
-        with torch.no_grad():
+        with without_gradients():
             mine = bridge(tokens).float()
         check_same_logits(mine, theirs, config, where)
     except IterationHeadsError:

@@ -21,6 +21,7 @@ from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
 from iteration_heads._io import strict_from_dict
+from iteration_heads._torch import without_gradients
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.memory import available_memory
 from iteration_heads.model.authors import (
@@ -244,7 +245,7 @@ def build_model(
         )
     model = TransformerBridge.boot_native(config.transformer_lens_config(device))  # type: ignore[attr-defined]
     generator = torch.Generator().manual_seed(config.seed + 1)
-    with torch.no_grad():
+    with without_gradients():
         if config.embedding_init == "normal":
             model.embed.weight.copy_(torch.randn(model.embed.weight.shape, generator=generator))
         if config.embedding_init == "normal" or config.positional == "frozen":
@@ -264,7 +265,7 @@ def build_model(
     if not config.biases:
         for name, param in model.state_dict(keep_vars=True).items():
             if name.endswith(".bias") and isinstance(param, torch.nn.Parameter):
-                with torch.no_grad():
+                with without_gradients():
                     param.zero_()
                 param.requires_grad_(False)
     setattr(model, _CONFIG_ATTR, config)

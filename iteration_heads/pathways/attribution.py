@@ -46,7 +46,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from iteration_heads._torch import attached_hooks, device_of, evaluating, z_hook
+from iteration_heads._torch import attached_hooks, device_of, evaluating, without_gradients, z_hook
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids
 from iteration_heads.memory import analysis_rows, rows_per_pass
@@ -372,7 +372,7 @@ def transformer_lens_estimates(model: Any, prompts: Any) -> tuple[Tensor, Tensor
         for i in range(len(prompts)):
             clean, corrupt = (t[i : i + 1, :width].to(device) for t in (prompts.clean, corrupted))
             p, answer = int(prompts.position[i]), int(prompts.answer[i])
-            with torch.no_grad():
+            with without_gradients():
                 clean_lp = model(clean)[0, p].double().log_softmax(-1)
                 top2 = model(corrupt)[0, p].topk(2).indices.tolist()
             foil = top2[1] if top2[0] == answer else top2[0]

@@ -28,7 +28,13 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from iteration_heads._results import Result, plain
-from iteration_heads._torch import cached_run, device_of, evaluating, resid_pre_hook
+from iteration_heads._torch import (
+    cached_run,
+    device_of,
+    evaluating,
+    resid_pre_hook,
+    without_gradients,
+)
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.pathways.probing_pairs import RelationPairs, ontology_pairs
 from iteration_heads.tasks.ontology import OntologyProblems
@@ -132,7 +138,7 @@ def _train(x: Tensor, y: Tensor, xv: Tensor, yv: Tensor, hidden: int, k: int, op
         optimiser.zero_grad()
         torch.nn.functional.cross_entropy(probe(x), y).backward()
         optimiser.step()
-        with torch.no_grad():
+        with without_gradients():
             loss = float(torch.nn.functional.cross_entropy(probe(xv), yv))
         if loss < best - 1e-4:
             best, waited = loss, 0
@@ -146,7 +152,7 @@ def _train(x: Tensor, y: Tensor, xv: Tensor, yv: Tensor, hidden: int, k: int, op
 
 def _scores(probe: Any, x: Tensor, y: Tensor, k: int) -> tuple[float, float]:
     """Accuracy and macro-F1 (over the classes present)."""
-    with torch.no_grad():
+    with without_gradients():
         guess = probe(x).argmax(-1)
     f1s = []
     for c in range(k):
@@ -337,7 +343,7 @@ def relation_probes(
              for i in layers]  # fmt: skip
     features = torch.zeros(len(layers), len(pairs), 2 * int(model.cfg.d_model))
     device = device_of(model)
-    with evaluating(model), torch.no_grad():
+    with evaluating(model):
         for start in range(0, len(pairs.tokens), size):
             rows = (pairs.example >= start) & (pairs.example < start + size)
             batch = pairs.tokens[start : start + size].to(device)

@@ -38,7 +38,14 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from iteration_heads._results import Result, plain
-from iteration_heads._torch import Head, device_of, evaluating, head_names, z_hook
+from iteration_heads._torch import (
+    Head,
+    device_of,
+    evaluating,
+    head_names,
+    without_gradients,
+    z_hook,
+)
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.interventions.batch import check_token_ids
 from iteration_heads.memory import analysis_rows, batch_rows, rows_per_pass
@@ -328,7 +335,7 @@ def _contributions(
             best: Tensor | None = None
             if steps > 1:  # the clean run's z first: the path's gaps
                 hooks = [(z_hook(la), _tap(la, zs, {}, {}, 0.0)) for la in range(n_layers)]
-                with torch.no_grad():
+                with without_gradients():
                     logits = scored_logits(model, batch.to(device), at, hooks=hooks)
                 best = logits.double().topk(candidates, dim=-1).indices
                 full = logits.double().gather(-1, best)

@@ -111,7 +111,7 @@ def reference_means(
     distinct, weight_all, plan = reference_passes(model, tokens, mask, batch_size)
     names = {z_hook(layer): layer for layer in range(int(model.cfg.n_layers))}
     sums: dict[int, Tensor] = {}
-    with evaluating(model), torch.no_grad():
+    with evaluating(model):
         for rows, width in plan:
             weight = weight_all[rows, :width]
             hooks = [

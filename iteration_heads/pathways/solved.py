@@ -71,7 +71,7 @@ def step_accuracy(
         )
     device = device_of(model)
     right = []
-    with evaluating(model), torch.inference_mode():
+    with evaluating(model):
         for start in range(0, len(prompts), size):
             position = prompts.position[start : start + size]
             tokens = prompts.clean[start : start + size, : int(position.max()) + 1]

@@ -35,6 +35,7 @@ from torch import Tensor
 from torch.func import vmap
 from tqdm import tqdm
 
+from iteration_heads._torch import without_gradients
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.checkpoint import attach_metadata, save
 from iteration_heads.model.fast_forward import Weights, forward
@@ -270,7 +271,7 @@ class _Stack:
         """Copy slice ``i`` into ``member.model``; returns the seed's own optimiser with the
         state the stacked one holds for it (what its separate run would checkpoint)."""
         params = dict(member.model.state_dict(keep_vars=True))
-        with torch.no_grad():
+        with without_gradients():
             for name, stacked in self.tensors.items():
                 params[name].copy_(stacked[i])
         mine = trainable_parameters(member.model, member.config.trainable)

@@ -13,6 +13,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from iteration_heads._results import Result
+from iteration_heads._torch import without_gradients
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.fast_forward import Weights, forward
 from iteration_heads.model.transformer import model_config
@@ -140,7 +141,7 @@ class Evaluation(Result):
         return "\n".join(lines)
 
 
-@torch.no_grad()
+@without_gradients()
 def evaluate(model: torch.nn.Module, split: Split, *, batch_size: int = 1024) -> Evaluation:
     """Teacher-forced accuracy, loss and attention metrics of every head, per length.
 

@@ -16,6 +16,7 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 from iteration_heads._results import Result
+from iteration_heads._torch import without_gradients
 from iteration_heads.errors import IterationHeadsError
 from iteration_heads.model.fast_forward import Weights, forward
 from iteration_heads.model.transformer import model_config
@@ -121,7 +122,7 @@ def evaluate_ontology(
     right = torch.zeros(len(SUBTASKS), dtype=torch.long)
     total = torch.zeros(len(SUBTASKS), dtype=torch.long)
     answer_code = SUBTASKS.index("answer")
-    with torch.no_grad():
+    with without_gradients():
         for index in torch.arange(len(problems)).split(batch_size):
             tokens = problems.tokens[index].to(device)
             targets = problems.targets[index].to(device)

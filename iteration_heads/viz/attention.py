@@ -30,6 +30,7 @@ from iteration_heads._torch import (
     device_of,
     evaluating,
     pattern_hook,
+    without_gradients,
 )
 from iteration_heads.detection.probes import Probes
 from iteration_heads.errors import IterationHeadsError
@@ -147,7 +148,7 @@ def _check_model(model: Any) -> None:
         )
 
 
-@torch.no_grad()
+@without_gradients()
 def _patterns(model: Any, tokens: list[int]) -> Float[Tensor, "layer head query key"]:
     names = [pattern_hook(layer) for layer in range(int(model.cfg.n_layers))]
     device = device_of(model)
