@@ -97,8 +97,8 @@ test:
 # Long runs marked slow, not in the default suite: 200-epoch trainings of the paper's model
 # (seed 0 must form the head; seeds 1 and 2 are expected failures), the no-CoT control, a run
 # killed at 300 random instants, sweeps on a Ray cluster and a SLURM cluster started on this
-# machine (skipped where Ray or slurm-wlm is missing), sharded patching through a second local
-# Ray runtime, and the guides' code blocks of minutes.
+# machine (skipped where Ray or slurm-wlm is missing), a sweep through a local Ray runtime cell
+# by cell against local processes, and the guides' code blocks of minutes.
 slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 

@@ -63,7 +63,11 @@ def without_gradients() -> Iterator[None]:
         torch.set_grad_enabled(False)
         yield
     finally:
-        run_to_the_end(lambda: torch.set_grad_enabled(gradients))
+
+        def restore() -> None:
+            torch.set_grad_enabled(gradients)
+
+        run_to_the_end(restore)
 
 
 def run_to_the_end(cleanup: Callable[[], None], tries: int = 8) -> None:

@@ -115,7 +115,6 @@ def test_local_executor_with_two_workers_equals_one_process(setup) -> None:
     assert_same(result, whole)
 
 
-@pytest.mark.slow  # a Ray runtime of its own: `make test` starts one, for the sweep table
 def test_ray_executor_equals_one_process(setup) -> None:
     pytest.importorskip("ray")
     from iteration_heads.runs import RayExecutor
