@@ -14,7 +14,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -192,16 +192,14 @@ TEMPORARY_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.tmp")
 """What an interrupted write of ``NAME`` leaves (:func:`atomic_write`, a checkpoint's folder)."""
 
 
-def is_temporary(path: Path, names: Collection[str] | None = None) -> bool:
-    """Whether ``path`` is what an interrupted write left (:data:`TEMPORARY_NAME`), of one of
-    ``names`` if given.
+def is_temporary(path: Path) -> bool:
+    """Whether ``path`` is what an interrupted write left (:data:`TEMPORARY_NAME`).
 
     Example:
-        >>> is_temporary(Path(".run.json.k2j4x9_a.tmp")), is_temporary(Path(".a.k2j4x9_a.tmp"), {"b"})
+        >>> is_temporary(Path(".run.json.k2j4x9_a.tmp")), is_temporary(Path("x.tmp"))
         (True, False)
     """
-    match = TEMPORARY_NAME.fullmatch(path.name)
-    return match is not None and (names is None or match.group(1) in names)
+    return TEMPORARY_NAME.fullmatch(path.name) is not None
 
 
 def remove_temporary(path: Path) -> None:

@@ -19,9 +19,9 @@ Head = tuple[int, int]
 
 @contextmanager
 def evaluating(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode and no gradients inside; every submodule's own mode, and whether gradients
-    are on, restored after, even when a ``KeyboardInterrupt`` lands in the restoring (or in a
-    ``torch.no_grad`` inside, whose own exit can be cut short and leave them off).
+    """Eval mode and no gradients inside (:func:`without_gradients`); every submodule's own
+    mode, and whether gradients are on, restored after, even when a ``KeyboardInterrupt``
+    lands in the restoring (or in a ``torch.no_grad`` inside, whose exit can be cut short).
 
     Example:
         >>> from iteration_heads import ModelConfig, build_model
@@ -32,17 +32,15 @@ def evaluating(model: torch.nn.Module) -> Iterator[None]:
         ((False, False), True, True)
     """
     modes = [(module, module.training) for module in model.modules()]
-    gradients = torch.is_grad_enabled()
 
     def restore() -> None:
-        torch.set_grad_enabled(gradients)
         for module, mode in modes:
             module.training = mode
 
     try:
         model.eval()  # inside the try: an interrupt half-way through still restores every mode
-        torch.set_grad_enabled(False)
-        yield
+        with without_gradients():
+            yield
     finally:
         run_to_the_end(restore)
 
@@ -50,7 +48,8 @@ def evaluating(model: torch.nn.Module) -> Iterator[None]:
 @contextmanager
 def without_gradients() -> Iterator[None]:
     """No gradients inside; whether they were on restored after, even when a
-    ``KeyboardInterrupt`` lands in the restoring (``torch.no_grad`` can be cut short there).
+    ``KeyboardInterrupt`` lands in the restoring (``torch.no_grad``'s own exit can be cut
+    short there, and leave them off for the rest of the session).
 
     Example:
         >>> with without_gradients():
@@ -59,14 +58,14 @@ def without_gradients() -> Iterator[None]:
         (False, True)
     """
     gradients = torch.is_grad_enabled()
+
+    def restore() -> None:
+        torch.set_grad_enabled(gradients)
+
     try:
         torch.set_grad_enabled(False)
         yield
     finally:
-
-        def restore() -> None:
-            torch.set_grad_enabled(gradients)
-
         run_to_the_end(restore)
 
 
